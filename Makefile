@@ -1,0 +1,37 @@
+# The README's quick start: `make demo`, then `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.hearth-installed
+DEV_STAMP := $(VENV)/.hearth-dev
+DEMO_HOME := $(CURDIR)/.hearth-demo
+DEMO := HEARTH_HOME=$(DEMO_HOME) HF_HUB_OFFLINE=1 $(BIN)/hearth --config deploy/demo/hearth.yaml
+
+.PHONY: install dev demo test bench lint clean
+
+$(STAMP): pyproject.toml deploy/install.sh
+	VENV=$(VENV) bash deploy/install.sh
+	touch $@
+
+$(DEV_STAMP): $(STAMP)
+	VENV=$(VENV) bash deploy/install.sh --dev
+	touch $@
+
+install: $(STAMP)
+
+dev: $(DEV_STAMP)
+
+demo: $(STAMP)
+	$(DEMO) ask "How many vacation days do new employees get, and how do I request time off?"
+
+test: $(DEV_STAMP)
+	bash tests/run.sh
+
+bench: $(DEV_STAMP)
+	$(BIN)/python bench/llm.py
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check core bot lsp connectors server tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) $(DEMO_HOME) .pytest_cache

@@ -1,0 +1,1 @@
+"""Hearth's engine: every surface (chat, editor, schedules) calls into this package and nothing else."""

@@ -1,0 +1,1 @@
+"""Code use cases: explain, generate, generate tests, and the sandboxed test runner."""

@@ -1,0 +1,269 @@
+"""The one Settings tree: ``hearth.yaml`` plus ``HEARTH_SECTION__KEY`` environment overrides.
+
+Load it once at the edge (``main()`` or an app factory) and pass it down::
+
+    settings = load_settings(Path("hearth.yaml"))
+    settings.llm.local.n_ctx
+
+Environment variables win over the file: ``HEARTH_LLM__LOCAL__N_GPU_LAYERS=-1``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from core.code.config import SandboxSettings
+from core.digests.config import DigestSpec
+from core.errors import ConfigError
+from core.llm.config import LLMSettings
+from core.retrieval.config import EmbedSettings, RetrievalSettings, SourceSpec, StoreSettings
+from core.section import Section
+from core.tables.config import TablesSettings, TableSourceSpec
+
+
+def default_home() -> Path:
+    """Where Hearth keeps its data when nothing else is configured."""
+    env = os.environ.get("HEARTH_HOME")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "hearth"
+
+
+class PromptSettings(Section):
+    """Prompt template overrides."""
+
+    dir: Path | None = Field(None, description="Directory of extra or overriding *.j2 templates.")
+
+
+class DatabaseSettings(Section):
+    """State: job store, run records, audit log, event de-duplication, tokens."""
+
+    url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL (postgresql+psycopg://… in production). Empty: SQLite at <home>/hearth.db."
+    )
+
+
+class ServerSettings(Section):
+    """The `hearth serve` HTTP process."""
+
+    host: str = Field("127.0.0.1", description="Address to bind.")
+    port: int = Field(8080, ge=0, le=65535, description="Port to bind (0 picks a free one).")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
+    shutdown_timeout_s: float = Field(20.0, ge=0, description="Time in-flight answers get on SIGTERM.")
+    rate_limit_per_minute: int = Field(60, ge=1, description="REST requests per token per minute.")
+
+
+class SlackSettings(Section):
+    """The Slack bot."""
+
+    enabled: bool = Field(False, description="Mount the Slack bot in `hearth serve`.")
+    mode: Literal["http", "socket"] = Field("http", description="HTTP Events API or Socket Mode.")
+    bot_token: SecretStr | None = Field(None, description="Bot token (xoxb-…).")
+    signing_secret: SecretStr | None = Field(None, description="Signing secret for request verification.")
+    app_token: SecretStr | None = Field(None, description="App-level token (xapp-…) for Socket Mode.")
+    api_base_url: str = Field("https://slack.com/api/", description="Slack Web API base URL.")
+    default_acl: list[str] = Field(default_factory=lambda: ["public"], description="Tokens every Slack user holds.")
+    user_groups: dict[str, list[str]] = Field(
+        default_factory=dict, description="Slack user-group id -> ACL tokens its members get."
+    )
+    users: dict[str, list[str]] = Field(default_factory=dict, description="Slack user id -> extra ACL tokens.")
+    channels: dict[str, list[str]] = Field(
+        default_factory=dict, description="Channel id -> ACL tokens granted inside that channel."
+    )
+    rate_limit_per_minute: int = Field(10, ge=1, description="Questions per user per minute.")
+    max_question_chars: int = Field(4000, ge=10, description="Longer questions get a polite limit message.")
+    update_interval_s: float = Field(1.0, ge=0.1, description="Minimum seconds between streamed message updates.")
+
+
+class DingTalkWebhook(Section):
+    """A custom-robot webhook for proactive posts."""
+
+    url: str = Field(description="Webhook URL with access_token.")
+    secret: SecretStr | None = Field(None, description="Signing secret (SEC…).")
+
+
+class DingTalkSettings(Section):
+    """The DingTalk bot."""
+
+    enabled: bool = Field(False, description="Mount the DingTalk bot in `hearth serve`.")
+    mode: Literal["stream", "http"] = Field("stream", description="Stream mode (WebSocket) or HTTP callback.")
+    client_id: str | None = Field(None, description="App key / client id.")
+    client_secret: SecretStr | None = Field(None, description="App secret; also signs callbacks.")
+    robot_code: str | None = Field(None, description="Robot code for cards and proactive messages.")
+    webhooks: dict[str, DingTalkWebhook] = Field(default_factory=dict, description="Named custom-robot webhooks.")
+    api_base_url: str = Field("https://api.dingtalk.com", description="DingTalk OpenAPI base URL.")
+    default_acl: list[str] = Field(default_factory=lambda: ["public"], description="Tokens every DingTalk user holds.")
+    users: dict[str, list[str]] = Field(default_factory=dict, description="DingTalk staff id -> extra ACL tokens.")
+    conversations: dict[str, list[str]] = Field(
+        default_factory=dict, description="Conversation id -> ACL tokens granted inside it."
+    )
+    max_question_chars: int = Field(4000, ge=10, description="Longer questions get a polite limit message.")
+
+
+class LspSettings(Section):
+    """The language server."""
+
+    server_url: str | None = Field(None, description="Use a remote `hearth serve` instead of the in-process core.")
+    token: SecretStr | None = Field(None, description="Bearer token for server_url.")
+    index_workspace: bool = Field(True, description="Index the workspace for context on open and save.")
+
+
+class Settings(BaseSettings):
+    """Root of the configuration tree."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HEARTH_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    home: Path = Field(default_factory=default_home, description="Data directory (HEARTH_HOME).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    llm: LLMSettings = Field(default_factory=LLMSettings, description="Models and routing.")
+    embed: EmbedSettings = Field(default_factory=EmbedSettings, description="Embedder.")
+    store: StoreSettings = Field(default_factory=StoreSettings, description="Vector store.")
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="Chunking and search.")
+    sources: list[SourceSpec] = Field(default_factory=list, description="Document sources to index.")
+    tables: list[TableSourceSpec] = Field(default_factory=list, description="Table sources to query.")
+    table_limits: TablesSettings = Field(default_factory=TablesSettings, description="Limits on table queries.")
+    prompts: PromptSettings = Field(default_factory=PromptSettings, description="Prompt templates.")
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings, description="State database.")
+    server: ServerSettings = Field(default_factory=ServerSettings, description="`hearth serve`.")
+    slack: SlackSettings = Field(default_factory=SlackSettings, description="Slack bot.")
+    dingtalk: DingTalkSettings = Field(default_factory=DingTalkSettings, description="DingTalk bot.")
+    lsp: LspSettings = Field(default_factory=LspSettings, description="Language server.")
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings, description="Code sandbox.")
+    digests: list[DigestSpec] = Field(default_factory=list, description="Scheduled digests.")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        for label, items in (("sources", self.sources), ("tables", self.tables), ("digests", self.digests)):
+            seen: set[str] = set()
+            for item in items:
+                if item.name in seen:
+                    raise ValueError(f"{label}: the name '{item.name}' is used twice")
+                seen.add(item.name)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; environment variables must override it.
+        return (env_settings, init_settings)
+
+    def path(self, *parts: str) -> Path:
+        """A path under the data directory."""
+        return self.home.joinpath(*parts)
+
+    @property
+    def store_path(self) -> Path:
+        """The local Qdrant directory."""
+        return self.store.path or self.path("qdrant")
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL of the state database."""
+        if self.database.url is not None:
+            return self.database.url.get_secret_value()
+        return f"sqlite:///{self.path('hearth.db')}"
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration as plain data, with every secret replaced by '**********'."""
+        return self.model_dump(mode="json")
+
+
+def _known_keys(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> list[str]:
+    """Field names valid at ``loc`` (best effort, for 'did you mean')."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or current is None:
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        args = getattr(ann, "__args__", None)
+        if args:
+            ann = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), ann)
+        current = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return list(getattr(current, "model_fields", {}))
+
+
+def describe_validation_error(exc: ValidationError, origin: str) -> str:
+    """Turn a pydantic error into lines that name each bad key and what to do."""
+    lines = [f"Invalid configuration ({origin}):"]
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc) or "(root)"
+        if err["type"] == "extra_forbidden":
+            known = _known_keys(Settings, loc)
+            hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            suggestion = f" — did you mean '{hint[0]}'?" if hint else ""
+            lines.append(f"  {key}: unknown key{suggestion}")
+        else:
+            lines.append(f"  {key}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def config_path_from(explicit: Path | None) -> Path | None:
+    """The config file to read: --config, then HEARTH_CONFIG, then ./hearth.yaml if present."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("HEARTH_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("hearth.yaml")
+    return local if local.is_file() else None
+
+
+def load_settings(path: Path | None = None, *, search: bool = True) -> Settings:
+    """Read ``path`` (or the default location) and the environment into a validated Settings."""
+    file = config_path_from(path) if search else path
+    data: dict[str, Any] = {}
+    origin = "environment and defaults"
+    if file is not None:
+        if not file.is_file():
+            raise ConfigError(f"Config file {file} does not exist — pass --config PATH or set HEARTH_CONFIG.")
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"Config file {file} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"Config file {file} must hold a mapping of sections at the top level.")
+        data = loaded
+        origin = str(file)
+        _resolve_relative_paths(data, file.parent.resolve())
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, origin)) from exc
+
+
+_PATH_KEYS = {"path", "model_path", "dir", "home"}
+
+
+def _resolve_relative_paths(node: Any, base: Path) -> None:
+    """Relative file paths in hearth.yaml are relative to the file, not the current directory."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _PATH_KEYS and isinstance(value, str) and value and not value.startswith(("/", "~")):
+                node[key] = str(base / value)
+            else:
+                _resolve_relative_paths(value, base)
+    elif isinstance(node, list):
+        for item in node:
+            _resolve_relative_paths(item, base)

@@ -1,0 +1,133 @@
+"""The values that cross from surfaces into the core and back: Request, Hit, Citation, Answer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from core.llm.base import Priority, Usage
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier message in a conversation (for follow-ups)."""
+
+    role: str  # "user" | "assistant"
+    text: str
+
+
+@dataclass
+class Request:
+    """A question from any surface.
+
+    ``acl`` is the set of tokens the asker holds; ``None`` means the operator (the CLI without
+    ``--acl``), who may read everything.
+    """
+
+    text: str
+    user: str = "operator"
+    surface: str = "cli"
+    acl: frozenset[str] | None = None
+    channel: str | None = None
+    thread: str | None = None
+    history: list[Turn] = field(default_factory=list)
+    priority: Priority = Priority.CHAT
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk."""
+
+    chunk_id: str
+    doc_id: str
+    uri: str
+    title: str
+    text: str
+    score: float
+    location: str = ""  # e.g. "lines 10-24" or "Setup › Install"
+    source: str = ""
+
+    def as_dict(self, rank: int) -> dict[str, Any]:
+        """The JSON form used by `hearth search --json`."""
+        return {
+            "rank": rank,
+            "score": round(self.score, 6),
+            "doc_id": self.doc_id,
+            "uri": self.uri,
+            "title": self.title,
+            "text": self.text,
+            "chunk_id": self.chunk_id,
+            "location": self.location,
+            "source": self.source,
+        }
+
+
+class Retriever(Protocol):
+    """What the assistant needs from retrieval."""
+
+    async def search(self, query: str, *, acl: frozenset[str] | None, k: int) -> Sequence[Hit]:
+        """Chunks relevant to ``query`` that ``acl`` may read (``None``: everything)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A numbered source an answer rests on."""
+
+    number: int
+    title: str
+    uri: str
+    doc_id: str
+    chunk_id: str
+    location: str
+    score: float
+    text: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "number": self.number,
+            "title": self.title,
+            "uri": self.uri,
+            "doc_id": self.doc_id,
+            "chunk_id": self.chunk_id,
+            "location": self.location,
+            "score": round(self.score, 6),
+        }
+
+
+@dataclass
+class Answer:
+    """What every surface renders: the text, its sources, and who produced it."""
+
+    text: str
+    citations: list[Citation]
+    backend: str
+    model: str
+    usage: Usage
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+    request_id: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON contract of `hearth ask --json` (other issues extend it, never break it)."""
+        return {
+            "answer": self.text,
+            "citations": [c.as_dict() for c in self.citations],
+            "backend": self.backend,
+            "model": self.model,
+            "usage": self.usage.as_dict(),
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "notices": list(self.notices),
+            "request_id": self.request_id,
+        }
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of answer text as it streams."""
+
+    text: str

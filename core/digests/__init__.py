@@ -1,0 +1,1 @@
+"""Scheduled report digests: specs, scheduler and run records."""

@@ -1,0 +1,14 @@
+"""Assemble the assistant with every capability the settings enable (retrieval, tables, code…).
+
+Each capability plugs in here, once, so every surface gets the same engine.
+"""
+
+from __future__ import annotations
+
+from core.assistant import Assistant
+from core.config import Settings
+
+
+def build_assistant(settings: Settings) -> Assistant:
+    """The assistant for these settings."""
+    return Assistant.from_settings(settings)

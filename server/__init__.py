@@ -1,0 +1,1 @@
+"""`hearth serve` (the aiohttp app every HTTP surface mounts into) and the `hearth` command line."""

@@ -1,0 +1,97 @@
+"""The `hearth` command line.
+
+Each command group lives in its own module and is listed in ``_COMMANDS``; adding one is a new
+module plus one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from core.config import Settings, load_settings
+from core.errors import ConfigError, HearthError
+
+# module path, attribute: each is a click command or group added to `hearth`.
+_COMMANDS: list[tuple[str, str]] = [
+    ("server.cli.config_cmd", "config"),
+    ("server.cli.prompts_cmd", "prompts"),
+    ("server.cli.ask_cmd", "ask"),
+    ("server.cli.doctor_cmd", "doctor"),
+    ("server.cli.serve_cmd", "serve"),
+]
+
+
+class State:
+    """What every command gets: the config path, loaded lazily once."""
+
+    def __init__(self, config: Path | None) -> None:
+        self.config = config
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """The validated settings (loaded on first use)."""
+        if self._settings is None:
+            self._settings = load_settings(self.config)
+        return self._settings
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr so stdout stays clean for answers and JSON."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "httpcore", "sentence_transformers", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class HearthGroup(click.Group):
+    """A click group that turns Hearth errors into one plain sentence and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"Configuration error: {exc}", err=True)
+            sys.exit(2)
+        except HearthError as exc:
+            logging.getLogger("hearth").debug("command failed", exc_info=True)
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=HearthGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config", "-c", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    help="hearth.yaml to use (default: $HEARTH_CONFIG, then ./hearth.yaml, then built-in defaults).",
+)
+@click.option("--log-level", default="WARNING", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="Log verbosity on stderr.")
+@click.version_option(package_name="hearth")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None, log_level: str) -> None:
+    """Hearth: a self-hosted team assistant over your docs, tables and code.
+
+    \b
+    Quick start:
+      hearth doctor                 check models, stores and settings
+      hearth ask "How do I …?"      ask a question with the local model
+      hearth serve                  run the bots, the REST API and the scheduler
+    """
+    setup_logging(log_level)
+    ctx.obj = State(config)
+
+
+for _module, _attr in _COMMANDS:
+    main.add_command(getattr(importlib.import_module(_module), _attr))

@@ -1,0 +1,68 @@
+"""`hearth ask "question"`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import click
+
+from core.contracts import Answer, Delta, Request
+from core.engine import build_assistant
+from server.cli import State, pass_state
+
+
+def render_answer_footer(answer: Answer) -> str:
+    """Sources and the model line printed after a streamed answer."""
+    lines: list[str] = []
+    for note in answer.notices:
+        lines.append(f"Note: {note}")
+    if answer.citations:
+        lines.append("")
+        lines.append("Sources:")
+        for c in answer.citations:
+            where = f" ({c.location})" if c.location else ""
+            lines.append(f"  [{c.number}] {c.title} — {c.uri}{where}")
+    served = f"{answer.model} ({answer.backend})" if answer.model else "no model (nothing relevant found)"
+    lines.append("")
+    lines.append(f"— {served}, {answer.timings_ms.get('total', 0) / 1000:.1f}s")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: answer, citations, backend, model, usage, timings_ms.")
+@click.option("--acl", "acl", multiple=True, metavar="TOKEN",
+              help="Ask as someone holding only these ACL tokens (repeatable). Default: the operator, who sees everything.")
+@pass_state
+def ask(state: State, question: str, as_json: bool, acl: tuple[str, ...]) -> None:
+    """Ask a question; the answer streams, then its sources and the model that served it.
+
+    QUESTION may be '-' to read it from standard input.
+    """
+    if question == "-":
+        question = sys.stdin.read()
+    request = Request(text=question, acl=frozenset(acl) if acl else None)
+    answer = asyncio.run(_run(state, request, stream=not as_json))
+    if as_json:
+        click.echo(json.dumps(answer.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(render_answer_footer(answer))
+
+
+async def _run(state: State, request: Request, *, stream: bool) -> Answer:
+    assistant = build_assistant(state.settings)
+    answer: Answer | None = None
+    try:
+        async for event in assistant.ask_stream(request):
+            if isinstance(event, Delta) and stream:
+                click.echo(event.text, nl=False)
+            elif isinstance(event, Answer):
+                answer = event
+        if stream:
+            click.echo()
+    finally:
+        await assistant.aclose()
+    assert answer is not None
+    return answer

@@ -1,0 +1,163 @@
+"""`hearth doctor`: one line per check, OK or FAIL with the fix."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from core.config import Settings
+from server.cli import State, pass_state
+
+_PACKAGES = ("hearth", "llama-cpp-python", "openai", "qdrant-client", "sentence-transformers", "slack-bolt",
+             "pygls", "apscheduler", "sqlglot", "aiohttp")
+
+
+@dataclass
+class Check:
+    """One doctor line."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+
+def _versions() -> Check:
+    found, missing = [], []
+    for pkg in _PACKAGES:
+        try:
+            found.append(f"{pkg} {importlib.metadata.version(pkg)}")
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(pkg)
+    detail = f"Python {platform.python_version()}; " + ", ".join(found)
+    if missing:
+        return Check("packages", False, detail + f"; missing: {', '.join(missing)}", "run 'make demo' (or pip install -e .)")
+    return Check("packages", sys.version_info >= (3, 11), detail, "use Python 3.11 or newer")
+
+
+def _gpu(settings: Settings) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        import llama_cpp
+
+        offload = bool(llama_cpp.llama_supports_gpu_offload())
+    except Exception as exc:  # noqa: BLE001 - doctor reports whatever went wrong
+        return [Check("llama.cpp", False, f"cannot import llama_cpp: {exc}", "pip install llama-cpp-python")]
+    wants_gpu = settings.llm.local.n_gpu_layers != 0
+    checks.append(Check(
+        "llama.cpp GPU offload",
+        offload or not wants_gpu,
+        f"built {'with' if offload else 'without'} GPU offload; llm.local.n_gpu_layers={settings.llm.local.n_gpu_layers}",
+        "rebuild with CMAKE_ARGS='-DGGML_CUDA=on' pip install --force-reinstall --no-cache-dir llama-cpp-python, "
+        "or set llm.local.n_gpu_layers: 0",
+        required=wants_gpu,
+    ))
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "--query-gpu=name,memory.total,memory.used", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+            checks.append(Check("GPU", True, out.replace("\n", "; ")))
+        except (subprocess.SubprocessError, OSError) as exc:
+            checks.append(Check("GPU", False, f"nvidia-smi failed: {exc}", "check the NVIDIA driver and container runtime",
+                                required=wants_gpu))
+    return checks
+
+
+def _model(settings: Settings, load: bool) -> Check:
+    from core.errors import HearthError
+    from core.llm.llama_cpp import LlamaCppBackend, bundled_model_path
+
+    if not settings.llm.local.enabled:
+        return Check("local model", True, "disabled (llm.local.enabled: false)", required=False)
+    try:
+        path = settings.llm.local.model_path or bundled_model_path()
+    except HearthError as exc:
+        return Check("local model", False, str(exc), "set llm.local.model_path")
+    if not path.is_file():
+        return Check("local model", False, f"no file at {path}", "set llm.local.model_path to a GGUF file")
+    size = path.stat().st_size / 1e6
+    if not load:
+        return Check("local model", True, f"{path} ({size:.0f} MB), not loaded (--no-load)")
+    backend = LlamaCppBackend(settings.llm.local)
+    try:
+        asyncio.run(backend.load())
+    except HearthError as exc:
+        return Check("local model", False, str(exc), "point llm.local.model_path at a complete GGUF file")
+    finally:
+        asyncio.run(backend.aclose())
+    fmt = "chat template" if backend.uses_chat_template else "completion prompts (base model)"
+    return Check("local model", True, f"{path} ({size:.0f} MB) loads in {backend.load_seconds:.2f}s; {fmt}")
+
+
+def _remote(settings: Settings) -> Check:
+    remote = settings.llm.remote
+    if not remote.base_url:
+        return Check("remote API", True, "not configured (llm.remote.base_url)", required=False)
+    import httpx
+
+    headers = {"Authorization": f"Bearer {remote.api_key.get_secret_value()}"} if remote.api_key else {}
+    try:
+        resp = httpx.get(remote.base_url.rstrip("/") + "/models", headers=headers, timeout=remote.connect_timeout_s + 5)
+    except httpx.HTTPError as exc:
+        return Check("remote API", False, f"{remote.base_url} unreachable: {type(exc).__name__}",
+                     "check llm.remote.base_url and the network", required="remote" in settings.llm.routing.order[:1])
+    if resp.status_code in (401, 403):
+        return Check("remote API", False, f"{remote.base_url} rejected the key (HTTP {resp.status_code})",
+                     "check llm.remote.api_key")
+    return Check("remote API", resp.status_code < 500, f"{remote.base_url} answered HTTP {resp.status_code}",
+                 "check the remote server")
+
+
+def _writable(label: str, path: Path) -> Check:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check(label, False, f"{path} is not writable: {exc.strerror}", f"fix permissions or set {label}")
+    free = shutil.disk_usage(path).free / 1e9
+    return Check(label, True, f"{path} writable, {free:.1f} GB free")
+
+
+def run_checks(settings: Settings, *, load: bool = True) -> list[Check]:
+    """Every doctor check, in display order."""
+    checks = [_versions(), *_gpu(settings), _model(settings, load), _remote(settings),
+              _writable("home", settings.home)]
+    if settings.store.url is None:
+        checks.append(_writable("store.path", settings.store_path))
+    return checks
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.option("--no-load", is_flag=True, help="Do not load the model (faster; checks the file only).")
+@click.option("--ready", is_flag=True, help="Quiet readiness probe: exit 0 only when every required check passes.")
+@pass_state
+def doctor(state: State, as_json: bool, no_load: bool, ready: bool) -> None:
+    """Check the installation: packages, GPU offload, model file, remote API, data directories."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    checks = run_checks(state.settings, load=not no_load)
+    failed = [c for c in checks if not c.ok and c.required]
+    if as_json:
+        click.echo(json.dumps([c.__dict__ for c in checks], indent=2))
+    elif not ready:
+        for c in checks:
+            mark = "OK  " if c.ok else ("FAIL" if c.required else "WARN")
+            click.echo(f"{mark} {c.name:<22} {c.detail}")
+            if not c.ok and c.fix:
+                click.echo(f"     {'':<22} fix: {c.fix}")
+        click.echo("All required checks passed." if not failed else f"{len(failed)} required check(s) failed.")
+    sys.exit(1 if failed else 0)

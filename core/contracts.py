@@ -131,3 +131,17 @@ class Delta:
     """A piece of answer text as it streams."""
 
     text: str
+
+
+class Poster(Protocol):
+    """Posts a finished text (Markdown) to a destination on one surface (digests, notifications).
+
+    Slack implements it with ``chat.postMessage`` (destination: a channel), DingTalk with a signed
+    custom-robot webhook (destination: a webhook name from ``dingtalk.webhooks``).
+    """
+
+    surface: str
+
+    async def post(self, destination: str, markdown: str) -> str:
+        """Post and return the platform's message id (or '' when the platform gives none)."""
+        ...

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -22,8 +23,9 @@ SETTINGS = web.AppKey("settings", Settings)
 ASSISTANT = web.AppKey("assistant", Assistant)
 
 Mount = Callable[[web.Application, Settings], None]
-# Surfaces append their mount functions here (Slack, DingTalk, REST API, metrics, scheduler …).
-MOUNTS: list[Mount] = []
+# "module:function" of each surface's mount; a mount returns at once when its surface is disabled.
+MOUNTS: list[str] = [
+]
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -45,7 +47,9 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
 
     app.cleanup_ctx.append(assistant_ctx)
     app.router.add_get("/healthz", healthz)
-    for mount in MOUNTS:
+    for spec in MOUNTS:
+        module, _, func = spec.partition(":")
+        mount: Mount = getattr(importlib.import_module(module), func)
         mount(app, settings)
     return app
 

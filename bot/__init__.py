@@ -1,0 +1,1 @@
+"""Chat surfaces (Slack, DingTalk): thin translations between platform events and core Requests/Answers."""

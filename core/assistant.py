@@ -147,11 +147,34 @@ class Assistant:
                 for i, h in enumerate(hits, 1)
             ]
             rendered = self.prompts.render("answer", question=question, sources=sources, history=history)
+        async for event in self._generate(rendered, request, hits, timings, notices, started):
+            yield event
+
+    async def complete_stream(
+        self, template: str, request: Request, **variables: Any
+    ) -> AsyncIterator[Delta | Answer]:
+        """Render any template with ``variables`` and stream the model's output (explain, summaries…)."""
+        started = time.perf_counter()
+        rendered = self.prompts.render(template, **variables)
+        async for event in self._generate(rendered, request, [], {}, [], started):
+            yield event
+
+    async def _generate(
+        self,
+        rendered: RenderedPrompt,
+        request: Request,
+        hits: Sequence[Hit],
+        timings: dict[str, float],
+        notices: list[str],
+        started: float,
+        **overrides: Any,
+    ) -> AsyncIterator[Delta | Answer]:
+        """Stream ``rendered`` through the router; end with the Answer."""
         final: Chunk | None = None
         parts: list[str] = []
         t0 = time.perf_counter()
         first_token: float | None = None
-        async for chunk in self.router.stream(rendered.messages, self.options(rendered, request)):
+        async for chunk in self.router.stream(rendered.messages, self.options(rendered, request, **overrides)):
             if chunk.text:
                 if first_token is None:
                     first_token = (time.perf_counter() - t0) * 1000
@@ -164,10 +187,9 @@ class Assistant:
         timings["generation"] = (time.perf_counter() - t0) * 1000
         timings["total"] = (time.perf_counter() - started) * 1000
         assert final is not None
-        citations = self._citations(text, hits)
         yield Answer(
             text=text,
-            citations=citations,
+            citations=self._citations(text, hits) if hits else [],
             backend=final.backend or "local",
             model=final.model or "",
             usage=final.usage or Usage(),

@@ -56,7 +56,8 @@ class FakeBackend:
                 if i and self.token_delay:
                     await asyncio.sleep(self.token_delay)
                 yield Chunk(text=word if i == 0 else " " + word)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):
+            # The asker went away (task cancelled or the stream closed early).
             self.cancelled += 1
             raise
         prompt_tokens = sum(len(m.content.split()) for m in messages)

@@ -1,0 +1,102 @@
+"""The ask use case with fake backends and a fake retriever."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from core.assistant import NOT_FOUND, Assistant
+from core.contracts import Answer, Delta, Hit, Request
+from core.errors import InputError
+from core.llm.fake import FakeBackend
+from core.llm.router import Router
+from tests.fixtures.core import make_settings
+
+
+class FakeRetriever:
+    """Returns fixed hits, filtered by ACL like the real store; records queries."""
+
+    def __init__(self, hits: list[tuple[Hit, set[str]]]) -> None:
+        self.hits = hits
+        self.queries: list[tuple[str, frozenset[str] | None, int]] = []
+
+    async def search(self, query: str, *, acl: frozenset[str] | None, k: int) -> Sequence[Hit]:
+        self.queries.append((query, acl, k))
+        return [h for h, allowed in self.hits if acl is None or allowed & acl][:k]
+
+
+def hit(n: int, text: str = "Employees get 25 vacation days.", score: float = 0.5) -> Hit:
+    return Hit(f"c{n}", f"d{n}", f"handbook/doc{n}.md", f"Doc {n}", text, score, f"lines {n}-{n + 5}")
+
+
+async def test_answer_streams_and_records_backend_model_usage(fake_assistant: Assistant) -> None:
+    events = [e async for e in fake_assistant.ask_stream(Request(text="hello?"))]
+    deltas = [e for e in events if isinstance(e, Delta)]
+    answer = events[-1]
+    assert isinstance(answer, Answer) and len(deltas) > 1
+    assert answer.text == "".join(d.text for d in deltas).strip()
+    data = answer.as_dict()
+    assert data["backend"] == "local" and data["model"] == "fake-model"
+    assert data["usage"]["completion_tokens"] > 0 and data["usage"]["prompt_tokens"] > 0
+    assert {"total", "first_token", "generation"} <= set(data["timings_ms"])
+
+
+@pytest.mark.parametrize("text", ["", "   \n"])
+async def test_empty_question_is_refused(fake_assistant: Assistant, text: str) -> None:
+    with pytest.raises(InputError, match="empty"):
+        await fake_assistant.ask(Request(text=text))
+
+
+async def test_binary_question_is_refused(fake_assistant: Assistant) -> None:
+    with pytest.raises(InputError, match="binary"):
+        await fake_assistant.ask(Request(text="abc\x00def"))
+
+
+async def test_huge_question_is_truncated_with_a_notice(fake_assistant: Assistant, fake_backend: FakeBackend) -> None:
+    answer = await fake_assistant.ask(Request(text="why? " * 20000))
+    assert answer.notices and "only the first" in answer.notices[0]
+    prompt = fake_backend.calls[0].messages[-1].content
+    assert len(prompt) < fake_assistant.limits.prompt_budget_chars
+
+
+async def test_answer_cites_what_the_model_cited(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    backend = FakeBackend(reply="New staff get 25 days [2].")
+    retriever = FakeRetriever([(hit(1, "Expenses are paid monthly."), {"public"}), (hit(2), {"public"})])
+    assistant = Assistant(settings, Router(local=backend, remote=None), retriever=retriever)
+    answer = await assistant.ask(Request(text="How many vacation days?"))
+    assert [c.number for c in answer.citations] == [2]
+    assert answer.citations[0].uri == "handbook/doc2.md"
+    prompt = backend.calls[0].messages[-1].content
+    assert "[1] Doc 1" in prompt and "[2] Doc 2" in prompt
+
+
+async def test_acl_is_passed_to_retrieval_and_forbidden_text_never_reaches_the_model(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    backend = FakeBackend(reply="ok")
+    secret = hit(9, "The acquisition closes on Friday.")
+    retriever = FakeRetriever([(hit(1), {"public"}), (secret, {"group:exec"})])
+    assistant = Assistant(settings, Router(local=backend, remote=None), retriever=retriever)
+    await assistant.ask(Request(text="news?", acl=frozenset({"public"})))
+    assert retriever.queries[0][1] == frozenset({"public"})
+    assert "acquisition" not in backend.calls[0].messages[-1].content
+
+
+async def test_nothing_relevant_says_not_found_without_inventing(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    backend = FakeBackend(reply="made up")
+    assistant = Assistant(settings, Router(local=backend, remote=None), retriever=FakeRetriever([]))
+    answer = await assistant.ask(Request(text="What is the wifi password?"))
+    assert answer.text == NOT_FOUND and answer.citations == [] and backend.calls == []
+
+
+async def test_sources_beyond_the_context_window_are_dropped_with_a_notice(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, llm={"local": {"n_ctx": 1024}, "max_tokens": 64})
+    backend = FakeBackend(reply="fine [1]")
+    big = [(hit(i, "x" * 1500), {"public"}) for i in range(1, 6)]
+    assistant = Assistant(settings, Router(local=backend, remote=None), retriever=FakeRetriever(big))
+    answer = await assistant.ask(Request(text="q"))
+    assert any("left out" in n for n in answer.notices)
+    assert len(backend.calls[0].messages[-1].content) <= assistant.limits.prompt_budget_chars

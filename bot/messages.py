@@ -17,3 +17,69 @@ FOOTER = "Answered by {model} ({where})"
 LOCAL = "local"
 REMOTE = "remote"
 SOURCES = "Sources"
+
+# --- slack --------------------------------------------------------------------------------
+SLACK_HELP = (
+    "*Hearth* answers from your team's docs and tables.\n"
+    "• `/ask <question>` — ask the docs (answers show their sources)\n"
+    "• `/data <question>` — ask the tables (shows the table and the SQL)\n"
+    "• `/explain <code>` — explain a pasted snippet\n"
+    "• `@Hearth <question>` in a channel — the answer arrives in a thread; follow-ups there keep the context\n"
+    "• a direct message to me works too\n"
+    "• `/hearth help` — this message"
+)
+SLACK_ASKED = "<@{user}> asked: {question}"
+SLACK_EXPLAIN_EMPTY = "Paste the code after the command, for example `/explain print(1 + 1)`."
+SLACK_TABLES_UNAVAILABLE = "Table questions are not set up on this Hearth yet — ask the team to configure `tables`."
+SLACK_TABLE_ERROR = "I couldn't answer that from the tables: {reason}"
+SLACK_SQL = "SQL"
+SLACK_ROWS_MORE = "…and {count:,} more row(s)"
+SLACK_CONTINUED = "(continued)"
+SLACK_FEEDBACK_UP = "👍"
+SLACK_FEEDBACK_DOWN = "👎"
+SLACK_FEEDBACK_THANKS = "Thanks for the feedback — it helps the team improve the answers."
+SLACK_HISTORY_SUMMARY = "Earlier in this thread ({count} older message(s) left out to fit): {summary}"
+SLACK_NOT_IN_CHANNEL = "I can't post in this channel yet — invite me with `/invite @Hearth`, or send me a direct message."
+SLACK_UNKNOWN_COMMAND = "I don't know `{command}`. Try `/hearth help`."
+SLACK_DIGESTS_UNAVAILABLE = "Digest commands are not set up on this Hearth yet — ask the team to configure `digests`."
+SLACK_LINK_REMOVED = "link removed"
+
+# --- dingtalk -----------------------------------------------------------------------------
+# English sentences DingTalk adds to the shared ones; DINGTALK_ZH holds the Chinese text of every
+# sentence a DingTalk reply can carry, keyed by the English constant's name.
+DINGTALK_HELP = (
+    "**Hearth** answers from your team's docs and tables.\n\n"
+    "- `/ask <question>` (or just type in a 1:1 chat) — ask the docs\n"
+    "- `/data <question>` — ask the tables\n"
+    "- `/explain <code>` — explain a piece of code\n"
+    "- `/help` — this message\n\n"
+    "中文：`问 …`、`数据 …`、`解释 …`、`帮助`"
+)
+DINGTALK_NOT_TEXT = "I can only read text messages — please type your question."
+DINGTALK_TABLES_UNAVAILABLE = "Table questions are not set up on this Hearth yet — ask the team to configure `tables`."
+DINGTALK_EXPLAIN_EMPTY = "Send the code to explain after `/explain`, for example `/explain print(1 + 1)`."
+DINGTALK_REPLY_TITLE = "Hearth"
+DINGTALK_ZH: dict[str, str] = {
+    "EMPTY_QUESTION": "请输入问题，例如：`问 如何申请休假？`",
+    "QUESTION_TOO_LONG": "这条消息有 {length:,} 个字符，最多只能处理 {limit:,} 个字符，请精简后再试。",
+    "RATE_LIMITED": "提问太快了，请等待 {seconds:.0f} 秒后再试。",
+    "MODEL_DOWN": "抱歉，目前没有可用的模型来回答，请几分钟后再试。",
+    "GENERIC_ERROR": "抱歉，回答时出了点问题，详细信息已记录在日志中。",
+    "THINKING": "思考中…",
+    "NOT_FOUND": "文档中没有找到相关内容。",
+    "FOOTER": "由 {model}（{where}）回答",
+    "LOCAL": "本地",
+    "REMOTE": "远程",
+    "SOURCES": "来源",
+    "DINGTALK_HELP": (
+        "**Hearth** 根据团队的文档和数据表回答问题。\n\n"
+        "- `问 <问题>` 或 `/ask <问题>`（单聊中直接输入即可）— 查询文档\n"
+        "- `数据 <问题>` 或 `/data <问题>` — 查询数据表\n"
+        "- `解释 <代码>` 或 `/explain <代码>` — 解释一段代码\n"
+        "- `帮助` 或 `/help` — 显示本帮助"
+    ),
+    "DINGTALK_NOT_TEXT": "目前只能读取文字消息，请直接输入问题。",
+    "DINGTALK_TABLES_UNAVAILABLE": "此 Hearth 尚未配置数据表查询，请联系管理员配置 `tables`。",
+    "DINGTALK_EXPLAIN_EMPTY": "请在 `解释` 后附上要解释的代码，例如：`解释 print(1 + 1)`。",
+    "DINGTALK_REPLY_TITLE": "Hearth",
+}

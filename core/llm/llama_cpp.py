@@ -232,8 +232,11 @@ class LlamaCppBackend:
             if stop.is_set():
                 break
             choice = part["choices"][0]
-            usage.completion_tokens += 1
-            yield choice.get("text") or "", choice.get("finish_reason")
+            text, finish = choice.get("text") or "", choice.get("finish_reason")
+            # One streamed part per sampled token; the closing part (finish_reason set) is empty.
+            if finish is None or text:
+                usage.completion_tokens += 1
+            yield text, finish
 
     @staticmethod
     def _fit(prompt_tokens: int, wanted: int, n_ctx: int) -> int:

@@ -17,3 +17,12 @@ class SandboxSettings(Section):
     max_file_mb: int = Field(64, ge=1, description="Largest file the run may write, in MiB.")
     max_output_chars: int = Field(20000, ge=1000, description="Output kept (head and tail) from a run.")
     repair_attempts: int = Field(2, ge=0, le=5, description="Model repair rounds after failing tests.")
+    max_copy_mb: int = Field(
+        256, ge=1, description="Largest workspace the sandbox copies (VCS, venv, cache folders skipped)."
+    )
+    python: str | None = Field(
+        None, description="Python interpreter that runs tests (needs pytest). Empty: the one running Hearth."
+    )
+    run_as_uid: int = Field(
+        65534, ge=1, description="Unprivileged uid/gid the run switches to when Hearth runs as root."
+    )

@@ -1,0 +1,147 @@
+"""Escape tests for the code sandbox: each one runs a hostile program through the real isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from core.code.config import SandboxSettings
+from core.code.sandbox import OutputBuffer, Sandbox
+from core.errors import SandboxError
+
+
+def _sandbox(**overrides: object) -> Sandbox:
+    return Sandbox(SandboxSettings(**{"timeout_s": 20, "cpu_s": 10, **overrides}))
+
+
+def _workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "mod.py").write_text("VALUE = 1\n")
+    return ws
+
+
+async def test_runs_in_a_copy_with_overlay_and_collects_files(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    script = ("import mod, os, pathlib; pathlib.Path('out.txt').write_text(str(mod.VALUE)); "
+              "print('uid', os.getuid())")
+    result = await _sandbox().run(ws, ["{python}", "-c", script], overlay={"mod.py": "VALUE = 42\n"},
+                                  collect=["out.txt"])
+    assert result.ok, result.output
+    assert result.files["out.txt"] == "42"
+    assert (ws / "mod.py").read_text() == "VALUE = 1\n"  # the overlay went to the copy only
+    assert not (ws / "out.txt").exists()
+    if os.geteuid() == 0:
+        assert "uid 65534" in result.output
+
+
+async def test_network_is_blocked_even_to_loopback(tmp_path: Path) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    try:
+        # Sanity: the port is reachable from outside the sandbox.
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
+        script = (
+            "import socket\n"
+            "try:\n"
+            f"    socket.create_connection(('127.0.0.1', {port}), timeout=3); print('CONNECTED')\n"
+            "except OSError as exc:\n"
+            "    print('blocked', exc)\n"
+        )
+        result = await _sandbox().run(_workspace(tmp_path), ["{python}", "-c", script])
+    finally:
+        server.close()
+    assert "CONNECTED" not in result.output
+    assert "blocked" in result.output, result.output
+
+
+async def test_fork_bomb_is_contained(tmp_path: Path) -> None:
+    script = (
+        "import os, time\n"
+        "n = 0\n"
+        "for _ in range(10000):\n"
+        "    try:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(30); os._exit(0)\n"
+        "        n += 1\n"
+        "    except OSError:\n"
+        "        break\n"
+        "print('forked', n, flush=True)\n"
+    )
+    started = time.monotonic()
+    sandbox = _sandbox(max_processes=20, timeout_s=15)
+    result = await sandbox.run(_workspace(tmp_path), ["{python}", "-c", script])
+    assert "forked" in result.output, result.output
+    forked = int(result.output.split("forked")[1].split()[0])
+    assert forked < 20
+    # The sleeping children died with the sandbox: the run did not wait for them.
+    assert time.monotonic() - started < 14
+
+
+async def test_files_outside_the_copy_are_untouched(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    outside = tmp_path / "secret.txt"
+    outside.write_text("original")
+    os.chmod(outside, 0o666)  # even a world-writable file stays untouched
+    script = (
+        "import os\n"
+        f"for p in [{str(outside)!r}, {str(ws / 'mod.py')!r}, '/tmp/hearth-escape', '../escape']:\n"
+        "    try:\n"
+        "        open(p, 'w').write('pwned'); print('WROTE', p)\n"
+        "    except OSError as exc:\n"
+        "        print('refused', p, exc.strerror)\n"
+    )
+    result = await _sandbox().run(ws, ["{python}", "-c", script])
+    assert "refused" in result.output, result.output
+    assert outside.read_text() == "original"
+    assert (ws / "mod.py").read_text() == "VALUE = 1\n"
+    assert not os.path.exists("/tmp/hearth-escape")  # noqa: ASYNC240
+    if os.geteuid() == 0:
+        assert "WROTE" not in result.output
+
+
+async def test_sleep_forever_is_killed_on_time(tmp_path: Path) -> None:
+    started = time.monotonic()
+    forever = "import time\nwhile True: time.sleep(1)"
+    result = await _sandbox(timeout_s=1.5).run(_workspace(tmp_path), ["{python}", "-c", forever])
+    assert result.timed_out and result.exit_code is None
+    assert time.monotonic() - started < 8
+    assert "time limit" in result.output
+
+
+async def test_output_flood_is_truncated_head_and_tail(tmp_path: Path) -> None:
+    script = ("import sys\nprint('FIRST')\n"
+              "for i in range(200000): sys.stdout.write('x' * 50 + '\\n')\nprint('LAST')")
+    result = await _sandbox(max_output_chars=2000).run(_workspace(tmp_path), ["{python}", "-c", script])
+    assert result.truncated
+    assert len(result.output) < 2200
+    assert result.output.startswith("FIRST") and result.output.rstrip().endswith("LAST")
+    assert "omitted" in result.output
+
+
+async def test_cancelling_a_run_kills_it(tmp_path: Path) -> None:
+    argv = ["{python}", "-c", "import time; time.sleep(60)"]
+    task = asyncio.create_task(_sandbox().run(_workspace(tmp_path), argv))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+
+
+async def test_missing_workspace_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SandboxError, match="not a directory"):
+        await _sandbox().run(tmp_path / "nope", ["true"])
+
+
+def test_output_buffer_keeps_small_output_whole() -> None:
+    buf = OutputBuffer(1000)
+    buf.feed(b"hello\n")
+    assert buf.text() == ("hello\n", False)

@@ -151,6 +151,13 @@ class Settings(BaseSettings):
                 seen.add(item.name)
         return self
 
+    @model_validator(mode="after")
+    def _digest_references(self) -> Settings:
+        from core.digests.config import check_all
+
+        check_all(self)
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -1,0 +1,89 @@
+"""Turn gathered inputs into the digest's Markdown: a short model-written summary, then the facts.
+
+The facts (changed docs, table results, notes) are rendered here, not by the model, so a small
+base model can only add a summary — it cannot drop or invent a number.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from core.contracts import Answer, Request
+from core.digests import messages
+from core.digests.config import DigestSpec
+from core.digests.inputs import Gathered
+from core.errors import BackendError, PromptError
+from core.llm.base import Priority
+
+log = logging.getLogger(__name__)
+
+
+def period(spec: DigestSpec, since: datetime, until: datetime) -> str:
+    """'16 Nov 2026 09:00 – 23 Nov 2026 09:00 (Asia/Shanghai)'."""
+    tz = ZoneInfo(spec.timezone)
+    fmt = "%d %b %Y %H:%M"
+    return f"{since.astimezone(tz):{fmt}} – {until.astimezone(tz):{fmt}} ({spec.timezone})"
+
+
+async def summarise(spec: DigestSpec, assistant: Any, got: Gathered, span: str) -> tuple[str, str]:
+    """The model's short summary and a 'written by' line; a note instead when the model fails."""
+    request = Request(
+        text=f"digest {spec.name}", user="hearth-digest", surface="digest", priority=Priority.DIGEST
+    )
+    variables = {
+        "digest": spec.name,
+        "period": span,
+        "docs": [vars(d) for d in got.docs],
+        "tables": [vars(t) for t in got.tables],
+        "chat": got.chat,
+        "notes": got.notes,
+    }
+    answer: Answer | None = None
+    try:
+        async for event in assistant.complete_stream(spec.template, request, **variables):
+            if isinstance(event, Answer):
+                answer = event
+    except BackendError as exc:
+        log.warning("digest %s: the model failed; posting without a summary", spec.name, exc_info=True)
+        return messages.SUMMARY_UNAVAILABLE.format(reason=exc), ""
+    except PromptError as exc:
+        log.error("digest %s: template %s failed", spec.name, spec.template, exc_info=True)
+        return messages.SUMMARY_UNAVAILABLE.format(reason=exc), ""
+    assert answer is not None
+    return answer.text.strip(), messages.WRITTEN_BY.format(
+        model=answer.model or "unknown model", backend=answer.backend
+    )
+
+
+def compose(spec: DigestSpec, got: Gathered, span: str, summary: str, credit: str) -> str:
+    """The full Markdown text of the digest."""
+    parts = [f"**{spec.name}** · {span}"]
+    if summary:
+        parts.append(summary)
+    if got.docs:
+        lines = [f"**{messages.CHANGED_DOCS}** ({len(got.docs)})"]
+        for d in got.docs:
+            title = f"[{d.title}]({d.uri})" if d.uri else d.title
+            extra = ", ".join(x for x in (d.source, d.updated_at) if x)
+            lines.append(f"- {title}" + (f" — {extra}" if extra else ""))
+        parts.append("\n".join(lines))
+    elif spec.inputs.docs is not None and got.complete:
+        parts.append(f"**{messages.CHANGED_DOCS}**: none.")
+    for table in got.tables:
+        body = f"```\n{table.markdown}\n```" if table.markdown else f"_{table.error}_"
+        parts.append(f"**{table.title}**\n{body}")
+    if got.chat:
+        parts.append("\n".join(f"- {line}" for line in got.chat))
+    if got.notes:
+        parts.append(f"_{messages.NOTES}: " + " ".join(got.notes) + "_")
+    if credit:
+        parts.append(f"_{credit}_")
+    return "\n\n".join(parts)
+
+
+def compose_no_changes(spec: DigestSpec, span: str) -> str:
+    """The short post for a period in which nothing changed."""
+    return f"**{spec.name}** · {span}\n\n{messages.NO_CHANGES}"

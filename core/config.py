@@ -81,6 +81,9 @@ class SlackSettings(Section):
     rate_limit_per_minute: int = Field(10, ge=1, description="Questions per user per minute.")
     max_question_chars: int = Field(4000, ge=10, description="Longer questions get a polite limit message.")
     update_interval_s: float = Field(1.0, ge=0.1, description="Minimum seconds between streamed message updates.")
+    history_max_chars: int = Field(
+        4000, ge=200, description="Thread history sent with a follow-up; older turns are summarized to fit."
+    )
 
 
 class DingTalkWebhook(Section):

@@ -1,0 +1,242 @@
+"""The Slack bot: a slack-bolt ``AsyncApp`` whose listeners acknowledge at once and answer lazily.
+
+::
+
+    bot = create_slack_bot(settings, assistant, db)
+    response = await bot.app.async_dispatch(bolt_request)   # HTTP (bot.slack.http) or Socket Mode
+    await bot.aclose()                                      # waits for answers still streaming
+
+Every listener is ``ack`` + ``lazy=[...]``: bolt returns the acknowledgement before any model work
+starts, so Slack's 3-second rule holds however busy the model is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
+from slack_bolt.lazy_listener.async_internals import to_runnable_function
+from slack_bolt.lazy_listener.async_runner import AsyncLazyListenerRunner
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import messages
+from bot.slack import render
+from bot.slack.access import SlackAccess
+from bot.slack.answering import Answerer, Kind, Question
+from bot.slack.feedback import FeedbackStore
+from bot.slack.inbound import plain_text
+from core.assistant import Assistant
+from core.config import Settings, SlackSettings
+from core.db import Database
+from core.errors import ConfigError
+from core.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+_COMMANDS: dict[str, Kind] = {"/ask": "ask", "/data": "data", "/explain": "explain"}
+_FEEDBACK = re.compile(rf"^{render.FEEDBACK_ACTION}_(up|down)$")
+
+
+class TrackingLazyRunner(AsyncLazyListenerRunner):
+    """Runs bolt's lazy listeners as tasks it keeps, so shutdown can wait for answers in flight."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, function: Callable[..., Awaitable[None]], request: AsyncBoltRequest) -> None:
+        """Start ``function`` for ``request`` in the background."""
+        task = asyncio.ensure_future(to_runnable_function(internal_func=function, logger=self.logger, request=request))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+def make_client(settings: SlackSettings) -> AsyncWebClient:
+    """The Web API client: ``slack.api_base_url``, retries after 429 (Retry-After) and connection resets."""
+    base = settings.api_base_url if settings.api_base_url.endswith("/") else settings.api_base_url + "/"
+    token = settings.bot_token.get_secret_value() if settings.bot_token else None
+    return AsyncWebClient(
+        token=token,
+        base_url=base,
+        timeout=30,
+        retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=2), AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
+    )
+
+
+def check_settings(settings: SlackSettings) -> None:
+    """Fail at startup, naming the key, when a token the chosen mode needs is missing."""
+    if settings.bot_token is None:
+        raise ConfigError("slack.bot_token is not set — paste the bot token (xoxb-…) from the Slack app's OAuth page.")
+    if settings.mode == "http" and settings.signing_secret is None:
+        raise ConfigError("slack.signing_secret is not set — copy it from the Slack app's Basic Information page.")
+    if settings.mode == "socket" and settings.app_token is None:
+        raise ConfigError("slack.app_token is not set — Socket Mode needs an app-level token (xapp-…).")
+
+
+class SlackBot:
+    """The bolt app plus what its listeners share: client, identity, limits, feedback, tasks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        assistant: Assistant,
+        db: Database,
+        *,
+        client: AsyncWebClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        s = settings.slack
+        check_settings(s)
+        self.settings = s
+        self.assistant = assistant
+        self.db = db
+        self.client = client or make_client(s)
+        secret = s.signing_secret.get_secret_value() if s.signing_secret else ""
+        self.verifier = SignatureVerifier(secret)
+        self.app = AsyncApp(
+            name="hearth",
+            client=self.client,
+            signing_secret=secret or None,
+            request_verification_enabled=s.mode == "http",
+            raise_error_for_unhandled_request=False,
+        )
+        self.runner = TrackingLazyRunner(logging.getLogger("slack_bolt.lazy"))
+        # bolt offers no constructor argument for this; the attribute is its documented runner slot.
+        self.app.listener_runner.lazy_listener_runner = self.runner
+        self.feedback = FeedbackStore(db)
+        self.answerer = Answerer(
+            s, assistant, db, self.client,
+            access=SlackAccess(s, self.client, clock=clock),
+            limiter=RateLimiter(s.rate_limit_per_minute, clock=clock),
+            feedback=self.feedback,
+            history_chars=min(s.history_max_chars, assistant.limits.prompt_budget_chars // 3),
+        )
+        self._register()
+
+    # --- listeners: translate a Slack payload into a Question, nothing more ----------------------
+
+    def _register(self) -> None:
+        app = self.app
+        app.command(re.compile(r"^/(ask|data|explain)$"))(ack=self._ack, lazy=[self._command])
+        app.command("/hearth")(self._hearth)
+        app.command("/digest")(self._digest)
+        app.event("app_mention")(ack=self._ack, lazy=[self._mention])
+        app.event("message")(ack=self._ack, lazy=[self._direct_message])
+        app.action(_FEEDBACK)(ack=self._ack, lazy=[self._vote])
+
+    @staticmethod
+    async def _ack(ack: AsyncAck) -> None:
+        await ack()
+
+    async def _hearth(self, ack: AsyncAck, command: dict[str, Any]) -> None:
+        """``/hearth help``: answered in the acknowledgement itself (no model work)."""
+        arg = str(command.get("text") or "").strip().lower()
+        text = messages.SLACK_HELP if arg in ("", "help") else messages.SLACK_UNKNOWN_COMMAND.format(
+            command=render.escape(f"/hearth {arg}"))
+        await ack(text=text, blocks=render.notice_blocks(text), response_type="ephemeral")
+
+    async def _digest(self, ack: AsyncAck) -> None:
+        """``/digest``: a polite note until the digest service registers its own listener."""
+        await ack(text=messages.SLACK_DIGESTS_UNAVAILABLE, response_type="ephemeral")
+
+    async def _command(self, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext) -> None:
+        kind = _COMMANDS[str(command["command"])]
+        user, channel = str(command["user_id"]), str(command["channel_id"])
+        text = plain_text(str(command.get("text") or ""))
+
+        async def notify(notice: str) -> None:
+            await respond(text=notice, response_type="ephemeral", replace_original=False)
+
+        shown = render.escape(text if len(text) <= 300 else text[:300] + "…")
+        header = messages.SLACK_ASKED.format(user=user, question=f"`{command['command']}` {shown}")
+        await self.answerer.handle(Question(
+            kind=kind, user=user, channel=channel, text=text,
+            question_id=f"command:{command.get('trigger_id') or uuid.uuid4().hex}", notify=notify,
+            header=header, header_fallback=header,
+        ), bot_user_id=context.bot_user_id, bot_id=context.bot_id)
+
+    async def _mention(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+        """@Hearth in a channel: answer in the thread (the mention's own thread, or a new one)."""
+        user, channel, ts = str(event.get("user") or ""), str(event["channel"]), str(event["ts"])
+        if not user or event.get("bot_id"):
+            return
+        thread = str(event.get("thread_ts") or ts)
+
+        async def notify(notice: str) -> None:
+            await self.client.chat_postEphemeral(channel=channel, user=user, text=notice, thread_ts=thread)
+
+        await self.answerer.handle(Question(
+            kind="ask", user=user, channel=channel, text=plain_text(str(event.get("text") or ""), context.bot_user_id),
+            question_id=f"event:{body.get('event_id') or ts}", notify=notify, reply_thread=thread,
+            history_thread=str(event["thread_ts"]) if event.get("thread_ts") else None, message_ts=ts,
+        ), bot_user_id=context.bot_user_id, bot_id=context.bot_id)
+
+    async def _direct_message(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+        """A DM to the bot (other message events are acknowledged and ignored)."""
+        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id") or not event.get("user"):
+            return
+        user, channel, ts = str(event["user"]), str(event["channel"]), str(event["ts"])
+        thread = str(event["thread_ts"]) if event.get("thread_ts") else None
+
+        async def notify(notice: str) -> None:
+            await self.client.chat_postMessage(channel=channel, text=notice, thread_ts=thread)
+
+        await self.answerer.handle(Question(
+            kind="ask", user=user, channel=channel, text=plain_text(str(event.get("text") or ""), context.bot_user_id),
+            question_id=f"event:{body.get('event_id') or ts}", notify=notify, reply_thread=thread,
+            history_thread=thread, message_ts=ts,
+        ), bot_user_id=context.bot_user_id, bot_id=context.bot_id)
+
+    async def _vote(self, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """👍/👎 on an answer: store the vote, thank the person privately."""
+        direction, _, answer_id = str(action.get("value") or "").partition(":")
+        user = str((body.get("user") or {}).get("id") or "")
+        if direction not in ("up", "down") or not answer_id or not user:
+            log.warning("slack: ignoring a malformed feedback action")
+            return
+        question_id = await self.feedback.vote(answer_id, user, 1 if direction == "up" else -1)
+        if question_id is None:
+            log.warning("slack: feedback for unknown answer %s", answer_id)
+            return
+        channel = str((body.get("channel") or {}).get("id") or "")
+        thread = (body.get("message") or {}).get("thread_ts")
+        if channel:
+            try:
+                await self.client.chat_postEphemeral(channel=channel, user=user, text=messages.SLACK_FEEDBACK_THANKS,
+                                                     thread_ts=thread)
+            except SlackApiError as exc:
+                log.info("slack: could not thank %s for feedback (%s)", user, exc.response.get("error"))
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Wait for answers still being written (all of them, or until ``timeout_s``)."""
+        pending = set(self.runner.tasks)
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
+
+    async def aclose(self, timeout_s: float = 20.0) -> None:
+        """Let in-flight answers finish (up to ``timeout_s``), then cancel the rest."""
+        await self.drain(timeout_s)
+        for task in list(self.runner.tasks):
+            task.cancel()
+        if self.runner.tasks:
+            await asyncio.gather(*self.runner.tasks, return_exceptions=True)
+
+
+def create_slack_bot(settings: Settings, assistant: Assistant, db: Database) -> SlackBot:
+    """The Slack bot for these settings (its ``.app`` is the slack-bolt AsyncApp)."""
+    return SlackBot(settings, assistant, db)

@@ -1,0 +1,83 @@
+"""A thread's earlier messages as conversation turns, bounded by a character budget."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import messages
+from bot.slack.inbound import plain_text
+from core.contracts import Turn
+
+log = logging.getLogger(__name__)
+
+_SUMMARY_ITEM_CHARS = 80
+
+
+def turns_from(
+    raw: Sequence[Mapping[str, Any]], *, bot_user_id: str | None, bot_id: str | None, before_ts: str
+) -> list[Turn]:
+    """Messages older than ``before_ts`` as turns; consecutive messages of one side are joined."""
+    turns: list[Turn] = []
+    for msg in raw:
+        ts = str(msg.get("ts", ""))
+        if not ts or float(ts) >= float(before_ts):
+            continue
+        mine = bool(msg.get("bot_id")) and (bot_id is None or msg.get("bot_id") == bot_id) or (
+            bot_user_id is not None and msg.get("user") == bot_user_id
+        )
+        text = plain_text(str(msg.get("text") or ""), bot_user_id)
+        if not text or text in (messages.THINKING,) or msg.get("subtype") not in (None, "bot_message", "thread_broadcast"):
+            continue
+        role = "assistant" if mine else "user"
+        if turns and turns[-1].role == role:
+            turns[-1] = Turn(role, turns[-1].text + "\n" + text)
+        else:
+            turns.append(Turn(role, text))
+    return turns
+
+
+def fit(turns: list[Turn], budget_chars: int) -> list[Turn]:
+    """Keep the newest turns within ``budget_chars``; older ones become a one-line summary of the questions."""
+    kept: list[Turn] = []
+    used = 0
+    for turn in reversed(turns):
+        cost = len(turn.text) + 16
+        if used + cost > budget_chars:
+            break
+        kept.append(turn)
+        used += cost
+    kept.reverse()
+    dropped = turns[: len(turns) - len(kept)]
+    if not dropped:
+        return kept
+    asked = [t.text.splitlines()[0][:_SUMMARY_ITEM_CHARS] for t in dropped if t.role == "user" and t.text]
+    summary = "; ".join(f"asked “{q}”" for q in asked) or "earlier answers"
+    room = max(0, budget_chars - used - 120)
+    note = messages.SLACK_HISTORY_SUMMARY.format(count=len(dropped), summary=summary[:room] if room else "…")
+    return [Turn("user", note), *kept]
+
+
+async def thread_history(
+    client: AsyncWebClient,
+    channel: str,
+    thread_ts: str,
+    *,
+    before_ts: str,
+    bot_user_id: str | None,
+    bot_id: str | None,
+    budget_chars: int,
+) -> list[Turn]:
+    """The thread's turns before ``before_ts`` (``conversations.replies``), fitted to the budget."""
+    try:
+        resp = await client.conversations_replies(channel=channel, ts=thread_ts, limit=100)
+    except SlackApiError as exc:
+        log.warning("conversations.replies failed for %s/%s (%s); answering without history",
+                    channel, thread_ts, exc.response.get("error"))
+        return []
+    raw = list(resp.get("messages") or [])
+    return fit(turns_from(raw, bot_user_id=bot_user_id, bot_id=bot_id, before_ts=before_ts), budget_chars)

@@ -1,0 +1,208 @@
+"""Answers as Slack messages: mrkdwn escaping, safe links, splitting, Block Kit.
+
+Model output is untrusted: it is escaped (``&``, ``<``, ``>``) so it cannot ping ``@channel`` or
+forge ``<url|label>`` links, and any URL that is not one of the answer's cited sources is shown as
+inert code text, so a prompt-injected answer cannot exfiltrate data through a link or an image::
+
+    parts = split_text(to_mrkdwn(answer.text, allowed={c.uri for c in answer.citations}), 3000)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from bot import messages
+from core.contracts import Answer, Citation
+
+# One section block holds at most 3000 characters; a message is one section of the answer.
+MESSAGE_CHARS = 2900
+FEEDBACK_ACTION = "hearth_feedback"
+
+_FENCE = re.compile(r"```.*?(?:```|\Z)", re.S)
+_IMAGE = re.compile(r"!\[([^\]\n]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+_LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+_INLINE_CODE = re.compile(r"`[^`\n]+`")
+# Schemes Slack (or a client) may turn into links, and bare host names, which Slack auto-links too.
+_URL = re.compile(
+    r"\b(?:https?|ftp|file|mailto|data|javascript|slack):[^\s`<>()\[\]]+"
+    r"|\b(?:[a-z0-9-]+\.)+[a-z]{2,24}\b(?:[/?#][^\s`<>()\[\]]*)?",
+    re.I,
+)
+_BOLD = re.compile(r"\*\*(.+?)\*\*|__(.+?)__")
+_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$", re.M)
+_PLACEHOLDER = "\x00{}\x00"
+
+
+def escape(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn treats as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _inert(url: str) -> str:
+    """A URL as code text: visible, not clickable, not unfurled."""
+    return "`" + url.replace("`", "'") + "`"
+
+
+def to_mrkdwn(text: str, allowed: Iterable[str] = ()) -> str:
+    """Markdown from the model → Slack mrkdwn; only URLs in ``allowed`` become links."""
+    allowed_set = {u for u in allowed if u}
+    kept: list[str] = []
+
+    def keep(fragment: str) -> str:
+        kept.append(fragment)
+        return _PLACEHOLDER.format(len(kept) - 1)
+
+    def link(url: str, label: str) -> str:
+        if url in allowed_set and url.lower().startswith(("http://", "https://")):
+            return keep(f"<{escape(url)}|{escape(label.replace('|', '/')) or escape(url)}>")
+        shown = escape(label)
+        return keep(f"{shown} ({_inert(escape(url))})" if shown and shown != escape(url) else _inert(escape(url)))
+
+    def bare(url: str) -> str:
+        core = url.rstrip(".,;:!?'\"")
+        return link(core, "") + url[len(core):]
+
+    text = text.replace("\x00", "")
+    text = _FENCE.sub(lambda m: keep(escape(m.group(0)) + ("" if m.group(0).endswith("```") else "\n```")), text)
+    text = _INLINE_CODE.sub(lambda m: keep(escape(m.group(0))), text)
+    text = _IMAGE.sub(lambda m: link(m.group(2), m.group(1) or messages.SLACK_LINK_REMOVED), text)
+    text = _LINK.sub(lambda m: link(m.group(2), m.group(1)), text)
+    text = _URL.sub(lambda m: bare(m.group(0)), text)
+    text = escape(text)
+    text = _BOLD.sub(lambda m: f"*{m.group(1) or m.group(2)}*", text)
+    text = _HEADING.sub(lambda m: f"*{m.group(1)}*", text)
+    return re.sub("\x00(\\d+)\x00", lambda m: kept[int(m.group(1))], text)
+
+
+def split_text(text: str, limit: int = MESSAGE_CHARS) -> list[str]:
+    """Split at paragraph, line, then word boundaries into parts of at most ``limit`` characters.
+
+    A code fence cut in two is closed at the end of one part and reopened in the next.
+    """
+    if limit < 20:
+        raise ValueError("split_text: limit must be at least 20 characters")
+    parts: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        window = rest[: limit - 4]  # room to close a fence
+        cut = max(window.rfind("\n\n"), 0)
+        if cut < limit // 3:
+            cut = window.rfind("\n")
+        if cut < limit // 3:
+            cut = window.rfind(" ")
+        if cut < limit // 3:
+            cut = len(window)
+        part, rest = rest[:cut].rstrip(), rest[cut:].lstrip()
+        if part.count("```") % 2 == 1:
+            part += "\n```"
+            rest = "```\n" + rest
+        parts.append(part)
+    if rest:
+        parts.append(rest)
+    return parts or [""]
+
+
+def source_line(citation: Citation) -> str:
+    """One cited source: a link when it has a web address, else its title and location as text."""
+    title = escape(citation.title or citation.uri or citation.doc_id)
+    if citation.uri.lower().startswith(("http://", "https://")):
+        return f"[{citation.number}] <{escape(citation.uri)}|{title.replace('|', '/')}>"
+    where = f" {_inert(escape(citation.uri))}" if citation.uri and citation.uri != citation.title else ""
+    return f"[{citation.number}] *{title}*{where}"
+
+
+def footer_text(answer: Answer) -> str | None:
+    """'Answered by MODEL (local|remote)', or None when no model answered (nothing found)."""
+    if answer.backend == "none":
+        return None
+    where = messages.REMOTE if answer.backend == "remote" else messages.LOCAL
+    return messages.FOOTER.format(model=escape(answer.model or answer.backend), where=where)
+
+
+def section(text: str) -> dict[str, Any]:
+    """A mrkdwn section block."""
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000] or " "}}
+
+
+def context(lines: Sequence[str]) -> dict[str, Any]:
+    """A context block (small grey text), at most 10 elements."""
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": line[:3000]} for line in lines[:10]]}
+
+
+def feedback_actions(answer_id: str) -> dict[str, Any]:
+    """The 👍/👎 buttons; their value names the answer."""
+    return {
+        "type": "actions",
+        "block_id": "hearth_feedback",
+        "elements": [
+            {"type": "button", "action_id": f"{FEEDBACK_ACTION}_up", "value": f"up:{answer_id}",
+             "text": {"type": "plain_text", "text": messages.SLACK_FEEDBACK_UP, "emoji": True}},
+            {"type": "button", "action_id": f"{FEEDBACK_ACTION}_down", "value": f"down:{answer_id}",
+             "text": {"type": "plain_text", "text": messages.SLACK_FEEDBACK_DOWN, "emoji": True}},
+        ],
+    }
+
+
+def answer_parts(answer: Answer, limit: int = MESSAGE_CHARS) -> list[str]:
+    """The answer body as mrkdwn parts, one per Slack message."""
+    allowed = {c.uri for c in answer.citations}
+    body = to_mrkdwn(answer.text or messages.NOT_FOUND, allowed)
+    if answer.notices:
+        body += "\n\n" + "\n".join(f"_{escape(n)}_" for n in answer.notices)
+    return split_text(body, limit)
+
+
+def final_blocks(part: str, answer: Answer, *, header: str | None = None, last: bool = True,
+                 extra: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Blocks of one message of a finished answer; the last one carries sources, footer and buttons."""
+    blocks: list[dict[str, Any]] = []
+    if header:
+        blocks.append(context([header]))
+    blocks.append(section(part))
+    if not last:
+        return blocks
+    blocks.extend(extra)
+    if answer.citations:
+        lines = [source_line(c) for c in answer.citations]
+        blocks.append(context([f"*{messages.SOURCES}:* " + " · ".join(lines)]))
+    footer = footer_text(answer)
+    if footer:
+        blocks.append(context([footer]))
+    if answer.request_id:
+        blocks.append(feedback_actions(answer.request_id))
+    return blocks
+
+
+def streaming_blocks(part: str, header: str | None = None) -> list[dict[str, Any]]:
+    """Blocks of a message while its text is still streaming."""
+    blocks = [context([header])] if header else []
+    blocks.append(section(part + " …" if part else messages.THINKING))
+    return blocks
+
+
+def notice_blocks(text: str) -> list[dict[str, Any]]:
+    """A plain one-section message (errors, limits, help)."""
+    return [section(text)]
+
+
+def text_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_rows: int = 15,
+               max_width: int = 24) -> str:
+    """A small monospace table for a code block (Slack has no table block for bots)."""
+
+    def cell(value: Any) -> str:
+        s = "" if value is None else str(value)
+        s = s.replace("\n", " ").replace("`", "'")
+        return s if len(s) <= max_width else s[: max_width - 1] + "…"
+
+    shown = [[cell(v) for v in row] for row in rows[:max_rows]]
+    header = [cell(c) for c in columns]
+    widths = [max([len(header[i])] + [len(r[i]) for r in shown if i < len(r)]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in shown]
+    table = "```\n" + escape("\n".join(lines)) + "\n```"
+    if len(rows) > max_rows:
+        table += "\n_" + messages.SLACK_ROWS_MORE.format(count=len(rows) - max_rows) + "_"
+    return table

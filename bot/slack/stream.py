@@ -1,0 +1,126 @@
+"""A reply that streams into Slack: a placeholder at once, throttled ``chat.update``s, split when long.
+
+::
+
+    reply = StreamingReply(client, channel, thread_ts=ts, interval_s=1.0)
+    await reply.start()                      # chat.postMessage "Thinking…"
+    async for event in assistant.ask_stream(request):
+        if isinstance(event, Delta):
+            await reply.feed(event.text)     # at most one chat.update per interval per message
+    await reply.finish(answer)               # final text, sources, footer, 👍/👎
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import messages
+from bot.slack import render
+from core.contracts import Answer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Posted:
+    ts: str
+    shown: str = ""
+    updated_at: float = 0.0
+
+
+@dataclass
+class StreamingReply:
+    """One answer's Slack messages, kept in step with the streamed text."""
+
+    client: AsyncWebClient
+    channel: str
+    thread_ts: str | None = None
+    interval_s: float = 1.0
+    header: str | None = None
+    header_fallback: str = ""
+    limit: int = render.MESSAGE_CHARS
+    clock: Callable[[], float] = time.monotonic
+    posted: list[_Posted] = field(default_factory=list)
+    _text: str = ""
+
+    async def _post(self, text: str, blocks: list[dict[str, Any]]) -> str:
+        resp = await self.client.chat_postMessage(
+            channel=self.channel, thread_ts=self.thread_ts, text=text, blocks=blocks,
+            unfurl_links=False, unfurl_media=False,
+        )
+        # Later messages go to the same thread; in a DM without a thread they follow each other.
+        return str(resp["ts"])
+
+    async def _update(self, msg: _Posted, text: str, blocks: list[dict[str, Any]], *, final: bool) -> None:
+        wait = msg.updated_at + self.interval_s - self.clock()
+        if wait > 0:
+            if not final:
+                return
+            await asyncio.sleep(wait)  # Slack allows about one update per second per message
+        await self.client.chat_update(channel=self.channel, ts=msg.ts, text=text, blocks=blocks)
+        msg.updated_at = self.clock()
+        msg.shown = text
+
+    async def start(self) -> str:
+        """Post the placeholder; return its ts."""
+        ts = await self._post(self._fallback(messages.THINKING, 0), render.streaming_blocks("", self.header))
+        self.posted.append(_Posted(ts, messages.THINKING, self.clock()))
+        return ts
+
+    def _fallback(self, text: str, index: int) -> str:
+        return f"{self.header_fallback}\n\n{text}" if index == 0 and self.header_fallback else text
+
+    async def feed(self, delta: str) -> None:
+        """Add streamed text; refresh the messages when the throttle allows."""
+        self._text += delta
+        parts = render.split_text(render.to_mrkdwn(self._text), self.limit)
+        for i, part in enumerate(parts):
+            header = self.header if i == 0 else None
+            if i >= len(self.posted):
+                ts = await self._post(part, render.streaming_blocks(part, header))
+                self.posted.append(_Posted(ts, part, self.clock()))
+            elif i < len(parts) - 1 and self.posted[i].shown != part:
+                # A message that has filled up gets its full text as soon as the throttle allows.
+                await self._update(self.posted[i], part, render.streaming_blocks(part, header), final=False)
+            elif self.posted[i].shown != part:
+                await self._update(self.posted[i], part, render.streaming_blocks(part, header), final=False)
+
+    async def finish(self, answer: Answer, extra: Sequence[dict[str, Any]] = ()) -> list[str]:
+        """Show the finished answer; return the ts of every message it uses."""
+        parts = render.answer_parts(answer, self.limit)
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            blocks = render.final_blocks(part, answer, header=self.header if i == 0 else None, last=last, extra=extra)
+            text = self._fallback(answer_fallback(part), i)
+            if i < len(self.posted):
+                await self._update(self.posted[i], text, blocks, final=True)
+            else:
+                ts = await self._post(text, blocks)
+                self.posted.append(_Posted(ts, text, self.clock()))
+        for extra_msg in self.posted[len(parts):]:
+            await self.client.chat_delete(channel=self.channel, ts=extra_msg.ts)
+        del self.posted[len(parts):]
+        return [p.ts for p in self.posted]
+
+    async def fail(self, text: str) -> None:
+        """Replace the reply with a plain notice (an apology or a limit message)."""
+        if not self.posted:
+            await self._post(text, render.notice_blocks(render.escape(text)))
+            return
+        blocks = ([render.context([self.header])] if self.header else []) + render.notice_blocks(render.escape(text))
+        await self._update(self.posted[0], text, blocks, final=True)
+        for extra_msg in self.posted[1:]:
+            await self.client.chat_delete(channel=self.channel, ts=extra_msg.ts)
+        del self.posted[1:]
+
+
+def answer_fallback(part_mrkdwn: str) -> str:
+    """The notification/fallback text of a message (Slack shows it where blocks cannot be shown)."""
+    return part_mrkdwn[:3000]

@@ -109,6 +109,17 @@ class DingTalkSettings(Section):
         default_factory=dict, description="Conversation id -> ACL tokens granted inside it."
     )
     max_question_chars: int = Field(4000, ge=10, description="Longer questions get a polite limit message.")
+    rate_limit_per_minute: int = Field(10, ge=1, description="Questions per user per minute.")
+    language: Literal["auto", "zh", "en"] = Field(
+        "auto", description="Reply language; auto answers in Chinese when the question contains Chinese."
+    )
+    card_template_id: str | None = Field(
+        None, description="AI card template id; when set (with client_id/secret) answers stream into a card."
+    )
+    fallback_webhook: str | None = Field(
+        None, description="Webhook name used when a sessionWebhook expired and no robot_code is set."
+    )
+    request_timeout_s: float = Field(10.0, gt=0, description="Timeout of every call to DingTalk.")
 
 
 class LspSettings(Section):

@@ -25,6 +25,7 @@ ASSISTANT = web.AppKey("assistant", Assistant)
 Mount = Callable[[web.Application, Settings], None]
 # "module:function" of each surface's mount; a mount returns at once when its surface is disabled.
 MOUNTS: list[str] = [
+    "bot.dingtalk.http:mount",
 ]
 
 

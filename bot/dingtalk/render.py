@@ -1,0 +1,69 @@
+"""Answers as DingTalk Markdown: the text, numbered sources, notices and the model footer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from bot.dingtalk.texts import Lang, say
+from core.contracts import Answer, Citation
+
+# DingTalk rejects markdown messages over 20,000 bytes; stay well below with multi-byte text.
+MAX_MARKDOWN_CHARS = 6000
+
+
+def answer_markdown(answer: Answer, lang: Lang) -> str:
+    """The full reply for ``answer``."""
+    parts = [answer.text.strip() or say("NOT_FOUND", lang)]
+    if answer.citations:
+        parts.append(sources_markdown(answer.citations, lang))
+    parts.extend(f"> {notice}" for notice in answer.notices)
+    body = "\n\n".join(parts)
+    return clip(body, MAX_MARKDOWN_CHARS - 200) + "\n\n" + footer(answer, lang)
+
+
+def sources_markdown(citations: Sequence[Citation], lang: Lang) -> str:
+    """A numbered list of sources, linked when their URI is a web address."""
+    lines = [f"**{say('SOURCES', lang)}**", ""]
+    for c in citations:
+        title = _escape(c.title or c.uri or c.doc_id)
+        label = f"[{title}]({c.uri})" if c.uri.startswith(("http://", "https://")) else f"{title} ({c.uri})"
+        where = f" — {c.location}" if c.location else ""
+        lines.append(f"{c.number}. {label}{where}")
+    return "\n".join(lines)
+
+
+def footer(answer: Answer, lang: Lang) -> str:
+    """Which model answered, and whether it ran locally or remotely."""
+    if not answer.model and answer.backend == "none":
+        return ""
+    where = say("REMOTE", lang) if answer.backend == "remote" else say("LOCAL", lang)
+    return "---\n" + say("FOOTER", lang, model=answer.model or answer.backend, where=where)
+
+
+def table_markdown(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, limit: int = 20) -> str:
+    """A Markdown table of at most ``limit`` rows."""
+    if not columns:
+        return ""
+    lines = ["| " + " | ".join(_cell(c) for c in columns) + " |", "|" + " --- |" * len(columns)]
+    for i, row in enumerate(rows):
+        if i >= limit:
+            lines.append(f"| … | {' | '.join('' for _ in columns[1:])}")
+            break
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _cell(value: Any) -> str:
+    """One table cell: no pipes or newlines."""
+    return _escape(str(value)).replace("|", "\\|").replace("\n", " ")[:80]
+
+
+def _escape(text: str) -> str:
+    """Neutralise characters that would break a Markdown link label."""
+    return text.replace("[", "(").replace("]", ")")

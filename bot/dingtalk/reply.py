@@ -1,0 +1,115 @@
+"""Replies to a message: through its sessionWebhook, or proactively once that has expired."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from bot.dingtalk.message import Incoming
+from bot.dingtalk.openapi import DingTalkAPIError, OpenAPI
+from bot.dingtalk.poster import DingTalkPoster
+from core.config import DingTalkSettings
+
+log = logging.getLogger(__name__)
+
+
+class Replier:
+    """Sends Markdown into the conversation a message came from."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        settings: DingTalkSettings,
+        *,
+        api: OpenAPI | None = None,
+        poster: DingTalkPoster | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.api = api
+        self.poster = poster
+        self.wall = wall
+        self.timeout = aiohttp.ClientTimeout(total=settings.request_timeout_s)
+
+    async def markdown(self, incoming: Incoming, title: str, text: str) -> bool:
+        """Deliver ``text``; return False (after a log line) when no route is left."""
+        if incoming.session_webhook and not self._expired(incoming):
+            try:
+                await self._session_post(incoming, title, text)
+                return True
+            except DingTalkAPIError as exc:
+                log.warning(
+                    "DingTalk sessionWebhook reply to message %s failed: %s; trying a proactive message",
+                    incoming.msg_id,
+                    exc,
+                )
+        else:
+            log.warning(
+                "DingTalk sessionWebhook of message %s in conversation %s is %s; trying a proactive message",
+                incoming.msg_id,
+                incoming.conversation_id,
+                "expired" if incoming.session_webhook else "missing",
+            )
+        return await self._fallback(incoming, title, text)
+
+    def _expired(self, incoming: Incoming) -> bool:
+        """Whether the sessionWebhook's expiry time has passed (with a few seconds of margin)."""
+        if incoming.webhook_expires_ms is None:
+            return False
+        return self.wall() * 1000 >= incoming.webhook_expires_ms - 5000
+
+    async def _session_post(self, incoming: Incoming, title: str, text: str) -> None:
+        """POST a markdown message to the sessionWebhook."""
+        assert incoming.session_webhook is not None
+        body: dict[str, object] = {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
+        if incoming.is_group:
+            body["at"] = {"atUserIds": [incoming.staff_id]}
+        try:
+            async with self.session.post(incoming.session_webhook, json=body, timeout=self.timeout) as resp:
+                raw = await resp.text()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DingTalkAPIError(f"the sessionWebhook could not be reached: {exc!r}") from exc
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            data = {}
+        code = data.get("errcode", 0) if isinstance(data, dict) else 0
+        if status >= 300 or code not in (0, None):
+            raise DingTalkAPIError(
+                f"the sessionWebhook answered HTTP {status}, errcode {code}: {raw[:200]}", code
+            )
+
+    async def _fallback(self, incoming: Incoming, title: str, text: str) -> bool:
+        """A proactive message as the robot (robot_code) or through the fallback webhook."""
+        if self.api is not None and (self.settings.robot_code or incoming.robot_code):
+            try:
+                await self.api.send_markdown(incoming, title, text)
+                return True
+            except DingTalkAPIError as exc:
+                log.error("DingTalk proactive reply to message %s failed: %s", incoming.msg_id, exc)
+        if self.poster is not None and self.settings.fallback_webhook:
+            try:
+                await self.poster.post(self.settings.fallback_webhook, text)
+                return True
+            except Exception as exc:  # noqa: BLE001 — the poster logged the detail; keep the bot alive
+                log.error(
+                    "DingTalk fallback webhook '%s' failed for message %s: %s",
+                    self.settings.fallback_webhook,
+                    incoming.msg_id,
+                    exc,
+                )
+                return False
+        log.error(
+            "DingTalk reply to message %s in conversation %s was not delivered: set dingtalk.robot_code "
+            "(with client_id/client_secret) or dingtalk.fallback_webhook to reply after the sessionWebhook "
+            "expires",
+            incoming.msg_id,
+            incoming.conversation_id,
+        )
+        return False

@@ -1,12 +1,19 @@
 """The aiohttp application of `hearth serve`.
 
-``create_app(settings)`` builds the app; the assistant (models, stores) is opened and closed in one
-``cleanup_ctx`` generator. Surfaces add their routes with a *mount* function registered in
-``MOUNTS``: ``mount(app, settings) -> None``.
+``create_app(settings)`` builds the app: request ids, JSON errors and metrics (middleware),
+bearer-token auth on /v1, /healthz, /readyz, /metrics, and every surface's routes. Surfaces add
+theirs with a *mount* function registered in ``MOUNTS``: ``mount(app, settings) -> None``.
+
+Opened and closed in ``cleanup_ctx`` generators: the state database (``app[DATABASE]``), the
+audit log (``app[AUDIT]``) and the assistant (``app[ASSISTANT]``). If the assistant cannot be
+built at start (a store or database down), the app still starts, /readyz says why, and the
+build is retried in the background: no crash loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -16,43 +23,110 @@ from aiohttp import web
 
 from core.assistant import Assistant
 from core.config import Settings
+from core.db import Database
+from core.ratelimit import RateLimiter
+from server.audit import AuditLog
+from server.auth import LIMITER, TOKENS, TokenStore, require_token
+from server.health import healthz, readyz
+from server.observability import metrics_handler, observe
+from server.state import ASSISTANT, AUDIT, DATABASE, LIFECYCLE, SETTINGS, Lifecycle
+
+__all__ = ["ASSISTANT", "AUDIT", "DATABASE", "LIFECYCLE", "MOUNTS", "SETTINGS", "create_app"]
 
 log = logging.getLogger(__name__)
-
-SETTINGS = web.AppKey("settings", Settings)
-ASSISTANT = web.AppKey("assistant", Assistant)
 
 Mount = Callable[[web.Application, Settings], None]
 # "module:function" of each surface's mount; a mount returns at once when its surface is disabled.
 MOUNTS: list[str] = [
+    "server.api:mount",
     "bot.dingtalk.http:mount",
 ]
 
-
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process is up and serving HTTP."""
-    return web.json_response({"status": "ok"})
+# Seconds between attempts to build the assistant after a failed start (doubling up to the cap).
+RETRY_START_S = 2.0
+RETRY_MAX_S = 60.0
 
 
 def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web.Application:
     """Build the `hearth serve` application; pass ``assistant`` to inject one (tests)."""
-    app = web.Application(client_max_size=settings.server.max_body_bytes)
+    app = web.Application(client_max_size=settings.server.max_body_bytes, middlewares=[observe, require_token])
     app[SETTINGS] = settings
+    app[LIFECYCLE] = Lifecycle()
+    app[LIMITER] = RateLimiter(settings.server.rate_limit_per_minute)
+
+    async def state_ctx(app: web.Application) -> AsyncIterator[None]:
+        db = Database(settings.database_url)
+        app[DATABASE] = db
+        app[TOKENS] = TokenStore(db)
+        audit = AuditLog(db)
+        audit.start()
+        app[AUDIT] = audit
+        yield
+        await audit.aclose()
+        await db.aclose()
 
     async def assistant_ctx(app: web.Application) -> AsyncIterator[None]:
         owned = assistant is None
-        app[ASSISTANT] = assistant if assistant is not None else build_assistant(settings)
+        life = app[LIFECYCLE]
+        starter: asyncio.Task[None] | None = None
+        if assistant is not None:
+            app[ASSISTANT] = assistant
+        else:
+            tried = asyncio.Event()
+            starter = asyncio.create_task(_start_assistant(app, settings, life, tried), name="hearth-assistant-start")
+            # Listen only once the first attempt is over, so a healthy start serves its first request.
+            await tried.wait()
         yield
-        if owned:
-            await app[ASSISTANT].aclose()
+        if starter is not None and not starter.done():
+            starter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starter
+        built = app.get(ASSISTANT)
+        if owned and built is not None:
+            await built.aclose()
 
+    async def on_shutdown(app: web.Application) -> None:
+        # SIGTERM: the listening sockets are closed already; let answers finish, then cancel the rest.
+        cancelled = await app[LIFECYCLE].drain(settings.server.shutdown_timeout_s)
+        if cancelled:
+            log.warning("cancelled %d answer(s) still running after %.0fs", cancelled, settings.server.shutdown_timeout_s)
+
+    app.cleanup_ctx.append(state_ctx)
     app.cleanup_ctx.append(assistant_ctx)
+    app.on_shutdown.append(on_shutdown)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
     for spec in MOUNTS:
         module, _, func = spec.partition(":")
         mount: Mount = getattr(importlib.import_module(module), func)
         mount(app, settings)
     return app
+
+
+async def _start_assistant(app: web.Application, settings: Settings, life: Lifecycle, tried: asyncio.Event) -> None:
+    """Build the assistant, retrying with backoff; then warm the local model in the background."""
+    delay = RETRY_START_S
+    while True:
+        try:
+            built = await asyncio.to_thread(build_assistant, settings)
+        except Exception as exc:  # noqa: BLE001 - reported on /readyz, retried
+            life.assistant_error = f"could not start the engine: {exc}"
+            tried.set()
+            log.error("could not start the engine (retrying in %.0fs): %s", delay, exc, exc_info=True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+            continue
+        app[ASSISTANT] = built
+        life.assistant_error = None
+        tried.set()
+        break
+    load = getattr(built.router.local, "load", None)
+    if load is not None:
+        try:
+            await load()
+        except Exception as exc:  # noqa: BLE001 - the router falls back and /readyz reports it
+            log.warning("the local model did not load at start: %s", exc)
 
 
 def build_assistant(settings: Settings) -> Assistant:

@@ -23,6 +23,11 @@ _COMMANDS: list[tuple[str, str]] = [
     ("server.cli.ask_cmd", "ask"),
     ("server.cli.doctor_cmd", "doctor"),
     ("server.cli.serve_cmd", "serve"),
+    ("server.cli.tokens_cmd", "tokens"),
+    ("server.cli.index_cmd", "index"),
+    ("server.cli.index_cmd", "search"),
+    ("server.cli.index_cmd", "sources"),
+    ("server.cli.index_cmd", "eval_group"),
 ]
 
 

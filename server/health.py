@@ -1,0 +1,116 @@
+"""/healthz (the process answers) and /readyz (it can serve answers now).
+
+Readiness checks, each with a reason when it fails:
+
+- ``model``: the local model is loaded, or its file is there to load; or a remote API is configured;
+- ``store``: the Qdrant server answers (``store.url``), or the local store directory is writable;
+- ``database``: the state database answers ``SELECT 1``;
+- ``assistant``: the engine was built (its startup error otherwise);
+- ``shutdown``: not draining after SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
+
+from core.config import Settings
+from server.state import ASSISTANT, DATABASE, LIFECYCLE, SETTINGS
+
+CHECK_TIMEOUT_S = 3.0
+
+
+@dataclass
+class Probe:
+    """One readiness check's outcome."""
+
+    ok: bool
+    detail: str
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process is up and serving HTTP."""
+    return web.json_response({"status": "ok"})
+
+
+async def _model(app: web.Application, settings: Settings) -> Probe:
+    assistant = app.get(ASSISTANT)
+    remote = f"; remote API {settings.llm.remote.base_url} configured" if settings.llm.remote.base_url else ""
+    local = assistant.router.local if assistant is not None else None
+    if local is None:
+        if settings.llm.remote.base_url:
+            return Probe(True, f"remote API {settings.llm.remote.base_url}")
+        return Probe(False, "no model backend configured — set llm.local or llm.remote.base_url")
+    if getattr(local, "loaded", True):
+        return Probe(True, f"local model {local.model} loaded{remote}")
+    if assistant is not None and assistant.router.breaker.is_open and not remote:
+        return Probe(False, "the local model failed repeatedly (circuit open)")
+    path = settings.llm.local.model_path
+    if path is None:
+        from core.llm.llama_cpp import bundled_model_path
+
+        try:
+            path = await asyncio.to_thread(bundled_model_path)
+        except Exception as exc:  # noqa: BLE001 - reported as the reason
+            return Probe(bool(remote), f"bundled model unavailable: {exc}{remote}")
+    if await asyncio.to_thread(path.is_file):
+        return Probe(True, f"local model file {path} present, not loaded yet{remote}")
+    return Probe(bool(remote), f"no model file at {path} (llm.local.model_path){remote}")
+
+
+async def _store(settings: Settings) -> Probe:
+    if settings.store.url:
+        url = settings.store.url.rstrip("/") + "/readyz"
+        headers = {"api-key": settings.store.api_key.get_secret_value()} if settings.store.api_key else {}
+        try:
+            async with ClientSession(timeout=ClientTimeout(total=CHECK_TIMEOUT_S)) as session:
+                async with session.get(url, headers=headers) as resp:
+                    if resp.status < 400:
+                        return Probe(True, f"Qdrant at {settings.store.url} is ready")
+                    return Probe(False, f"Qdrant at {settings.store.url} answered HTTP {resp.status}")
+        except (ClientError, TimeoutError, OSError) as exc:
+            return Probe(False, f"Qdrant at {settings.store.url} is unreachable ({type(exc).__name__})")
+    path = settings.store_path
+    parent = path if path.exists() else path.parent
+    if await asyncio.to_thread(os.access, parent, os.W_OK):
+        return Probe(True, f"local store at {path}")
+    return Probe(False, f"local store directory {parent} is not writable (store.path)")
+
+
+async def _database(app: web.Application) -> Probe:
+    db = app[DATABASE]
+
+    def ping(conn: Any) -> None:
+        conn.execute(sa.text("SELECT 1"))
+
+    try:
+        await asyncio.wait_for(db.run(ping), CHECK_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - any failure is the reason
+        return Probe(False, f"{db.dialect} state database unreachable ({type(exc).__name__}) — check database.url")
+    return Probe(True, f"{db.dialect} state database answers")
+
+
+async def readiness(app: web.Application) -> dict[str, Probe]:
+    """Run every readiness check concurrently."""
+    settings = app[SETTINGS]
+    life = app[LIFECYCLE]
+    model, store, database = await asyncio.gather(_model(app, settings), _store(settings), _database(app))
+    if app.get(ASSISTANT) is not None:
+        assistant = Probe(True, "built")
+    else:
+        assistant = Probe(False, life.assistant_error or "starting")
+    shutdown = Probe(not life.draining, "shutting down" if life.draining else "accepting work")
+    return {"model": model, "store": store, "database": database, "assistant": assistant, "shutdown": shutdown}
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 200 when every check passes, else 503; the body gives each check's reason."""
+    checks = await readiness(request.app)
+    ready = all(p.ok for p in checks.values())
+    body = {"ready": ready, "checks": {name: {"ok": p.ok, "detail": p.detail} for name, p in checks.items()}}
+    return web.json_response(body, status=200 if ready else 503)

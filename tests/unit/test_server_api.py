@@ -1,0 +1,276 @@
+"""The REST API through aiohttp's test client: auth, limits, errors, JSON and SSE answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from core.assistant import Assistant
+from core.llm.fake import FakeBackend
+from core.llm.router import Router
+from server import api
+from server.app import AUDIT, DATABASE, create_app
+from server.audit import recent
+from server.auth import TOKENS
+from server.openapi import document
+from tests.fixtures.core import make_settings
+
+
+def parse_sse(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """(event, data) pairs of a Server-Sent Events body."""
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+async def start(aiohttp_client: Any, tmp_path: Path, backend: FakeBackend, **server: Any) -> Any:
+    settings = make_settings(tmp_path, server=server) if server else make_settings(tmp_path)
+    assistant = Assistant(settings, Router(local=backend, remote=None, routing=settings.llm.routing))
+    client = await aiohttp_client(create_app(settings, assistant=assistant))
+    _, token = await client.app[TOKENS].create("alice", ["group:eng"])
+    client.token = token
+    client.backend = backend
+    client.auth = {"Authorization": f"Bearer {token}"}
+    return client
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, tmp_path: Path) -> Any:
+    return await start(aiohttp_client, tmp_path, FakeBackend(reply="Hearth fake answer."))
+
+
+async def test_ask_json_returns_the_answer_contract(client: Any) -> None:
+    resp = await client.post("/v1/ask", json={"question": "What is Hearth?"}, headers=client.auth)
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["answer"] == "Hearth fake answer."
+    assert body["backend"] == "local" and body["model"] == "fake-model"
+    assert set(body) >= {"citations", "usage", "timings_ms", "notices", "request_id"}
+    assert resp.headers["X-Request-Id"] == body["request_id"]
+
+
+async def test_ask_streams_server_sent_events(client: Any) -> None:
+    headers = client.auth | {"Accept": "text/event-stream", "X-Request-Id": "req-123"}
+    resp = await client.post("/v1/ask", json={"question": "Hi", "history": [{"role": "user", "text": "x"}]},
+                             headers=headers)
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
+    events = parse_sse(await resp.text())
+    deltas = [d["text"] for e, d in events if e == "delta"]
+    assert len(deltas) == 3 and "".join(deltas) == "Hearth fake answer."
+    assert events[-1][0] == "answer" and events[-1][1]["request_id"] == "req-123"
+
+
+async def test_history_reaches_the_prompt(client: Any) -> None:
+    body = {"question": "And the second?", "history": [{"role": "user", "text": "first question about llamas"}]}
+    assert (await client.post("/v1/ask", json=body, headers=client.auth)).status == 200
+    prompt = " ".join(m.content for m in client.backend.calls[-1].messages)
+    assert "llamas" in prompt
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer hth_000000000000_wrongwrongwrongwrongwrong"},
+                                     {"Authorization": "Basic abc"}])
+async def test_missing_or_wrong_token_is_401(client: Any, headers: dict[str, str]) -> None:
+    resp = await client.post("/v1/ask", json={"question": "x"}, headers=headers)
+    assert resp.status == 401
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert (await resp.json())["error"]["code"] == "unauthorized"
+    assert client.backend.calls == []
+
+
+async def test_revoked_token_is_401(client: Any) -> None:
+    assert await client.app[TOKENS].revoke(user="alice") == 1
+    resp = await client.post("/v1/ask", json={"question": "x"}, headers=client.auth)
+    assert resp.status == 401
+
+
+async def test_token_acl_becomes_the_request_acl(client: Any) -> None:
+    seen: list[frozenset[str] | None] = []
+
+    class Retriever:
+        async def search(self, query: str, *, acl: frozenset[str] | None, k: int) -> list[Any]:
+            seen.append(acl)
+            return []
+
+    client.app[api.ASSISTANT].retriever = Retriever()
+    resp = await client.post("/v1/search", json={"query": "leave policy", "k": 3}, headers=client.auth)
+    assert resp.status == 200 and (await resp.json())["hits"] == []
+    assert seen == [frozenset({"public", "user:alice", "group:eng"})]
+
+
+async def test_search_without_retrieval_is_501(client: Any) -> None:
+    resp = await client.post("/v1/search", json={"query": "x"}, headers=client.auth)
+    assert resp.status == 501
+    assert "not available" in (await resp.json())["error"]["message"]
+
+
+@pytest.mark.parametrize("path,body", [("/v1/code/generate", {"instruction": "add", "language": "python"}),
+                                       ("/v1/code/tests", {"code": "def f(): pass", "language": "python"}),
+                                       ("/v1/tables/ask", {"question": "how many?"})])
+async def test_capabilities_not_wired_are_501(client: Any, path: str, body: dict[str, Any]) -> None:
+    resp = await client.post(path, json=body, headers=client.auth)
+    assert resp.status == 501, await resp.text()
+
+
+async def test_code_explain_streams_through_the_explain_template(client: Any) -> None:
+    body = {"code": "def add(a, b):\n    return a + b", "language": "python", "path": "calc.py"}
+    resp = await client.post("/v1/code/explain", json=body, headers=client.auth | {"X-Hearth-Surface": "lsp"})
+    assert resp.status == 200
+    assert (await resp.json())["answer"] == "Hearth fake answer."
+    prompt = " ".join(m.content for m in client.backend.calls[-1].messages)
+    assert "return a + b" in prompt and "calc.py" in prompt
+    assert client.backend.calls[-1].options.priority == 0  # editor requests jump the queue
+
+
+async def test_code_generate_calls_the_code_service_when_present(client: Any) -> None:
+    class Code:
+        async def generate(self, request: Any, **kw: Any) -> dict[str, Any]:
+            return {"code": f"# {kw['instruction']} ({request.user})", "language": kw["language"]}
+
+    client.app[api.ASSISTANT].code = Code()
+    resp = await client.post("/v1/code/generate", json={"instruction": "add two numbers", "language": "python"},
+                             headers=client.auth)
+    assert resp.status == 200
+    assert (await resp.json())["code"] == "# add two numbers (alice)"
+
+
+@pytest.mark.parametrize("raw,needle", [
+    (b"{not json", "not valid JSON"),
+    (b"[1, 2]", "JSON object"),
+    (b"", "empty"),
+    (b'{"history": []}', "Field 'question' is required"),
+    (b'{"question": "x", "history": [{"role": "robot", "text": "x"}]}', "history.0.role"),
+])
+async def test_malformed_bodies_are_400_naming_the_problem(client: Any, raw: bytes, needle: str) -> None:
+    resp = await client.post("/v1/ask", data=raw, headers=client.auth | {"Content-Type": "application/json"})
+    assert resp.status == 400
+    body = await resp.json()
+    assert needle in body["error"]["message"] and body["request_id"]
+
+
+async def test_oversized_body_is_413(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await start(aiohttp_client, tmp_path, FakeBackend(), max_body_bytes=2048)
+    resp = await client.post("/v1/ask", json={"question": "x" * 5000}, headers=client.auth)
+    assert resp.status == 413
+    assert (await resp.json())["error"]["code"] == "too_large"
+    assert client.backend.calls == []
+
+
+async def test_rate_limit_is_429_with_retry_after(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await start(aiohttp_client, tmp_path, FakeBackend(), rate_limit_per_minute=2)
+    for _ in range(2):
+        assert (await client.post("/v1/ask", json={"question": "x"}, headers=client.auth)).status == 200
+    resp = await client.post("/v1/ask", json={"question": "x"}, headers=client.auth)
+    assert resp.status == 429
+    assert int(resp.headers["Retry-After"]) >= 1
+
+
+async def test_unknown_route_and_method_are_json(client: Any) -> None:
+    resp = await client.get("/v1/nope", headers=client.auth)
+    assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
+    resp = await client.get("/nowhere")
+    assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
+    resp = await client.get("/v1/ask", headers=client.auth)
+    assert resp.status == 405 and "POST" in resp.headers["Allow"]
+
+
+async def test_engine_errors_become_clean_json_without_tracebacks(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await start(aiohttp_client, tmp_path, FakeBackend(error=RuntimeError("secret internal detail")))
+    resp = await client.post("/v1/ask", json={"question": "x"}, headers=client.auth)
+    assert resp.status == 500
+    text = await resp.text()
+    assert "secret internal detail" not in text and "Traceback" not in text
+    assert json.loads(text)["request_id"] == resp.headers["X-Request-Id"]
+
+
+async def test_backend_failure_mid_stream_ends_with_an_error_event(aiohttp_client: Any, tmp_path: Path) -> None:
+    from core.errors import BackendUnavailable
+
+    client = await start(aiohttp_client, tmp_path, FakeBackend(error=BackendUnavailable("model gone")))
+    resp = await client.post("/v1/ask", json={"question": "x"}, headers=client.auth | {"Accept": "text/event-stream"})
+    events = parse_sse(await resp.text())
+    assert events[-1][0] == "error" and "No model could answer" in events[-1][1]["message"]
+
+
+async def test_client_disconnect_mid_stream_cancels_generation(aiohttp_client: Any, tmp_path: Path) -> None:
+    backend = FakeBackend(reply=" ".join(["word"] * 200), token_delay=0.05)
+    client = await start(aiohttp_client, tmp_path, backend)
+    resp = await client.post("/v1/ask", json={"question": "x"}, headers=client.auth | {"Accept": "text/event-stream"})
+    assert (await resp.content.readline()).startswith(b"event: delta")
+    resp.close()  # the client goes away
+    queue = client.app[api.ASSISTANT].router.queue
+    for _ in range(200):
+        if backend.cancelled and not queue.busy:
+            break
+        await asyncio.sleep(0.01)
+    assert backend.cancelled == 1
+    assert not queue.busy
+    rows = await _audit_rows(client)
+    assert rows[0]["status"] == "cancelled"
+
+
+async def _audit_rows(client: Any) -> list[dict[str, Any]]:
+    await client.app[AUDIT].flush()
+    return await recent(client.app[DATABASE])
+
+
+async def test_audit_rows_record_who_asked_what(client: Any) -> None:
+    resp = await client.post("/v1/ask", json={"question": "Where is the wiki?"}, headers=client.auth)
+    rid = (await resp.json())["request_id"]
+    rows = await _audit_rows(client)
+    row = rows[0]
+    assert (row["user_name"], row["surface"], row["action"], row["question"]) == ("alice", "rest", "ask",
+                                                                                   "Where is the wiki?")
+    assert (row["backend"], row["model"], row["status"], row["request_id"]) == ("local", "fake-model", "ok", rid)
+    assert client.token not in json.dumps(rows)
+
+
+async def test_metrics_count_requests_by_route(client: Any) -> None:
+    await client.post("/v1/ask", json={"question": "x"}, headers=client.auth)
+    text = await (await client.get("/metrics")).text()
+    assert 'hearth_http_requests_total{route="/v1/ask",status="200",surface="rest"}' in text
+    assert "hearth_http_request_seconds_bucket" in text and "hearth_local_queue_wait_seconds" in text
+
+
+async def test_readyz_reports_each_check(client: Any) -> None:
+    resp = await client.get("/readyz")
+    body = await resp.json()
+    assert resp.status == 200 and body["ready"] is True
+    assert set(body["checks"]) == {"model", "store", "database", "assistant", "shutdown"}
+
+
+async def test_readyz_is_503_with_the_reason_when_the_database_is_down(aiohttp_client: Any, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, database={"url": "postgresql+psycopg://nobody@127.0.0.1:1/none"})
+    assistant = Assistant(settings, Router(local=FakeBackend(), remote=None))
+    client = await aiohttp_client(create_app(settings, assistant=assistant))
+    resp = await client.get("/readyz")
+    body = await resp.json()
+    assert resp.status == 503 and body["ready"] is False
+    assert not body["checks"]["database"]["ok"] and "database.url" in body["checks"]["database"]["detail"]
+    assert (await client.post("/v1/ask", json={"question": "x"}, headers={"Authorization": "Bearer x"})).status == 401
+
+
+async def test_openapi_describes_every_v1_route(client: Any) -> None:
+    doc = await (await client.get("/v1/openapi.json")).json()  # no token needed
+    assert doc == json.loads(json.dumps(document()))
+    served = {(m.lower(), p) for m, p, _ in api.ROUTES}
+    described = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+    assert served == described
+    routes = {(r.method.lower(), r.resource.canonical) for r in client.app.router.routes()
+              if r.resource is not None and r.resource.canonical.startswith("/v1/")}
+    assert routes == served
+    for path, body in api.BODIES.items():
+        ref = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
+        assert set(schema.get("required", [])) == {n for n, f in body.model_fields.items() if f.is_required()}
+
+
+def test_api_handlers_are_coroutines() -> None:
+    assert all(asyncio.iscoroutinefunction(h) for _, _, h in api.ROUTES)
+    assert isinstance(create_app(make_settings(Path("/tmp/unused"))), web.Application)

@@ -40,6 +40,7 @@ Mount = Callable[[web.Application, Settings], None]
 MOUNTS: list[str] = [
     "server.api:mount",
     "bot.dingtalk.http:mount",
+    "bot.slack.http:mount",
 ]
 
 # Seconds between attempts to build the assistant after a failed start (doubling up to the cap).

@@ -59,23 +59,27 @@ class Answerer:
     def __init__(
         self,
         settings: SlackSettings,
-        assistant: Assistant,
+        assistant: Assistant | Callable[[], Assistant | None],
         db: Database,
         client: AsyncWebClient,
         *,
         access: SlackAccess,
         limiter: RateLimiter,
         feedback: FeedbackStore,
-        history_chars: int,
     ) -> None:
         self.settings = settings
-        self.assistant = assistant
+        # `hearth serve` may still be starting the engine when Slack calls; then answers apologise.
+        self._assistant = assistant
         self.db = db
         self.client = client
         self.access = access
         self.limiter = limiter
         self.feedback = feedback
-        self.history_chars = history_chars
+
+    @property
+    def assistant(self) -> Assistant | None:
+        """The engine, or None while `hearth serve` has not managed to start it."""
+        return self._assistant if isinstance(self._assistant, Assistant) else self._assistant()
 
     async def handle(self, q: Question, *, bot_user_id: str | None = None, bot_id: str | None = None) -> None:
         """Answer ``q`` once, whatever Slack retries; never raises, never shows a traceback."""
@@ -104,17 +108,22 @@ class Answerer:
         wait = self.limiter.check(q.user)
         if wait > 0:
             return messages.RATE_LIMITED.format(seconds=max(1.0, wait))
+        if self.assistant is None:
+            return messages.MODEL_DOWN
         if q.kind == "data" and getattr(self.assistant, "tables", None) is None:
             return messages.SLACK_TABLES_UNAVAILABLE
         return None
 
     async def _answer(self, q: Question, bot_user_id: str | None, bot_id: str | None) -> None:
+        assistant = self.assistant
+        assert assistant is not None
         acl = await self.access.acl(q.user, q.channel)
         history = []
         if q.history_thread and q.message_ts:
+            budget = min(self.settings.history_max_chars, assistant.limits.prompt_budget_chars // 3)
             history = await thread_history(
                 self.client, q.channel, q.history_thread, before_ts=q.message_ts,
-                bot_user_id=bot_user_id, bot_id=bot_id, budget_chars=self.history_chars,
+                bot_user_id=bot_user_id, bot_id=bot_id, budget_chars=budget,
             )
         request = Request(text=q.text, user=q.user, surface="slack", acl=acl, channel=q.channel,
                           thread=q.reply_thread, history=history)
@@ -131,10 +140,10 @@ class Answerer:
         extra: list[dict[str, Any]] = []
         try:
             if q.kind == "data":
-                answer, extra = await self._table_answer(request, reply)
+                answer, extra = await self._table_answer(assistant, request)
             else:
                 answer = None
-                async for event in self._stream(q, request):
+                async for event in self._stream(assistant, q, request):
                     if isinstance(event, Delta):
                         await reply.feed(event.text)
                     else:
@@ -169,15 +178,17 @@ class Answerer:
             model=answer.model, backend=answer.backend,
         ))
 
-    def _stream(self, q: Question, request: Request) -> AsyncIterator[Delta | Answer]:
+    @staticmethod
+    def _stream(assistant: Assistant, q: Question, request: Request) -> AsyncIterator[Delta | Answer]:
         if q.kind == "explain":
             code, language = code_snippet(q.text)
-            return self.assistant.complete_stream("explain", request, code=code, language=language)
-        return self.assistant.ask_stream(request)
+            return assistant.complete_stream("explain", request, code=code, language=language)
+        return assistant.ask_stream(request)
 
-    async def _table_answer(self, request: Request, reply: StreamingReply) -> tuple[Answer, list[dict[str, Any]]]:
+    @staticmethod
+    async def _table_answer(assistant: Assistant, request: Request) -> tuple[Answer, list[dict[str, Any]]]:
         """Ask the tables capability (when configured) and render its answer, SQL and rows."""
-        tables = getattr(self.assistant, "tables", None)
+        tables = getattr(assistant, "tables", None)
         started = time.perf_counter()
         ask = tables.ask  # type: ignore[union-attr]
         params = inspect.signature(ask).parameters

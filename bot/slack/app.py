@@ -92,7 +92,7 @@ class SlackBot:
     def __init__(
         self,
         settings: Settings,
-        assistant: Assistant,
+        assistant: Assistant | Callable[[], Assistant | None],
         db: Database,
         *,
         client: AsyncWebClient | None = None,
@@ -122,7 +122,6 @@ class SlackBot:
             access=SlackAccess(s, self.client, clock=clock),
             limiter=RateLimiter(s.rate_limit_per_minute, clock=clock),
             feedback=self.feedback,
-            history_chars=min(s.history_max_chars, assistant.limits.prompt_budget_chars // 3),
         )
         self._register()
 

@@ -45,7 +45,8 @@ async def _slack_ctx(app: web.Application) -> AsyncIterator[None]:
 
     settings = app[SETTINGS]
     db = Database(settings.database_url)
-    bot = SlackBot(settings, app[ASSISTANT], db)
+    # The engine may still be starting (or retrying) in the background: look it up per question.
+    bot = SlackBot(settings, lambda: app.get(ASSISTANT), db)
     app[SLACK_BOT] = bot
     socket = None
     if settings.slack.mode == "socket":

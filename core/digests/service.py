@@ -45,6 +45,7 @@ from core.digests.leader import LeaderLock, leader_lock
 from core.digests.schedule import fire_key, last_fire, next_fire, utcnow
 from core.digests.store import Delivery, LostClaim, RunRecord, RunStore
 from core.errors import DigestError, PromptError
+from core.prompts.registry import PromptRegistry
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,9 @@ class DigestService:
         lock: LeaderLock | None = None,
     ) -> None:
         self.settings = settings
-        self.assistant = assistant
+        self._assistant = assistant
+        # Templates are checked at start even when the engine is still loading (serve builds it later).
+        self.prompts: PromptRegistry = getattr(assistant, "prompts", None) or PromptRegistry(settings.prompts.dir)
         self.posters = dict(posters)
         self.db = db
         self.holder = holder or make_holder()
@@ -164,6 +167,11 @@ class DigestService:
                 await self.tick()
             except Exception:
                 log.exception("digest leader round failed; retrying in %.0fs", self.leader_interval_s)
+
+    @property
+    def assistant(self) -> Any:
+        """The engine (``assistant`` may be a zero-argument callable returning it, or None, while it loads)."""
+        return self._assistant() if callable(self._assistant) else self._assistant
 
     @property
     def leading(self) -> bool:
@@ -262,7 +270,7 @@ class DigestService:
     def check_template(self, spec: DigestSpec, where: str) -> None:
         """DigestError naming ``where`` when the template is unknown or needs inputs a digest lacks."""
         try:
-            tpl = self.assistant.prompts.get(spec.template)
+            tpl = self.prompts.get(spec.template)
         except PromptError as exc:
             raise DigestError(f"{where}: {exc}") from None
         missing = [i for i in tpl.required if i not in TEMPLATE_INPUTS]

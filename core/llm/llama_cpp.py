@@ -42,8 +42,9 @@ def _route_native_logs() -> None:
     def forward(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
         message = text.decode("utf-8", "replace").rstrip()
         if message:
-            # 3 is GGML_LOG_LEVEL_ERROR; the rest (info, warnings about caches, debug) is detail.
-            native.log(logging.ERROR if level == 3 else logging.DEBUG, "%s", message)
+            # ggml levels: 1 debug, 2 info, 3 warn, 4 error, 5 continuation. Warnings are about
+            # caches and kernels — operator detail, not something to print over an answer.
+            native.log({4: logging.ERROR, 3: logging.INFO}.get(level, logging.DEBUG), "%s", message)
 
     llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
     _native_log = forward

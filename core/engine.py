@@ -11,4 +11,9 @@ from core.config import Settings
 
 def build_assistant(settings: Settings) -> Assistant:
     """The assistant for these settings."""
-    return Assistant.from_settings(settings)
+    retriever = None
+    if settings.sources:
+        from core.retrieval.search import DocsRetriever
+
+        retriever = DocsRetriever(settings)
+    return Assistant.from_settings(settings, retriever=retriever)

@@ -21,6 +21,7 @@ install: $(STAMP)
 dev: $(DEV_STAMP)
 
 demo: $(STAMP)
+	$(DEMO) index
 	$(DEMO) ask "How many vacation days do new employees get, and how do I request time off?"
 
 test: $(DEV_STAMP)

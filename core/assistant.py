@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import Settings
 from core.contracts import Answer, Citation, Delta, Hit, Request, Retriever
@@ -24,6 +24,9 @@ from core.llm.base import Chunk, GenOptions, LLMBackend, Usage
 from core.llm.queue import LocalQueue
 from core.llm.router import Router
 from core.prompts.registry import PromptRegistry, RenderedPrompt
+
+if TYPE_CHECKING:
+    from core.tables.service import TableService
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,7 @@ class Assistant:
         self.router = router
         self.prompts = prompts or PromptRegistry(settings.prompts.dir)
         self.retriever = retriever
+        self.tables: TableService | None = None  # set by core.engine.build_assistant when tables are configured
         n_ctx = settings.llm.local.n_ctx
         budget_tokens = max(256, n_ctx - settings.llm.max_tokens - 64)
         self.limits = Limits(

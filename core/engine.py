@@ -16,4 +16,9 @@ def build_assistant(settings: Settings) -> Assistant:
         from core.retrieval.search import DocsRetriever
 
         retriever = DocsRetriever(settings)
-    return Assistant.from_settings(settings, retriever=retriever)
+    assistant = Assistant.from_settings(settings, retriever=retriever)
+    if settings.tables:
+        from core.tables.service import TableService
+
+        assistant.tables = TableService(settings, assistant.router, assistant.prompts)
+    return assistant

@@ -21,6 +21,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("server.cli.config_cmd", "config"),
     ("server.cli.prompts_cmd", "prompts"),
     ("server.cli.ask_cmd", "ask"),
+    ("server.cli.tables_cmd", "tables"),
     ("server.cli.doctor_cmd", "doctor"),
     ("server.cli.serve_cmd", "serve"),
     ("server.cli.tokens_cmd", "tokens"),

@@ -1,0 +1,224 @@
+"""CSV and Parquet files queried in-process through DuckDB.
+
+Each source gets a small DuckDB file under ``<home>/tables`` that holds only views over its data
+files. It is opened ``read_only`` with file access limited to those files and the configuration
+locked, so neither COPY … TO, ATTACH, INSTALL nor ``read_csv('/etc/passwd')`` work even if a
+statement got past the guard. A changed data file (size or mtime) rebuilds the views.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from core.errors import TableError
+from core.tables.catalog import ColumnInfo, TableInfo
+from core.tables.sources import QueryFailed, QueryResult, QueryTimeout, first_line, require_file
+from core.tables.sqlite_source import quote_ident
+
+if TYPE_CHECKING:
+    from core.config import Settings
+    from core.tables.config import TableSourceSpec
+
+log = logging.getLogger(__name__)
+
+_READERS = {"csv": ("read_csv", ("*.csv", "*.tsv", "*.csv.gz")), "parquet": ("read_parquet", ("*.parquet",))}
+_TEXTISH = ("VARCHAR", "DATE", "TIME", "ENUM")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def table_name(stem: str) -> str:
+    """A plain SQL identifier from a file name."""
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", stem).strip("_").lower() or "data"
+    return f"t_{name}" if name[0].isdigit() else name
+
+
+class DuckDBConnection:
+    """A cursor on the source's locked, read-only DuckDB database."""
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        self._cur = cursor
+        self._interrupted = False
+
+    def fetch(self, sql: str, max_rows: int) -> QueryResult:
+        """Run ``sql``; stop at ``max_rows`` rows."""
+        try:
+            self._cur.execute(sql)
+            rows = self._cur.fetchmany(max_rows + 1)
+            description = self._cur.description or []
+        except duckdb.InterruptException as exc:
+            raise QueryTimeout("The query was stopped at its time limit.") from exc
+        except duckdb.Error as exc:
+            if self._interrupted:
+                raise QueryTimeout("The query was stopped at its time limit.") from exc
+            raise QueryFailed(f"The database could not run the query: {first_line(exc)}.") from exc
+        return QueryResult(
+            [d[0] for d in description],
+            [tuple(r) for r in rows[:max_rows]],
+            more=len(rows) > max_rows,
+            types=[str(d[1]) for d in description],
+        )
+
+    def interrupt(self) -> None:
+        """Abort the running statement."""
+        self._interrupted = True
+        self._cur.interrupt()
+
+    def close(self) -> None:
+        """Close the cursor."""
+        self._cur.close()
+
+
+class DuckDBSource:
+    """CSV or Parquet files (one file, or every matching file in a directory) as read-only views."""
+
+    dialect = "duckdb"
+
+    def __init__(self, spec: TableSourceSpec, settings: Settings) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self._dir = settings.path("tables")
+        self._lock = threading.Lock()
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._signature = ""
+
+    def files(self) -> dict[str, Path]:
+        """View name -> data file."""
+        path = require_file(self.spec)
+        reader, patterns = _READERS[self.spec.type]
+        if path.is_file():
+            return {table_name(self.spec.name): path}
+        found: dict[str, Path] = {}
+        for pattern in patterns:
+            for file in sorted(path.glob(pattern)):
+                found.setdefault(table_name(file.name.split(".")[0]), file.resolve())
+        if not found:
+            raise TableError(f"Table source '{self.name}': no {' or '.join(patterns)} files in {path}.")
+        return found
+
+    def _base(self) -> duckdb.DuckDBPyConnection:
+        """The shared locked connection, rebuilt when a data file changed."""
+        files = self.files()
+        stats = [(n, str(p), p.stat().st_size, p.stat().st_mtime_ns) for n, p in sorted(files.items())]
+        signature = hashlib.sha256(repr((self.spec.type, stats)).encode()).hexdigest()[:16]
+        with self._lock:
+            if self._conn is not None and signature == self._signature:
+                return self._conn
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            db = self._build(files, signature)
+            conn = duckdb.connect(str(db), read_only=True)
+            try:
+                paths = ", ".join(_literal(str(p)) for p in files.values())
+                conn.execute(f"SET allowed_paths=[{paths}]")
+                conn.execute("SET enable_external_access=false")
+                conn.execute("SET autoinstall_known_extensions=false")
+                conn.execute("SET autoload_known_extensions=false")
+                conn.execute("SET lock_configuration=true")
+            except duckdb.Error:
+                conn.close()
+                raise
+            self._conn, self._signature = conn, signature
+            return conn
+
+    def _build(self, files: dict[str, Path], signature: str) -> Path:
+        """Write the views file (once per signature) and remove stale ones."""
+        self._dir.mkdir(parents=True, exist_ok=True)
+        stem = table_name(self.name)
+        target = self._dir / f"{stem}-{signature}.duckdb"
+        if target.exists():
+            return target
+        reader = _READERS[self.spec.type][0]
+        tmp = target.with_suffix(f".tmp{threading.get_ident()}")
+        tmp.unlink(missing_ok=True)
+        conn = duckdb.connect(str(tmp))
+        try:
+            for view, path in files.items():
+                conn.execute(
+                    f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM {reader}({_literal(str(path))})"
+                )
+                conn.execute(f"SELECT * FROM {quote_ident(view)} LIMIT 0")  # fail now on unreadable files
+        except duckdb.Error as exc:
+            conn.close()
+            tmp.unlink(missing_ok=True)
+            raise TableError(
+                f"Table source '{self.name}': cannot read its {self.spec.type} data ({first_line(exc)})."
+            ) from exc
+        conn.close()
+        tmp.replace(target)
+        for old in self._dir.glob(f"{stem}-*.duckdb"):
+            if old != target:
+                old.unlink(missing_ok=True)
+        return target
+
+    def connect(self, timeout_s: float) -> DuckDBConnection:
+        """A cursor on the read-only views database."""
+        try:
+            return DuckDBConnection(self._base().cursor())
+        except duckdb.Error as exc:
+            raise TableError(f"Table source '{self.name}': cannot open DuckDB ({first_line(exc)}).") from exc
+
+    def describe(self, samples: int) -> list[TableInfo]:
+        """Views with columns, text samples and row counts."""
+        cur = self._base().cursor()
+        timer = threading.Timer(30.0, cur.interrupt)
+        timer.start()
+        try:
+            cols: dict[str, list[tuple[str, str]]] = {}
+            for table, column, typ in cur.execute(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position"
+            ).fetchall():
+                cols.setdefault(table, []).append((column, typ))
+            tables = []
+            for table, columns in cols.items():
+                q = quote_ident(table)
+                rows = _safe(lambda q=q: cur.execute(f"SELECT count(*) FROM {q}").fetchone()[0])  # type: ignore[index]
+                infos = []
+                for column, typ in columns:
+                    vals: tuple[str, ...] = ()
+                    if samples and any(t in typ.upper() for t in _TEXTISH):
+                        c = quote_ident(column)
+                        got = _safe(
+                            lambda c=c, q=q: cur.execute(
+                                f"SELECT DISTINCT {c} FROM (SELECT {c} FROM {q} WHERE {c} IS NOT NULL LIMIT 200) LIMIT {int(samples)}"
+                            ).fetchall()
+                        )
+                        vals = tuple(str(r[0])[:40] for r in got or ())
+                    infos.append(ColumnInfo(column, typ, vals))
+                tables.append(TableInfo(self.name, table, tuple(infos), rows))
+            return tables
+        except duckdb.Error as exc:
+            raise TableError(
+                f"Table source '{self.name}': cannot read the catalog ({first_line(exc)})."
+            ) from exc
+        finally:
+            timer.cancel()
+            cur.close()
+
+    def close(self) -> None:
+        """Close the shared connection."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def _safe(fn: Any) -> Any:
+    started = time.monotonic()
+    try:
+        return fn()
+    except duckdb.Error:
+        log.debug("catalog query failed after %.1fs", time.monotonic() - started, exc_info=True)
+        return None

@@ -1,0 +1,169 @@
+"""PostgreSQL through psycopg 3, every session read-only with a server-side statement timeout.
+
+The connection options carry ``default_transaction_read_only=on`` and ``statement_timeout``, so the
+server itself refuses writes and stops long statements; the wall-clock limit in
+:func:`core.tables.sources.run_query` also sends a cancel request. Use a role that can only read
+(``GRANT SELECT``) as the third line of defence.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from core.errors import TableError
+from core.tables.catalog import ColumnInfo, TableInfo
+from core.tables.sources import QueryFailed, QueryResult, QueryTimeout, first_line
+
+if TYPE_CHECKING:
+    from core.config import Settings
+    from core.tables.config import TableSourceSpec
+
+log = logging.getLogger(__name__)
+
+_TEXTISH = ("char", "text", "date", "time", "uuid", "enum", "USER-DEFINED")
+_CATALOG_SQL = """
+SELECT c.table_schema, c.table_name, c.column_name, c.data_type
+FROM information_schema.columns c
+JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') AND c.table_schema NOT LIKE 'pg_toast%'
+  AND t.table_type IN ('BASE TABLE', 'VIEW')
+ORDER BY c.table_schema, c.table_name, c.ordinal_position
+"""
+
+
+def conninfo(url: str) -> str:
+    """A libpq URL from a SQLAlchemy-style one (``postgresql+psycopg://`` works too)."""
+    for prefix in ("postgresql+psycopg://", "postgresql+psycopg2://", "postgresql+asyncpg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+def ident(name: str) -> str:
+    """A double-quoted identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+class PostgresConnection:
+    """One read-only session."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+        self._interrupted = False
+
+    def fetch(self, sql: str, max_rows: int) -> QueryResult:
+        """Run ``sql``; stop at ``max_rows`` rows."""
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(sql.encode())  # type: ignore[call-overload]
+                rows = cur.fetchmany(max_rows + 1) if cur.description else []
+                columns = [d.name for d in cur.description or ()]
+                types = [str(d.type_code) for d in cur.description or ()]
+        except pg_errors.QueryCanceled as exc:
+            raise QueryTimeout("The query was stopped at its time limit.") from exc
+        except psycopg.Error as exc:
+            if self._interrupted:
+                raise QueryTimeout("The query was stopped at its time limit.") from exc
+            raise QueryFailed(f"The database could not run the query: {first_line(exc)}.") from exc
+        return QueryResult(
+            columns, [tuple(r) for r in rows[:max_rows]], more=len(rows) > max_rows, types=types
+        )
+
+    def interrupt(self) -> None:
+        """Ask the server to cancel the running statement."""
+        self._interrupted = True
+        cancel = getattr(self._conn, "cancel_safe", None)
+        if cancel is not None:
+            cancel(timeout=5.0)
+        else:
+            self._conn.cancel()
+
+    def close(self) -> None:
+        """Close the session."""
+        self._conn.close()
+
+
+class PostgresSource:
+    """A PostgreSQL database."""
+
+    dialect = "postgres"
+
+    def __init__(self, spec: TableSourceSpec, settings: Settings) -> None:
+        assert spec.url is not None
+        self.spec = spec
+        self.name = spec.name
+        self._url = conninfo(spec.url.get_secret_value())
+
+    def _open(self, timeout_s: float) -> psycopg.Connection[Any]:
+        ms = max(1, int(timeout_s * 1000))
+        options = (
+            f"-c default_transaction_read_only=on -c statement_timeout={ms} "
+            f"-c idle_in_transaction_session_timeout={max(ms, 10_000)} -c lock_timeout={ms}"
+        )
+        try:
+            return psycopg.connect(
+                self._url,
+                autocommit=True,
+                connect_timeout=max(2, min(int(timeout_s), 10)),
+                options=options,
+                application_name="hearth-tables",
+            )
+        except psycopg.Error as exc:
+            # The URL may hold a password: name the source, never the URL.
+            raise TableError(
+                f"Table source '{self.name}': cannot connect to PostgreSQL ({first_line(exc)}) — check tables[].url."
+            ) from exc
+
+    def connect(self, timeout_s: float) -> PostgresConnection:
+        """A read-only session with a statement timeout."""
+        return PostgresConnection(self._open(timeout_s))
+
+    def describe(self, samples: int) -> list[TableInfo]:
+        """Tables and views outside the system schemas; ``schema.table`` names outside ``public``."""
+        conn = self._open(30.0)
+        try:
+            grouped: dict[tuple[str, str], list[tuple[str, str]]] = {}
+            for schema, table, column, typ in conn.execute(_CATALOG_SQL).fetchall():
+                grouped.setdefault((schema, table), []).append((column, typ))
+            tables = []
+            for (schema, table), columns in grouped.items():
+                qualified = ident(schema) + "." + ident(table)
+                rows = _safe(conn, f"SELECT count(*) FROM {qualified}")
+                infos = []
+                for column, typ in columns:
+                    vals: tuple[str, ...] = ()
+                    if samples and any(t in typ for t in _TEXTISH):
+                        c = ident(column)
+                        got = _safe(
+                            conn,
+                            f"SELECT DISTINCT {c} FROM (SELECT {c} FROM {qualified} WHERE {c} IS NOT NULL "
+                            f"LIMIT 200) s LIMIT {int(samples)}",
+                            many=True,
+                        )
+                        vals = tuple(str(r[0])[:40] for r in got or ())
+                    infos.append(ColumnInfo(column, typ.upper(), vals))
+                name = table if schema == "public" else f"{schema}.{table}"
+                tables.append(TableInfo(self.name, name, tuple(infos), rows))
+            return tables
+        except psycopg.Error as exc:
+            raise TableError(
+                f"Table source '{self.name}': cannot read the catalog ({first_line(exc)})."
+            ) from exc
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        """Nothing is kept open."""
+
+
+def _safe(conn: psycopg.Connection[Any], sql: str, *, many: bool = False) -> Any:
+    try:
+        cur = conn.execute(sql.encode())  # type: ignore[call-overload]
+        return cur.fetchall() if many else cur.fetchone()[0]  # type: ignore[index]
+    except psycopg.Error:
+        log.debug("catalog query failed: %s", sql, exc_info=True)
+        return None

@@ -1,0 +1,194 @@
+"""Turning rows into what people read: a short answer, a text table that fits chat, a CSV file, a chart.
+
+Charts are drawn with matplotlib's Agg canvas on a fresh Figure (no pyplot state), so they are
+safe to draw in a worker thread. A chart is drawn only where it helps: a time series (first
+column dates, then numbers) or a category breakdown (labels, then one number, 2–30 rows).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import decimal
+import math
+import re
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}(-\d{2})?([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
+_CELL_CHARS = 40
+
+
+def json_value(value: Any) -> Any:
+    """A JSON-safe form of a database value."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(bytes(value))} bytes>"
+    return str(value)
+
+
+def json_rows(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Rows as JSON-safe lists."""
+    return [[json_value(v) for v in row] for row in rows]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float, decimal.Decimal)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    return None
+
+
+def format_value(value: Any) -> str:
+    """How one value reads in a table or a sentence."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        return (
+            f"{value:,.2f}"
+            if abs(value) >= 1000
+            else f"{value:.4g}"
+            if abs(value) < 1
+            else f"{value:.2f}".rstrip("0").rstrip(".")
+        )
+    if isinstance(value, decimal.Decimal):
+        return format_value(float(value)) if value != value.to_integral_value() else f"{int(value):,}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    text = str(json_value(value))
+    return text if len(text) <= _CELL_CHARS else text[: _CELL_CHARS - 1] + "…"
+
+
+def text_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, max_rows: int) -> str:
+    """A monospace table of at most ``max_rows`` rows; numbers right-aligned."""
+    shown = rows[:max_rows]
+    cells = [[format_value(v) for v in row] for row in shown]
+    numeric = [
+        all(_number(r[i]) is not None or r[i] is None for r in shown) and bool(shown)
+        for i in range(len(columns))
+    ]
+    heads = [c if len(c) <= _CELL_CHARS else c[: _CELL_CHARS - 1] + "…" for c in columns]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(heads)]
+
+    def line(values: Sequence[str]) -> str:
+        return " | ".join(
+            v.rjust(w) if numeric[i] else v.ljust(w)
+            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        ).rstrip()
+
+    out = [line(heads), "-+-".join("-" * w for w in widths)]
+    out += [line(r) for r in cells]
+    if len(rows) > len(shown):
+        out.append(f"… {len(rows) - len(shown):,} more row(s)")
+    return "\n".join(out)
+
+
+def write_csv(directory: Path, stem: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
+    """Write the rows to ``directory/<stem>-<id>.csv`` and return the path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{_safe_stem(stem)}-{uuid.uuid4().hex[:8]}.csv"
+    tmp = path.with_suffix(".part")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        writer.writerows(json_rows(rows))
+    tmp.replace(path)
+    return path
+
+
+def _safe_stem(stem: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-")[:40] or "result"
+
+
+def _as_time(value: Any) -> dt.datetime | None:
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day)
+    if isinstance(value, str) and _ISO_DATE.match(value.strip()):
+        text = value.strip()
+        try:
+            return dt.datetime.fromisoformat(text if len(text) > 7 else text + "-01")
+        except ValueError:
+            return None
+    return None
+
+
+def chart_kind(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str | None:
+    """'line' for a time series, 'bar' for a category breakdown, None when a chart would not help."""
+    if len(columns) < 2 or len(rows) < 2:
+        return None
+    numeric_cols = [i for i in range(1, len(columns)) if all(_number(r[i]) is not None for r in rows)]
+    if not numeric_cols:
+        return None
+    if all(_as_time(r[0]) is not None for r in rows):
+        return "line"
+    if len(rows) <= 30 and all(isinstance(r[0], str) or r[0] is None for r in rows) and numeric_cols[0] == 1:
+        return "bar"
+    return None
+
+
+def draw_chart(
+    directory: Path, stem: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str
+) -> Path | None:
+    """Draw the chart ``chart_kind`` picks into a PNG and return its path (None when no chart fits)."""
+    kind = chart_kind(columns, rows)
+    if kind is None:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if kind == "line":
+        points = sorted(((_as_time(r[0]), r) for r in rows), key=lambda p: p[0] or dt.datetime.min)
+        xs = [p[0] for p in points]
+        for i in [i for i in range(1, len(columns)) if all(_number(r[i]) is not None for r in rows)][:4]:
+            ax.plot(
+                xs,
+                [_number(p[1][i]) for p in points],
+                marker="o" if len(xs) <= 40 else None,
+                label=columns[i],
+            )
+        fig.autofmt_xdate()
+        if len(columns) > 2:
+            ax.legend()
+    else:
+        labels = ["NULL" if r[0] is None else str(r[0])[:20] for r in rows]
+        ax.barh(labels[::-1], [_number(r[1]) or 0.0 for r in rows][::-1])
+        ax.set_xlabel(columns[1])
+    ax.set_title(title[:80])
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{_safe_stem(stem)}-{uuid.uuid4().hex[:8]}.png"
+    fig.savefig(path)
+    return path
+
+
+def summary(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, more: bool) -> str:
+    """One sentence that states the number(s)."""
+    if not rows:
+        return "No rows matched."
+    if len(rows) == 1 and len(columns) == 1:
+        return f"The answer is {format_value(rows[0][0])} ({columns[0]})."
+    if len(rows) == 1:
+        return "; ".join(f"{c} = {format_value(v)}" for c, v in zip(columns, rows[0], strict=True)) + "."
+    count = f"{len(rows):,}{'+' if more else ''} rows"
+    if len(columns) == 2 and all(_number(r[1]) is not None for r in rows):
+        head = ", ".join(f"{format_value(r[0])}: {format_value(r[1])}" for r in rows[:5])
+        rest = f", … ({count})" if len(rows) > 5 else f" ({count})"
+        return f"{columns[1]} by {columns[0]}: {head}{rest}."
+    return f"{count}."

@@ -1,0 +1,188 @@
+"""Table sources behind one Protocol, and the one way queries run: off the event loop, with a deadline.
+
+Every source opens connections that are read-only at the driver (SQLite ``mode=ro`` plus an
+authorizer, DuckDB ``read_only`` with file access locked to the source's own files, PostgreSQL
+``default_transaction_read_only`` and ``statement_timeout``), so a statement that slipped past the
+guard still cannot change anything. Sources register by type::
+
+    source = make_source(spec, settings)
+    result = await run_query(source, "SELECT 1", max_rows=100, timeout_s=5)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from core.errors import ConfigError, TableError
+
+if TYPE_CHECKING:
+    from core.config import Settings
+    from core.tables.catalog import TableInfo
+    from core.tables.config import TableSourceSpec
+
+log = logging.getLogger(__name__)
+
+# Seconds a query's worker thread gets to stop after it was interrupted before we stop waiting.
+_DRAIN_S = 5.0
+
+
+class QueryTimeout(TableError):
+    """A query ran past its wall-clock limit and was stopped."""
+
+
+class QueryFailed(TableError):
+    """The database refused or failed the query (unknown column, type error…); the message is the database's."""
+
+
+@dataclass
+class QueryResult:
+    """Rows of one query: at most ``max_rows``; ``more`` says the database had more."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    more: bool = False
+    elapsed_ms: float = 0.0
+    types: list[str] = field(default_factory=list)
+
+
+class Connection(Protocol):
+    """One read-only connection, used by one query from one worker thread."""
+
+    def fetch(self, sql: str, max_rows: int) -> QueryResult:
+        """Run ``sql`` and return at most ``max_rows`` rows (blocking)."""
+        ...
+
+    def interrupt(self) -> None:
+        """Stop the running statement (called from another thread)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
+
+
+class TableSource(Protocol):
+    """A place tables live: describes itself and opens read-only connections."""
+
+    name: str
+    dialect: str
+
+    def connect(self, timeout_s: float) -> Connection:
+        """A read-only connection whose statements stop after ``timeout_s`` (blocking)."""
+        ...
+
+    def describe(self, samples: int) -> list[TableInfo]:
+        """Tables, column types, up to ``samples`` example values per text column, row counts (blocking)."""
+        ...
+
+    def close(self) -> None:
+        """Release anything the source keeps open."""
+        ...
+
+
+SourceFactory = Callable[["TableSourceSpec", "Settings"], TableSource]
+_FACTORIES: dict[str, Callable[[], SourceFactory]] = {}
+
+
+def register_source(kind: str, loader: Callable[[], SourceFactory]) -> None:
+    """Register a source type; ``loader`` imports the driver only when the type is used."""
+    _FACTORIES[kind] = loader
+
+
+def _duckdb() -> SourceFactory:
+    from core.tables.duckdb_source import DuckDBSource
+
+    return DuckDBSource
+
+
+def _sqlite() -> SourceFactory:
+    from core.tables.sqlite_source import SQLiteSource
+
+    return SQLiteSource
+
+
+def _postgres() -> SourceFactory:
+    from core.tables.postgres_source import PostgresSource
+
+    return PostgresSource
+
+
+register_source("csv", _duckdb)
+register_source("parquet", _duckdb)
+register_source("sqlite", _sqlite)
+register_source("postgres", _postgres)
+
+
+def make_source(spec: TableSourceSpec, settings: Settings) -> TableSource:
+    """The source for ``spec``; an unknown type names the known ones."""
+    loader = _FACTORIES.get(spec.type)
+    if loader is None:
+        raise ConfigError(
+            f"Unknown table source type '{spec.type}'; available: {', '.join(sorted(_FACTORIES))}"
+        )
+    return loader()(spec, settings)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a driver error, without the driver's prefixes."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for prefix in ("Binder Error: ", "Catalog Error: ", "Parser Error: ", "Conversion Error: "):
+        text = text.removeprefix(prefix)
+    return text[:300]
+
+
+async def run_query(source: TableSource, sql: str, *, max_rows: int, timeout_s: float) -> QueryResult:
+    """Run ``sql`` on a fresh read-only connection in a worker thread; interrupt it at ``timeout_s``."""
+    started = time.perf_counter()
+    conn = await asyncio.to_thread(source.connect, timeout_s)
+
+    def job() -> QueryResult:
+        try:
+            return conn.fetch(sql, max_rows)
+        finally:
+            conn.close()
+
+    work = asyncio.ensure_future(asyncio.to_thread(job))
+    try:
+        result = await asyncio.wait_for(asyncio.shield(work), timeout_s)
+    except TimeoutError:
+        _stop(conn, work)
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(work), _DRAIN_S)
+        log.info("query on %s stopped after %.1fs: %s", source.name, timeout_s, sql)
+        raise QueryTimeout(
+            f"The query ran longer than {timeout_s:g}s and was stopped — ask for less (a filter or an aggregate)."
+        ) from None
+    except asyncio.CancelledError:
+        _stop(conn, work)
+        raise
+    result.elapsed_ms = (time.perf_counter() - started) * 1000
+    return result
+
+
+def _stop(conn: Connection, work: asyncio.Future[QueryResult]) -> None:
+    """Interrupt a running statement; swallow the interrupted thread's error when it arrives."""
+    if not work.done():
+        try:
+            conn.interrupt()
+        except Exception:  # noqa: BLE001 — the connection may have just finished and closed
+            log.debug("interrupt failed", exc_info=True)
+    work.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
+def require_file(spec: TableSourceSpec) -> Path:
+    """The source's path, which must exist."""
+    assert spec.path is not None
+    path = spec.path.expanduser()
+    if not path.exists():
+        raise TableError(
+            f"Table source '{spec.name}': {path} does not exist — check tables[].path in hearth.yaml."
+        )
+    return path.resolve()

@@ -1,0 +1,145 @@
+"""SQLite files, opened read-only (``file:…?mode=ro``, ``query_only``, and an authorizer that allows reads only)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import TYPE_CHECKING, Any
+
+from core.errors import TableError
+from core.tables.catalog import ColumnInfo, TableInfo
+from core.tables.sources import QueryFailed, QueryResult, QueryTimeout, first_line, require_file
+
+if TYPE_CHECKING:
+    from core.config import Settings
+    from core.tables.config import TableSourceSpec
+
+_ALLOWED_ACTIONS = {
+    sqlite3.SQLITE_SELECT,
+    sqlite3.SQLITE_READ,
+    sqlite3.SQLITE_FUNCTION,
+    sqlite3.SQLITE_RECURSIVE,
+}
+_DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
+_TEXTISH = ("CHAR", "TEXT", "CLOB", "DATE", "TIME")
+
+
+def _authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
+    """Allow only what a SELECT needs; everything else (writes, ATTACH, PRAGMA…) is denied by SQLite itself."""
+    if action not in _ALLOWED_ACTIONS:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def quote_ident(name: str) -> str:
+    """A double-quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SQLiteConnection:
+    """One read-only SQLite connection guarded by an authorizer."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._interrupted = False
+
+    def fetch(self, sql: str, max_rows: int) -> QueryResult:
+        """Run ``sql``; stop at ``max_rows`` rows."""
+        self._conn.set_authorizer(_authorize)
+        try:
+            cur = self._conn.execute(sql)
+            rows = cur.fetchmany(max_rows + 1)
+        except sqlite3.Error as exc:
+            if self._interrupted:
+                raise QueryTimeout("The query was stopped at its time limit.") from exc
+            raise QueryFailed(f"The database could not run the query: {first_line(exc)}.") from exc
+        columns = [d[0] for d in cur.description or ()]
+        return QueryResult(columns, rows[:max_rows], more=len(rows) > max_rows)
+
+    def interrupt(self) -> None:
+        """Abort the running statement."""
+        self._interrupted = True
+        self._conn.interrupt()
+
+    def close(self) -> None:
+        """Close."""
+        self._conn.close()
+
+
+class SQLiteSource:
+    """A SQLite database file."""
+
+    dialect = "sqlite"
+
+    def __init__(self, spec: TableSourceSpec, settings: Settings) -> None:
+        self.spec = spec
+        self.name = spec.name
+
+    def _open(self, timeout_s: float) -> sqlite3.Connection:
+        path = require_file(self.spec)
+        uri = path.as_uri() + "?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=min(timeout_s, 5.0))
+            conn.execute("PRAGMA query_only=ON")
+        except sqlite3.Error as exc:
+            raise TableError(
+                f"Table source '{self.name}': cannot open {path} as SQLite ({first_line(exc)})."
+            ) from exc
+        return conn
+
+    def connect(self, timeout_s: float) -> SQLiteConnection:
+        """A read-only connection."""
+        return SQLiteConnection(self._open(timeout_s))
+
+    def describe(self, samples: int) -> list[TableInfo]:
+        """Tables and views with columns, text samples and row counts."""
+        conn = self._open(30.0)
+        deadline = time.monotonic() + 30.0
+        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+        try:
+            names = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type IN ('table','view') AND name NOT LIKE 'sqlite_%' ORDER BY name"
+                )
+            ]
+            tables = []
+            for name in names:
+                q = quote_ident(name)
+                cols = [(r[1], (r[2] or "").upper()) for r in conn.execute(f"PRAGMA table_info({q})")]
+                rows = _safe(lambda q=q: conn.execute(f"SELECT count(*) FROM {q}").fetchone()[0])
+                infos = []
+                for col, typ in cols:
+                    vals: tuple[str, ...] = ()
+                    if samples and (not typ or any(t in typ for t in _TEXTISH)):
+                        vals = _samples(conn, q, quote_ident(col), samples)
+                    infos.append(ColumnInfo(col, typ, vals))
+                tables.append(TableInfo(self.name, name, tuple(infos), rows))
+            return tables
+        except sqlite3.Error as exc:
+            raise TableError(
+                f"Table source '{self.name}': cannot read the catalog ({first_line(exc)})."
+            ) from exc
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        """Nothing is kept open."""
+
+
+def _samples(conn: sqlite3.Connection, table: str, column: str, n: int) -> tuple[str, ...]:
+    rows = _safe(
+        lambda: conn.execute(
+            f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL AND {column} != '' LIMIT {int(n)}"
+        ).fetchall()
+    )
+    return tuple(str(r[0])[:40] for r in rows or ())
+
+
+def _safe(fn: Any) -> Any:
+    try:
+        return fn()
+    except sqlite3.Error:
+        return None

@@ -1,0 +1,1 @@
+"""The Hearth language server: explain, generate, write and run tests from any LSP editor."""

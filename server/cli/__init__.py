@@ -24,6 +24,8 @@ _COMMANDS: list[tuple[str, str]] = [
     ("server.cli.tables_cmd", "tables"),
     ("server.cli.doctor_cmd", "doctor"),
     ("server.cli.serve_cmd", "serve"),
+    ("server.cli.lsp_cmd", "lsp"),
+    ("server.cli.digest_cmd", "digest"),
     ("server.cli.tokens_cmd", "tokens"),
     ("server.cli.index_cmd", "index"),
     ("server.cli.index_cmd", "search"),

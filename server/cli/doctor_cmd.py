@@ -76,6 +76,36 @@ def _gpu(settings: Settings) -> list[Check]:
     return checks
 
 
+def _vram_fit(settings: Settings) -> Check | None:
+    """Whether the model fits in free GPU memory with llm.local.n_gpu_layers (None: nothing to check)."""
+    from server.gpu_fit import estimate, gguf_block_count, query_gpus
+
+    local = settings.llm.local
+    if not local.enabled or local.n_gpu_layers == 0:
+        return None
+    try:
+        gpus = query_gpus()
+    except (subprocess.SubprocessError, OSError, ValueError) as exc:
+        return Check("GPU memory fit", False, f"nvidia-smi failed: {exc}", "check the NVIDIA driver")
+    if not gpus:
+        return Check("GPU memory fit", False, f"llm.local.n_gpu_layers={local.n_gpu_layers} but no NVIDIA GPU found",
+                     "run with the NVIDIA container runtime (compose: deploy.resources.reservations.devices), "
+                     "or set llm.local.n_gpu_layers: 0")
+    try:
+        from core.llm.llama_cpp import bundled_model_path
+
+        path = local.model_path or bundled_model_path()
+    except Exception as exc:  # noqa: BLE001 - reported by the model check too
+        return Check("GPU memory fit", False, f"no model file to measure: {exc}", "set llm.local.model_path")
+    if not path.is_file():
+        return Check("GPU memory fit", False, f"no model file at {path}", "set llm.local.model_path")
+    best = max(gpus, key=lambda g: g.free_mb)
+    fit = estimate(path.stat().st_size / 2**20, gguf_block_count(path), local.n_gpu_layers, local.n_ctx, best.free_mb)
+    fix = (f"set llm.local.n_gpu_layers: {fit.max_layers} (the rest runs on CPU) or use a smaller quantization"
+           if fit.max_layers is not None else "use a smaller model or quantization")
+    return Check("GPU memory fit", fit.ok, f"{fit.detail} on {best.name} (estimate)", fix)
+
+
 def _model(settings: Settings, load: bool) -> Check:
     from core.errors import HearthError
     from core.llm.llama_cpp import LlamaCppBackend, bundled_model_path
@@ -134,8 +164,11 @@ def _writable(label: str, path: Path) -> Check:
 
 def run_checks(settings: Settings, *, load: bool = True) -> list[Check]:
     """Every doctor check, in display order."""
-    checks = [_versions(), *_gpu(settings), _model(settings, load), _remote(settings),
-              _writable("home", settings.home)]
+    checks = [_versions(), *_gpu(settings)]
+    fit = _vram_fit(settings)
+    if fit is not None:
+        checks.append(fit)
+    checks += [_model(settings, load), _remote(settings), _writable("home", settings.home)]
     if settings.store.url is None:
         checks.append(_writable("store.path", settings.store_path))
     return checks
@@ -145,10 +178,14 @@ def run_checks(settings: Settings, *, load: bool = True) -> list[Check]:
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 @click.option("--no-load", is_flag=True, help="Do not load the model (faster; checks the file only).")
 @click.option("--ready", is_flag=True, help="Quiet readiness probe: exit 0 only when every required check passes.")
+@click.option("--server", "server_url", default=None, metavar="URL",
+              help="With --ready: ask a running `hearth serve` at URL for /readyz instead (container healthcheck).")
 @pass_state
-def doctor(state: State, as_json: bool, no_load: bool, ready: bool) -> None:
-    """Check the installation: packages, GPU offload, model file, remote API, data directories."""
+def doctor(state: State, as_json: bool, no_load: bool, ready: bool, server_url: str | None) -> None:
+    """Check the installation: packages, GPU offload and memory, model file, remote API, data directories."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if server_url is not None:
+        sys.exit(_probe_server(server_url, quiet=ready and not as_json))
     checks = run_checks(state.settings, load=not no_load)
     failed = [c for c in checks if not c.ok and c.required]
     if as_json:
@@ -161,3 +198,20 @@ def doctor(state: State, as_json: bool, no_load: bool, ready: bool) -> None:
                 click.echo(f"     {'':<22} fix: {c.fix}")
         click.echo("All required checks passed." if not failed else f"{len(failed)} required check(s) failed.")
     sys.exit(1 if failed else 0)
+
+
+def _probe_server(url: str, *, quiet: bool) -> int:
+    """GET URL/readyz; print the failing checks; 0 when ready."""
+    import httpx
+
+    try:
+        resp = httpx.get(url.rstrip("/") + "/readyz", timeout=10)
+        body = resp.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        click.echo(f"not ready: {url} did not answer /readyz ({type(exc).__name__})", err=True)
+        return 1
+    failing = {k: v["detail"] for k, v in body.get("checks", {}).items() if not v.get("ok")}
+    if not quiet or failing:
+        for name, check in body.get("checks", {}).items():
+            click.echo(f"{'OK  ' if check.get('ok') else 'FAIL'} {name:<22} {check.get('detail', '')}", err=bool(failing))
+    return 0 if resp.status_code == 200 and body.get("ready") else 1

@@ -1,0 +1,93 @@
+"""deploy/: the compose file and the Dockerfile, checked by parsing (Docker cannot run here)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from core.config import Settings
+from server.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "deploy" / "compose.yaml"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+
+
+def test_compose_runs_hearth_qdrant_and_postgres_with_healthchecks(compose: dict) -> None:
+    services = compose["services"]
+    assert set(services) == {"hearth", "qdrant", "postgres"}
+    for name, svc in services.items():
+        test = svc["healthcheck"]["test"]
+        assert test[0] in ("CMD", "CMD-SHELL") and len(test) > 1, name
+    assert services["postgres"]["healthcheck"]["test"][1].startswith("pg_isready")
+    assert "/readyz" in " ".join(services["qdrant"]["healthcheck"]["test"])
+    assert {k: v["condition"] for k, v in services["hearth"]["depends_on"].items()} == {
+        "qdrant": "service_healthy", "postgres": "service_healthy"}
+
+
+def test_hearth_reserves_the_gpu_and_mounts_models_and_data(compose: dict) -> None:
+    hearth = compose["services"]["hearth"]
+    devices = hearth["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    targets = {v.split(":")[1] for v in hearth["volumes"]}
+    assert {"/models", "/data", "/etc/hearth"} <= targets
+    named = {v.split(":")[0] for v in hearth["volumes"] if not v.startswith(".")}
+    assert named <= set(compose["volumes"])
+    # Compose must wait longer than Hearth's own drain before it kills the process.
+    grace = int(hearth["stop_grace_period"].rstrip("s"))
+    assert grace > float(hearth["environment"]["HEARTH_SERVER__SHUTDOWN_TIMEOUT_S"])
+
+
+def test_hearth_environment_names_real_settings(compose: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = compose["services"]["hearth"]["environment"]
+    assert "HEARTH_STORE__URL" in env and "HEARTH_DATABASE__URL" in env
+    for key, value in env.items():
+        assert key.startswith("HEARTH_"), key
+        monkeypatch.setenv(key, re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", str(value)))
+    settings = Settings()  # extra="forbid": an unknown HEARTH_ key or a bad value fails here
+    assert settings.store.url == "http://qdrant:6333"
+    assert settings.database_url.startswith("postgresql+psycopg://hearth:hearth@postgres:5432/")
+    assert settings.llm.local.n_gpu_layers == -1 and settings.server.host == "0.0.0.0"
+
+
+def test_healthchecks_use_real_hearth_options(compose: dict) -> None:
+    test = compose["services"]["hearth"]["healthcheck"]["test"]
+    assert test[1:4] == ["hearth", "doctor", "--ready"]
+    help_text = CliRunner().invoke(main, ["doctor", "--help"]).output
+    for option in (t for t in test if t.startswith("--")):
+        assert option in help_text
+
+
+def test_dockerfile_is_multi_stage_cuda_and_uses_the_shared_install_script() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    stages = re.findall(r"^FROM (\S+)", text, re.M)
+    assert len(stages) == 2
+    assert "nvidia/cuda" in stages[0] and "-devel-" in stages[0]
+    assert "nvidia/cuda" in stages[1] and "-runtime-" in stages[1]
+    assert re.search(r"bash deploy/install\.sh --system --cuda", text)
+    assert "-DGGML_CUDA=on" in text
+    users = re.findall(r"^USER (\S+)", text, re.M)
+    assert users and users[-1] not in ("root", "0")
+    health = re.search(r"^HEALTHCHECK .*\n\s+CMD (\[.*\])", text, re.M)
+    assert health and '"doctor", "--ready"' in health.group(1)
+    assert "COPY --from=build /opt/venv /opt/venv" in text
+
+
+def test_install_script_accepts_the_dockerfile_options_and_make_uses_it() -> None:
+    script = ROOT / "deploy" / "install.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text(encoding="utf-8")
+    assert "--system)" in text and "--cuda)" in text and "GGML_CUDA=on" in text
+    assert "deploy/install.sh" in (ROOT / "Makefile").read_text(encoding="utf-8")
+    ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    assert ".venv" in ignored and ".git" in ignored

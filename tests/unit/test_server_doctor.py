@@ -1,0 +1,65 @@
+"""`hearth doctor`: GPU memory fit (with a stand-in nvidia-smi on PATH) and `--ready --server`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from server.cli import main
+from server.gpu_fit import estimate, gguf_block_count
+
+
+def fake_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free_mb: int) -> None:
+    """An nvidia-smi that reports one H100 with ``free_mb`` free."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 81559, {free_mb}'\n")
+    smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_block_count_is_read_from_the_gguf_header(bundled_model: Path, tmp_path: Path) -> None:
+    assert gguf_block_count(bundled_model) == 18  # Gemma 3 270M
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a gguf file")
+    assert gguf_block_count(junk) is None
+
+
+def test_estimate_suggests_how_many_layers_fit() -> None:
+    fits = estimate(4000, 32, -1, 4096, 24000)
+    assert fits.ok and fits.offloaded == 32
+    too_big = estimate(40000, 80, -1, 8192, 24000)
+    assert not too_big.ok and 0 < (too_big.max_layers or 0) < 80
+    assert estimate(40000, 80, too_big.max_layers or 0, 8192, 24000).ok
+
+
+@pytest.mark.parametrize("free_mb,ok", [(2000, True), (300, False)])
+def test_doctor_reports_whether_the_model_fits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               bundled_model: Path, free_mb: int, ok: bool) -> None:
+    fake_smi(tmp_path, monkeypatch, free_mb)
+    monkeypatch.setenv("HEARTH_LLM__LOCAL__N_GPU_LAYERS", "-1")
+    result = CliRunner().invoke(main, ["doctor", "--no-load"])
+    line = next(ln for ln in result.output.splitlines() if "GPU memory fit" in ln)
+    assert line.startswith("OK" if ok else "FAIL"), result.output
+    assert "NVIDIA H100" in line and "18/18 layers" in line
+    if not ok:
+        assert "n_gpu_layers" in result.output and result.exit_code == 1
+
+
+async def test_ready_probe_asks_a_running_server(aiohttp_server: Any, settings: Any, fake_assistant: Any) -> None:
+    from server.app import create_app
+
+    server = await aiohttp_server(create_app(settings, assistant=fake_assistant))
+    url = f"http://127.0.0.1:{server.port}"
+    result = await asyncio.to_thread(CliRunner().invoke, main, ["doctor", "--ready", "--server", url])
+    assert result.exit_code == 0, result.output
+    await server.close()
+    result = await asyncio.to_thread(CliRunner().invoke, main, ["doctor", "--ready", "--server", url])
+    assert result.exit_code == 1 and "did not answer /readyz" in result.output

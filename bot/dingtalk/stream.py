@@ -34,6 +34,7 @@ from dingtalk_stream import (
     DingTalkStreamClient,
 )
 from dingtalk_stream.version import VERSION_STRING
+from websockets.asyncio.client import ClientConnection
 
 from bot.dingtalk.message import Incoming
 from core.config import DingTalkSettings
@@ -79,6 +80,7 @@ class StreamClient(DingTalkStreamClient):  # type: ignore[misc]
         super().__init__(
             Credential(settings.client_id, settings.client_secret.get_secret_value()), logger=SDK_LOG
         )
+        self.websocket: ClientConnection | None = None
         self.open_url = settings.api_base_url.rstrip("/") + "/v1.0/gateway/connections/open"
         self.timeout_s = settings.request_timeout_s
         self.backoff_base_s = backoff_base_s

@@ -41,6 +41,7 @@ MOUNTS: list[str] = [
     "server.api:mount",
     "bot.dingtalk.http:mount",
     "bot.slack.http:mount",
+    "server.digests:mount",
 ]
 
 # Seconds between attempts to build the assistant after a failed start (doubling up to the cap).

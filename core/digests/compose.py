@@ -7,6 +7,7 @@ base model can only add a summary — it cannot drop or invent a number.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,6 +20,9 @@ from core.errors import BackendError, PromptError
 from core.llm.base import Priority
 
 log = logging.getLogger(__name__)
+
+SUMMARY_CHARS = 600
+_SENTENCE_END = re.compile(r"[.!?。！？](?=\s|$)")
 
 
 def period(spec: DigestSpec, since: datetime, until: datetime) -> str:
@@ -55,9 +59,20 @@ async def summarise(spec: DigestSpec, assistant: Any, got: Gathered, span: str) 
         log.error("digest %s: template %s failed", spec.name, spec.template, exc_info=True)
         return messages.SUMMARY_UNAVAILABLE.format(reason=exc), ""
     assert answer is not None
-    return answer.text.strip(), messages.WRITTEN_BY.format(
+    return trim_summary(answer.text), messages.WRITTEN_BY.format(
         model=answer.model or "unknown model", backend=answer.backend
     )
+
+
+def trim_summary(text: str, sentences: int = 3, limit: int = SUMMARY_CHARS) -> str:
+    """At most ``sentences`` sentences and ``limit`` characters: a small model may not stop by itself."""
+    text = " ".join(text.split())
+    cut = [m.end() for m in _SENTENCE_END.finditer(text)]
+    if len(cut) >= sentences:
+        text = text[: cut[sentences - 1]]
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " …"
+    return text.strip()
 
 
 def compose(spec: DigestSpec, got: Gathered, span: str, summary: str, credit: str) -> str:

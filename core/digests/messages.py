@@ -33,4 +33,5 @@ CMD_IN_CONFIG = "The digest '{name}' is defined in hearth.yaml; change it there.
 CMD_EXISTS = "A digest named '{name}' already exists."
 CMD_INVALID = "Invalid digest — {field}: {reason}"
 CMD_RAN = "Ran '{name}': {status}{detail}."
-CMD_ALREADY = "'{name}' has already run for {fire_time}; nothing was posted again."
+CMD_ALREADY = "'{name}' is already running or has just run; nothing was posted again."
+CMD_FAILED = "Sorry — the digest command failed. The team has the details in the logs."

@@ -103,7 +103,9 @@ class DigestService:
         self.settings = settings
         self._assistant = assistant
         # Templates are checked at start even when the engine is still loading (serve builds it later).
-        self.prompts: PromptRegistry = getattr(assistant, "prompts", None) or PromptRegistry(settings.prompts.dir)
+        self.prompts: PromptRegistry = getattr(assistant, "prompts", None) or PromptRegistry(
+            settings.prompts.dir
+        )
         self.posters = dict(posters)
         self.db = db
         self.holder = holder or make_holder()
@@ -170,8 +172,12 @@ class DigestService:
 
     @property
     def assistant(self) -> Any:
-        """The engine (``assistant`` may be a zero-argument callable returning it, or None, while it loads)."""
+        """The engine; ``assistant`` may be a callable returning it (or None while it loads)."""
         return self._assistant() if callable(self._assistant) else self._assistant
+
+    @assistant.setter
+    def assistant(self, value: Any) -> None:
+        self._assistant = value
 
     @property
     def leading(self) -> bool:

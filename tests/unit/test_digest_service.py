@@ -83,7 +83,9 @@ class Env:
         self.done: asyncio.Queue[Any] = asyncio.Queue()
 
     def service(self, posters: dict[str, Any], **kw: Any) -> DigestService:
-        assistant = Assistant(self.settings, Router(local=self.backend, remote=None, routing=self.settings.llm.routing))
+        assistant = Assistant(
+            self.settings, Router(local=self.backend, remote=None, routing=self.settings.llm.routing)
+        )
         kw.setdefault("backoff", (0.0, 0.0, 0.0))
         kw.setdefault("leader_interval_s", 3600.0)
         svc = DigestService(self.settings, assistant, posters, Database(self.settings.database_url), **kw)
@@ -100,7 +102,9 @@ async def env(tmp_path: Path) -> AsyncIterator[Callable[..., Env]]:
     made: list[Env] = []
 
     def build(*digests: dict[str, Any], backend: FakeBackend | None = None, **sections: Any) -> Env:
-        e = Env(settings_with(tmp_path, *digests, **sections), backend or FakeBackend(reply="Two docs changed."))
+        e = Env(
+            settings_with(tmp_path, *digests, **sections), backend or FakeBackend(reply="Two docs changed.")
+        )
         made.append(e)
         return e
 
@@ -145,8 +149,10 @@ async def test_manual_run_posts_once_per_fire_time(env: Callable[..., Env]) -> N
 
 
 async def test_failing_destination_is_retried_then_recorded_and_owner_told(env: Callable[..., Env]) -> None:
-    e = env(digest(post_to=[{"slack": "#eng"}, {"dingtalk": "eng-robot"}]),
-            dingtalk={"webhooks": {"eng-robot": {"url": "https://oapi.dingtalk.com/robot/send?access_token=x"}}})
+    e = env(
+        digest(post_to=[{"slack": "#eng"}, {"dingtalk": "eng-robot"}]),
+        dingtalk={"webhooks": {"eng-robot": {"url": "https://oapi.dingtalk.com/robot/send?access_token=x"}}},
+    )
     slack = RecordingPoster("slack", fail=2)  # recovers on the third attempt
     dingtalk = RecordingPoster("dingtalk", fail=99)  # never recovers
     svc = e.service({"slack": slack, "dingtalk": dingtalk}, backoff=(0.0, 0.0, 0.0))
@@ -174,14 +180,19 @@ async def test_missing_poster_is_recorded_not_lost(env: Callable[..., Env]) -> N
 
 
 async def test_crash_before_posting_is_resumed_once(env: Callable[..., Env]) -> None:
-    e = env(backend=FakeBackend(reply="Resumed summary.", first_token_delay=30))
+    writing = asyncio.Event()
+
+    def reply(messages: Any) -> str:
+        writing.set()
+        return "Resumed summary."
+
+    e = env(backend=FakeBackend(reply=reply, first_token_delay=30))
     slack = RecordingPoster("slack")
     first = e.service({"slack": slack}, run_lease_s=60)
     await first.open()
     with time_machine.travel(MONDAY_9 + timedelta(seconds=5), tick=False) as clock:
         task = asyncio.create_task(first.run("eng-weekly", fire_time=MONDAY_9))
-        while not e.backend.calls:  # generation has started
-            await asyncio.sleep(0)
+        await asyncio.wait_for(writing.wait(), 10)  # generation has started
         task.cancel()  # the process dies while the model is writing
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -271,8 +282,9 @@ async def test_two_schedulers_on_one_database_run_each_job_once(env: Callable[..
     assert len(slack.posts) == 1
 
 
-async def test_no_changes_posts_a_short_note_or_skips(env: Callable[..., Env], tmp_path: Path,
-                                                      no_retrieval: list[dict[str, Any]]) -> None:
+async def test_no_changes_posts_a_short_note_or_skips(
+    env: Callable[..., Env], tmp_path: Path, no_retrieval: list[dict[str, Any]]
+) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     source = {"name": "handbook", "type": "files", "path": str(docs)}
@@ -291,8 +303,14 @@ async def test_no_changes_posts_a_short_note_or_skips(env: Callable[..., Env], t
     assert len(slack.posts) == 1 and "No changes since the last digest." in slack.posts[0][1]
     assert e.backend.calls == []  # no model call for an empty week
     # Next week a doc changed: it is listed, and "since" starts where the last run ended.
-    no_retrieval.append({"title": "Leave policy", "uri": "file:///hb/leave.md", "source": "handbook",
-                         "updated_at": datetime.now(UTC) + timedelta(minutes=1)})
+    no_retrieval.append(
+        {
+            "title": "Leave policy",
+            "uri": "file:///hb/leave.md",
+            "source": "handbook",
+            "updated_at": datetime.now(UTC) + timedelta(minutes=1),
+        }
+    )
     with time_machine.travel(datetime.now(UTC) + timedelta(days=7), tick=False):
         run = await svc.run("eng-weekly", fire_time=MONDAY_9 + timedelta(weeks=1))
     assert run is not None and run.since == posted.until
@@ -312,8 +330,14 @@ async def test_rejected_sql_is_recorded_and_owner_told(env: Callable[..., Env], 
     csv = tmp_path / "t.csv"
     csv.write_text("team,n\na,1\n")
     e = env(
-        digest(inputs={"tables": [{"source": "tickets", "sql": "SELECT 1 AS one"},
-                                  {"source": "tickets", "sql": "DELETE FROM tickets"}]}),
+        digest(
+            inputs={
+                "tables": [
+                    {"source": "tickets", "sql": "SELECT 1 AS one"},
+                    {"source": "tickets", "sql": "DELETE FROM tickets"},
+                ]
+            }
+        ),
         tables=[{"name": "tickets", "type": "csv", "path": str(csv)}],
     )
     slack = RecordingPoster("slack")

@@ -50,8 +50,11 @@ class SlackAccess:
             try:
                 resp = await self.client.usergroups_users_list(usergroup=group)
             except SlackApiError as exc:
-                log.warning("usergroups.users.list failed for %s (%s); granting nothing from it",
-                            group, exc.response.get("error"))
+                log.warning(
+                    "usergroups.users.list failed for %s (%s); granting nothing from it",
+                    group,
+                    exc.response.get("error"),
+                )
                 return frozenset()
             members = frozenset(str(u) for u in resp.get("users") or [])
             self._members[group] = (self.clock(), members)

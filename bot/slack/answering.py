@@ -1,4 +1,4 @@
-"""One question from Slack, answered: de-duplicate, check limits, map identity, stream the reply, record it."""
+"""One question from Slack, answered: de-duplicate, check limits, map identity, stream, record."""
 
 from __future__ import annotations
 
@@ -93,7 +93,9 @@ class Answerer:
                 return
             await self._answer(q, bot_user_id, bot_id)
         except SlackApiError as exc:
-            log.error("slack: Web API call failed while answering %s: %s", q.question_id, exc.response.get("error"))
+            log.error(
+                "slack: Web API call failed while answering %s: %s", q.question_id, exc.response.get("error")
+            )
         except Exception:
             log.exception("slack: unexpected failure answering %s", q.question_id)
             metrics.ERRORS.labels("unexpected", "slack").inc()
@@ -122,14 +124,31 @@ class Answerer:
         if q.history_thread and q.message_ts:
             budget = min(self.settings.history_max_chars, assistant.limits.prompt_budget_chars // 3)
             history = await thread_history(
-                self.client, q.channel, q.history_thread, before_ts=q.message_ts,
-                bot_user_id=bot_user_id, bot_id=bot_id, budget_chars=budget,
+                self.client,
+                q.channel,
+                q.history_thread,
+                before_ts=q.message_ts,
+                bot_user_id=bot_user_id,
+                bot_id=bot_id,
+                budget_chars=budget,
             )
-        request = Request(text=q.text, user=q.user, surface="slack", acl=acl, channel=q.channel,
-                          thread=q.reply_thread, history=history)
-        reply = StreamingReply(self.client, q.channel, thread_ts=q.reply_thread,
-                               interval_s=self.settings.update_interval_s, header=q.header,
-                               header_fallback=q.header_fallback)
+        request = Request(
+            text=q.text,
+            user=q.user,
+            surface="slack",
+            acl=acl,
+            channel=q.channel,
+            thread=q.reply_thread,
+            history=history,
+        )
+        reply = StreamingReply(
+            self.client,
+            q.channel,
+            thread_ts=q.reply_thread,
+            interval_s=self.settings.update_interval_s,
+            header=q.header,
+            header_fallback=q.header_fallback,
+        )
         try:
             await reply.start()
         except SlackApiError as exc:
@@ -137,18 +156,8 @@ class Answerer:
                 await q.notify(messages.SLACK_NOT_IN_CHANNEL)
                 return
             raise
-        extra: list[dict[str, Any]] = []
         try:
-            if q.kind == "data":
-                answer, extra = await self._table_answer(assistant, request)
-            else:
-                answer = None
-                async for event in self._stream(assistant, q, request):
-                    if isinstance(event, Delta):
-                        await reply.feed(event.text)
-                    else:
-                        answer = event
-                assert answer is not None
+            answer, extra = await self._produce(assistant, q, request, reply)
         except InputError as exc:
             await reply.fail(str(exc))
             return
@@ -172,12 +181,37 @@ class Answerer:
             await reply.fail(messages.GENERIC_ERROR)
             return
         # Stored before the buttons appear, so even the quickest 👍 finds its answer.
-        await self.feedback.record_answer(AnswerRecord(
-            answer_id=answer.request_id, question_id=q.question_id, user_id=q.user, channel=q.channel,
-            message_ts=reply.posted[0].ts, kind=q.kind, question=q.text, answer=answer.text,
-            model=answer.model, backend=answer.backend,
-        ))
+        await self.feedback.record_answer(
+            AnswerRecord(
+                answer_id=answer.request_id,
+                question_id=q.question_id,
+                user_id=q.user,
+                channel=q.channel,
+                message_ts=reply.posted[0].ts,
+                kind=q.kind,
+                question=q.text,
+                answer=answer.text,
+                model=answer.model,
+                backend=answer.backend,
+            )
+        )
         await reply.finish(answer, extra)
+
+    async def _produce(
+        self, assistant: Assistant, q: Question, request: Request, reply: StreamingReply
+    ) -> tuple[Answer, list[dict[str, Any]]]:
+        """Run the use case, feeding streamed text to ``reply``; return the Answer and any extra blocks."""
+        if q.kind == "data":
+            return await self._table_answer(assistant, request)
+        answer: Answer | None = None
+        async for event in self._stream(assistant, q, request):
+            if isinstance(event, Delta):
+                await reply.feed(event.text)
+            else:
+                answer = event
+        if answer is None:
+            raise HearthError("the answer stream ended without an answer")
+        return answer, []
 
     @staticmethod
     def _stream(assistant: Assistant, q: Question, request: Request) -> AsyncIterator[Delta | Answer]:
@@ -203,14 +237,20 @@ class Answerer:
         extra: list[dict[str, Any]] = []
         sql = get("sql")
         if sql:
-            extra.append(render.section(f"*{messages.SLACK_SQL}:*\n```\n{render.escape(str(sql))[:2800]}\n```"))
+            extra.append(
+                render.section(f"*{messages.SLACK_SQL}:*\n```\n{render.escape(str(sql))[:2800]}\n```")
+            )
         columns, rows = get("columns"), get("rows")
         if columns and rows is not None:
             extra.append(render.section(render.text_table(list(columns), list(rows))[:3000]))
         answer = Answer(
-            text=str(get("answer") or ""), citations=[], backend=str(get("backend") or "local"),
-            model=str(get("model") or ""), usage=get("usage") or Usage(),
-            timings_ms={"total": (time.perf_counter() - started) * 1000}, request_id=request.request_id,
+            text=str(get("answer") or ""),
+            citations=[],
+            backend=str(get("backend") or "local"),
+            model=str(get("model") or ""),
+            usage=get("usage") or Usage(),
+            timings_ms={"total": (time.perf_counter() - started) * 1000},
+            request_id=request.request_id,
         )
         return answer, extra
 

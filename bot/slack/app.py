@@ -59,7 +59,9 @@ class TrackingLazyRunner(AsyncLazyListenerRunner):
 
     def start(self, function: Callable[..., Awaitable[None]], request: AsyncBoltRequest) -> None:
         """Start ``function`` for ``request`` in the background."""
-        task = asyncio.ensure_future(to_runnable_function(internal_func=function, logger=self.logger, request=request))
+        task = asyncio.ensure_future(
+            to_runnable_function(internal_func=function, logger=self.logger, request=request)
+        )
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -72,16 +74,23 @@ def make_client(settings: SlackSettings) -> AsyncWebClient:
         token=token,
         base_url=base,
         timeout=30,
-        retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=2), AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+        ],
     )
 
 
 def check_settings(settings: SlackSettings) -> None:
     """Fail at startup, naming the key, when a token the chosen mode needs is missing."""
     if settings.bot_token is None:
-        raise ConfigError("slack.bot_token is not set — paste the bot token (xoxb-…) from the Slack app's OAuth page.")
+        raise ConfigError(
+            "slack.bot_token is not set — paste the bot token (xoxb-…) from the Slack app's OAuth page."
+        )
     if settings.mode == "http" and settings.signing_secret is None:
-        raise ConfigError("slack.signing_secret is not set — copy it from the Slack app's Basic Information page.")
+        raise ConfigError(
+            "slack.signing_secret is not set — copy it from the Slack app's Basic Information page."
+        )
     if settings.mode == "socket" and settings.app_token is None:
         raise ConfigError("slack.app_token is not set — Socket Mode needs an app-level token (xapp-…).")
 
@@ -118,7 +127,10 @@ class SlackBot:
         self.app.listener_runner.lazy_listener_runner = self.runner
         self.feedback = FeedbackStore(db)
         self.answerer = Answerer(
-            s, assistant, db, self.client,
+            s,
+            assistant,
+            db,
+            self.client,
             access=SlackAccess(s, self.client, clock=clock),
             limiter=RateLimiter(s.rate_limit_per_minute, clock=clock),
             feedback=self.feedback,
@@ -143,15 +155,20 @@ class SlackBot:
     async def _hearth(self, ack: AsyncAck, command: dict[str, Any]) -> None:
         """``/hearth help``: answered in the acknowledgement itself (no model work)."""
         arg = str(command.get("text") or "").strip().lower()
-        text = messages.SLACK_HELP if arg in ("", "help") else messages.SLACK_UNKNOWN_COMMAND.format(
-            command=render.escape(f"/hearth {arg}"))
+        text = (
+            messages.SLACK_HELP
+            if arg in ("", "help")
+            else messages.SLACK_UNKNOWN_COMMAND.format(command=render.escape(f"/hearth {arg}"))
+        )
         await ack(text=text, blocks=render.notice_blocks(text), response_type="ephemeral")
 
     async def _digest(self, ack: AsyncAck) -> None:
         """``/digest``: a polite note until the digest service registers its own listener."""
         await ack(text=messages.SLACK_DIGESTS_UNAVAILABLE, response_type="ephemeral")
 
-    async def _command(self, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext) -> None:
+    async def _command(
+        self, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
+    ) -> None:
         kind = _COMMANDS[str(command["command"])]
         user, channel = str(command["user_id"]), str(command["channel_id"])
         text = plain_text(str(command.get("text") or ""))
@@ -161,11 +178,20 @@ class SlackBot:
 
         shown = render.escape(text if len(text) <= 300 else text[:300] + "…")
         header = messages.SLACK_ASKED.format(user=user, question=f"`{command['command']}` {shown}")
-        await self.answerer.handle(Question(
-            kind=kind, user=user, channel=channel, text=text,
-            question_id=f"command:{command.get('trigger_id') or uuid.uuid4().hex}", notify=notify,
-            header=header, header_fallback=header,
-        ), bot_user_id=context.bot_user_id, bot_id=context.bot_id)
+        await self.answerer.handle(
+            Question(
+                kind=kind,
+                user=user,
+                channel=channel,
+                text=text,
+                question_id=f"command:{command.get('trigger_id') or uuid.uuid4().hex}",
+                notify=notify,
+                header=header,
+                header_fallback=header,
+            ),
+            bot_user_id=context.bot_user_id,
+            bot_id=context.bot_id,
+        )
 
     async def _mention(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
         """@Hearth in a channel: answer in the thread (the mention's own thread, or a new one)."""
@@ -177,15 +203,32 @@ class SlackBot:
         async def notify(notice: str) -> None:
             await self.client.chat_postEphemeral(channel=channel, user=user, text=notice, thread_ts=thread)
 
-        await self.answerer.handle(Question(
-            kind="ask", user=user, channel=channel, text=plain_text(str(event.get("text") or ""), context.bot_user_id),
-            question_id=f"event:{body.get('event_id') or ts}", notify=notify, reply_thread=thread,
-            history_thread=str(event["thread_ts"]) if event.get("thread_ts") else None, message_ts=ts,
-        ), bot_user_id=context.bot_user_id, bot_id=context.bot_id)
+        await self.answerer.handle(
+            Question(
+                kind="ask",
+                user=user,
+                channel=channel,
+                text=plain_text(str(event.get("text") or ""), context.bot_user_id),
+                question_id=f"event:{body.get('event_id') or ts}",
+                notify=notify,
+                reply_thread=thread,
+                history_thread=str(event["thread_ts"]) if event.get("thread_ts") else None,
+                message_ts=ts,
+            ),
+            bot_user_id=context.bot_user_id,
+            bot_id=context.bot_id,
+        )
 
-    async def _direct_message(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+    async def _direct_message(
+        self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
         """A DM to the bot (other message events are acknowledged and ignored)."""
-        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id") or not event.get("user"):
+        if (
+            event.get("channel_type") != "im"
+            or event.get("subtype")
+            or event.get("bot_id")
+            or not event.get("user")
+        ):
             return
         user, channel, ts = str(event["user"]), str(event["channel"]), str(event["ts"])
         thread = str(event["thread_ts"]) if event.get("thread_ts") else None
@@ -193,11 +236,21 @@ class SlackBot:
         async def notify(notice: str) -> None:
             await self.client.chat_postMessage(channel=channel, text=notice, thread_ts=thread)
 
-        await self.answerer.handle(Question(
-            kind="ask", user=user, channel=channel, text=plain_text(str(event.get("text") or ""), context.bot_user_id),
-            question_id=f"event:{body.get('event_id') or ts}", notify=notify, reply_thread=thread,
-            history_thread=thread, message_ts=ts,
-        ), bot_user_id=context.bot_user_id, bot_id=context.bot_id)
+        await self.answerer.handle(
+            Question(
+                kind="ask",
+                user=user,
+                channel=channel,
+                text=plain_text(str(event.get("text") or ""), context.bot_user_id),
+                question_id=f"event:{body.get('event_id') or ts}",
+                notify=notify,
+                reply_thread=thread,
+                history_thread=thread,
+                message_ts=ts,
+            ),
+            bot_user_id=context.bot_user_id,
+            bot_id=context.bot_id,
+        )
 
     async def _vote(self, body: dict[str, Any], action: dict[str, Any]) -> None:
         """👍/👎 on an answer: store the vote, thank the person privately."""
@@ -214,8 +267,9 @@ class SlackBot:
         thread = (body.get("message") or {}).get("thread_ts")
         if channel:
             try:
-                await self.client.chat_postEphemeral(channel=channel, user=user, text=messages.SLACK_FEEDBACK_THANKS,
-                                                     thread_ts=thread)
+                await self.client.chat_postEphemeral(
+                    channel=channel, user=user, text=messages.SLACK_FEEDBACK_THANKS, thread_ts=thread
+                )
             except SlackApiError as exc:
                 log.info("slack: could not thank %s for feedback (%s)", user, exc.response.get("error"))
 

@@ -87,9 +87,11 @@ class FeedbackStore:
                     (slack_feedback.c.answer_id == answer_id) & (slack_feedback.c.user_id == user_id)
                 )
             )
-            conn.execute(slack_feedback.insert().values(
-                answer_id=answer_id, user_id=user_id, question_id=question_id, vote=vote, at=time.time()
-            ))
+            conn.execute(
+                slack_feedback.insert().values(
+                    answer_id=answer_id, user_id=user_id, question_id=question_id, vote=vote, at=time.time()
+                )
+            )
             return str(question_id)
 
         return await self.db.run(upsert)
@@ -100,7 +102,9 @@ class FeedbackStore:
 
         def read(conn: Connection) -> dict[str, int]:
             rows = conn.execute(
-                sa.select(slack_feedback.c.user_id, slack_feedback.c.vote).where(slack_feedback.c.answer_id == answer_id)
+                sa.select(slack_feedback.c.user_id, slack_feedback.c.vote).where(
+                    slack_feedback.c.answer_id == answer_id
+                )
             )
             return {str(u): int(v) for u, v in rows}
 
@@ -111,7 +115,11 @@ class FeedbackStore:
         await self.db.ensure([slack_answers])
 
         def read(conn: Connection) -> AnswerRecord | None:
-            row = conn.execute(sa.select(slack_answers).where(slack_answers.c.answer_id == answer_id)).mappings().first()
+            row = (
+                conn.execute(sa.select(slack_answers).where(slack_answers.c.answer_id == answer_id))
+                .mappings()
+                .first()
+            )
             if row is None:
                 return None
             return AnswerRecord(**{k: row[k] for k in AnswerRecord.__dataclass_fields__})

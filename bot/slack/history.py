@@ -27,11 +27,17 @@ def turns_from(
         ts = str(msg.get("ts", ""))
         if not ts or float(ts) >= float(before_ts):
             continue
-        mine = bool(msg.get("bot_id")) and (bot_id is None or msg.get("bot_id") == bot_id) or (
-            bot_user_id is not None and msg.get("user") == bot_user_id
+        mine = (
+            bool(msg.get("bot_id"))
+            and (bot_id is None or msg.get("bot_id") == bot_id)
+            or (bot_user_id is not None and msg.get("user") == bot_user_id)
         )
         text = plain_text(str(msg.get("text") or ""), bot_user_id)
-        if not text or text in (messages.THINKING,) or msg.get("subtype") not in (None, "bot_message", "thread_broadcast"):
+        if (
+            not text
+            or text in (messages.THINKING,)
+            or msg.get("subtype") not in (None, "bot_message", "thread_broadcast")
+        ):
             continue
         role = "assistant" if mine else "user"
         if turns and turns[-1].role == role:
@@ -42,24 +48,27 @@ def turns_from(
 
 
 def fit(turns: list[Turn], budget_chars: int) -> list[Turn]:
-    """Keep the newest turns within ``budget_chars``; older ones become a one-line summary of the questions."""
+    """Keep the newest turns within ``budget_chars``; older ones become a one-line summary."""
+    if sum(len(t.text) + 16 for t in turns) <= budget_chars:
+        return list(turns)
+    reserve = min(400, budget_chars // 4)  # room for the summary of what was left out
     kept: list[Turn] = []
     used = 0
     for turn in reversed(turns):
         cost = len(turn.text) + 16
-        if used + cost > budget_chars:
+        if used + cost > budget_chars - reserve:
             break
         kept.append(turn)
         used += cost
     kept.reverse()
     dropped = turns[: len(turns) - len(kept)]
-    if not dropped:
-        return kept
     asked = [t.text.splitlines()[0][:_SUMMARY_ITEM_CHARS] for t in dropped if t.role == "user" and t.text]
     summary = "; ".join(f"asked “{q}”" for q in asked) or "earlier answers"
-    room = max(0, budget_chars - used - 120)
-    note = messages.SLACK_HISTORY_SUMMARY.format(count=len(dropped), summary=summary[:room] if room else "…")
-    return [Turn("user", note), *kept]
+    note = messages.SLACK_HISTORY_SUMMARY.format(count=len(dropped), summary="{summary}")
+    room = max(1, reserve - len(note))
+    if len(summary) > room:
+        summary = summary[: room - 1] + "…"
+    return [Turn("user", note.replace("{summary}", summary)), *kept]
 
 
 async def thread_history(
@@ -76,8 +85,12 @@ async def thread_history(
     try:
         resp = await client.conversations_replies(channel=channel, ts=thread_ts, limit=100)
     except SlackApiError as exc:
-        log.warning("conversations.replies failed for %s/%s (%s); answering without history",
-                    channel, thread_ts, exc.response.get("error"))
+        log.warning(
+            "conversations.replies failed for %s/%s (%s); answering without history",
+            channel,
+            thread_ts,
+            exc.response.get("error"),
+        )
         return []
     raw = list(resp.get("messages") or [])
     return fit(turns_from(raw, bot_user_id=bot_user_id, bot_id=bot_id, before_ts=before_ts), budget_chars)

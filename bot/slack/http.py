@@ -54,7 +54,7 @@ async def _slack_ctx(app: web.Application) -> AsyncIterator[None]:
 
         assert settings.slack.app_token is not None
         socket = AsyncSocketModeHandler(bot.app, settings.slack.app_token.get_secret_value())
-        await socket.connect_async()
+        await socket.connect_async()  # type: ignore[no-untyped-call]
         log.info("slack: connected in Socket Mode")
     else:
         log.info("slack: listening for events at %s", PATH)
@@ -62,7 +62,7 @@ async def _slack_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         if socket is not None:
-            await socket.close_async()
+            await socket.close_async()  # type: ignore[no-untyped-call]
         await bot.aclose(settings.server.shutdown_timeout_s)
         await db.aclose()
 
@@ -86,8 +86,19 @@ def payload_problem(body: Any) -> str | None:
         if not isinstance(body.get("user"), Mapping) or not isinstance(body.get("actions"), list):
             return "block_actions without user or actions"
         return None
-    if kind in ("url_verification", "app_rate_limited", "view_submission", "view_closed", "shortcut",
-                "message_action", "block_suggestion") or "ssl_check" in body:
+    if (
+        kind
+        in (
+            "url_verification",
+            "app_rate_limited",
+            "view_submission",
+            "view_closed",
+            "shortcut",
+            "message_action",
+            "block_suggestion",
+        )
+        or "ssl_check" in body
+    ):
         return None
     return "unrecognised payload type"
 
@@ -123,7 +134,7 @@ async def handle(request: web.Request) -> web.Response:
 def _rejected(request: web.Request) -> web.Response:
     log.warning(
         "slack: rejected a request from %s with an invalid or stale signature (timestamp %s)",
-        request.remote, request.headers.get("X-Slack-Request-Timestamp", "-"),
+        request.remote,
+        request.headers.get("X-Slack-Request-Timestamp", "-"),
     )
     return web.json_response({"error": "invalid request signature"}, status=401)
-

@@ -1,4 +1,4 @@
-"""What arrives from Slack as text: mentions, links and entities turned back into plain text, code snippets."""
+"""Text as it arrives from Slack: mentions, links and entities back to plain text; code snippets."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ _FENCED = re.compile(r"^\s*```([A-Za-z0-9_+#.-]*)[ \t]*\n?(.*?)\n?```\s*$", re.S
 
 # (language, pattern) in order; the first that matches wins. A guess only names the code for the prompt.
 _LANGUAGE_HINTS: list[tuple[str, re.Pattern[str]]] = [
-    ("python", re.compile(r"^\s*(def |class \w+[:(]|import \w|from \w+ import |print\(|elif |async def )", re.M)),
+    (
+        "python",
+        re.compile(r"^\s*(def |class \w+[:(]|import \w|from \w+ import |print\(|elif |async def )", re.M),
+    ),
     ("go", re.compile(r"^\s*(package \w+|func \w*\(|:= )", re.M)),
     ("rust", re.compile(r"\bfn \w+\(|\blet mut\b|\bimpl\b|println!\(")),
     ("typescript", re.compile(r":\s*(string|number|boolean)\b|\binterface \w+\s*\{")),

@@ -58,14 +58,18 @@ def to_mrkdwn(text: str, allowed: Iterable[str] = ()) -> str:
         if url in allowed_set and url.lower().startswith(("http://", "https://")):
             return keep(f"<{escape(url)}|{escape(label.replace('|', '/')) or escape(url)}>")
         shown = escape(label)
-        return keep(f"{shown} ({_inert(escape(url))})" if shown and shown != escape(url) else _inert(escape(url)))
+        return keep(
+            f"{shown} ({_inert(escape(url))})" if shown and shown != escape(url) else _inert(escape(url))
+        )
 
     def bare(url: str) -> str:
         core = url.rstrip(".,;:!?'\"")
-        return link(core, "") + url[len(core):]
+        return link(core, "") + url[len(core) :]
 
     text = text.replace("\x00", "")
-    text = _FENCE.sub(lambda m: keep(escape(m.group(0)) + ("" if m.group(0).endswith("```") else "\n```")), text)
+    text = _FENCE.sub(
+        lambda m: keep(escape(m.group(0)) + ("" if m.group(0).endswith("```") else "\n```")), text
+    )
     text = _INLINE_CODE.sub(lambda m: keep(escape(m.group(0))), text)
     text = _IMAGE.sub(lambda m: link(m.group(2), m.group(1) or messages.SLACK_LINK_REMOVED), text)
     text = _LINK.sub(lambda m: link(m.group(2), m.group(1)), text)
@@ -137,10 +141,18 @@ def feedback_actions(answer_id: str) -> dict[str, Any]:
         "type": "actions",
         "block_id": "hearth_feedback",
         "elements": [
-            {"type": "button", "action_id": f"{FEEDBACK_ACTION}_up", "value": f"up:{answer_id}",
-             "text": {"type": "plain_text", "text": messages.SLACK_FEEDBACK_UP, "emoji": True}},
-            {"type": "button", "action_id": f"{FEEDBACK_ACTION}_down", "value": f"down:{answer_id}",
-             "text": {"type": "plain_text", "text": messages.SLACK_FEEDBACK_DOWN, "emoji": True}},
+            {
+                "type": "button",
+                "action_id": f"{FEEDBACK_ACTION}_up",
+                "value": f"up:{answer_id}",
+                "text": {"type": "plain_text", "text": messages.SLACK_FEEDBACK_UP, "emoji": True},
+            },
+            {
+                "type": "button",
+                "action_id": f"{FEEDBACK_ACTION}_down",
+                "value": f"down:{answer_id}",
+                "text": {"type": "plain_text", "text": messages.SLACK_FEEDBACK_DOWN, "emoji": True},
+            },
         ],
     }
 
@@ -154,8 +166,14 @@ def answer_parts(answer: Answer, limit: int = MESSAGE_CHARS) -> list[str]:
     return split_text(body, limit)
 
 
-def final_blocks(part: str, answer: Answer, *, header: str | None = None, last: bool = True,
-                 extra: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+def final_blocks(
+    part: str,
+    answer: Answer,
+    *,
+    header: str | None = None,
+    last: bool = True,
+    extra: Sequence[dict[str, Any]] = (),
+) -> list[dict[str, Any]]:
     """Blocks of one message of a finished answer; the last one carries sources, footer and buttons."""
     blocks: list[dict[str, Any]] = []
     if header:
@@ -187,8 +205,9 @@ def notice_blocks(text: str) -> list[dict[str, Any]]:
     return [section(text)]
 
 
-def text_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_rows: int = 15,
-               max_width: int = 24) -> str:
+def text_table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], max_rows: int = 15, max_width: int = 24
+) -> str:
     """A small monospace table for a code block (Slack has no table block for bots)."""
 
     def cell(value: Any) -> str:
@@ -199,8 +218,10 @@ def text_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_rows: 
     shown = [[cell(v) for v in row] for row in rows[:max_rows]]
     header = [cell(c) for c in columns]
     widths = [max([len(header[i])] + [len(r[i]) for r in shown if i < len(r)]) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)).rstrip(),
-             "  ".join("-" * w for w in widths)]
+    lines = [
+        "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)).rstrip(),
+        "  ".join("-" * w for w in widths),
+    ]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in shown]
     table = "```\n" + escape("\n".join(lines)) + "\n```"
     if len(rows) > max_rows:

@@ -52,8 +52,12 @@ class StreamingReply:
 
     async def _post(self, text: str, blocks: list[dict[str, Any]]) -> str:
         resp = await self.client.chat_postMessage(
-            channel=self.channel, thread_ts=self.thread_ts, text=text, blocks=blocks,
-            unfurl_links=False, unfurl_media=False,
+            channel=self.channel,
+            thread_ts=self.thread_ts,
+            text=text,
+            blocks=blocks,
+            unfurl_links=False,
+            unfurl_media=False,
         )
         # Later messages go to the same thread; in a DM without a thread they follow each other.
         return str(resp["ts"])
@@ -97,16 +101,18 @@ class StreamingReply:
         parts = render.answer_parts(answer, self.limit)
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
-            blocks = render.final_blocks(part, answer, header=self.header if i == 0 else None, last=last, extra=extra)
+            blocks = render.final_blocks(
+                part, answer, header=self.header if i == 0 else None, last=last, extra=extra
+            )
             text = self._fallback(answer_fallback(part), i)
             if i < len(self.posted):
                 await self._update(self.posted[i], text, blocks, final=True)
             else:
                 ts = await self._post(text, blocks)
                 self.posted.append(_Posted(ts, text, self.clock()))
-        for extra_msg in self.posted[len(parts):]:
+        for extra_msg in self.posted[len(parts) :]:
             await self.client.chat_delete(channel=self.channel, ts=extra_msg.ts)
-        del self.posted[len(parts):]
+        del self.posted[len(parts) :]
         return [p.ts for p in self.posted]
 
     async def fail(self, text: str) -> None:
@@ -114,7 +120,9 @@ class StreamingReply:
         if not self.posted:
             await self._post(text, render.notice_blocks(render.escape(text)))
             return
-        blocks = ([render.context([self.header])] if self.header else []) + render.notice_blocks(render.escape(text))
+        blocks = ([render.context([self.header])] if self.header else []) + render.notice_blocks(
+            render.escape(text)
+        )
         await self._update(self.posted[0], text, blocks, final=True)
         for extra_msg in self.posted[1:]:
             await self.client.chat_delete(channel=self.channel, ts=extra_msg.ts)

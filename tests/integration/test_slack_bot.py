@@ -22,7 +22,9 @@ from tests.fixtures.slack_api import BOT_ID, BOT_USER_ID, command_body, event_bo
 def assistant_with(tmp_path, backend: FakeBackend, retriever=None) -> Assistant:
     """An assistant over ``backend`` (and a retriever), with default settings."""
     settings = make_settings(tmp_path)
-    return Assistant(settings, Router(local=backend, remote=None, routing=settings.llm.routing), retriever=retriever)
+    return Assistant(
+        settings, Router(local=backend, remote=None, routing=settings.llm.routing), retriever=retriever
+    )
 
 
 class RecordingRetriever:
@@ -38,18 +40,32 @@ class RecordingRetriever:
 
 
 def hit(n: int, uri: str) -> Hit:
-    return Hit(chunk_id=f"c{n}", doc_id=f"d{n}", uri=uri, title=f"Doc {n}", text=f"Fact number {n}.", score=0.9)
+    return Hit(
+        chunk_id=f"c{n}", doc_id=f"d{n}", uri=uri, title=f"Doc {n}", text=f"Fact number {n}.", score=0.9
+    )
 
 
 def finals(calls):
     """chat.update / chat.postMessage calls that carry a finished answer (the footer or the buttons)."""
-    return [c for c in calls if c.method in ("chat.update", "chat.postMessage")
-            and any(b.get("type") == "actions" for b in c.blocks())]
+    return [
+        c
+        for c in calls
+        if c.method in ("chat.update", "chat.postMessage")
+        and any(b.get("type") == "actions" for b in c.blocks())
+    ]
 
 
-def mention(text: str, *, ts: str, user: str = "U1", channel: str = "C1", thread_ts: str | None = None) -> dict:
-    event = {"type": "app_mention", "user": user, "text": f"<@{BOT_USER_ID}> {text}", "ts": ts,
-             "channel": channel, "event_ts": ts}
+def mention(
+    text: str, *, ts: str, user: str = "U1", channel: str = "C1", thread_ts: str | None = None
+) -> dict:
+    event = {
+        "type": "app_mention",
+        "user": user,
+        "text": f"<@{BOT_USER_ID}> {text}",
+        "ts": ts,
+        "channel": channel,
+        "event_ts": ts,
+    }
     if thread_ts:
         event["thread_ts"] = thread_ts
     return event
@@ -95,8 +111,9 @@ async def test_mention_answers_in_thread_with_history(make_slack, slack_api, tmp
     h = await make_slack(assistant_with(tmp_path, backend))
     root = "1700000000.000001"
     slack_api.add_message("C1", root, user="U1", text=f"<@{BOT_USER_ID}> What is X?", thread_ts=root)
-    slack_api.add_message("C1", "1700000000.000002", user=BOT_USER_ID, bot_id=BOT_ID, text="X is a thing.",
-                          thread_ts=root)
+    slack_api.add_message(
+        "C1", "1700000000.000002", user=BOT_USER_ID, bot_id=BOT_ID, text="X is a thing.", thread_ts=root
+    )
     body = event_body(mention("And Y?", ts="1700000000.000003", thread_ts=root), event_id="Ev002")
     assert (await h.send(body)).status == 200
     done = await slack_api.wait_for(finals)
@@ -122,8 +139,14 @@ async def test_top_level_mention_starts_a_thread_without_history(make_slack, sla
 async def test_direct_message_is_answered_in_the_dm(make_slack, slack_api, tmp_path):
     backend = FakeBackend(reply="Hello from the DM.")
     h = await make_slack(assistant_with(tmp_path, backend))
-    dm = {"type": "message", "channel_type": "im", "user": "U7", "text": "how do I deploy?",
-          "ts": "1700000300.000001", "channel": "D7"}
+    dm = {
+        "type": "message",
+        "channel_type": "im",
+        "user": "U7",
+        "text": "how do I deploy?",
+        "ts": "1700000300.000001",
+        "channel": "D7",
+    }
     await h.send(event_body(dm, event_id="Ev004"))
     done = await slack_api.wait_for(finals)
     assert done[-1].args["channel"] == "D7"
@@ -176,25 +199,36 @@ async def test_long_answers_are_split_across_messages(make_slack, slack_api, tmp
     assert len(last) == 1 and last[0].args["ts"] == last_ts
 
 
-async def test_acl_mapping_reaches_retrieval_and_only_cited_sources_are_links(make_slack, slack_api, tmp_path):
+async def test_acl_mapping_reaches_retrieval_and_only_cited_sources_are_links(
+    make_slack, slack_api, tmp_path
+):
     retriever = RecordingRetriever([hit(1, "https://wiki.example/one"), hit(2, "https://wiki.example/two")])
-    backend = FakeBackend(reply="It is fact one [1]. Also see https://evil.example/steal?d=secret "
-                                "and ![x](https://evil.example/p.png) and [two](https://wiki.example/two).")
+    backend = FakeBackend(
+        reply="It is fact one [1]. Also see https://evil.example/steal?d=secret "
+        "and ![x](https://evil.example/p.png) and [two](https://wiki.example/two)."
+    )
     slack_api.usergroups["S1"] = ["U1"]
     slack_api.usergroups["S2"] = ["U9"]
-    h = await make_slack(assistant_with(tmp_path, backend, retriever),
-                         users={"U1": ["group:eng"]}, user_groups={"S1": ["group:ops"], "S2": ["group:hr"]},
-                         channels={"C1": ["chan:general"]})
+    h = await make_slack(
+        assistant_with(tmp_path, backend, retriever),
+        users={"U1": ["group:eng"]},
+        user_groups={"S1": ["group:ops"], "S2": ["group:hr"]},
+        channels={"C1": ["chan:general"]},
+    )
     await h.send(command_body("/ask", "what is fact one?", response_url=slack_api.response_url()))
     done = await slack_api.wait_for(finals)
-    assert retriever.acls[0] == frozenset({"public", "user:slack:U1", "group:eng", "group:ops", "chan:general"})
+    assert retriever.acls[0] == frozenset(
+        {"public", "user:slack:U1", "group:eng", "group:ops", "chan:general"}
+    )
     text = done[-1].blocks_text()
     assert "<https://wiki.example/one|Doc 1>" in text
     assert "https://wiki.example/two" not in text.replace("`https://wiki.example/two`", "")
     assert "<https://evil.example" not in text and "`https://evil.example/steal?d=secret`" in text
     assert "`https://evil.example/p.png`" in text
     # Another user in another channel holds only the defaults.
-    await h.send(command_body("/ask", "again", user="U2", channel="C2", response_url=slack_api.response_url()))
+    await h.send(
+        command_body("/ask", "again", user="U2", channel="C2", response_url=slack_api.response_url())
+    )
     await h.bot.drain()
     assert retriever.acls[1] == frozenset({"public", "user:slack:U2"})
     assert len(slack_api.of("usergroups.users.list")) == 2  # cached for the second question
@@ -225,8 +259,13 @@ async def test_forged_and_stale_signatures_are_rejected_with_a_log_line(make_sla
 
 async def test_malformed_payloads_get_400(make_slack, slack_api):
     h = await make_slack()
-    for body in ('{"type": "event_callback"}', "{not json", "payload=%7Bbroken", "hello=world",
-                 urlencode({"command": "/ask", "text": "no user"})):
+    for body in (
+        '{"type": "event_callback"}',
+        "{not json",
+        "payload=%7Bbroken",
+        "hello=world",
+        urlencode({"command": "/ask", "text": "no user"}),
+    ):
         resp = await h.send(body)
         assert resp.status == 400, body
     # Unsigned garbage is not told that it is malformed.
@@ -306,8 +345,13 @@ class FakeTables:
 
     async def ask(self, question: str, *, acl: frozenset[str] | None = None) -> dict:
         self.questions.append((question, acl))
-        return {"answer": "Team A closed 3 tickets.", "sql": "SELECT team, count(*) FROM tickets GROUP BY team",
-                "columns": ["team", "closed"], "rows": [["A", 3], ["B<script>", 1]], "model": "fake-sql"}
+        return {
+            "answer": "Team A closed 3 tickets.",
+            "sql": "SELECT team, count(*) FROM tickets GROUP BY team",
+            "columns": ["team", "closed"],
+            "rows": [["A", 3], ["B<script>", 1]],
+            "model": "fake-sql",
+        }
 
 
 async def test_data_renders_answer_sql_and_table(make_slack, slack_api, tmp_path):
@@ -330,15 +374,31 @@ async def test_data_renders_answer_sql_and_table(make_slack, slack_api, tmp_path
 
 async def test_feedback_buttons_store_votes(make_slack, slack_api, tmp_path):
     h = await make_slack(assistant_with(tmp_path, FakeBackend(reply="Rated answer.")))
-    await h.send(command_body("/ask", "rate me", trigger_id="trig-rate", response_url=slack_api.response_url()))
+    await h.send(
+        command_body("/ask", "rate me", trigger_id="trig-rate", response_url=slack_api.response_url())
+    )
     done = await slack_api.wait_for(finals)
     buttons = next(b for b in done[-1].blocks() if b["type"] == "actions")["elements"]
     down = next(b for b in buttons if b["action_id"].endswith("_down"))
-    payload = {"type": "block_actions", "user": {"id": "U5"}, "team": {"id": "T0TEAM"}, "api_app_id": "A1",
-               "channel": {"id": "C1"}, "message": {"ts": done[-1].args.get("ts", "")},
-               "container": {"type": "message"}, "trigger_id": "t1", "response_url": slack_api.response_url("act"),
-               "actions": [{"action_id": down["action_id"], "block_id": "hearth_feedback", "value": down["value"],
-                            "type": "button"}]}
+    payload = {
+        "type": "block_actions",
+        "user": {"id": "U5"},
+        "team": {"id": "T0TEAM"},
+        "api_app_id": "A1",
+        "channel": {"id": "C1"},
+        "message": {"ts": done[-1].args.get("ts", "")},
+        "container": {"type": "message"},
+        "trigger_id": "t1",
+        "response_url": slack_api.response_url("act"),
+        "actions": [
+            {
+                "action_id": down["action_id"],
+                "block_id": "hearth_feedback",
+                "value": down["value"],
+                "type": "button",
+            }
+        ],
+    }
     resp = await h.send(urlencode({"payload": json.dumps(payload)}))
     assert resp.status == 200
     await h.bot.drain()

@@ -1,0 +1,176 @@
+"""`/digest create|list|run|delete` from chat, and `hearth digest …` on the command line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from core.assistant import Assistant
+from core.config import Settings
+from core.db import Database
+from core.digests.commands import handle_command
+from core.digests.service import DigestService
+from core.llm.fake import FakeBackend
+from core.llm.router import Router
+from server.cli import main
+from tests.fixtures.core import make_settings
+
+
+class RecordingPoster:
+    """Records posts."""
+
+    def __init__(self, surface: str) -> None:
+        self.surface = surface
+        self.posts: list[tuple[str, str]] = []
+
+    async def post(self, destination: str, markdown: str) -> str:
+        self.posts.append((destination, markdown))
+        return "1"
+
+
+def fake_assistant(settings: Settings) -> Assistant:
+    """An assistant on a scripted backend."""
+    return Assistant(
+        settings, Router(local=FakeBackend(reply="A quiet week."), remote=None, routing=settings.llm.routing)
+    )
+
+
+@pytest.fixture
+def digest_settings(tmp_path: Path) -> Settings:
+    return make_settings(
+        tmp_path,
+        digests=[{"name": "eng-weekly", "schedule": "0 9 * * MON", "post_to": [{"slack": "#eng"}]}],
+        dingtalk={"webhooks": {"ops": {"url": "https://oapi.dingtalk.com/robot/send?access_token=t"}}},
+    )
+
+
+@pytest.fixture
+async def service(digest_settings: Settings) -> AsyncIterator[DigestService]:
+    db = Database(digest_settings.database_url)
+    svc = DigestService(
+        digest_settings,
+        fake_assistant(digest_settings),
+        {"slack": RecordingPoster("slack")},
+        db,
+        backoff=(0.0,),
+        leader_interval_s=3600,
+    )
+    await svc.start()
+    yield svc
+    await svc.stop()
+    await db.aclose()
+
+
+async def test_create_list_run_delete(service: DigestService, digest_settings: Settings) -> None:
+    reply = await handle_command(
+        service,
+        'create ops-daily "30 8 * * MON-FRI" post_to=slack:#ops,dingtalk:ops timezone=Europe/Berlin',
+        "U1ALICE",
+        surface="slack",
+    )
+    assert reply.startswith("Created digest 'ops-daily'") and "Europe/Berlin" in reply
+    assert service.scheduler is not None and service.scheduler.get_job("ops-daily") is not None
+    listing = await handle_command(service, "list", "U1ALICE")
+    assert "ops-daily" in listing and "eng-weekly" in listing and "created by U1ALICE" in listing
+
+    # It persists: a fresh service on the same database schedules it too.
+    db = Database(digest_settings.database_url)
+    other = DigestService(digest_settings, None, {}, db)
+    await other.open()
+    assert other.specs["ops-daily"].destinations == [("slack", "#ops"), ("dingtalk", "ops")]
+    assert other.specs["ops-daily"].owner == "slack:U1ALICE"
+    await db.aclose()
+
+    ran = await handle_command(service, "run ops-daily", "U1ALICE")
+    assert ran.startswith("Ran 'ops-daily': partial") and "dingtalk:ops: failed" in ran
+    poster = service.posters["slack"]
+    assert [d for d, _ in poster.posts][:1] == ["#ops"]  # type: ignore[attr-defined]
+
+    assert await handle_command(service, "delete eng-weekly", "U1ALICE") == (
+        "The digest 'eng-weekly' is defined in hearth.yaml; change it there."
+    )
+    assert await handle_command(service, "delete ops-daily", "U1ALICE") == "Deleted digest 'ops-daily'."
+    assert "ops-daily" not in service.specs and service.scheduler.get_job("ops-daily") is None
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ('create x "0 9 * *" post_to=slack:#eng', "schedule: invalid cron '0 9 * *'"),
+        (
+            'create x "0 9 * * MON" post_to=slack:#eng template=nope',
+            "template: Unknown prompt template 'nope'",
+        ),
+        ('create x "0 9 * * MON" post_to=slack:eng', "post_to[0].slack: 'eng' is not a Slack channel"),
+        ('create x "0 9 * * MON" post_to=dingtalk:nope', "post_to[0].dingtalk: unknown webhook 'nope'"),
+        (
+            'create x "0 9 * * MON" post_to=slack:#eng docs=wiki',
+            "inputs.docs.sources[0]: unknown source 'wiki'",
+        ),
+        ('create x "0 9 * * MON" post_to=slack:#eng timezone=Nowhere', "timezone: unknown time zone"),
+        ('create x "0 9 * * MON" post_to=slack:#eng colour=red', "colour: unknown option"),
+        ('create x "0 9 * * MON"', "post_to: say where to post"),
+        ('create eng-weekly "0 9 * * MON" post_to=slack:#eng', "already exists"),
+        ("run nope", "Unknown digest 'nope'; available: eng-weekly"),
+        ('create x "0 9', "unbalanced quotes"),
+        ("frobnicate", "Usage:"),
+    ],
+)
+async def test_invalid_commands_name_the_field(service: DigestService, command: str, expected: str) -> None:
+    reply = await handle_command(service, command, "U1ALICE")
+    assert expected in reply
+    assert "x" not in service.specs
+
+
+def write_config(tmp_path: Path) -> Path:
+    path = tmp_path / "hearth.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "home": str(tmp_path / "home"),
+                "digests": [
+                    {
+                        "name": "eng-weekly",
+                        "schedule": "0 9 * * MON",
+                        "timezone": "Asia/Shanghai",
+                        "post_to": [{"slack": "#eng"}],
+                    }
+                ],
+            }
+        )
+    )
+    return path
+
+
+def test_cli_list_dry_run_and_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write_config(tmp_path)
+    monkeypatch.setattr("core.engine.build_assistant", fake_assistant)
+    runner = CliRunner()
+    listed = runner.invoke(main, ["-c", str(config), "digest", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    [row] = json.loads(listed.output)
+    assert row["name"] == "eng-weekly" and row["next_run"].endswith("09:00 Asia/Shanghai")
+    assert row["next_run"].startswith("Mon ")
+
+    dry = runner.invoke(main, ["-c", str(config), "digest", "run", "eng-weekly", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "**eng-weekly**" in dry.stdout and "A quiet week." in dry.stdout
+    assert "dry run: nothing posted" in dry.stderr
+
+    # A dry run records nothing; a real run with no Slack token configured fails and says why.
+    history = runner.invoke(main, ["-c", str(config), "digest", "history", "eng-weekly"])
+    assert history.output.strip() == "'eng-weekly' has not run yet."
+    real = runner.invoke(main, ["-c", str(config), "digest", "run", "eng-weekly"])
+    assert real.exit_code == 1
+    assert "failed" in real.stdout and "no slack poster is available" in real.stdout
+    history = runner.invoke(main, ["-c", str(config), "digest", "history", "eng-weekly", "--json"])
+    [record] = json.loads(history.output)
+    assert record["trigger"] == "manual" and record["status"] == "failed"
+
+    unknown = runner.invoke(main, ["-c", str(config), "digest", "run", "nope"])
+    assert unknown.exit_code == 1 and "Unknown digest 'nope'; available: eng-weekly" in unknown.stderr

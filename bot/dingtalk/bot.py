@@ -30,7 +30,7 @@ from core.assistant import Assistant
 from core.config import Settings
 from core.contracts import Answer, Delta, Request
 from core.db import Database
-from core.errors import BackendError, HearthError, InputError
+from core.errors import BackendError, HearthError, InputError, TableError
 from core.llm.base import Usage
 from core.ratelimit import RateLimiter
 
@@ -206,7 +206,9 @@ class DingTalkBot:
         except BackendError as exc:
             log.warning("DingTalk message %s: no model could answer: %s", incoming.msg_id, exc)
             text, failed = say("MODEL_DOWN", lang), True
-        except InputError as exc:
+        except (InputError, TableError) as exc:
+            # Both are sentences written for the asker (an empty question, SQL the guard refused…).
+            log.info("DingTalk message %s refused: %s", incoming.msg_id, exc)
             text, failed = str(exc), True
         except HearthError as exc:
             log.error("DingTalk message %s failed: %s", incoming.msg_id, exc)
@@ -252,27 +254,23 @@ async def _quietly(call: Any) -> bool:
 
 
 async def _table_events(tables: Any, request: Request) -> Events:
-    """Adapt the table capability (``assistant.tables``) to the Delta/Answer stream the bot renders."""
-    stream = getattr(tables, "ask_stream", None)
-    if stream is not None:
-        async for event in stream(request):
-            yield event
-        return
-    result = await tables.ask(request)
-    if isinstance(result, Answer):
-        yield result
-        return
-    data: dict[str, Any] = result.as_dict() if hasattr(result, "as_dict") else dict(result)
-    parts = [str(data.get("answer") or "").strip()]
-    if data.get("columns"):
-        parts.append(table_markdown(list(data["columns"]), data.get("rows") or []))
-    if data.get("sql"):
-        parts.append(f"```sql\n{clip(str(data['sql']), 1500)}\n```")
+    """Ask the table capability (``assistant.tables``: ``TableService.ask``) and render its result."""
+    result = await tables.ask(request.text, acl=request.acl, priority=request.priority)
+    columns, rows = list(result.columns or []), list(result.rows or [])
+    # The SQL is shown below in a code block, so drop the answer's own "SQL: …" line.
+    lines = str(result.answer or "").splitlines()
+    sentence = "\n".join(line for line in lines if not line.startswith("SQL:"))
+    parts = [sentence.strip()]
+    if columns:
+        parts.append(table_markdown(columns, rows))
+    if result.sql:
+        parts.append(f"```sql\n{clip(str(result.sql), 1500)}\n```")
     yield Answer(
         "\n\n".join(p for p in parts if p),
         [],
-        str(data.get("backend", "local")),
-        str(data.get("model", "")),
+        result.backend,
+        result.model,
         Usage(),
+        notices=list(result.notices),
         request_id=request.request_id,
     )

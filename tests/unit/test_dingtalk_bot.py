@@ -6,12 +6,11 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from core.assistant import Assistant
-from core.contracts import Hit, Request
+from core.contracts import Hit
 from core.errors import BackendUnavailable
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
@@ -166,35 +165,56 @@ async def test_data_without_tables_is_polite(
     assert fake_backend.calls == []
 
 
-class FakeTables:
-    """A table capability with the `ask(request)` shape: answer text, columns, rows, SQL."""
+def sales_db(path: Path) -> Path:
+    import sqlite3
 
-    def __init__(self) -> None:
-        self.requests: list[Request] = []
-
-    async def ask(self, request: Request) -> dict[str, Any]:
-        self.requests.append(request)
-        return {
-            "answer": "March was best.",
-            "columns": ["month", "revenue"],
-            "rows": [["2026-02", 10], ["2026-03", 12]],
-            "sql": "SELECT month, revenue FROM sales LIMIT 100",
-            "model": "fake-model",
-            "backend": "local",
-        }
+    db = path / "shop.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE sales (month TEXT, revenue INTEGER)")
+        conn.executemany("INSERT INTO sales VALUES (?, ?)", [("2026-02", 10), ("2026-03", 12)])
+    return db
 
 
-async def test_data_with_tables_renders_a_table(
-    tmp_path: Path, dingtalk_gateway: FakeDingTalk, fake_assistant: Assistant
+@pytest.mark.parametrize(
+    ("model_reply", "expected"),
+    [
+        (
+            "SELECT month, revenue FROM sales ORDER BY month",
+            ["| month | revenue |", "| 2026-03 | 12 |", "```sql"],
+        ),
+        ("DELETE FROM sales", ["Could not answer from the tables"]),
+    ],
+    ids=["select", "hostile"],
+)
+async def test_data_questions_go_through_the_real_table_service(
+    tmp_path: Path, dingtalk_gateway: FakeDingTalk, model_reply: str, expected: list[str]
 ) -> None:
-    settings = dingtalk_settings(tmp_path, dingtalk_gateway)
-    tables = FakeTables()
-    fake_assistant.tables = tables  # type: ignore[attr-defined]
-    async with bot_rig(settings, fake_assistant, dingtalk_gateway) as rig:
-        await rig.send(robot_message("数据 每月收入", gateway=dingtalk_gateway))
+    import sqlite3
+
+    from core.tables.service import TableService
+
+    db = sales_db(tmp_path)
+    settings = dingtalk_settings(
+        tmp_path, dingtalk_gateway, sections={"tables": [{"name": "shop", "type": "sqlite", "path": str(db)}]}
+    )
+    backend = FakeBackend(reply=model_reply)
+    assistant = Assistant(settings, Router(local=backend, remote=None, routing=settings.llm.routing))
+    assistant.tables = TableService(settings, assistant.router, assistant.prompts)
+    try:
+        async with bot_rig(settings, assistant, dingtalk_gateway) as rig:
+            await rig.send(robot_message("数据 每月收入", gateway=dingtalk_gateway))
+    finally:
+        await assistant.tables.aclose()
     reply = dingtalk_gateway.replies("cid-1to1")[0]
-    assert "| month | revenue |" in reply and "| 2026-03 | 12 |" in reply and "```sql" in reply
-    assert tables.requests[0].text == "每月收入" and tables.requests[0].surface == "dingtalk"
+    if model_reply.startswith("SELECT"):
+        for needle in expected:
+            assert needle in reply
+        assert "每月收入" in prompt_text(backend) and reply.endswith("由 fake-model（本地）回答")
+        assert "\nSQL:" not in reply
+    else:
+        assert reply.startswith(expected[0]) and "| month |" not in reply and "Traceback" not in reply
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM sales").fetchone() == (2,)
 
 
 async def test_explain_uses_the_explain_template(

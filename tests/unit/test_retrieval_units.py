@@ -1,0 +1,133 @@
+"""Unit tests: chunk locations, BM25 sparse vectors, registries, eval metrics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from core.config import Settings
+from core.errors import ConfigError
+from core.retrieval import connectors as registry
+from core.retrieval.chunking import chunk_document
+from core.retrieval.config import EmbedSettings, SourceSpec
+from core.retrieval.documents import Document
+from core.retrieval.embedders import get_embedder
+from core.retrieval.evaluation import score
+from core.retrieval.sparse import document_vector, query_vector, term_index, terms
+
+HANDBOOK = """# Leave
+
+Intro line.
+
+## Vacation days
+
+New employees get 20 days.
+
+```bash
+# not a heading, a shell comment
+echo hi
+```
+
+## Requesting time off
+
+### In the portal
+
+Open the Time Off tab.
+"""
+
+
+def doc(text: str, kind: str = "markdown", **meta: str) -> Document:
+    return Document(id="s:a.md", uri="/a.md", title="Leave", text=text, acl=("public",),
+                    updated_at=datetime(2026, 1, 1, tzinfo=UTC), source="s", kind=kind, meta=meta)
+
+
+def test_markdown_chunks_keep_heading_path_and_line_range() -> None:
+    chunks = chunk_document(doc(HANDBOOK), size=1000, overlap=0)
+    assert [c.location for c in chunks] == [
+        "Leave, lines 1-3",
+        "Leave › Vacation days, lines 5-12",
+        "Leave › Requesting time off › In the portal, lines 16-18",
+    ]
+    # The '# not a heading' line inside a code fence stays in its section.
+    assert "echo hi" in chunks[1].text
+    assert chunks[2].embed_text("Leave").startswith("Leave › Leave › Requesting time off › In the portal\n")
+
+
+def test_long_section_is_split_with_accurate_lines() -> None:
+    body = "\n".join(f"Line {i} of the policy text goes on for a while." for i in range(1, 41))
+    chunks = chunk_document(doc("# Policy\n\n" + body), size=300, overlap=0)
+    assert len(chunks) > 3
+    lines = ("# Policy\n\n" + body).split("\n")
+    for c in chunks:
+        first = c.text.split("\n")[0]
+        assert lines[c.start_line - 1] == first
+        assert lines[c.end_line - 1] == c.text.split("\n")[-1]
+
+
+def test_code_chunks_have_line_ranges_without_headings() -> None:
+    code = "\n\n".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(30))
+    chunks = chunk_document(doc(code, kind="code", language="python"), size=200, overlap=0)
+    assert chunks[0].location.startswith("lines 1-")
+    assert all(c.text.startswith("def ") for c in chunks)
+
+
+def test_pdf_chunks_name_their_page() -> None:
+    text = "Page one text.\n\nPage two text."
+    chunks = chunk_document(doc(text, kind="pdf", page_starts="1,3"), size=15, overlap=0)
+    assert [c.page for c in chunks] == [1, 2]
+    assert chunks[1].location == "page 2, line 3"
+
+
+def test_sparse_terms_stem_and_drop_stop_words() -> None:
+    assert terms("How many vacation days do the employees get?") == ["many", "vacation", "day", "employee", "get"]
+    assert term_index("day") == term_index("day") and term_index("day") != term_index("days")
+    idx, values = query_vector("days day DAY")
+    assert idx == [term_index("day")] and values == [1.0]
+
+
+def test_sparse_document_weights_saturate_with_term_frequency() -> None:
+    idx, values = document_vector("deploy " * 50 + "rollback")
+    weights = dict(zip(idx, values, strict=True))
+    assert weights[term_index("deploy")] > weights[term_index("rollback")]
+    assert weights[term_index("deploy")] < 2.2 + 1e-9  # bounded by k1 + 1
+    assert idx == sorted(idx) and len(set(idx)) == len(idx)
+
+
+def test_unknown_connector_lists_the_available_ones() -> None:
+    spec = SourceSpec(name="x", type="jira")
+    with pytest.raises(ConfigError, match=r"^Unknown connector 'jira'; available: files, git, http$"):
+        registry.build(spec, 1000)
+
+
+def test_connector_option_typo_names_the_key(tmp_path) -> None:
+    spec = SourceSpec(name="docs", type="files", path=str(tmp_path), inlcude=["*.md"])
+    with pytest.raises(ConfigError, match=r"Source 'docs' \(type files\): inlcude: unknown key"):
+        registry.build(spec, 1000)
+    with pytest.raises(ConfigError, match="path: Field required"):
+        registry.build(SourceSpec(name="docs", type="files"), 1000)
+    with pytest.raises(ConfigError, match="not an http"):
+        registry.build(SourceSpec(name="web", type="http", urls=["ftp://x"]), 1000)
+
+
+def test_unknown_embedder_lists_the_available_ones() -> None:
+    with pytest.raises(ConfigError, match="Unknown embedder 'bert'; available: llama_cpp, openai, sentence_transformers"):
+        get_embedder(EmbedSettings(), "bert")
+    with pytest.raises(ConfigError, match="embed.model_path"):
+        import asyncio
+
+        asyncio.run(get_embedder(EmbedSettings(backend="llama_cpp")).embed(["x"]))
+
+
+def test_retrieval_mode_is_validated(tmp_path) -> None:
+    with pytest.raises(ValueError):
+        Settings(home=str(tmp_path), retrieval={"mode": "fuzzy"})
+
+
+def test_eval_metrics() -> None:
+    ranking = [("a", "ua"), ("b", "ub"), ("c", "uc")]
+    assert score(ranking, frozenset({"a"})) == {"recall@5": 1.0, "mrr@10": 1.0, "ndcg@10": 1.0}
+    m = score(ranking, frozenset({"ub", "z"}))  # matched by uri; one relevant doc never retrieved
+    assert m["recall@5"] == 0.5 and m["mrr@10"] == 0.5
+    assert 0 < m["ndcg@10"] < 1
+    assert score(ranking, frozenset({"z"}))["ndcg@10"] == 0.0

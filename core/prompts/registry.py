@@ -9,6 +9,7 @@ A template is a Jinja2 file whose first lines are a YAML header inside a Jinja c
     inputs: [question]                 # required
     optional: [sources, history]       # may be left out (they render as None)
     stop: ["\\n\\nQuestion:"]
+    example: {question: "How do I request leave?"}   # sample inputs: `hearth prompts render NAME` uses them
     ---#}
     {% block system %}You are Hearth…{% endblock %}
     {% block user %}Question: {{ question }}{% endblock %}
@@ -67,6 +68,7 @@ class PromptTemplate:
     source: str
     path: Path
     builtin: bool
+    example: dict[str, Any] = field(default_factory=dict)
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -95,6 +97,9 @@ def parse_template(path: Path, *, builtin: bool) -> PromptTemplate:
         raise PromptError(f"Template {path}: 'inputs' and 'optional' must be lists of names.")
     required = tuple(str(i) for i in inputs)
     optional = tuple(str(i) for i in optional_inputs)
+    example = header.get("example") or {}
+    if not isinstance(example, dict):
+        raise PromptError(f"Template {path}: 'example' must be a mapping of input names to sample values.")
     return PromptTemplate(
         name=name,
         version=int(header.get("version", 1)),
@@ -105,6 +110,7 @@ def parse_template(path: Path, *, builtin: bool) -> PromptTemplate:
         source=text[match.end():],
         path=path,
         builtin=builtin,
+        example=example,
     )
 
 

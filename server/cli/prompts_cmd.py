@@ -46,8 +46,9 @@ def show(state: State, name: str) -> None:
               help="An input; VALUE is parsed as JSON when it can be (lists, objects), else used as text.")
 @pass_state
 def render(state: State, name: str, variables: tuple[str, ...]) -> None:
-    """Render a template with --var inputs and print the messages."""
-    values: dict[str, object] = {}
+    """Render a template with --var inputs (default: the template's own example) and print the messages."""
+    registry = _registry(state)
+    values: dict[str, object] = dict(registry.get(name).example)
     for item in variables:
         key, sep, raw = item.partition("=")
         if not sep:
@@ -56,7 +57,7 @@ def render(state: State, name: str, variables: tuple[str, ...]) -> None:
             values[key] = json.loads(raw)
         except json.JSONDecodeError:
             values[key] = raw
-    rendered = _registry(state).render(name, **values)
+    rendered = registry.render(name, **values)
     for message in rendered.messages:
         click.echo(f"--- {message.role.value} ---")
         click.echo(message.content)

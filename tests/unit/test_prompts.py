@@ -33,10 +33,12 @@ def test_every_shipped_template_renders(name: str) -> None:
     registry = PromptRegistry()
     tpl = registry.get(name)
     assert tpl.description, f"{name} needs a description"
-    rendered = registry.render(name, **sample_for(tpl.inputs))
+    assert tpl.example, f"{name} needs an 'example' in its header (used by 'hearth prompts render')"
+    values = sample_for(tpl.required) | tpl.example
+    rendered = registry.render(name, **values)
     assert rendered.messages and rendered.messages[-1].role is Role.USER
     assert all(m.content.strip() for m in rendered.messages)
-    required_only = registry.render(name, **sample_for(tpl.required))
+    required_only = registry.render(name, **{k: values[k] for k in tpl.required})
     assert required_only.messages
 
 

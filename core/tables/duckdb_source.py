@@ -13,6 +13,7 @@ import logging
 import re
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _READERS = {"csv": ("read_csv", ("*.csv", "*.tsv", "*.csv.gz")), "parquet": ("read_parquet", ("*.parquet",))}
+_STALE_S = 86_400.0  # views files older than this, left by processes that died, are removed
 _TEXTISH = ("VARCHAR", "DATE", "TIME", "ENUM")
 
 
@@ -91,6 +93,8 @@ class DuckDBSource:
         self._lock = threading.Lock()
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._signature = ""
+        self._instance = uuid.uuid4().hex[:8]
+        self._db: Path | None = None
 
     def files(self) -> dict[str, Path]:
         """View name -> data file."""
@@ -118,6 +122,7 @@ class DuckDBSource:
                 self._conn.close()
                 self._conn = None
             db = self._build(files, signature)
+            self._db = db
             conn = duckdb.connect(str(db), read_only=True)
             try:
                 paths = ", ".join(_literal(str(p)) for p in files.values())
@@ -133,14 +138,16 @@ class DuckDBSource:
             return conn
 
     def _build(self, files: dict[str, Path], signature: str) -> Path:
-        """Write the views file (once per signature) and remove stale ones."""
+        """Write this source object's own views file.
+
+        Each object gets its own file: DuckDB shares one database instance per file within a
+        process, and the locked configuration of one would stop another from opening it.
+        """
         self._dir.mkdir(parents=True, exist_ok=True)
         stem = table_name(self.name)
-        target = self._dir / f"{stem}-{signature}.duckdb"
-        if target.exists():
-            return target
+        target = self._dir / f"{stem}-{signature}-{self._instance}.duckdb"
         reader = _READERS[self.spec.type][0]
-        tmp = target.with_suffix(f".tmp{threading.get_ident()}")
+        tmp = target.with_suffix(".tmp")
         tmp.unlink(missing_ok=True)
         conn = duckdb.connect(str(tmp))
         try:
@@ -157,8 +164,9 @@ class DuckDBSource:
             ) from exc
         conn.close()
         tmp.replace(target)
-        for old in self._dir.glob(f"{stem}-*.duckdb"):
-            if old != target:
+        stale = time.time() - _STALE_S
+        for old in self._dir.glob(f"{stem}-*.duckdb*"):
+            if old != target and (old.name.endswith(f"-{self._instance}.duckdb") or old.stat().st_mtime < stale):
                 old.unlink(missing_ok=True)
         return target
 
@@ -208,11 +216,15 @@ class DuckDBSource:
             cur.close()
 
     def close(self) -> None:
-        """Close the shared connection."""
+        """Close the shared connection and remove this object's views file."""
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._db is not None:
+                self._db.unlink(missing_ok=True)
+                Path(f"{self._db}.wal").unlink(missing_ok=True)
+                self._db = None
 
 
 def _safe(fn: Any) -> Any:

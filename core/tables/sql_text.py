@@ -19,6 +19,12 @@ from sqlglot.errors import ParseError, TokenError
 _FENCE = re.compile(r"```[ \t]*[A-Za-z0-9_-]*[ \t]*\n?(.*?)(?:```|\Z)", re.S)
 _START = re.compile(r"\b(SELECT|WITH)\b", re.I)
 _MAX_TRIMMED_WORDS = 8
+_OTHER_STATEMENT = re.compile(
+    r"\s*(INSERT|UPDATE|DELETE|MERGE|REPLACE|UPSERT|DROP|CREATE|ALTER|TRUNCATE|PRAGMA|ATTACH|DETACH|COPY|SET|"
+    r"RESET|CALL|EXEC|EXECUTE|DO|GRANT|REVOKE|VACUUM|INSTALL|LOAD|EXPORT|IMPORT|BEGIN|COMMIT|ROLLBACK|LOCK|"
+    r"ANALYZE|EXPLAIN|SHOW|DESCRIBE|SUMMARIZE|CHECKPOINT|VALUES|TABLE)\b",
+    re.I,
+)
 _QUERY_TYPES = (exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Subquery)
 
 
@@ -63,7 +69,7 @@ def extract_sql(output: str, prefix: str, dialect: str) -> str | None:
     if fenced:
         candidates.append(fenced.group(1))
     starts_with_query = _START.match(text) is not None or text.startswith("(")
-    if prefix and not starts_with_query and not fenced:
+    if prefix and not starts_with_query and not fenced and not _OTHER_STATEMENT.match(text):
         candidates.append(f"{prefix} {text}")
     if starts_with_query:
         candidates.append(text)
@@ -73,4 +79,9 @@ def extract_sql(output: str, prefix: str, dialect: str) -> str | None:
     for candidate in candidates:
         if (sql := _shrink(candidate, dialect)) is not None:
             return sql
+    # A statement that is not a query (DELETE…, PRAGMA…) is passed on whole, so the guard refuses
+    # it with its reason instead of it being mistaken for prose.
+    for candidate in (fenced.group(1) if fenced else "", text):
+        if _OTHER_STATEMENT.match(candidate):
+            return candidate.strip()
     return None

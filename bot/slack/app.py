@@ -36,11 +36,11 @@ from bot import messages
 from bot.slack import render
 from bot.slack.access import SlackAccess
 from bot.slack.answering import Answerer, Kind, Question
-from bot.slack.feedback import FeedbackStore
+from bot.slack.feedback import FeedbackStore, slack_answers, slack_feedback
 from bot.slack.inbound import plain_text
 from core.assistant import Assistant
 from core.config import Settings, SlackSettings
-from core.db import Database
+from core.db import Database, seen_events
 from core.errors import ConfigError
 from core.ratelimit import RateLimiter
 
@@ -114,7 +114,8 @@ class SlackBot:
         self.db = db
         self.client = client or make_client(s)
         secret = s.signing_secret.get_secret_value() if s.signing_secret else ""
-        self.verifier = SignatureVerifier(secret)
+        # Socket Mode has no signing secret (requests arrive over the authenticated WebSocket).
+        self.verifier = SignatureVerifier(secret or "unused-in-socket-mode")
         self.app = AsyncApp(
             name="hearth",
             client=self.client,
@@ -274,6 +275,10 @@ class SlackBot:
                 log.info("slack: could not thank %s for feedback (%s)", user, exc.response.get("error"))
 
     # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the bot's tables before the first event (concurrent first events must not race to it)."""
+        await self.db.ensure([seen_events, slack_answers, slack_feedback])
 
     async def drain(self, timeout_s: float | None = None) -> None:
         """Wait for answers still being written (all of them, or until ``timeout_s``)."""

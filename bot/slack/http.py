@@ -47,6 +47,7 @@ async def _slack_ctx(app: web.Application) -> AsyncIterator[None]:
     db = Database(settings.database_url)
     # The engine may still be starting (or retrying) in the background: look it up per question.
     bot = SlackBot(settings, lambda: app.get(ASSISTANT), db)
+    await bot.start()
     app[SLACK_BOT] = bot
     socket = None
     if settings.slack.mode == "socket":

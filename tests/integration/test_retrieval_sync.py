@@ -1,0 +1,120 @@
+"""Sync through Qdrant local mode: edits, deletions, re-adds, a killed run, changed_since."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.config import Settings
+from core.retrieval.search import DocsRetriever
+from core.retrieval.sync import Indexer, changed_since, open_store
+from tests.fixtures.retrieval import CrashingEmbedder, HashEmbedder
+
+
+async def stored(settings: Settings) -> list[dict[str, Any]]:
+    """Every chunk payload in the store."""
+    store = open_store(settings)
+    try:
+        if not await store.exists():
+            return []
+        points, _ = await (await store.client()).scroll(settings.store.collection, limit=10_000, with_payload=True)
+        return [p.payload or {} for p in points]
+    finally:
+        await store.aclose()
+
+
+async def sync(settings: Settings, embedder: Any = None) -> dict[str, Any]:
+    indexer = Indexer(settings, embedder=embedder)
+    try:
+        return {r.source: r for r in await indexer.sync()}
+    finally:
+        await indexer.aclose()
+
+
+def folder(settings: Settings, source: str) -> Path:
+    return Path(next(s for s in settings.sources if s.name == source).options()["path"])
+
+
+async def test_edit_delete_and_readd_files(corpus: Settings) -> None:
+    first = await sync(corpus)
+    assert first["public"].added == 2 and first["public"].chunks >= 2
+    docs = folder(corpus, "public")
+    leave = (docs / "leave.md").read_text()
+    (docs / "leave.md").write_text(leave.replace("20 vacation days", "25 vacation days"))
+    (docs / "expenses.md").unlink()
+    second = await sync(corpus)
+    r = second["public"]
+    assert (r.added, r.updated, r.deleted, r.unchanged) == (0, 1, 1, 0)
+    assert (second["eng"].unchanged, second["eng"].chunks) == (2, 0)
+    chunks = await stored(corpus)
+    assert not any(c["doc_id"] == "public:expenses.md" for c in chunks)
+    leave_chunks = [c for c in chunks if c["doc_id"] == "public:leave.md"]
+    assert len({c["version"] for c in leave_chunks}) == 1  # the old version's chunks are gone
+    assert any("25 vacation days" in c["text"] for c in leave_chunks)
+    assert not any("20 vacation days" in c["text"] for c in leave_chunks)
+    retriever = DocsRetriever(corpus)
+    try:
+        hits = await retriever.search("hotel reimbursement Expensify", acl=None, k=5)
+        assert all(h.doc_id != "public:expenses.md" for h in hits)
+        (docs / "expenses.md").write_text("# Expenses\n\nHotels are reimbursed up to 200 EUR per night.\n")
+        third = await sync(corpus)
+        assert third["public"].added == 1 and third["public"].unchanged == 1
+        hits = await retriever.search("hotel reimbursement per night", acl=None, k=1)
+        assert hits[0].doc_id == "public:expenses.md" and "200 EUR" in hits[0].text
+    finally:
+        await retriever.aclose()
+    fourth = await sync(corpus)
+    assert sum(r.chunks for r in fourth.values()) == 0
+    assert sum(r.unchanged for r in fourth.values()) == 5
+
+
+async def test_a_killed_run_leaves_the_store_consistent_and_the_next_run_completes(tmp_path: Path) -> None:
+    from tests.fixtures.retrieval import corpus_settings
+
+    settings = corpus_settings(tmp_path, embed={"batch_size": 1})
+    docs = folder(settings, "public")
+    await sync(settings, HashEmbedder())
+    for i in range(4):
+        (docs / f"extra{i}.md").write_text(f"# Extra {i}\n\nExtra document number {i} about topic {i}.\n")
+    (docs / "leave.md").write_text("# Leave policy\n\nEveryone gets 30 vacation days.\n")
+    # Embedding batches are 2 chunks: the crash lands after some docs were fully written.
+    with pytest.raises(KeyboardInterrupt):
+        await sync(settings, CrashingEmbedder(crash_on=3))
+    mid = await stored(settings)
+    # Consistent: every stored chunk belongs to exactly one version of its document.
+    versions: dict[str, set[str]] = {}
+    for c in mid:
+        versions.setdefault(c["doc_id"], set()).add(c["version"])
+    assert any(d.startswith("public:extra") for d in versions)  # some of the new work survived
+    reports = await sync(settings, HashEmbedder())
+    final = await stored(settings)
+    by_doc: dict[str, set[str]] = {}
+    for c in final:
+        by_doc.setdefault(c["doc_id"], set()).add(c["version"])
+    assert all(len(v) == 1 for v in by_doc.values()), by_doc
+    assert {d for d in by_doc if d.startswith("public:")} == {
+        "public:leave.md", "public:expenses.md", *(f"public:extra{i}.md" for i in range(4))}
+    assert reports["public"].added + reports["public"].updated + reports["public"].unchanged == 6
+    assert any("30 vacation days" in c["text"] for c in final if c["doc_id"] == "public:leave.md")
+    again = await sync(settings, HashEmbedder())
+    assert again["public"].chunks == 0 and again["public"].unchanged == 6
+
+
+async def test_changed_since_lists_documents_for_digests(corpus: Settings) -> None:
+    docs = folder(corpus, "public")
+    old = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
+    for path in docs.iterdir():
+        os.utime(path, (old, old))
+    await sync(corpus, HashEmbedder())
+    cutoff = datetime.now(UTC) + timedelta(seconds=1)
+    assert await changed_since(corpus, ["public"], cutoff) == []
+    (docs / "leave.md").write_text("# Leave policy\n\nNew rules.\n")
+    await sync(corpus, HashEmbedder())
+    changed = await changed_since(corpus, ["public", "eng"], cutoff - timedelta(seconds=1))
+    assert [c.doc_id for c in changed] == ["public:leave.md"]
+    assert changed[0].title == "Leave policy" and changed[0].source == "public"
+    assert changed[0].uri.endswith("leave.md") and changed[0].updated_at.tzinfo is not None

@@ -121,6 +121,7 @@ class DigestService:
         self.listeners: list[Callable[[RunRecord], None]] = []
         self._loop_task: asyncio.Task[None] | None = None
         self._runs: set[asyncio.Task[Any]] = set()
+        self._invalid: set[str] = set()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -129,7 +130,17 @@ class DigestService:
         await self.store.ensure()
         for i, spec in enumerate(self.settings.digests):
             self.check_template(spec, f"digests[{i}].template")
-        for name, (data, user) in (await self.store.saved_specs()).items():
+        await self.reload()
+
+    async def reload(self) -> None:
+        """Pick up digests created or deleted from chat (possibly on another replica)."""
+        saved = await self.store.saved_specs()
+        for name in [n for n in self.created_by if n not in saved]:
+            del self.specs[name]
+            del self.created_by[name]
+        for name, (data, user) in saved.items():
+            if name in self.created_by:
+                continue
             if name in self.specs:
                 log.warning("digest %s from chat is shadowed by hearth.yaml; using the file's", name)
                 continue
@@ -137,7 +148,9 @@ class DigestService:
                 spec = spec_from_data(data, self.settings, f"digest '{name}'")
                 self.check_template(spec, f"digest '{name}'.template")
             except (ValueError, DigestError) as exc:
-                log.error("chat-created digest %s is no longer valid and is not scheduled: %s", name, exc)
+                if name not in self._invalid:
+                    self._invalid.add(name)
+                    log.error("chat-created digest %s is no longer valid and is not scheduled: %s", name, exc)
                 continue
             self.specs[name] = spec
             self.created_by[name] = user
@@ -186,6 +199,7 @@ class DigestService:
 
     async def tick(self) -> None:
         """One leader round: take or renew the lock, (re)start or stop the scheduler, resume stale runs."""
+        await self.reload()
         if not await self.lock.acquire():
             if self.leading:
                 log.warning("digest scheduler lock lost; %s stops scheduling", self.holder)

@@ -174,3 +174,23 @@ def test_cli_list_dry_run_and_history(tmp_path: Path, monkeypatch: pytest.Monkey
 
     unknown = runner.invoke(main, ["-c", str(config), "digest", "run", "nope"])
     assert unknown.exit_code == 1 and "Unknown digest 'nope'; available: eng-weekly" in unknown.stderr
+
+
+async def test_digest_created_on_a_standby_is_scheduled_by_the_leader(
+    service: DigestService, digest_settings: Settings
+) -> None:
+    db = Database(digest_settings.database_url)
+    standby = DigestService(digest_settings, None, {}, db, leader_interval_s=3600)
+    await standby.start()
+    try:
+        assert service.leading and not standby.leading
+        reply = await handle_command(standby, 'create ops "0 8 * * *" post_to=slack:#ops', "U2BOB")
+        assert reply.startswith("Created digest 'ops'")
+        await service.tick()
+        assert service.scheduler is not None and service.scheduler.get_job("ops") is not None
+        assert await handle_command(standby, "delete ops", "U2BOB") == "Deleted digest 'ops'."
+        await service.tick()
+        assert service.scheduler.get_job("ops") is None and "ops" not in service.specs
+    finally:
+        await standby.stop()
+        await db.aclose()

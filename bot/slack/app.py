@@ -106,6 +106,7 @@ class SlackBot:
         *,
         client: AsyncWebClient | None = None,
         clock: Callable[[], float] = time.monotonic,
+        digests: Callable[[], Any] | None = None,
     ) -> None:
         s = settings.slack
         check_settings(s)
@@ -113,6 +114,8 @@ class SlackBot:
         self.assistant = assistant
         self.db = db
         self.client = client or make_client(s)
+        # The digest service (`/digest …`), when `hearth serve` runs one; looked up per command.
+        self.digests = digests or (lambda: None)
         secret = s.signing_secret.get_secret_value() if s.signing_secret else ""
         # Socket Mode has no signing secret (requests arrive over the authenticated WebSocket).
         self.verifier = SignatureVerifier(secret or "unused-in-socket-mode")
@@ -144,7 +147,7 @@ class SlackBot:
         app = self.app
         app.command(re.compile(r"^/(ask|data|explain)$"))(ack=self._ack, lazy=[self._command])
         app.command("/hearth")(self._hearth)
-        app.command("/digest")(self._digest)
+        app.command("/digest")(ack=self._ack, lazy=[self._digest])
         app.event("app_mention")(ack=self._ack, lazy=[self._mention])
         app.event("message")(ack=self._ack, lazy=[self._direct_message])
         app.action(_FEEDBACK)(ack=self._ack, lazy=[self._vote])
@@ -163,9 +166,22 @@ class SlackBot:
         )
         await ack(text=text, blocks=render.notice_blocks(text), response_type="ephemeral")
 
-    async def _digest(self, ack: AsyncAck) -> None:
-        """``/digest``: a polite note until the digest service registers its own listener."""
-        await ack(text=messages.SLACK_DIGESTS_UNAVAILABLE, response_type="ephemeral")
+    async def _digest(self, command: dict[str, Any], respond: AsyncRespond) -> None:
+        """``/digest list|run|create|delete …``: handled by the digest service, answered privately."""
+        service = self.digests()
+        if service is None:
+            await respond(text=messages.SLACK_DIGESTS_UNAVAILABLE, response_type="ephemeral")
+            return
+        from core.digests.commands import handle_command
+
+        try:
+            reply = await handle_command(
+                service, plain_text(str(command.get("text") or "")), str(command["user_id"]), surface="slack"
+            )
+        except Exception:
+            log.exception("slack: /digest failed")
+            reply = messages.GENERIC_ERROR
+        await respond(text=render.escape(reply), response_type="ephemeral")
 
     async def _command(
         self, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext

@@ -46,7 +46,7 @@ async def _slack_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     db = Database(settings.database_url)
     # The engine may still be starting (or retrying) in the background: look it up per question.
-    bot = SlackBot(settings, lambda: app.get(ASSISTANT), db)
+    bot = SlackBot(settings, lambda: app.get(ASSISTANT), db, digests=lambda: _digest_service(app))
     await bot.start()
     app[SLACK_BOT] = bot
     socket = None
@@ -66,6 +66,15 @@ async def _slack_ctx(app: web.Application) -> AsyncIterator[None]:
             await socket.close_async()  # type: ignore[no-untyped-call]
         await bot.aclose(settings.server.shutdown_timeout_s)
         await db.aclose()
+
+
+def _digest_service(app: web.Application) -> Any:
+    """The digest service `hearth serve` runs, if any."""
+    try:
+        from server.digests import DIGESTS
+    except ImportError:
+        return None
+    return app.get(DIGESTS)
 
 
 def payload_problem(body: Any) -> str | None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 from aiohttp import web
 
 from bot.slack.http import mount, payload_problem
 from core.errors import ConfigError
 from tests.fixtures.core import make_settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -55,3 +60,27 @@ def test_mount_names_the_missing_key(tmp_path):
         )
     with pytest.raises(ConfigError, match="slack.bot_token"):
         mount(web.Application(), make_settings(tmp_path, slack={"enabled": True, "signing_secret": "s"}))
+
+
+def test_manifest_declares_what_the_bot_handles():
+    manifest = yaml.safe_load((ROOT / "deploy" / "slack-manifest.yaml").read_text(encoding="utf-8"))
+    commands = manifest["features"]["slash_commands"]
+    assert [c["command"] for c in commands] == ["/ask", "/data", "/explain", "/hearth", "/digest"]
+    settings = manifest["settings"]
+    urls = [c["url"] for c in commands] + [
+        settings["event_subscriptions"]["request_url"],
+        settings["interactivity"]["request_url"],
+    ]
+    assert all(u.endswith("/slack/events") for u in urls)
+    assert set(settings["event_subscriptions"]["bot_events"]) == {"app_mention", "message.im"}
+    assert settings["interactivity"]["is_enabled"] is True
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert {
+        "app_mentions:read",
+        "chat:write",
+        "commands",
+        "im:history",
+        "channels:history",
+        "usergroups:read",
+    } <= scopes
+    assert len(manifest["display_information"]["name"]) <= 35

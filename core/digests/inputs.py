@@ -6,8 +6,6 @@ fails; a table query the SQL guard rejects is recorded with the guard's reason.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -77,11 +75,7 @@ async def changed_docs(settings: Settings, sources: list[str], since: datetime) 
     """Records from the retrieval sync state (``core.retrieval.sync.changed_since``)."""
     from core.retrieval.sync import changed_since  # ImportError when retrieval is not installed
 
-    if inspect.iscoroutinefunction(changed_since):
-        result = await changed_since(settings, sources, since)
-    else:
-        result = await asyncio.to_thread(changed_since, settings, sources, since)
-    return list(result)
+    return list(await changed_since(settings, sources, since))
 
 
 def render_rows(result: Any, limit: int = TABLE_ROWS) -> str:

@@ -16,7 +16,8 @@ def utcnow() -> datetime:
 
 def next_fire(trigger: CronTrigger, now: datetime) -> datetime | None:
     """The first fire time strictly after ``now``."""
-    return trigger.get_next_fire_time(None, now + _ONE_MICROSECOND)
+    fire: datetime | None = trigger.get_next_fire_time(None, now + _ONE_MICROSECOND)
+    return fire
 
 
 def last_fire(trigger: CronTrigger, now: datetime) -> datetime | None:
@@ -27,10 +28,10 @@ def last_fire(trigger: CronTrigger, now: datetime) -> datetime | None:
     """
     window = timedelta(minutes=2)
     while window <= timedelta(days=1500):
-        fire = trigger.get_next_fire_time(None, now - window)
+        fire: datetime | None = trigger.get_next_fire_time(None, now - window)
         if fire is not None and fire <= now:
             while True:
-                later = trigger.get_next_fire_time(fire, fire + _ONE_MICROSECOND)
+                later: datetime | None = trigger.get_next_fire_time(fire, fire + _ONE_MICROSECOND)
                 if later is None or later > now:
                     return fire
                 fire = later

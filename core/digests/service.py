@@ -25,10 +25,10 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -48,6 +48,7 @@ from core.errors import DigestError, PromptError
 from core.prompts.registry import PromptRegistry
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_CLAIMS = 3  # a run whose process died this many times is marked failed instead of resumed again
 TEMPLATE_INPUTS = {"digest", "period", "docs", "tables", "chat", "notes"}
@@ -366,7 +367,7 @@ class DigestService:
         self._runs.add(task)
         task.add_done_callback(self._runs.discard)
 
-    async def _tracked(self, coro: Any) -> Any:
+    async def _tracked(self, coro: Coroutine[Any, Any, T]) -> T:
         task = asyncio.ensure_future(coro)
         self._runs.add(task)
         task.add_done_callback(self._runs.discard)

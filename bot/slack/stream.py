@@ -84,16 +84,19 @@ class StreamingReply:
     async def feed(self, delta: str) -> None:
         """Add streamed text; refresh the messages when the throttle allows."""
         self._text += delta
+        last = self.posted[-1] if self.posted else None
+        due = last is None or self.clock() - last.updated_at >= self.interval_s
+        # Rendering the whole text is only worth it when an update may go out or a message may overflow.
+        if not due and len(self._text) < len(self.posted) * self.limit * 0.8:
+            return
         parts = render.split_text(render.to_mrkdwn(self._text), self.limit)
         for i, part in enumerate(parts):
             header = self.header if i == 0 else None
             if i >= len(self.posted):
                 ts = await self._post(part, render.streaming_blocks(part, header))
                 self.posted.append(_Posted(ts, part, self.clock()))
-            elif i < len(parts) - 1 and self.posted[i].shown != part:
-                # A message that has filled up gets its full text as soon as the throttle allows.
-                await self._update(self.posted[i], part, render.streaming_blocks(part, header), final=False)
             elif self.posted[i].shown != part:
+                # A message that has filled up gets its full text as soon as its own throttle allows.
                 await self._update(self.posted[i], part, render.streaming_blocks(part, header), final=False)
 
     async def finish(self, answer: Answer, extra: Sequence[dict[str, Any]] = ()) -> list[str]:

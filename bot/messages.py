@@ -52,13 +52,15 @@ DINGTALK_HELP = (
     "- `/ask <question>` (or just type in a 1:1 chat) — ask the docs\n"
     "- `/data <question>` — ask the tables\n"
     "- `/explain <code>` — explain a piece of code\n"
+    "- `/digest list` (or `create`, `run`, `delete`) — scheduled digests\n"
     "- `/help` — this message\n\n"
-    "中文：`问 …`、`数据 …`、`解释 …`、`帮助`"
+    "中文：`问 …`、`数据 …`、`解释 …`、`摘要 …`、`帮助`"
 )
 DINGTALK_NOT_TEXT = "I can only read text messages — please type your question."
 DINGTALK_TABLES_UNAVAILABLE = "Table questions are not set up on this Hearth yet — ask the team to configure `tables`."
 DINGTALK_EXPLAIN_EMPTY = "Send the code to explain after `/explain`, for example `/explain print(1 + 1)`."
 DINGTALK_REPLY_TITLE = "Hearth"
+DINGTALK_DIGESTS_UNAVAILABLE = "Digests are not running on this Hearth — ask the team to enable them."
 DINGTALK_ZH: dict[str, str] = {
     "EMPTY_QUESTION": "请输入问题，例如：`问 如何申请休假？`",
     "QUESTION_TOO_LONG": "这条消息有 {length:,} 个字符，最多只能处理 {limit:,} 个字符，请精简后再试。",
@@ -76,10 +78,12 @@ DINGTALK_ZH: dict[str, str] = {
         "- `问 <问题>` 或 `/ask <问题>`（单聊中直接输入即可）— 查询文档\n"
         "- `数据 <问题>` 或 `/data <问题>` — 查询数据表\n"
         "- `解释 <代码>` 或 `/explain <代码>` — 解释一段代码\n"
+        "- `摘要 list`（或 `create`、`run`、`delete`）— 定时摘要\n"
         "- `帮助` 或 `/help` — 显示本帮助"
     ),
     "DINGTALK_NOT_TEXT": "目前只能读取文字消息，请直接输入问题。",
     "DINGTALK_TABLES_UNAVAILABLE": "此 Hearth 尚未配置数据表查询，请联系管理员配置 `tables`。",
     "DINGTALK_EXPLAIN_EMPTY": "请在 `解释` 后附上要解释的代码，例如：`解释 print(1 + 1)`。",
     "DINGTALK_REPLY_TITLE": "Hearth",
+    "DINGTALK_DIGESTS_UNAVAILABLE": "此 Hearth 未运行定时摘要，请联系管理员启用。",
 }

@@ -53,6 +53,7 @@ class DingTalkBot:
         memory: ConversationMemory | None = None,
         clock: Callable[[], float] = time.monotonic,
         thinking_after_s: float = 3.0,
+        digests: Callable[[], Any | None] | None = None,
     ) -> None:
         self.settings = settings
         self.config = settings.dingtalk
@@ -64,6 +65,7 @@ class DingTalkBot:
         self.limiter = RateLimiter(self.config.rate_limit_per_minute, clock=clock)
         self.clock = clock
         self.thinking_after_s = thinking_after_s
+        self._digests = digests  # the digest service of `hearth serve` (None while disabled)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -104,6 +106,11 @@ class DingTalkBot:
             raise
         except Exception:
             log.exception("DingTalk message %s could not be handled", incoming.msg_id)
+            lang = pick_language(self.config.language, incoming.text or "")
+            try:
+                await self._say(incoming, lang, say("GENERIC_ERROR", lang))
+            except Exception:  # noqa: BLE001 — the reply path itself is broken; the log has it
+                log.exception("DingTalk apology for message %s could not be sent", incoming.msg_id)
 
     async def _handle(self, incoming: Incoming) -> None:
         if not await self.db.first_time("dingtalk", incoming.msg_id):
@@ -126,6 +133,9 @@ class DingTalkBot:
         )
         if command.kind is Kind.HELP:
             await self._say(incoming, lang, say("DINGTALK_HELP", lang))
+            return
+        if command.kind is Kind.DIGEST:
+            await self._digest(incoming, lang, command.text)
             return
         if not command.text:
             key = "DINGTALK_EXPLAIN_EMPTY" if command.kind is Kind.EXPLAIN else "EMPTY_QUESTION"
@@ -232,6 +242,18 @@ class DingTalkBot:
         if await _quietly(card.start()):
             return card
         return None
+
+    async def _digest(self, incoming: Incoming, lang: Lang, text: str) -> None:
+        """Run a `/digest …` command through the digest service."""
+        service = self._digests() if self._digests is not None else None
+        if service is None:
+            await self._say(incoming, lang, say("DINGTALK_DIGESTS_UNAVAILABLE", lang))
+            return
+        from core.digests.commands import handle_command
+
+        # A DingTalk owner must be a webhook name, not a person: let `owner=` be explicit (no default).
+        reply = await handle_command(service, text, incoming.staff_id, surface=None)
+        await self._say(incoming, lang, reply)
 
     async def _thinking(self, incoming: Incoming, lang: Lang) -> None:
         """Say "thinking" when an answer takes longer than ``thinking_after_s``."""

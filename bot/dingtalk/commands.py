@@ -1,4 +1,4 @@
-"""What a DingTalk message asks for: `/ask …`, `/data …`, `/explain …`, `/help`, or the Chinese forms."""
+"""What a DingTalk message asks for: `/ask`, `/data`, `/explain`, `/digest`, `/help`, or Chinese forms."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ class Kind(enum.Enum):
     DATA = "data"
     EXPLAIN = "explain"
     HELP = "help"
+    DIGEST = "digest"
 
 
 # Longest first so that "提问" wins over "问".
@@ -28,6 +29,8 @@ _WORDS: dict[str, Kind] = {
     "查数": Kind.DATA,
     "解释": Kind.EXPLAIN,
     "帮助": Kind.HELP,
+    "/digest": Kind.DIGEST,
+    "摘要": Kind.DIGEST,
 }
 _PATTERN = re.compile(
     r"^(?P<word>" + "|".join(re.escape(w) for w in sorted(_WORDS, key=len, reverse=True)) + r")"

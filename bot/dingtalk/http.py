@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -73,7 +74,9 @@ async def _bot_ctx(app: web.Application) -> AsyncIterator[None]:
     poster = DingTalkPoster(cfg, session=session)
     api = OpenAPI(session, cfg) if cfg.client_id and cfg.client_secret else None
     replier = Replier(session, cfg, api=api, poster=poster)
-    bot = DingTalkBot(settings, lambda: app.get(ASSISTANT), db=db, replier=replier, api=api)
+    bot = DingTalkBot(
+        settings, lambda: app.get(ASSISTANT), db=db, replier=replier, api=api, digests=_digest_service(app)
+    )
     app[BOT] = bot
     app[POSTER] = poster
     stream = None
@@ -90,6 +93,19 @@ async def _bot_ctx(app: web.Application) -> AsyncIterator[None]:
         await poster.aclose(min(5.0, settings.server.shutdown_timeout_s))
         await session.close()
         await db.aclose()
+
+
+def _digest_service(app: web.Application) -> Callable[[], Any | None]:
+    """A lookup of the digest service that `server.digests` mounts (None when it is not running)."""
+
+    def lookup() -> Any | None:
+        try:
+            from server.digests import DIGESTS
+        except ImportError:
+            return None
+        return app.get(DIGESTS)
+
+    return lookup
 
 
 async def callback(request: web.Request) -> web.Response:

@@ -335,3 +335,46 @@ async def test_thinking_notice_precedes_a_slow_answer(tmp_path: Path, dingtalk_g
         await rig.send(robot_message("q", gateway=dingtalk_gateway))
     assert dingtalk_gateway.replies("cid-1to1")[0] == "Thinking…"
     assert dingtalk_gateway.replies("cid-1to1")[1].startswith("slow answer")
+
+
+async def test_digest_commands_reach_the_digest_service_and_post_through_the_webhook(
+    tmp_path: Path, dingtalk_gateway: FakeDingTalk, fake_backend: FakeBackend
+) -> None:
+    from core.db import Database
+    from core.digests.service import DigestService
+
+    spec = {
+        "name": "team-weekly",
+        "schedule": "0 9 * * MON",
+        "post_to": [{"dingtalk": "team"}],
+        "owner": "dingtalk:team",
+        "on_no_changes": "post",
+    }
+    settings = dingtalk_settings(tmp_path, dingtalk_gateway, sections={"digests": [spec]})
+    assistant = Assistant(settings, Router(local=fake_backend, remote=None, routing=settings.llm.routing))
+    async with bot_rig(settings, assistant, dingtalk_gateway) as rig:
+        await rig.send(robot_message("/digest list", gateway=dingtalk_gateway))
+        service = DigestService(
+            settings,
+            assistant,
+            {"dingtalk": rig.poster},
+            Database(settings.database_url),
+            backoff=(0.0, 0.0, 0.0),
+            leader_interval_s=3600.0,
+        )
+        await service.start()
+        rig.bot._digests = lambda: service
+        await rig.send(robot_message("摘要 list", gateway=dingtalk_gateway))
+        await rig.send(robot_message("/digest run team-weekly", gateway=dingtalk_gateway))
+        await rig.send(
+            robot_message('/digest create daily "0 8 * * *" post_to=dingtalk:team', gateway=dingtalk_gateway)
+        )
+    await service.stop()
+    await service.db.aclose()
+    unavailable, listed, ran, created = dingtalk_gateway.replies("cid-1to1")
+    assert unavailable.startswith("Digests are not running")
+    assert "team-weekly" in listed and "dingtalk team" in listed
+    assert ran.startswith("Ran 'team-weekly'")
+    assert created.startswith("Created digest 'daily'")
+    [post] = dingtalk_gateway.calls_to("/robot/send")
+    assert post.body["markdown"]["text"].strip()

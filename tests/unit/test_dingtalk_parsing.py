@@ -117,6 +117,8 @@ def test_payload_must_be_an_object() -> None:
         ("数据 上个月的销售额", Kind.DATA, "上个月的销售额", True),
         ("解释 print(1)", Kind.EXPLAIN, "print(1)", True),
         ("帮助", Kind.HELP, "", True),
+        ("/digest list", Kind.DIGEST, "list", True),
+        ("摘要 run team-weekly", Kind.DIGEST, "run team-weekly", True),
         ("@Hearth 帮助", Kind.HELP, "", True),
         ("问题是什么", Kind.ASK, "问题是什么", False),
         ("数据库怎么连接", Kind.ASK, "数据库怎么连接", False),

@@ -408,3 +408,14 @@ async def test_feedback_buttons_store_votes(make_slack, slack_api, tmp_path):
     record = await store.answer(answer_id)
     assert record is not None and record.question == "rate me" and record.question_id == "command:trig-rate"
     assert messages.SLACK_FEEDBACK_THANKS in slack_api.of("chat.postEphemeral")[-1].args["text"]
+
+
+async def test_channel_without_the_bot_gets_a_private_hint(make_slack, slack_api, tmp_path):
+    backend = FakeBackend(reply="unused")
+    h = await make_slack(assistant_with(tmp_path, backend))
+    slack_api.fail("chat.postMessage", "not_in_channel")
+    await h.send(command_body("/ask", "hello?", channel="C404", response_url=slack_api.response_url()))
+    await h.bot.drain()
+    hint = slack_api.of("response_url")[-1].args
+    assert hint["text"] == messages.SLACK_NOT_IN_CHANNEL and hint["response_type"] == "ephemeral"
+    assert not backend.calls

@@ -8,6 +8,8 @@ as ``app[DIGESTS]`` for `/digest` commands (``core.digests.commands.handle_comma
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import logging
 from collections.abc import AsyncIterator
@@ -21,6 +23,9 @@ from core.db import Database
 from core.digests.service import DigestService
 
 log = logging.getLogger(__name__)
+
+RETRY_START_S = 2.0
+RETRY_MAX_S = 60.0
 
 DIGESTS = web.AppKey("digests", DigestService)
 
@@ -66,6 +71,25 @@ async def close_posters(posters: dict[str, Poster]) -> None:
                 log.warning("closing the %s poster failed", poster.surface, exc_info=True)
 
 
+async def _start(service: DigestService) -> None:
+    """Start the service, retrying with backoff while the state database is unreachable."""
+    delay = RETRY_START_S
+    while True:
+        try:
+            await service.start()
+        except Exception as exc:
+            log.error("digests could not start (retrying in %.0fs): %s", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+            continue
+        log.info(
+            "digests: %d scheduled, posting to %s",
+            len(service.specs),
+            ", ".join(service.posters) or "nowhere",
+        )
+        return
+
+
 def mount(app: web.Application, settings: Settings) -> None:
     """Run the digest scheduler for the app's lifetime."""
     from server.app import ASSISTANT
@@ -76,14 +100,18 @@ def mount(app: web.Application, settings: Settings) -> None:
         # The engine may still be loading (serve retries it in the background): resolve it per run.
         service = DigestService(settings, lambda: app.get(ASSISTANT), posters, db)
         try:
-            await service.start()
+            service.check_templates()  # a configuration mistake: refuse to start, naming the field
         except BaseException:
             await close_posters(posters)
             await db.aclose()
             raise
         app[DIGESTS] = service
-        log.info("digests: %d scheduled, posting to %s", len(service.specs), ", ".join(posters) or "nowhere")
+        # A database that is down must not stop `hearth serve` (/readyz reports it): retry the start.
+        starter = asyncio.create_task(_start(service), name="hearth-digests-start")
         yield
+        starter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starter
         await service.stop()
         await close_posters(posters)
         await db.aclose()

@@ -123,15 +123,20 @@ class DigestService:
         self._loop_task: asyncio.Task[None] | None = None
         self._runs: set[asyncio.Task[Any]] = set()
         self._invalid: set[str] = set()
+        self.started = asyncio.Event()  # set once the first leader round is done
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Create tables, load chat-created specs and check every template (no scheduling)."""
+        """Check every template, create tables, load chat-created specs (no scheduling)."""
+        self.check_templates()
         await self.store.ensure()
+        await self.reload()
+
+    def check_templates(self) -> None:
+        """DigestError naming ``digests[i].template`` for the first configured digest with a bad template."""
         for i, spec in enumerate(self.settings.digests):
             self.check_template(spec, f"digests[{i}].template")
-        await self.reload()
 
     async def reload(self) -> None:
         """Pick up digests created or deleted from chat (possibly on another replica)."""
@@ -161,6 +166,7 @@ class DigestService:
         await self.open()
         await self.tick()
         self._loop_task = asyncio.create_task(self._leader_loop(), name="digest-leader")
+        self.started.set()
 
     async def stop(self) -> None:
         """Stop scheduling, let in-flight runs finish their current step, give the lock back."""
@@ -174,7 +180,11 @@ class DigestService:
             task.cancel()
         if self._runs:
             await asyncio.gather(*self._runs, return_exceptions=True)
-        await self.lock.release()
+        try:
+            await self.lock.release()
+        except Exception:
+            # The lease expires by itself (SQLite) or dies with the connection (PostgreSQL).
+            log.warning("could not release the digest scheduler lock", exc_info=True)
 
     async def _leader_loop(self) -> None:
         while True:

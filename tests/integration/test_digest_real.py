@@ -135,6 +135,7 @@ async def test_hearth_serve_runs_the_scheduled_digest(
     with time_machine.travel(MONDAY_9 - timedelta(minutes=5), tick=False) as clock:
         client = await aiohttp_client(create_app(settings, assistant=assistant))
         service = client.app[DIGESTS]
+        await asyncio.wait_for(service.started.wait(), 10)
         service.listeners.append(done.put_nowait)
         assert service.leading and service.scheduler.get_job("eng-weekly").next_run_time == MONDAY_9
         assert (await client.get("/healthz")).status == 200

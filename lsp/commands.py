@@ -19,12 +19,12 @@ from core.code.generation import (
     find_target,
     indent_block,
     module_name,
-    test_path_for,
-    tests_preamble,
+    path_for_tests,
+    preamble_for_tests,
 )
 from core.code.sandbox import Sandbox
 from core.code.service import collect, repair_loop
-from core.code.testrun import TestRun, run_pytest
+from core.code.testrun import PytestRun, run_pytest
 from core.contracts import Answer
 from core.errors import InputError
 
@@ -224,14 +224,14 @@ async def generate_tests(ls: HearthServer, args: list[Any]) -> Any:
         ctx = target.ctx
         require_runnable(ctx.language, target.rel)
         code = ctx.code if (ctx.selection.strip() or ctx.enclosing) else ctx.source
-        test_rel = test_path_for(target.rel, has_tests_dir=(target.root / "tests").is_dir())
+        test_rel = path_for_tests(target.rel, has_tests_dir=(target.root / "tests").is_dir())
         if test_rel == target.rel:
             raise InputError("This is already a test file; run Generate tests from the code under test.")
         ctx = await ls.backend.enrich(ctx)
         report("asking the model")
         stream = ls.backend.tests_stream(code, "python", target.rel, ctx.prompt_context or None)
         raw, answer = await collect(stream, _reporter(report, "writing tests"))
-        tests = extract_tests(raw, tests_preamble(code, target.rel))
+        tests = extract_tests(raw, preamble_for_tests(code, target.rel))
         test_path = target.root / test_rel
         test_uri = from_fs_path(str(test_path)) or test_path.as_uri()
         existing = await asyncio.to_thread(_document_text, ls, test_path)
@@ -292,7 +292,7 @@ def _source_for_tests(root: Path, test_text: str, rel: str) -> tuple[str, str] |
     return None
 
 
-def _diagnostics(run: TestRun, texts: dict[str, str]) -> dict[str, list[types.Diagnostic]]:
+def _diagnostics(run: PytestRun, texts: dict[str, str]) -> dict[str, list[types.Diagnostic]]:
     found: dict[str, list[types.Diagnostic]] = {}
     for f in run.failures:
         lines = texts.get(f.path, "").splitlines()
@@ -315,13 +315,14 @@ async def run_tests(ls: HearthServer, args: list[Any]) -> Any:
         target = _target(ls, args, "hearth.runTests")
         require_runnable(target.ctx.language, target.rel)
         root = target.root
-        test_rel = test_path_for(target.rel, has_tests_dir=(root / "tests").is_dir())
+        test_rel = path_for_tests(target.rel, has_tests_dir=(root / "tests").is_dir())
         overlay = await asyncio.to_thread(_overlay, ls, root)
         test_text = overlay.get(test_rel)
         if test_text is None and (root / test_rel).is_file():
             test_text = await asyncio.to_thread((root / test_rel).read_text, encoding="utf-8")
         if test_text is None:
             raise InputError(f"No tests at {test_rel} yet — run 'Hearth: Generate tests' first.")
+        overlay[test_rel] = test_text
         sandbox = ls.sandbox
         report(f"running {test_rel} in the sandbox")
         run = await run_pytest(sandbox, root, test_rel, overlay)
@@ -337,7 +338,8 @@ async def run_tests(ls: HearthServer, args: list[Any]) -> Any:
                 run.notes.append("Repair skipped: could not tell which module these tests are for.")
             else:
                 run, repaired = await _repair(ls, report, run, overlay, sandbox, root, source, attempts)
-        texts = dict(overlay, **({test_rel: repaired} if repaired else {}))
+        texts = dict(overlay)
+        texts[test_rel] = repaired if repaired is not None else test_text
         await _publish(ls, root, run, texts)
         if repaired is not None:
             await _replace_file(ls, root / test_rel, test_text, repaired)
@@ -353,9 +355,9 @@ async def run_tests(ls: HearthServer, args: list[Any]) -> Any:
 
 
 async def _repair(
-    ls: HearthServer, report: Callable[[str], None], run: TestRun, overlay: dict[str, str], sandbox: Sandbox,
+    ls: HearthServer, report: Callable[[str], None], run: PytestRun, overlay: dict[str, str], sandbox: Sandbox,
     root: Path, source: tuple[str, str], attempts: int,
-) -> tuple[TestRun, str | None]:
+) -> tuple[PytestRun, str | None]:
     source_rel, source_text = source
     module_name(source_rel)  # fails clearly when the module cannot be imported by tests
 
@@ -364,16 +366,16 @@ async def _repair(
         stream = ls.backend.tests_stream(source_text, "python", source_rel, None, failures=failures,
                                          previous=previous)
         raw, _ = await collect(stream)
-        return extract_tests(raw, tests_preamble(source_text, source_rel))
+        return extract_tests(raw, preamble_for_tests(source_text, source_rel))
 
-    async def rerun(trial: dict[str, str]) -> TestRun:
+    async def rerun(trial: dict[str, str]) -> PytestRun:
         report("re-running the repaired tests")
         return await run_pytest(sandbox, root, run.test_path, trial)
 
     return await repair_loop(run, overlay, attempts, write, rerun)
 
 
-async def _publish(ls: HearthServer, root: Path, run: TestRun, texts: dict[str, str]) -> None:
+async def _publish(ls: HearthServer, root: Path, run: PytestRun, texts: dict[str, str]) -> None:
     found = _diagnostics(run, texts)
     for rel in set(ls.diagnosed) | set(found) | {run.test_path}:
         path = root / rel

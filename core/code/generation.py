@@ -205,7 +205,7 @@ def public_names(code: str) -> list[str]:
     return [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
 
 
-def tests_preamble(code: str, path: str) -> str:
+def preamble_for_tests(code: str, path: str) -> str:
     """Imports for a pytest file about ``code`` from ``path``, ending in ``def test_`` for the model."""
     names = public_names(code)
     module = module_name(path)
@@ -213,7 +213,7 @@ def tests_preamble(code: str, path: str) -> str:
     return f"import pytest\n\n{imports}\n\n\ndef test_"
 
 
-def test_path_for(path: str, *, has_tests_dir: bool) -> str:
+def path_for_tests(path: str, *, has_tests_dir: bool) -> str:
     """Where the tests for ``path`` go: ``tests/test_<name>.py`` if a tests/ folder exists, else beside it."""
     p = PurePosixPath(path)
     if p.name.startswith("test_"):

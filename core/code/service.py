@@ -29,10 +29,10 @@ from core.code.generation import (
     GenerationTarget,
     extract_generated,
     extract_tests,
-    tests_preamble,
+    preamble_for_tests,
 )
 from core.code.sandbox import Sandbox
-from core.code.testrun import TestRun, run_pytest
+from core.code.testrun import PytestRun, run_pytest
 from core.contracts import Answer, Delta, Request
 from core.errors import InputError
 from core.llm.base import Priority
@@ -134,10 +134,10 @@ class CodeService:
         self, code: str, language: str, path: str | None = None, context: str | None = None,
         *, failures: str | None = None, previous: str | None = None, request: Request | None = None,
     ) -> AsyncIterator[Delta | Answer]:
-        """Stream a pytest module for ``code`` from workspace-relative ``path`` (continues :func:`tests_preamble`)."""
+        """Stream a pytest module for ``code`` from workspace-relative ``path`` (continues :func:`preamble_for_tests`)."""
         require_runnable(language, path or "code")
         code, context = self._clip(code, context)
-        preamble = tests_preamble(code, path or "module.py")
+        preamble = preamble_for_tests(code, path or "module.py")
         return self.assistant.complete_stream(
             "tests", _request(code, request), code=code, language=language, preamble=preamble, path=path,
             context=context, failures=failures, previous=previous[:3000] if previous else None,
@@ -162,16 +162,16 @@ class CodeService:
         """A validated pytest module for ``code``; GenerationRejected when unusable."""
         stream = self.tests_stream(code, "python", path, context, failures=failures, previous=previous)
         raw, answer = await collect(stream, on_delta)
-        return Generated(extract_tests(raw, tests_preamble(code, path)), answer)
+        return Generated(extract_tests(raw, preamble_for_tests(code, path)), answer)
 
-    async def run_tests(self, workspace: Path, test_path: str, overlay: dict[str, str] | None = None) -> TestRun:
+    async def run_tests(self, workspace: Path, test_path: str, overlay: dict[str, str] | None = None) -> PytestRun:
         """Run one workspace-relative test file in the sandbox."""
         return await run_pytest(self.sandbox, workspace, test_path, overlay)
 
     async def repair_tests(
-        self, workspace: Path, run: TestRun, code: str, source_path: str, overlay: dict[str, str],
+        self, workspace: Path, run: PytestRun, code: str, source_path: str, overlay: dict[str, str],
         attempts: int | None = None,
-    ) -> tuple[TestRun, str | None]:
+    ) -> tuple[PytestRun, str | None]:
         """Ask the model to fix failing tests and re-run, at most ``sandbox.repair_attempts`` times."""
         rounds = self.assistant.settings.sandbox.repair_attempts if attempts is None else attempts
 
@@ -179,19 +179,19 @@ class CodeService:
             made = await self.generate_tests(code, source_path, failures=failures, previous=previous)
             return made.code
 
-        async def rerun(trial: dict[str, str]) -> TestRun:
+        async def rerun(trial: dict[str, str]) -> PytestRun:
             return await self.run_tests(workspace, run.test_path, trial)
 
         return await repair_loop(run, overlay, rounds, write, rerun)
 
 
 async def repair_loop(
-    run: TestRun,
+    run: PytestRun,
     overlay: dict[str, str],
     attempts: int,
     write_tests: Callable[[str, str], Awaitable[str]],
-    rerun: Callable[[dict[str, str]], Awaitable[TestRun]],
-) -> tuple[TestRun, str | None]:
+    rerun: Callable[[dict[str, str]], Awaitable[PytestRun]],
+) -> tuple[PytestRun, str | None]:
     """Feed failures back to ``write_tests(failures, previous)`` and re-run, up to ``attempts`` times.
 
     Returns the last run and the repaired test file text when a repair made every test pass.
@@ -223,4 +223,4 @@ def code_from_output(output: str, target: GenerationTarget) -> str:
 
 def tests_from_output(output: str, code: str, path: str) -> str:
     """A validated pytest module from a model output received over the wire."""
-    return extract_tests(output, tests_preamble(code, path))
+    return extract_tests(output, preamble_for_tests(code, path))

@@ -25,7 +25,7 @@ class Failure:
 
 
 @dataclass
-class TestRun:
+class PytestRun:
     """The outcome of running a test file."""
 
     passed: int
@@ -60,14 +60,14 @@ def pytest_argv(test_path: str) -> list[str]:
 
 async def run_pytest(
     sandbox: Sandbox, workspace: Path, test_path: str, overlay: dict[str, str] | None = None
-) -> TestRun:
+) -> PytestRun:
     """Run ``test_path`` (workspace-relative) on a sandboxed copy of ``workspace``."""
     result = await sandbox.run(workspace, pytest_argv(test_path), overlay=overlay, collect=[REPORT])
     passed, failures = parse_junit(result.files.get(REPORT, ""), test_path)
     if not result.files.get(REPORT) and not result.timed_out:
         # pytest never got to write a report (it could not start): surface its output on the file.
         failures = [Failure("pytest", test_path, 0, result.output[-1500:] or "pytest did not run.")]
-    return TestRun(passed, failures, result, test_path)
+    return PytestRun(passed, failures, result, test_path)
 
 
 def parse_junit(xml_text: str, test_path: str) -> tuple[int, list[Failure]]:

@@ -1,0 +1,154 @@
+"""End to end: the real `hearth lsp` process under a pytest-lsp client, the model behind the real
+openai backend pointed at a scripted API on loopback, tests run in the real sandbox."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+
+from tests.e2e.lsp_rig import Editor, ScriptedAPI, make_workspace, remote_llm, start_api, start_editor, write_config
+
+GOOD_TOTAL = "```python\ndef total(prices):\n    return sum(p for p in prices if p >= 0)\n```\n"
+WRONG_TESTS = "```python\nfrom geometry import add\n\n\ndef test_add():\n    assert add(1, 2) == 4\n```\n"
+RIGHT_TESTS = ("```python\nfrom geometry import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n\n\n"
+               "def test_add_negative():\n    assert add(-1, -1) == -2\n```\n")
+
+
+def reply(prompt: str) -> str:
+    """The scripted model: answers by which template produced the prompt."""
+    if "These tests failed" in prompt:
+        return RIGHT_TESTS
+    if "Write a pytest module" in prompt:
+        return WRONG_TESTS
+    if "Complete this code" in prompt:
+        return GOOD_TOTAL
+    if "Explain this" in prompt:
+        return "It computes the **area** of a circle with `math.pi * r ** 2`. " * 3
+    return "The workspace answer."
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[ScriptedAPI]:
+    api = ScriptedAPI(reply=reply)
+    runner = await start_api(api)
+    yield api
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def editor(tmp_path: Path, api: ScriptedAPI) -> AsyncIterator[Editor]:
+    ws = make_workspace(tmp_path)
+    config = write_config(tmp_path, remote_llm(api))
+    async for ed in start_editor(config, ws):
+        yield ed
+
+
+async def test_code_actions_are_instant_and_never_call_the_model(editor: Editor, api: ScriptedAPI) -> None:
+    uri = editor.open("geometry.py")
+    actions = await editor.actions(uri, 4)
+    titles = [a.title for a in actions]
+    assert titles == ["Hearth: Explain", "Hearth: Generate", "Hearth: Generate tests", "Hearth: Run tests"]
+    assert all(a.disabled is None for a in actions)
+    assert actions[0].command is not None and actions[0].command.command == "hearth.explain"
+    md = editor.open("notes.md", "markdown")
+    md_actions = await editor.actions(md, 0)
+    assert md_actions[0].disabled is None  # Explain still works for other languages
+    assert all(a.disabled is not None and "Python only" in a.disabled.reason for a in md_actions[1:])
+    assert api.requests == []
+
+
+async def test_explain_streams_with_progress_and_opens_a_markdown_document(editor: Editor, api: ScriptedAPI) -> None:
+    uri = editor.open("geometry.py")
+    actions = await editor.actions(uri, 4)
+    cmd = actions[0].command
+    assert cmd is not None
+    result = await editor.execute(cmd.command, cmd.arguments or [])
+    assert "**area** of a circle" in result["markdown"]
+    assert result["model"] == "fake-coder"
+    assert "def area(r):" in api.requests[0]["messages"][-1]["content"]  # the enclosing function was sent
+    shown = editor.client.shown_documents
+    assert len(shown) == 1 and shown[0].uri.endswith(".md")
+    assert Path(shown[0].uri.removeprefix("file://")).read_text().startswith("# geometry.py — area")
+    kinds = [type(v).__name__ for reports in editor.client.progress_reports.values() for v in reports]
+    assert kinds[0] == "WorkDoneProgressBegin" and kinds[-1] == "WorkDoneProgressEnd"
+
+
+async def test_generate_turns_a_todo_into_code_as_a_workspace_edit(editor: Editor) -> None:
+    uri = editor.open("geometry.py")
+    result = await editor.execute("hearth.generate", [{"uri": uri, "range": {
+        "start": {"line": 13, "character": 0}, "end": {"line": 13, "character": 0}}}])
+    assert result["applied"] is True
+    [edit] = editor.edits
+    [text_edit] = edit.edit.changes[uri]  # type: ignore[index]
+    assert text_edit.range.start.line == 13
+    assert text_edit.new_text.startswith("# TODO: return the total")
+    source = (editor.root / "geometry.py").read_text()
+    namespace: dict[str, object] = {}
+    exec(compile(ast.parse(source), "geometry.py", "exec"), namespace)
+    assert namespace["total"]([3, -1, 4]) == 7  # type: ignore[operator]
+
+
+async def test_invalid_model_output_is_reported_and_nothing_applied(
+    tmp_path: Path, api: ScriptedAPI, editor: Editor
+) -> None:
+    api.reply = lambda prompt: "I am sorry, I cannot help with that request."
+    uri = editor.open("geometry.py")
+    with pytest.raises(JsonRpcException, match="not valid Python"):
+        await editor.execute("hearth.generate", [{"uri": uri, "line": 13}])
+    assert editor.edits == []
+    assert any("not valid Python" in m.message for m in editor.client.messages)
+
+
+async def test_empty_selection_and_unsupported_language_get_clear_errors(editor: Editor) -> None:
+    uri = editor.open("geometry.py")
+    with pytest.raises(JsonRpcException, match="select some code"):
+        await editor.execute("hearth.explain", [{"uri": uri, "line": 1}])
+    md = editor.open("notes.md", "markdown")
+    with pytest.raises(JsonRpcException, match="Python only"):
+        await editor.execute("hearth.generateTests", [{"uri": md, "line": 0}])
+    with pytest.raises(JsonRpcException, match="No tests at tests/test_geometry.py"):
+        await editor.execute("hearth.runTests", [{"uri": uri, "line": 9}])
+
+
+async def test_generate_tests_run_them_sandboxed_diagnose_and_repair(editor: Editor, api: ScriptedAPI) -> None:
+    uri = editor.open("geometry.py")
+    made = await editor.execute("hearth.generateTests", [{"uri": uri, "line": 9}])
+    assert made["path"] == "tests/test_geometry.py" and made["applied"] is True
+    created = editor.edits[0].edit.document_changes
+    assert created is not None and isinstance(created[0], types.CreateFile)
+    test_file = editor.root / "tests" / "test_geometry.py"
+    assert "assert add(1, 2) == 4" in test_file.read_text()
+
+    run = await editor.execute("hearth.runTests", [{"uri": uri, "line": 9}])
+    assert run["failed"] == 1 and run["passed"] == 0, run["output"]
+    diags = editor.client.diagnostics[test_file.as_uri()]
+    [diag] = diags
+    assert diag.range.start.line == test_file.read_text().splitlines().index("    assert add(1, 2) == 4")
+    assert "assert 3 == 4" in diag.message
+
+    fixed = await editor.execute("hearth.runTests", [{"uri": uri, "line": 9, "fix": "tests"}])
+    assert fixed["ok"] is True and fixed["repaired"] is True and fixed["passed"] == 2, fixed
+    assert list(editor.client.diagnostics[test_file.as_uri()]) == []
+    assert "add(-1, -1) == -2" in test_file.read_text()
+    assert any("These tests failed" in r["messages"][-1]["content"] for r in api.requests)
+
+
+async def test_cancel_request_stops_generation(editor: Editor, api: ScriptedAPI) -> None:
+    api.token_delay = 0.2
+    api.reply = lambda prompt: "word " * 2000
+    uri = editor.open("geometry.py")
+    params = types.ExecuteCommandParams(command="hearth.explain", arguments=[{"uri": uri, "line": 4}])
+    pending = asyncio.ensure_future(
+        editor.client.protocol.send_request_async(types.WORKSPACE_EXECUTE_COMMAND, params, msg_id="cancel-me"))
+    await asyncio.wait_for(api.started.wait(), 20)
+    editor.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="cancel-me"))
+    with pytest.raises(JsonRpcException, match="cancel"):
+        await asyncio.wait_for(pending, 10)
+    # The model stream was closed: the API saw its client go away long before the 400-second reply ended.
+    await asyncio.wait_for(api.disconnected.wait(), 10)

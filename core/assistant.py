@@ -75,6 +75,7 @@ class Assistant:
         self.prompts = prompts or PromptRegistry(settings.prompts.dir)
         self.retriever = retriever
         self.tables: TableService | None = None  # set by core.engine.build_assistant when tables are configured
+        self.code: Any = None  # core.code.service.CodeService, set by core.engine.build_assistant
         n_ctx = settings.llm.local.n_ctx
         budget_tokens = max(256, n_ctx - settings.llm.max_tokens - 64)
         self.limits = Limits(

@@ -17,6 +17,9 @@ def build_assistant(settings: Settings) -> Assistant:
 
         retriever = DocsRetriever(settings)
     assistant = Assistant.from_settings(settings, retriever=retriever)
+    from core.code.service import CodeService
+
+    assistant.code = CodeService(assistant)
     if settings.tables:
         from core.tables.service import TableService
 

@@ -55,7 +55,7 @@ class InProcessBackend:
 
     def __init__(self, assistant: Assistant) -> None:
         self.assistant = assistant
-        self.service = CodeService(assistant)
+        self.service: CodeService = assistant.code or CodeService(assistant)
 
     def explain_stream(
         self, code: str, language: str, path: str | None = None, context: str | None = None

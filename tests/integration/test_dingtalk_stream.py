@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,18 @@ async def test_stream_mode_acknowledges_and_answers(
     assert (
         dingtalk_gateway.acks[1]["code"] == 400 and dingtalk_gateway.acks[1]["headers"]["messageId"] == "f-2"
     )
+
+    # The gateway's keep-alive: the SDK's system handler echoes the data back.
+    ping = {
+        "specVersion": "1.0",
+        "type": "SYSTEM",
+        "headers": {"topic": "ping", "messageId": "p-1"},
+        "data": json.dumps({"opaque": "abc"}),
+    }
+    await dingtalk_gateway.push(ping)
+    await dingtalk_gateway.wait_for(lambda: len(dingtalk_gateway.acks) == 3)
+    assert dingtalk_gateway.acks[2]["headers"]["messageId"] == "p-1"
+    assert json.loads(dingtalk_gateway.acks[2]["data"]) == {"opaque": "abc"}
 
     await client.close()
     await dingtalk_gateway.wait_for(lambda: dingtalk_gateway._sockets == [])
@@ -97,3 +110,31 @@ async def test_wrong_secret_is_logged_without_the_secret(
     await client.aclose()
     assert "answered HTTP 401 — check dingtalk.client_id/client_secret" in caplog.text
     assert "not-the-secret" not in caplog.text
+
+
+async def test_a_hanging_gateway_times_out_without_blocking_the_loop(
+    tmp_path: Path, dingtalk_gateway: FakeDingTalk, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = dingtalk_settings(tmp_path, dingtalk_gateway, mode="stream", request_timeout_s=0.3)
+    dingtalk_gateway.hang_opens = 1
+    ticks = 0
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    async def no_wait(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    beat = asyncio.create_task(heartbeat())
+    client = StreamClient(settings.dingtalk, lambda _: None, sleep=no_wait)
+    client.start_background()
+    try:
+        await dingtalk_gateway.wait_for(lambda: dingtalk_gateway.ws_connections == 1)
+    finally:
+        await client.aclose()
+        beat.cancel()
+    assert "could not reach" in caplog.text and "timed out" in caplog.text.lower()
+    assert ticks >= 10  # the event loop kept running while the blocking call waited in a thread

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from slack_sdk.errors import SlackApiError
@@ -51,6 +52,15 @@ class Question:
     message_ts: str | None = None  # the question's own message (history stops before it)
     header: str | None = None  # shown above the answer (slash commands are not echoed by Slack)
     header_fallback: str = ""
+
+
+@dataclass
+class Produced:
+    """What the final message shows: the Answer, extra blocks (SQL, table) and files to attach."""
+
+    answer: Answer
+    extra: list[dict[str, Any]] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
 
 
 class Answerer:
@@ -157,7 +167,7 @@ class Answerer:
                 return
             raise
         try:
-            answer, extra = await self._produce(assistant, q, request, reply)
+            produced = await self._produce(assistant, q, request, reply)
         except InputError as exc:
             await reply.fail(str(exc))
             return
@@ -180,6 +190,7 @@ class Answerer:
             metrics.ERRORS.labels("unexpected", "slack").inc()
             await reply.fail(messages.GENERIC_ERROR)
             return
+        answer = produced.answer
         # Stored before the buttons appear, so even the quickest 👍 finds its answer.
         await self.feedback.record_answer(
             AnswerRecord(
@@ -195,12 +206,14 @@ class Answerer:
                 backend=answer.backend,
             )
         )
-        await reply.finish(answer, extra)
+        await reply.finish(answer, produced.extra)
+        if produced.files:
+            await self._attach(q.channel, q.reply_thread or reply.posted[0].ts, produced.files)
 
     async def _produce(
         self, assistant: Assistant, q: Question, request: Request, reply: StreamingReply
-    ) -> tuple[Answer, list[dict[str, Any]]]:
-        """Run the use case, feeding streamed text to ``reply``; return the Answer and any extra blocks."""
+    ) -> Produced:
+        """Run the use case, feeding streamed text to ``reply``; return what the final message shows."""
         if q.kind == "data":
             return await self._table_answer(assistant, request)
         answer: Answer | None = None
@@ -211,7 +224,24 @@ class Answerer:
                 answer = event
         if answer is None:
             raise HearthError("the answer stream ended without an answer")
-        return answer, []
+        return Produced(answer)
+
+    async def _attach(self, channel: str, thread_ts: str, files: list[Path]) -> None:
+        """Upload a table answer's chart/CSV into the answer's thread (a failure only loses the files)."""
+        uploads = []
+        for path in files:
+            try:
+                content = await asyncio.to_thread(path.read_bytes)
+            except OSError as exc:
+                log.warning("slack: cannot read %s to attach it: %s", path, exc)
+                continue
+            uploads.append({"content": content, "filename": path.name, "title": path.name})
+        if not uploads:
+            return
+        try:
+            await self.client.files_upload_v2(channel=channel, thread_ts=thread_ts, file_uploads=uploads)
+        except SlackApiError as exc:
+            log.warning("slack: attaching %d file(s) failed: %s", len(uploads), exc.response.get("error"))
 
     @staticmethod
     def _stream(assistant: Assistant, q: Question, request: Request) -> AsyncIterator[Delta | Answer]:
@@ -221,38 +251,41 @@ class Answerer:
         return assistant.ask_stream(request)
 
     @staticmethod
-    async def _table_answer(assistant: Assistant, request: Request) -> tuple[Answer, list[dict[str, Any]]]:
-        """Ask the tables capability (when configured) and render its answer, SQL and rows."""
+    async def _table_answer(assistant: Assistant, request: Request) -> Produced:
+        """Ask the tables capability and render its answer, SQL and rows; its chart and CSV go as files."""
         tables = getattr(assistant, "tables", None)
+        assert tables is not None
         started = time.perf_counter()
-        ask = tables.ask  # type: ignore[union-attr]
-        params = inspect.signature(ask).parameters
-        kwargs: dict[str, Any] = {}
-        if "acl" in params:
-            kwargs["acl"] = request.acl
-        if "request" in params:
-            kwargs["request"] = request
-        result = await ask(request.text, **kwargs)
+        result = await tables.ask(request.text, acl=request.acl, priority=request.priority)
         get = _getter(result)
+        sql = str(get("sql") or "")
+        text = str(get("answer") or "")
+        if sql and text.rstrip().endswith(f"SQL: {sql}"):
+            text = text.rstrip()[: -len(f"SQL: {sql}")].rstrip()  # shown below as a code block instead
         extra: list[dict[str, Any]] = []
-        sql = get("sql")
         if sql:
-            extra.append(
-                render.section(f"*{messages.SLACK_SQL}:*\n```\n{render.escape(str(sql))[:2800]}\n```")
-            )
+            extra.append(render.section(f"*{messages.SLACK_SQL}:*\n```\n{render.escape(sql)[:2800]}\n```"))
+        table = get("table")
         columns, rows = get("columns"), get("rows")
-        if columns and rows is not None:
+        if table:
+            extra.append(render.section(("```\n" + render.escape(str(table)))[:2990] + "\n```"))
+        elif columns and rows is not None:
             extra.append(render.section(render.text_table(list(columns), list(rows))[:3000]))
+        files = [Path(p) for p in (get("chart"), get("csv")) if p]
+        notices = [str(n) for n in get("notices") or []]
+        for path in files:  # the files are attached, so name them rather than a path on the server
+            notices = [n.replace(str(path), path.name) for n in notices]
         answer = Answer(
-            text=str(get("answer") or ""),
+            text=text,
             citations=[],
             backend=str(get("backend") or "local"),
             model=str(get("model") or ""),
             usage=get("usage") or Usage(),
             timings_ms={"total": (time.perf_counter() - started) * 1000},
+            notices=notices,
             request_id=request.request_id,
         )
-        return answer, extra
+        return Produced(answer, extra, files)
 
 
 def _getter(result: Any) -> Callable[[str], Any]:

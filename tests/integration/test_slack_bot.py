@@ -17,6 +17,7 @@ from core.llm.fake import FakeBackend
 from core.llm.router import Router
 from tests.fixtures.core import make_settings
 from tests.fixtures.slack_api import BOT_ID, BOT_USER_ID, command_body, event_body
+from tests.fixtures.tables import table_settings
 
 
 def assistant_with(tmp_path, backend: FakeBackend, retriever=None) -> Assistant:
@@ -337,39 +338,36 @@ async def test_explain_guesses_the_language(make_slack, slack_api, tmp_path):
     assert "It prints a greeting." in done[-1].blocks_text()
 
 
-class FakeTables:
-    """A stand-in for the tables capability: answers with fixed SQL and rows."""
-
-    def __init__(self) -> None:
-        self.questions: list[tuple[str, frozenset[str] | None]] = []
-
-    async def ask(self, question: str, *, acl: frozenset[str] | None = None) -> dict:
-        self.questions.append((question, acl))
-        return {
-            "answer": "Team A closed 3 tickets.",
-            "sql": "SELECT team, count(*) FROM tickets GROUP BY team",
-            "columns": ["team", "closed"],
-            "rows": [["A", 3], ["B<script>", 1]],
-            "model": "fake-sql",
-        }
-
-
-async def test_data_renders_answer_sql_and_table(make_slack, slack_api, tmp_path):
+async def test_data_renders_answer_sql_table_and_chart(
+    make_slack, slack_api, tmp_path, demo_tables, table_service_factory
+):
     h = await make_slack()
-    missing = await h.send(command_body("/data", "tickets per team?", response_url=slack_api.response_url()))
-    assert missing.status == 200
+    await h.send(command_body("/data", "tickets per team?", response_url=slack_api.response_url()))
     await h.bot.drain()
     assert messages.SLACK_TABLES_UNAVAILABLE in slack_api.of("response_url")[-1].args["text"]
 
+    sql = (
+        "SELECT team, count(*) AS closed FROM tickets WHERE status = 'closed' "
+        "GROUP BY team ORDER BY closed DESC"
+    )
+    backend = FakeBackend(reply=sql)
     assistant = assistant_with(tmp_path, FakeBackend())
-    assistant.tables = FakeTables()  # type: ignore[attr-defined]
+    assistant.tables = table_service_factory(table_settings(tmp_path, demo_tables.specs()), backend)
     h2 = await make_slack(assistant)
-    await h2.send(command_body("/data", "tickets per team?", response_url=slack_api.response_url()))
+    await h2.send(
+        command_body("/data", "How many tickets did each team close?", response_url=slack_api.response_url())
+    )
     done = await slack_api.wait_for(finals)
+    await h2.bot.drain()
     text = done[-1].blocks_text()
-    assert "Team A closed 3 tickets." in text and "SELECT team, count(*)" in text
-    assert "B&lt;script&gt;" in text and "closed" in text
-    assert assistant.tables.questions[0][1] is not None  # the asker's ACL went along
+    assert "platform: 121" in text and "SELECT team, COUNT(*) AS closed FROM tickets" in text
+    assert "platform |    121" in text and "Answered by fake-model (local)" in text
+    assert text.count("SELECT team") == 1  # the SQL is shown once, as code
+    complete = slack_api.of("files.completeUploadExternal")[-1]
+    assert complete.args["channel_id"] == "C1"
+    assert complete.args["thread_ts"] == slack_api.messages["C1"][0]["ts"]  # under the answer
+    upload = next(iter(slack_api.uploads.values()))
+    assert upload["filename"].endswith(".png") and upload["data"][:8] == b"\x89PNG\r\n\x1a\n"
 
 
 async def test_feedback_buttons_store_votes(make_slack, slack_api, tmp_path):

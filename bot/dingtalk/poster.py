@@ -100,12 +100,16 @@ class DingTalkPoster:
             raise ConfigError(f"Unknown DingTalk webhook '{destination}'; available: {known}")
         if not markdown.strip():
             raise ConfigError("Refusing to post an empty message to DingTalk.")
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        robot.pending.append(_Pending(clip(markdown, MAX_MESSAGE_CHARS), future))
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[str]] = []
+        for part in split_markdown(markdown, MAX_MESSAGE_CHARS):
+            futures.append(loop.create_future())
+            robot.pending.append(_Pending(part, futures[-1]))
         if robot.worker is None or robot.worker.done():
             robot.worker = asyncio.create_task(self._drain(robot), name=f"dingtalk-webhook-{robot.name}")
         # The message stays queued even if the caller stops waiting.
-        return await asyncio.shield(future)
+        results = await asyncio.shield(asyncio.gather(*futures))
+        return results[0]
 
     def queued(self, destination: str) -> int:
         """Messages waiting for ``destination``."""
@@ -241,6 +245,22 @@ class DingTalkPoster:
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def split_markdown(text: str, limit: int) -> list[str]:
+    """``text`` in pieces of at most ``limit`` characters, cut at paragraph, then line, boundaries."""
+    pieces: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        cut = rest.rfind("\n\n", 0, limit)
+        if cut < limit // 2:
+            cut = rest.rfind("\n", 0, limit)
+        if cut < limit // 2:
+            cut = limit
+        pieces.append(rest[:cut].rstrip())
+        rest = rest[cut:].strip()
+    pieces.append(rest)
+    return [p for p in pieces if p]
 
 
 def _title(text: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.dingtalk.openapi import DingTalkAPIError
-from bot.dingtalk.poster import DingTalkPoster
+from bot.dingtalk.poster import MAX_MESSAGE_CHARS, DingTalkPoster
 from core.errors import ConfigError
 from tests.fixtures.dingtalk_gateway import FakeDingTalk, dingtalk_settings
 
@@ -124,3 +124,17 @@ async def test_unreachable_webhook_gives_up_after_retries(
         await poster.post("team", "hello")
     assert len(clock.sleeps) == 2
     await poster.aclose()
+
+
+async def test_a_long_digest_is_split_not_cut(tmp_path: Path, dingtalk_gateway: FakeDingTalk) -> None:
+    poster = DingTalkPoster(dingtalk_settings(tmp_path, dingtalk_gateway).dingtalk)
+    paragraphs = [f"## Part {i}\n\n" + ("变更内容 " * 300) for i in range(6)]
+    try:
+        await poster.post("team", "\n\n".join(paragraphs))
+    finally:
+        await poster.aclose()
+    sent = texts(dingtalk_gateway)
+    assert len(sent) > 1 and all(len(t) <= MAX_MESSAGE_CHARS for t in sent)
+    assert "".join(sent).replace("\n", "").replace(" ", "") == "".join(paragraphs).replace("\n", "").replace(
+        " ", ""
+    )

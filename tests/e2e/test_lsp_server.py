@@ -152,3 +152,15 @@ async def test_cancel_request_stops_generation(editor: Editor, api: ScriptedAPI)
         await asyncio.wait_for(pending, 10)
     # The model stream was closed: the API saw its client go away long before the 400-second reply ended.
     await asyncio.wait_for(api.disconnected.wait(), 10)
+
+
+@pytest.mark.llama
+async def test_explain_with_the_real_bundled_model(tmp_path: Path, bundled_model: Path) -> None:
+    llm = {"local": {"n_ctx": 1024, "n_threads": 2}, "max_tokens": 24, "routing": {"order": ["local"]}}
+    config = write_config(tmp_path, llm)
+    async for editor in start_editor(config, make_workspace(tmp_path)):
+        uri = editor.open("geometry.py")
+        result = await editor.execute("hearth.explain", [{"uri": uri, "line": 9}])
+        body = result["markdown"].split("\n\n", 1)[1].split("\n\n---\n")[0]
+        assert body.strip() and body.strip() != "(the model returned nothing)"
+        assert result["backend"] == "local" and "gemma" in result["model"].lower()

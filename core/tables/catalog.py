@@ -1,4 +1,4 @@
-"""What a table source holds (tables, column types, sample values, row counts) and which tables fit a question.
+"""What a table source holds (tables, column types, samples, row counts) and which tables fit a question.
 
 Relevance is lexical on purpose: table and column names are short, few and exact, so a token
 overlap between the question and each table's names, sample values and description picks the
@@ -92,10 +92,12 @@ def tokens(text: str) -> set[str]:
 
 
 def _stem(word: str) -> str:
+    """A crude stem that maps close/closes/closed and invoice/invoices to one form."""
     for suffix in ("ies", "es", "s", "ed", "ing"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
-    return word
+            word = word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
 
 
 def score_table(question: set[str], table: TableInfo, description: str = "") -> float:

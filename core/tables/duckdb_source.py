@@ -166,7 +166,9 @@ class DuckDBSource:
         tmp.replace(target)
         stale = time.time() - _STALE_S
         for old in self._dir.glob(f"{stem}-*.duckdb*"):
-            if old != target and (old.name.endswith(f"-{self._instance}.duckdb") or old.stat().st_mtime < stale):
+            if old != target and (
+                old.name.endswith(f"-{self._instance}.duckdb") or old.stat().st_mtime < stale
+            ):
                 old.unlink(missing_ok=True)
         return target
 
@@ -200,7 +202,8 @@ class DuckDBSource:
                         c = quote_ident(column)
                         got = _safe(
                             lambda c=c, q=q: cur.execute(
-                                f"SELECT DISTINCT {c} FROM (SELECT {c} FROM {q} WHERE {c} IS NOT NULL LIMIT 200) LIMIT {int(samples)}"
+                                f"SELECT DISTINCT {c} FROM (SELECT {c} FROM {q} WHERE {c} IS NOT NULL "
+                                f"LIMIT 200) LIMIT {int(samples)}"
                             ).fetchall()
                         )
                         vals = tuple(str(r[0])[:40] for r in got or ())

@@ -191,7 +191,10 @@ def _parse_one(sql: str, dialect: str) -> exp.Expression:
         raise SQLRejected("The query is empty — write one SELECT statement.")
     if len(statements) > 1:
         raise SQLRejected(f"Only one statement is allowed; this text holds {len(statements)}.")
-    return statements[0]
+    statement = statements[0]
+    if not isinstance(statement, exp.Expression):
+        raise SQLRejected("The query could not be understood — write one SELECT statement.")
+    return statement
 
 
 def guard_sql(
@@ -226,7 +229,8 @@ def guard_sql(
             for name in _fn_names(node, dialect):
                 if _denied(name, dialect):
                     raise SQLRejected(
-                        f"The function {name}() is not allowed: it can touch files, the network or the server."
+                        f"The function {name}() is not allowed: it can touch files, the network "
+                        "or the server."
                     )
     used = _check_tables(root, dialect, tables)
     limited, added, limit = _apply_limit(root, max_rows)

@@ -59,7 +59,7 @@ class PostgresConnection:
         """Run ``sql``; stop at ``max_rows`` rows."""
         try:
             with self._conn.cursor() as cur:
-                cur.execute(sql.encode())  # type: ignore[call-overload]
+                cur.execute(sql.encode())
                 rows = cur.fetchmany(max_rows + 1) if cur.description else []
                 columns = [d.name for d in cur.description or ()]
                 types = [str(d.type_code) for d in cur.description or ()]
@@ -115,7 +115,8 @@ class PostgresSource:
         except psycopg.Error as exc:
             # The URL may hold a password: name the source, never the URL.
             raise TableError(
-                f"Table source '{self.name}': cannot connect to PostgreSQL ({first_line(exc)}) — check tables[].url."
+                f"Table source '{self.name}': cannot connect to PostgreSQL ({first_line(exc)}) — "
+                "check tables[].url."
             ) from exc
 
     def connect(self, timeout_s: float) -> PostgresConnection:
@@ -162,7 +163,7 @@ class PostgresSource:
 
 def _safe(conn: psycopg.Connection[Any], sql: str, *, many: bool = False) -> Any:
     try:
-        cur = conn.execute(sql.encode())  # type: ignore[call-overload]
+        cur = conn.execute(sql.encode())
         return cur.fetchall() if many else cur.fetchone()[0]  # type: ignore[index]
     except psycopg.Error:
         log.debug("catalog query failed: %s", sql, exc_info=True)

@@ -12,6 +12,7 @@ import datetime as dt
 import decimal
 import math
 import re
+import textwrap
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -139,6 +140,29 @@ def chart_kind(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str | N
     return None
 
 
+def _comparable_series(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[int]:
+    """Numeric columns to plot together: up to four, on the same scale as the first (within 10x)."""
+    numeric = [i for i in range(1, len(columns)) if all(_number(r[i]) is not None for r in rows)]
+    if not numeric:
+        return []
+
+    def peak(i: int) -> float:
+        return max(abs(_number(r[i]) or 0.0) for r in rows) or 1.0
+
+    first = peak(numeric[0])
+    return [i for i in numeric if first / 10 <= peak(i) <= first * 10][:4]
+
+
+def chart_title(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A title naming what is plotted against what ("revenue by month")."""
+    kind = chart_kind(columns, rows)
+    if kind == "line":
+        return f"{', '.join(columns[i] for i in _comparable_series(columns, rows))} by {columns[0]}"
+    if kind == "bar":
+        return f"{columns[1]} by {columns[0]}"
+    return ""
+
+
 def draw_chart(
     directory: Path, stem: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str
 ) -> Path | None:
@@ -153,23 +177,25 @@ def draw_chart(
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     if kind == "line":
-        points = sorted(((_as_time(r[0]), r) for r in rows), key=lambda p: p[0] or dt.datetime.min)
-        xs = [p[0] for p in points]
-        for i in [i for i in range(1, len(columns)) if all(_number(r[i]) is not None for r in rows)][:4]:
+        points = sorted(((_as_time(r[0]) or dt.datetime.min, r) for r in rows), key=lambda p: p[0])
+        xs: list[Any] = [p[0] for p in points]
+        for i in _comparable_series(columns, rows):
             ax.plot(
                 xs,
-                [_number(p[1][i]) for p in points],
+                [_number(p[1][i]) or 0.0 for p in points],
                 marker="o" if len(xs) <= 40 else None,
                 label=columns[i],
             )
         fig.autofmt_xdate()
-        if len(columns) > 2:
+        if len(_comparable_series(columns, rows)) > 1:
             ax.legend()
+        else:
+            ax.set_ylabel(columns[_comparable_series(columns, rows)[0]])
     else:
         labels = ["NULL" if r[0] is None else str(r[0])[:20] for r in rows]
         ax.barh(labels[::-1], [_number(r[1]) or 0.0 for r in rows][::-1])
         ax.set_xlabel(columns[1])
-    ax.set_title(title[:80])
+    ax.set_title(textwrap.shorten(title, 90, placeholder="…"), fontsize=10, wrap=True)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     directory.mkdir(parents=True, exist_ok=True)

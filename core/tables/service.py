@@ -27,7 +27,7 @@ from core.prompts.registry import PromptRegistry
 from core.tables.catalog import SourceCatalog, rank_tables, schema_for_prompt, tokens
 from core.tables.config import TableSourceSpec
 from core.tables.guard import GuardedSQL, guard_sql
-from core.tables.render import draw_chart, json_rows, summary, text_table, write_csv
+from core.tables.render import chart_title, draw_chart, json_rows, summary, text_table, write_csv
 from core.tables.sources import QueryFailed, QueryResult, TableSource, make_source, run_query
 from core.tables.sql_text import extract_sql
 
@@ -78,18 +78,29 @@ class TableAnswer:
 
 
 def worked_examples(question: str, catalog: SourceCatalog) -> list[dict[str, str]]:
-    """Two question/SQL pairs over the most relevant table: base models follow a pattern better than an order."""
+    """Two question/SQL pairs over the most relevant table (base models follow patterns, not orders)."""
     ranked = rank_tables(question, catalog.tables, catalog.description)
     if not ranked:
         return []
     table = ranked[0][1]
-    examples = [{"question": f"How many rows does {table.name} have?", "sql": f"SELECT COUNT(*) AS n FROM {table.name}"}]
-    label = next((c for c in table.columns if c.samples and not any(t in c.type.upper() for t in ("DATE", "TIME"))), None)
+    examples = [
+        {
+            "question": f"How many rows does {table.name} have?",
+            "sql": f"SELECT COUNT(*) AS n FROM {table.name}",
+        }
+    ]
+    label = next(
+        (c for c in table.columns if c.samples and not any(t in c.type.upper() for t in ("DATE", "TIME"))),
+        None,
+    )
     if label is not None and _PLAIN_NAME.fullmatch(label.name):
-        examples.append({
-            "question": f"How many {table.name} are there per {label.name}?",
-            "sql": f"SELECT {label.name}, COUNT(*) AS n FROM {table.name} GROUP BY {label.name} ORDER BY n DESC",
-        })
+        examples.append(
+            {
+                "question": f"How many {table.name} are there per {label.name}?",
+                "sql": f"SELECT {label.name}, COUNT(*) AS n FROM {table.name} "
+                f"GROUP BY {label.name} ORDER BY n DESC",
+            }
+        )
     return examples
 
 
@@ -175,7 +186,7 @@ class TableService:
         acl: frozenset[str] | None = None,
         priority: Priority = Priority.CHAT,
     ) -> TableAnswer:
-        """Answer ``question`` from the tables ``acl`` may read: SQL from the model, guarded, run, rendered."""
+        """Answer ``question`` from the tables ``acl`` may read: model SQL, guarded, run, rendered."""
         started = time.perf_counter()
         text = " ".join(question.split())
         if not text:
@@ -284,7 +295,8 @@ class TableService:
         attempts = self.limits.repairs + 1
         if isinstance(error, NotSQL):
             return TableError(
-                f"The model did not write a SQL query for this question ({attempts} tries) — rephrase it with the "
+                f"The model did not write a SQL query for this question ({attempts} tries) — rephrase it "
+                "with the "
                 "table and column names, or run your own SQL with 'hearth tables query'."
             )
         reason = str(error).rstrip(".")
@@ -306,7 +318,7 @@ class TableService:
             max_rows=self.limits.max_rows,
             timeout_s=self.limits.timeout_s,
         )
-        answer = await self._present(spec.name, guarded, result, sql)
+        answer = await self._present(spec.name, guarded, result, chart_title(result.columns, result.rows))
         answer.timings_ms = {"total": (time.perf_counter() - started) * 1000}
         return answer
 
@@ -320,11 +332,13 @@ class TableService:
         n = len(result.rows)
         if result.more:
             notices.append(
-                f"The result has more than {n:,} rows; only the first {n:,} are kept — add a filter or an aggregate."
+                f"The result has more than {n:,} rows; only the first {n:,} are kept — "
+                "add a filter or an aggregate."
             )
         elif guarded.limit_added and n >= guarded.limit:
             notices.append(
-                f"Only the first {n:,} rows were fetched (LIMIT {guarded.limit:,} was added); there may be more."
+                f"Only the first {n:,} rows were fetched (LIMIT {guarded.limit:,} was added); "
+                "there may be more."
             )
         results_dir = self.settings.path("results")
         csv_path: Path | None = None

@@ -38,7 +38,7 @@ class QueryTimeout(TableError):
 
 
 class QueryFailed(TableError):
-    """The database refused or failed the query (unknown column, type error…); the message is the database's."""
+    """The database refused or failed the query (unknown column, type error…); says the database's reason."""
 
 
 @dataclass
@@ -158,7 +158,8 @@ async def run_query(source: TableSource, sql: str, *, max_rows: int, timeout_s: 
             await asyncio.wait_for(asyncio.shield(work), _DRAIN_S)
         log.info("query on %s stopped after %.1fs: %s", source.name, timeout_s, sql)
         raise QueryTimeout(
-            f"The query ran longer than {timeout_s:g}s and was stopped — ask for less (a filter or an aggregate)."
+            f"The query ran longer than {timeout_s:g}s and was stopped — "
+            "ask for less (a filter or an aggregate)."
         ) from None
     except asyncio.CancelledError:
         _stop(conn, work)

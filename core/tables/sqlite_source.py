@@ -1,4 +1,4 @@
-"""SQLite files, opened read-only (``file:…?mode=ro``, ``query_only``, and an authorizer that allows reads only)."""
+"""SQLite files, opened read-only (``file:…?mode=ro``, ``query_only``, an authorizer that allows reads)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ _TEXTISH = ("CHAR", "TEXT", "CLOB", "DATE", "TIME")
 
 
 def _authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
-    """Allow only what a SELECT needs; everything else (writes, ATTACH, PRAGMA…) is denied by SQLite itself."""
+    """Allow only what a SELECT needs; SQLite itself denies the rest (writes, ATTACH, PRAGMA…)."""
     if action not in _ALLOWED_ACTIONS:
         return sqlite3.SQLITE_DENY
     if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_FUNCTIONS:
@@ -102,7 +102,8 @@ class SQLiteSource:
             names = [
                 r[0]
                 for r in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type IN ('table','view') AND name NOT LIKE 'sqlite_%' ORDER BY name"
+                    "SELECT name FROM sqlite_master WHERE type IN ('table','view') "
+                    "AND name NOT LIKE 'sqlite_%' ORDER BY name"
                 )
             ]
             tables = []
@@ -132,7 +133,8 @@ class SQLiteSource:
 def _samples(conn: sqlite3.Connection, table: str, column: str, n: int) -> tuple[str, ...]:
     rows = _safe(
         lambda: conn.execute(
-            f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL AND {column} != '' LIMIT {int(n)}"
+            f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL AND {column} != '' "
+            f"LIMIT {int(n)}"
         ).fetchall()
     )
     return tuple(str(r[0])[:40] for r in rows or ())

@@ -22,8 +22,12 @@ def _acl(tokens: tuple[str, ...]) -> frozenset[str] | None:
 
 
 _ACL_OPTION = click.option(
-    "--acl", "acl", multiple=True, metavar="TOKEN",
-    help="Act as someone holding only these ACL tokens (repeatable). Default: the operator, who sees every source.",
+    "--acl",
+    "acl",
+    multiple=True,
+    metavar="TOKEN",
+    help="Act as someone holding only these ACL tokens (repeatable). "
+    "Default: the operator, who sees every source.",
 )
 
 
@@ -33,7 +37,9 @@ def _run(state: State, with_model: bool, work: Callable[[TableService], Awaitabl
     async def main() -> T:
         settings = state.settings
         if not settings.tables:
-            raise TableError("No table sources are configured — add a 'tables:' list to hearth.yaml (see the README).")
+            raise TableError(
+                "No table sources are configured — add a 'tables:' list to hearth.yaml (see the README)."
+            )
         if with_model:
             from core.engine import build_assistant
 
@@ -80,10 +86,14 @@ def list_cmd(state: State, source: str | None, as_json: bool, acl: tuple[str, ..
     """Show each source's tables, columns and row counts."""
     catalogs = _run(state, False, lambda s: s.catalogs(source=source, acl=_acl(acl)))
     if as_json:
-        click.echo(json.dumps([t.as_dict() for c in catalogs for t in c.tables], ensure_ascii=False, indent=2))
+        click.echo(
+            json.dumps([t.as_dict() for c in catalogs for t in c.tables], ensure_ascii=False, indent=2)
+        )
         return
     for catalog in catalogs:
-        click.echo(f"{catalog.source} ({catalog.dialect}){': ' + catalog.description if catalog.description else ''}")
+        click.echo(
+            f"{catalog.source} ({catalog.dialect}){': ' + catalog.description if catalog.description else ''}"
+        )
         if not catalog.tables:
             click.echo("  (no tables)")
         for table in catalog.tables:
@@ -96,8 +106,12 @@ def list_cmd(state: State, source: str | None, as_json: bool, acl: tuple[str, ..
 
 @tables.command("ask")
 @click.argument("question")
-@click.option("--source", default=None, help="Ask this source (default: the one whose tables fit the question best).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON: sql, columns, rows, answer, chart, csv, notices…")
+@click.option(
+    "--source", default=None, help="Ask this source (default: the one whose tables fit the question best)."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON: sql, columns, rows, answer, chart, csv, notices…"
+)
 @_ACL_OPTION
 @pass_state
 def ask_cmd(state: State, question: str, source: str | None, as_json: bool, acl: tuple[str, ...]) -> None:
@@ -108,13 +122,17 @@ def ask_cmd(state: State, question: str, source: str | None, as_json: bool, acl:
     if question == "-":
         question = sys.stdin.read()
     answer = _run(state, True, lambda s: s.ask(question, source=source, acl=_acl(acl)))
-    click.echo(json.dumps(answer.as_dict(), ensure_ascii=False, indent=2) if as_json else render_answer(answer))
+    click.echo(
+        json.dumps(answer.as_dict(), ensure_ascii=False, indent=2) if as_json else render_answer(answer)
+    )
 
 
 @tables.command("query")
 @click.argument("sql")
 @click.option("--source", required=True, help="The source to run the SQL on.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON: sql, columns, rows, answer, chart, csv, notices…")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON: sql, columns, rows, answer, chart, csv, notices…"
+)
 @_ACL_OPTION
 @pass_state
 def query_cmd(state: State, sql: str, source: str, as_json: bool, acl: tuple[str, ...]) -> None:
@@ -122,4 +140,6 @@ def query_cmd(state: State, sql: str, source: str, as_json: bool, acl: tuple[str
     if sql == "-":
         sql = sys.stdin.read()
     answer = _run(state, False, lambda s: s.query(source, sql, acl=_acl(acl)))
-    click.echo(json.dumps(answer.as_dict(), ensure_ascii=False, indent=2) if as_json else render_answer(answer))
+    click.echo(
+        json.dumps(answer.as_dict(), ensure_ascii=False, indent=2) if as_json else render_answer(answer)
+    )

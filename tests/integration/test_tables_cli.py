@@ -28,12 +28,19 @@ def test_list_shows_the_demo_tables_with_row_counts() -> None:
 
 
 def test_query_prints_a_readable_table_and_json() -> None:
-    code, out, _ = _run("query", "--source", "tickets", "SELECT status, count(*) AS n FROM tickets GROUP BY 1 ORDER BY 1")
+    code, out, _ = _run(
+        "query", "--source", "tickets", "SELECT status, count(*) AS n FROM tickets GROUP BY 1 ORDER BY 1"
+    )
     assert code == 0
     assert "n by status: closed: 423, open: 77 (2 rows)." in out and "closed |" in out
     code, out, _ = _run("query", "--json", "--source", "sales", "SELECT sum(units) AS units FROM sales")
     data = json.loads(out)
-    assert code == 0 and data["columns"] == ["units"] and data["chart"] is None and data["sql"].endswith("LIMIT 1000")
+    assert (
+        code == 0
+        and data["columns"] == ["units"]
+        and data["chart"] is None
+        and data["sql"].endswith("LIMIT 1000")
+    )
 
 
 @pytest.mark.parametrize(
@@ -60,8 +67,12 @@ def test_unknown_source_names_the_available_ones() -> None:
 
 def test_ask_with_the_real_local_model_ends_in_a_result_or_a_clear_message(bundled_model: Path) -> None:
     """The one real-model run: the demo config, the bundled Gemma 270M base model, the whole path."""
-    env = {"HEARTH_LLM__LOCAL__N_CTX": "1024", "HEARTH_LLM__MAX_TOKENS": "24", "HEARTH_LLM__LOCAL__N_THREADS": "2",
-           "HEARTH_TABLE_LIMITS__REPAIRS": "0"}
+    env = {
+        "HEARTH_LLM__LOCAL__N_CTX": "1024",
+        "HEARTH_LLM__MAX_TOKENS": "24",
+        "HEARTH_LLM__LOCAL__N_THREADS": "2",
+        "HEARTH_TABLE_LIMITS__REPAIRS": "0",
+    }
     before = sqlite_fingerprint(DEMO_DATA / "tickets.db")
     code, out, err = _run("ask", "--json", "How many tickets are there per team?", env=env)
     if code == 0:

@@ -1,4 +1,4 @@
-"""Table questions over a real PostgreSQL: read-only sessions, the guard, timeouts with cancel, caps, ask with repair."""
+"""Table questions over a real PostgreSQL: read-only sessions, guard, cancel on timeout, caps, repair."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def warehouse(postgres_db: PostgresDatabase) -> PostgresDatabase:
     with psycopg.connect(postgres_db.url, autocommit=True) as conn:
         conn.execute("CREATE TABLE teams (name text PRIMARY KEY, lead text NOT NULL, channel text NOT NULL)")
         conn.execute(
-            "CREATE TABLE tickets (id serial PRIMARY KEY, team text NOT NULL REFERENCES teams(name), title text, "
+            "CREATE TABLE tickets (id serial PRIMARY KEY, team text NOT NULL REFERENCES teams(name), "
+            "title text, "
             "priority text, status text, opened date NOT NULL, closed date)"
         )
         conn.execute("CREATE SCHEMA ops")
@@ -59,14 +60,21 @@ def fingerprint(db: PostgresDatabase) -> dict[str, tuple[int, str]]:
 
 @pytest.fixture
 def service(tmp_path: Path, warehouse: PostgresDatabase, table_service_factory: Factory) -> TableService:
-    spec = {"name": "warehouse", "type": "postgres", "url": warehouse.sqlalchemy_url, "description": "Tickets"}
+    spec = {
+        "name": "warehouse",
+        "type": "postgres",
+        "url": warehouse.sqlalchemy_url,
+        "description": "Tickets",
+    }
     return table_service_factory(table_settings(tmp_path, [spec], max_rows=1000, timeout_s=5))
 
 
 async def test_fixture_gives_a_fresh_database_each_test(postgres_db: PostgresDatabase) -> None:
     with psycopg.connect(postgres_db.url) as conn:
         assert conn.execute("SELECT current_database()").fetchone() == (postgres_db.name,)
-        tables = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'").fetchone()
+        tables = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()
         assert tables == (0,)
     assert postgres_db.sqlalchemy_url.startswith("postgresql+psycopg://")
 
@@ -83,7 +91,8 @@ async def test_catalog_names_tables_outside_public_with_their_schema(service: Ta
 async def test_query_runs_and_renders_a_time_series(service: TableService) -> None:
     answer = await service.query(
         "warehouse",
-        "SELECT date_trunc('month', opened)::date AS month, count(*) AS opened FROM tickets GROUP BY 1 ORDER BY 1",
+        "SELECT date_trunc('month', opened)::date AS month, count(*) AS opened "
+        "FROM tickets GROUP BY 1 ORDER BY 1",
     )
     assert answer.columns == ["month", "opened"] and answer.rows[0][0] == "2026-05-01"
     assert sum(r[1] for r in answer.rows) == 500
@@ -92,7 +101,9 @@ async def test_query_runs_and_renders_a_time_series(service: TableService) -> No
     assert schema.rows == [["sev1"], ["sev2"]]
 
 
-async def test_hostile_statements_are_refused_and_data_is_unchanged(service: TableService, warehouse: PostgresDatabase) -> None:
+async def test_hostile_statements_are_refused_and_data_is_unchanged(
+    service: TableService, warehouse: PostgresDatabase
+) -> None:
     before = fingerprint(warehouse)
     for sql in HOSTILE["postgres"]:
         with pytest.raises(SQLRejected):
@@ -136,7 +147,8 @@ async def test_a_query_that_runs_forever_is_cancelled(
     assert time.monotonic() - started < 5
     with psycopg.connect(warehouse.url) as conn:
         active = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'hearth-tables' AND state = 'active'"
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE application_name = 'hearth-tables' AND state = 'active'"
         ).fetchone()
     assert active == (0,)
 
@@ -150,10 +162,13 @@ async def test_a_million_rows_are_capped_with_a_note(service: TableService) -> N
 async def test_ask_uses_the_postgres_template_and_repairs(
     tmp_path: Path, warehouse: PostgresDatabase, table_service_factory: Factory
 ) -> None:
-    backend = FakeBackend(reply=scripted(
-        "SELECT team, count(*) FROM tickets WHERE closed_at IS NOT NULL GROUP BY team",
-        "SELECT team, count(*) AS closed FROM tickets WHERE closed IS NOT NULL GROUP BY team ORDER BY closed DESC",
-    ))
+    backend = FakeBackend(
+        reply=scripted(
+            "SELECT team, count(*) FROM tickets WHERE closed_at IS NOT NULL GROUP BY team",
+            "SELECT team, count(*) AS closed FROM tickets WHERE closed IS NOT NULL "
+            "GROUP BY team ORDER BY closed DESC",
+        )
+    )
     spec = {"name": "warehouse", "type": "postgres", "url": warehouse.url}
     service = table_service_factory(table_settings(tmp_path, [spec]), backend)
     before = fingerprint(warehouse)
@@ -164,7 +179,9 @@ async def test_ask_uses_the_postgres_template_and_repairs(
     assert fingerprint(warehouse) == before
 
 
-async def test_connection_errors_never_show_the_password(tmp_path: Path, table_service_factory: Factory) -> None:
+async def test_connection_errors_never_show_the_password(
+    tmp_path: Path, table_service_factory: Factory
+) -> None:
     spec = {"name": "broken", "type": "postgres", "url": "postgresql://u:s3cretpw@127.0.0.1:1/x"}
     service = table_service_factory(table_settings(tmp_path, [spec]))
     with pytest.raises(TableError, match="cannot connect to PostgreSQL") as info:

@@ -43,7 +43,8 @@ async def test_catalog_lists_tables_columns_samples_and_counts(service: TableSer
 
 async def test_query_answers_with_numbers_table_and_bar_chart(service: TableService) -> None:
     answer = await service.query(
-        "tickets", "SELECT team, count(*) AS closed FROM tickets WHERE status = 'closed' GROUP BY team ORDER BY 2 DESC"
+        "tickets",
+        "SELECT team, count(*) AS closed FROM tickets WHERE status = 'closed' GROUP BY team ORDER BY 2 DESC",
     )
     assert answer.columns == ["team", "closed"]
     assert answer.rows[0] == ["platform", 121] and len(answer.rows) == 5
@@ -57,7 +58,9 @@ async def test_query_answers_with_numbers_table_and_bar_chart(service: TableServ
 
 
 async def test_time_series_on_csv_gets_a_line_chart(service: TableService) -> None:
-    answer = await service.query("sales", "SELECT month, sum(revenue) AS revenue FROM sales GROUP BY month ORDER BY month")
+    answer = await service.query(
+        "sales", "SELECT month, sum(revenue) AS revenue FROM sales GROUP BY month ORDER BY month"
+    )
     assert len(answer.rows) == 12 and answer.rows[0][0] == "2025-11-01"
     assert answer.chart is not None and answer.chart.exists()
 
@@ -110,7 +113,8 @@ async def test_statements_that_bypass_the_guard_are_refused_by_the_read_only_con
         with pytest.raises(QueryFailed):
             await run_query(service.source(source), sql, max_rows=10, timeout_s=10)
     assert _fingerprint(demo_tables) == before
-    assert not any(p.name in {"evil.db", "copy.db", "out.csv", "evil.duckdb", "dump"} for p in tmp_path.iterdir())
+    for name in ("evil.db", "copy.db", "out.csv", "evil.duckdb", "dump"):
+        assert not (tmp_path / name).exists()  # noqa: ASYNC240 — a test's own temp dir
 
 
 @pytest.mark.parametrize("source", ["tickets", "sales"])
@@ -135,8 +139,9 @@ async def test_a_million_row_result_is_capped_with_a_note_and_a_csv(service: Tab
         assert sum(1 for _ in csv.reader(fh)) == 1001
     assert answer.table.count("\n") < 30  # the chat table shows chat_rows, not everything
     lowered = await service.query(
-        "tickets", "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 1000000) "
-        "SELECT n FROM r LIMIT 5000000"
+        "tickets",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 1000000) "
+        "SELECT n FROM r LIMIT 5000000",
     )
     assert len(lowered.rows) == 1000 and lowered.sql.endswith("LIMIT 1000")
 
@@ -149,12 +154,19 @@ async def test_missing_column_gets_the_database_reason(service: TableService) ->
 # --- the ask path with a scripted model ---------------------------------------------------------
 
 
-def _ask_service(tmp_path: Path, demo: DemoTables, factory: Factory, backend: FakeBackend, **limits: object) -> TableService:
+def _ask_service(
+    tmp_path: Path, demo: DemoTables, factory: Factory, backend: FakeBackend, **limits: object
+) -> TableService:
     return factory(table_settings(tmp_path, demo.specs(), **limits), backend)
 
 
-async def test_ask_runs_the_models_sql_and_answers(tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory) -> None:
-    backend = FakeBackend(reply="SELECT team, count(*) AS closed FROM tickets WHERE status = 'closed' GROUP BY team ORDER BY closed DESC;")
+async def test_ask_runs_the_models_sql_and_answers(
+    tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory
+) -> None:
+    backend = FakeBackend(
+        reply="SELECT team, count(*) AS closed FROM tickets WHERE status = 'closed' "
+        "GROUP BY team ORDER BY closed DESC;"
+    )
     service = _ask_service(tmp_path, demo_tables, table_service_factory, backend)
     answer = await service.ask("How many tickets did each team close?")
     assert answer.source == "tickets" and answer.backend == "local" and answer.model == "fake-model"
@@ -170,18 +182,29 @@ async def test_ask_accepts_a_base_model_continuation_and_prose_with_a_fence(
     tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory
 ) -> None:
     backend = FakeBackend(reply=" count(*) FROM tickets WHERE status = 'open'\n-- Question: next")
-    answer = await _ask_service(tmp_path, demo_tables, table_service_factory, backend).ask("How many open tickets?")
+    answer = await _ask_service(tmp_path, demo_tables, table_service_factory, backend).ask(
+        "How many open tickets?"
+    )
     assert answer.rows == [[77]] and answer.answer.startswith("The answer is 77")
-    fenced = FakeBackend(reply="Sure! Here is the query:\n```sql\nSELECT region, sum(revenue) AS revenue FROM sales GROUP BY region\n```")
-    answer = await _ask_service(tmp_path, demo_tables, table_service_factory, fenced).ask("revenue per region", source="sales")
+    fenced = FakeBackend(
+        reply="Sure! Here is the query:\n```sql\nSELECT region, sum(revenue) AS revenue "
+        "FROM sales GROUP BY region\n```"
+    )
+    answer = await _ask_service(tmp_path, demo_tables, table_service_factory, fenced).ask(
+        "revenue per region", source="sales"
+    )
     assert answer.source == "sales" and len(answer.rows) == 4
 
 
-async def test_bad_sql_is_repaired_with_the_database_error(tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory) -> None:
-    backend = FakeBackend(reply=scripted(
-        "SELECT team_id, count(*) FROM tickets GROUP BY team_id",
-        "SELECT team, count(*) AS n FROM tickets GROUP BY team ORDER BY n DESC",
-    ))
+async def test_bad_sql_is_repaired_with_the_database_error(
+    tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory
+) -> None:
+    backend = FakeBackend(
+        reply=scripted(
+            "SELECT team_id, count(*) FROM tickets GROUP BY team_id",
+            "SELECT team, count(*) AS n FROM tickets GROUP BY team ORDER BY n DESC",
+        )
+    )
     service = _ask_service(tmp_path, demo_tables, table_service_factory, backend)
     before = _fingerprint(demo_tables)
     answer = await service.ask("tickets per team")
@@ -192,16 +215,22 @@ async def test_bad_sql_is_repaired_with_the_database_error(tmp_path: Path, demo_
     assert _fingerprint(demo_tables) == before
 
 
-async def test_hostile_model_output_is_refused_then_repaired(tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory) -> None:
+async def test_hostile_model_output_is_refused_then_repaired(
+    tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory
+) -> None:
     backend = FakeBackend(reply=scripted("DELETE FROM tickets", "SELECT count(*) AS n FROM tickets"))
     before = _fingerprint(demo_tables)
-    answer = await _ask_service(tmp_path, demo_tables, table_service_factory, backend).ask("how many tickets?")
+    answer = await _ask_service(tmp_path, demo_tables, table_service_factory, backend).ask(
+        "how many tickets?"
+    )
     assert answer.rows == [[500]]
     assert "changes data" in backend.calls[1].messages[-1].content
     assert _fingerprint(demo_tables) == before
 
 
-async def test_output_that_is_not_sql_ends_in_a_clear_message(tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory) -> None:
+async def test_output_that_is_not_sql_ends_in_a_clear_message(
+    tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory
+) -> None:
     backend = FakeBackend(reply="I am sorry, I cannot help with that question.")
     service = _ask_service(tmp_path, demo_tables, table_service_factory, backend, repairs=2)
     with pytest.raises(TableError, match="did not write a SQL query") as info:
@@ -209,7 +238,9 @@ async def test_output_that_is_not_sql_ends_in_a_clear_message(tmp_path: Path, de
     assert len(backend.calls) == 3 and "\n" not in str(info.value)
 
 
-async def test_repairs_run_out_with_the_last_reason(tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory) -> None:
+async def test_repairs_run_out_with_the_last_reason(
+    tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory
+) -> None:
     backend = FakeBackend(reply="SELECT missing_col FROM tickets")
     service = _ask_service(tmp_path, demo_tables, table_service_factory, backend, repairs=1)
     with pytest.raises(TableError, match=r"after 2 tries: .*no such column: missing_col"):
@@ -221,12 +252,16 @@ async def test_ask_picks_the_source_whose_tables_fit_the_question(
     tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory
 ) -> None:
     backend = FakeBackend(reply="SELECT product, sum(units) AS units FROM sales GROUP BY product")
-    answer = await _ask_service(tmp_path, demo_tables, table_service_factory, backend).ask("units sold per product")
+    answer = await _ask_service(tmp_path, demo_tables, table_service_factory, backend).ask(
+        "units sold per product"
+    )
     assert answer.source == "sales"
     assert "CREATE TABLE sales" in backend.calls[0].messages[-1].content
 
 
-async def test_acl_hides_sources_the_asker_may_not_read(tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory) -> None:
+async def test_acl_hides_sources_the_asker_may_not_read(
+    tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory
+) -> None:
     specs = demo_tables.specs()
     specs[1]["acl"] = ["finance"]
     backend = FakeBackend(reply="SELECT count(*) FROM sales")
@@ -237,7 +272,9 @@ async def test_acl_hides_sources_the_asker_may_not_read(tmp_path: Path, demo_tab
         await service.query("sales", "SELECT count(*) FROM sales", acl=public)
     with pytest.raises(TableError, match="Unknown table source 'sales'"):
         await service.ask("revenue?", source="sales", acl=public)
-    assert (await service.query("sales", "SELECT count(*) FROM sales", acl=frozenset({"finance"}))).rows == [[144]]
+    assert (await service.query("sales", "SELECT count(*) FROM sales", acl=frozenset({"finance"}))).rows == [
+        [144]
+    ]
     assert (await service.query("sales", "SELECT count(*) FROM sales")).rows == [[144]]  # the operator
 
 

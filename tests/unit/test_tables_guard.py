@@ -1,4 +1,4 @@
-"""The SQL guard: hostile statements per dialect are refused with a reason; plain SELECTs pass, with a LIMIT."""
+"""The SQL guard: hostile statements per dialect are refused with a reason; SELECTs pass with a LIMIT."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ HOSTILE_COMMON = [
     "SELECT * FROM unknown_table",
     "SELECT * FROM other_db.main.tickets",
     "SELECT * FROM '/etc/passwd'",
-    "SELECT * FROM \"/etc/passwd\"",
+    'SELECT * FROM "/etc/passwd"',
     "SELECT * FROM 'data.csv'",
     "WITH x AS (SELECT 1) DELETE FROM tickets",
     "",
@@ -49,7 +49,8 @@ HOSTILE_COMMON = [
 ]
 
 HOSTILE = {
-    "sqlite": HOSTILE_COMMON + [
+    "sqlite": HOSTILE_COMMON
+    + [
         "PRAGMA writable_schema = ON",
         "PRAGMA table_info(tickets)",
         "PRAGMA query_only = OFF",
@@ -74,7 +75,8 @@ HOSTILE = {
         "CREATE TEMP TABLE t AS SELECT 1",
         "SELECT * FROM tickets INTO x",
     ],
-    "duckdb": HOSTILE_COMMON + [
+    "duckdb": HOSTILE_COMMON
+    + [
         "COPY sales TO '/tmp/out.csv'",
         "COPY (SELECT * FROM sales) TO '/tmp/out.parquet' (FORMAT PARQUET)",
         "COPY sales FROM '/tmp/in.csv'",
@@ -120,7 +122,8 @@ HOSTILE = {
         "CREATE MACRO m(a) AS a + 1",
         "SELECT * FROM 'https://example.com/data.parquet'",
     ],
-    "postgres": HOSTILE_COMMON + [
+    "postgres": HOSTILE_COMMON
+    + [
         "COPY tickets TO '/tmp/out.csv'",
         "COPY tickets TO PROGRAM 'rm -rf /'",
         "COPY tickets FROM '/tmp/in.csv'",
@@ -181,7 +184,10 @@ HOSTILE = {
 ALLOWED = {
     "sqlite": [
         ("SELECT * FROM tickets", True),
-        ("select team, count(*) as n from tickets where status = 'closed' group by team order by n desc", True),
+        (
+            "select team, count(*) as n from tickets where status = 'closed' group by team order by n desc",
+            True,
+        ),
         ("WITH c AS (SELECT team FROM tickets) SELECT team, count(*) FROM c GROUP BY team", True),
         ("SELECT t.name, count(*) FROM teams t JOIN tickets k ON k.team = t.name GROUP BY 1", True),
         ("SELECT strftime('%Y-%m', opened) AS month, count(*) FROM tickets GROUP BY 1", True),
@@ -194,7 +200,10 @@ ALLOWED = {
         ("SELECT region, sum(revenue) FROM sales GROUP BY ALL", True),
         ("SELECT date_trunc('month', month) AS m, sum(units) FROM sales GROUP BY 1 ORDER BY 1", True),
         ("SELECT * FROM range(10)", True),
-        ("SELECT * FROM sales QUALIFY row_number() OVER (PARTITION BY region ORDER BY revenue DESC) = 1", True),
+        (
+            "SELECT * FROM sales QUALIFY row_number() OVER (PARTITION BY region ORDER BY revenue DESC) = 1",
+            True,
+        ),
     ],
     "postgres": [
         ("SELECT team, count(*) FILTER (WHERE status = 'closed') FROM tickets GROUP BY team", True),
@@ -208,7 +217,8 @@ ALLOWED = {
 
 
 @pytest.mark.parametrize(
-    ("dialect", "sql"), [(d, s) for d, items in HOSTILE.items() for s in items],
+    ("dialect", "sql"),
+    [(d, s) for d, items in HOSTILE.items() for s in items],
     ids=[f"{d}:{s[:50]}" for d, items in HOSTILE.items() for s in items],
 )
 def test_hostile_statement_is_rejected_with_one_sentence(dialect: str, sql: str) -> None:
@@ -220,7 +230,8 @@ def test_hostile_statement_is_rejected_with_one_sentence(dialect: str, sql: str)
 
 
 @pytest.mark.parametrize(
-    ("dialect", "sql", "adds_limit"), [(d, s, a) for d, items in ALLOWED.items() for s, a in items],
+    ("dialect", "sql", "adds_limit"),
+    [(d, s, a) for d, items in ALLOWED.items() for s, a in items],
     ids=[f"{d}:{s[:50]}" for d, items in ALLOWED.items() for s, _ in items],
 )
 def test_plain_select_passes_and_gets_a_limit(dialect: str, sql: str, adds_limit: bool) -> None:
@@ -238,7 +249,9 @@ def test_existing_limit_is_kept_when_small_and_lowered_when_large() -> None:
 
 
 def test_comments_are_dropped_from_what_runs() -> None:
-    guarded = guard_sql("SELECT id /* ; DELETE FROM tickets */ FROM tickets -- trailing", "sqlite", max_rows=10)
+    guarded = guard_sql(
+        "SELECT id /* ; DELETE FROM tickets */ FROM tickets -- trailing", "sqlite", max_rows=10
+    )
     assert "DELETE" not in guarded.sql and "--" not in guarded.sql and "/*" not in guarded.sql
 
 
@@ -248,8 +261,12 @@ def test_unknown_table_reason_lists_available_tables() -> None:
 
 
 def test_cte_names_are_not_mistaken_for_tables() -> None:
-    guarded = guard_sql("WITH closed AS (SELECT * FROM tickets) SELECT count(*) FROM closed", "postgres",
-                        max_rows=10, tables={"tickets"})
+    guarded = guard_sql(
+        "WITH closed AS (SELECT * FROM tickets) SELECT count(*) FROM closed",
+        "postgres",
+        max_rows=10,
+        tables={"tickets"},
+    )
     assert guarded.tables == ("tickets",)
 
 

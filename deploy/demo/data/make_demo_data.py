@@ -21,8 +21,20 @@ TEAMS = [
     ("support", "Lena Vogel", "#support"),
     ("data", "Ravi Patel", "#data"),
 ]
-TOPICS = ["login fails", "slow page", "crash on start", "wrong total", "export broken", "timeout", "typo",
-          "missing data", "alert noise", "flaky test", "upgrade", "permissions"]
+TOPICS = [
+    "login fails",
+    "slow page",
+    "crash on start",
+    "wrong total",
+    "export broken",
+    "timeout",
+    "typo",
+    "missing data",
+    "alert noise",
+    "flaky test",
+    "upgrade",
+    "permissions",
+]
 PRIORITIES = [("low", 0.3), ("medium", 0.4), ("high", 0.22), ("urgent", 0.08)]
 START = dt.date(2026, 5, 1)
 END = dt.date(2026, 11, 20)
@@ -59,8 +71,15 @@ def make_tickets(path: Path, n: int = 500) -> None:
         is_closed = closed <= END and rng.random() < 0.85
         conn.execute(
             "INSERT INTO tickets VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (i, team, f"{rng.choice(TOPICS)} #{i}", priority, "closed" if is_closed else "open",
-             opened.isoformat(), closed.isoformat() if is_closed else None),
+            (
+                i,
+                team,
+                f"{rng.choice(TOPICS)} #{i}",
+                priority,
+                "closed" if is_closed else "open",
+                opened.isoformat(),
+                closed.isoformat() if is_closed else None,
+            ),
         )
     conn.commit()
     conn.execute("VACUUM")
@@ -79,7 +98,9 @@ def make_sales(path: Path) -> None:
             month = dt.date(2025 + (10 + m) // 12, (10 + m) % 12 + 1, 1)
             for region in regions:
                 for product, price in products.items():
-                    units = max(0, int(rng.gauss(120 if product == "basic" else 40 if product == "team" else 8, 10)))
+                    units = max(
+                        0, int(rng.gauss(120 if product == "basic" else 40 if product == "team" else 8, 10))
+                    )
                     writer.writerow([month.isoformat(), region, product, units, round(units * price, 2)])
 
 

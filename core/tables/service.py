@@ -163,11 +163,29 @@ class TableService:
             return catalog
 
     async def catalogs(
-        self, *, source: str | None = None, acl: frozenset[str] | None = None
+        self,
+        *,
+        source: str | None = None,
+        acl: frozenset[str] | None = None,
+        errors: list[str] | None = None,
     ) -> list[SourceCatalog]:
-        """Catalogs of one source or of every source ``acl`` may read."""
+        """Catalogs of one source or of every source ``acl`` may read.
+
+        With ``errors`` given, a source that cannot be read is skipped and its reason appended
+        there (one broken database should not take the others down); without, the first failure raises.
+        """
         specs = [self.spec(source, acl)] if source else self.visible(acl)
-        return list(await asyncio.gather(*(self.catalog(s.name) for s in specs)))
+        results = await asyncio.gather(*(self.catalog(s.name) for s in specs), return_exceptions=True)
+        catalogs: list[SourceCatalog] = []
+        for spec, result in zip(specs, results, strict=True):
+            if isinstance(result, SourceCatalog):
+                catalogs.append(result)
+            elif isinstance(result, TableError) and errors is not None:
+                log.warning("table source %s skipped: %s", spec.name, result)
+                errors.append(str(result))
+            elif isinstance(result, BaseException):
+                raise result
+        return catalogs
 
     def _no_sources(self, acl: frozenset[str] | None) -> TableError:
         if not self.specs:
@@ -203,7 +221,14 @@ class TableService:
             )
         if source is None and not self.visible(acl):
             raise self._no_sources(acl)
-        catalogs = await self.catalogs(source=source, acl=acl)
+        skipped: list[str] = []
+        catalogs = await self.catalogs(source=source, acl=acl, errors=None if source else skipped)
+        if not catalogs:
+            raise (
+                TableError(f"No table source could be read: {skipped[0]}")
+                if skipped
+                else self._no_sources(acl)
+            )
         catalog = self._pick(text, catalogs)
         if not catalog.tables:
             raise TableError(f"Table source '{catalog.source}' has no tables to query.")
@@ -211,6 +236,7 @@ class TableService:
         result, guarded, backend, model = await self._write_and_run(text, catalog, priority, timings)
         answer = await self._present(catalog.source, guarded, result, text)
         answer.backend, answer.model = backend, model
+        answer.notices.extend(f"Skipped a source: {reason}" for reason in skipped)
         timings["total"] = (time.perf_counter() - started) * 1000
         answer.timings_ms = timings
         return answer

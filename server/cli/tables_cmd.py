@@ -84,13 +84,15 @@ def tables() -> None:
 @pass_state
 def list_cmd(state: State, source: str | None, as_json: bool, acl: tuple[str, ...]) -> None:
     """Show each source's tables, columns and row counts."""
-    catalogs = _run(state, False, lambda s: s.catalogs(source=source, acl=_acl(acl)))
+    errors: list[str] = []
+    catalogs = _run(state, False, lambda s: s.catalogs(source=source, acl=_acl(acl), errors=errors))
+    for error in errors:
+        click.echo(f"Warning: {error}", err=True)
     if as_json:
         click.echo(
             json.dumps([t.as_dict() for c in catalogs for t in c.tables], ensure_ascii=False, indent=2)
         )
-        return
-    for catalog in catalogs:
+    for catalog in catalogs if not as_json else []:
         click.echo(
             f"{catalog.source} ({catalog.dialect}){': ' + catalog.description if catalog.description else ''}"
         )
@@ -102,6 +104,8 @@ def list_cmd(state: State, source: str | None, as_json: bool, acl: tuple[str, ..
             for col in table.columns:
                 sample = f"  e.g. {', '.join(col.samples)}" if col.samples else ""
                 click.echo(f"    {col.name} {col.type}{sample}")
+    if errors:
+        sys.exit(1)
 
 
 @tables.command("ask")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
@@ -187,3 +188,24 @@ async def test_connection_errors_never_show_the_password(
     with pytest.raises(TableError, match="cannot connect to PostgreSQL") as info:
         await service.query("broken", "SELECT 1")
     assert "s3cretpw" not in str(info.value)
+
+
+async def test_a_caller_that_gives_up_cancels_the_server_query(
+    tmp_path: Path, warehouse: PostgresDatabase, table_service_factory: Factory
+) -> None:
+    spec = {"name": "warehouse", "type": "postgres", "url": warehouse.url}
+    service = table_service_factory(table_settings(tmp_path, [spec], timeout_s=60))
+    await service.catalog("warehouse")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(service.query("warehouse", FOREVER), 0.5)
+    deadline = time.monotonic() + 10
+    with psycopg.connect(warehouse.url, autocommit=True) as conn:
+        while True:
+            active = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = 'hearth-tables' AND state = 'active'"
+            ).fetchone()
+            if active == (0,) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)  # polling the server, not guessing a duration
+    assert active == (0,)

@@ -287,3 +287,17 @@ async def test_empty_question_and_missing_file_get_clear_errors(
         await service.ask("   ")
     with pytest.raises(TableError, match=r"gone.db does not exist — check tables\[\].path"):
         await service.query("gone", "SELECT 1")
+
+
+async def test_a_broken_source_is_skipped_when_asking_across_sources(
+    tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory
+) -> None:
+    specs = demo_tables.specs() + [{"name": "gone", "type": "sqlite", "path": str(tmp_path / "gone.db")}]
+    backend = FakeBackend(reply="SELECT count(*) AS n FROM tickets")
+    service = table_service_factory(table_settings(tmp_path, specs), backend)
+    answer = await service.ask("how many tickets?")
+    assert answer.rows == [[500]]
+    assert any("Skipped a source" in n and "gone.db does not exist" in n for n in answer.notices)
+    errors: list[str] = []
+    assert [c.source for c in await service.catalogs(errors=errors)] == ["tickets", "sales"]
+    assert len(errors) == 1

@@ -13,6 +13,8 @@ import pytest
 
 from tests.e2e.lsp_rig import HEARTH, ScriptedAPI, make_workspace, remote_llm, start_api, write_config
 
+SNIPPET_DIR = Path(__file__).resolve().parents[2] / "lsp" / "editors" / "neovim"
+
 SCRIPT = r"""
 local out = {}
 local function finish()
@@ -22,16 +24,15 @@ local function finish()
   vim.cmd('qa!')
 end
 local ok, err = pcall(function()
+  -- The snippet shipped in lsp/editors/neovim, configured the way the README says.
+  package.path = vim.env.HEARTH_SNIPPET_DIR .. '/?.lua;' .. package.path
+  local hearth = require('hearth')
+  hearth.cmd = { vim.env.HEARTH_BIN, '--config', vim.env.HEARTH_NVIM_CONFIG, 'lsp' }
+  vim.cmd('filetype on')
   vim.cmd('edit ' .. vim.fn.fnameescape(vim.env.HEARTH_NVIM_FILE))
-  local id = vim.lsp.start_client({
-    name = 'hearth',
-    cmd = { vim.env.HEARTH_BIN, '--config', vim.env.HEARTH_NVIM_CONFIG, 'lsp' },
-    root_dir = vim.env.HEARTH_NVIM_ROOT,
-  })
-  vim.lsp.buf_attach_client(0, id)
   local client
   vim.wait(30000, function()
-    client = vim.lsp.get_client_by_id(id)
+    client = vim.lsp.get_active_clients()[1]
     return client ~= nil and client.initialized
   end, 50)
   out.initialized = client ~= nil and client.initialized or false
@@ -84,7 +85,8 @@ async def test_neovim_runs_hearth_generate_code_action(tmp_path: Path, api: Scri
     out = tmp_path / "nvim-out.json"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HEARTH_BIN": HEARTH, "HEARTH_NVIM_OUT": str(out),
            "HEARTH_NVIM_FILE": str(ws / "geometry.py"), "HEARTH_NVIM_CONFIG": str(config),
-           "HEARTH_NVIM_ROOT": str(ws), "HEARTH_HOME": str(tmp_path / "home")}
+           "HEARTH_NVIM_ROOT": str(ws), "HEARTH_HOME": str(tmp_path / "home"),
+           "HEARTH_SNIPPET_DIR": str(SNIPPET_DIR)}
     proc = await asyncio.create_subprocess_exec(
         nvim, "--headless", "--clean", "-n", "-c", f"luafile {script}", env=env, cwd=ws,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,

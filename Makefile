@@ -29,6 +29,7 @@ test: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/llm.py
+	$(BIN)/python bench/lsp.py
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check core bot lsp connectors server tests bench

@@ -110,14 +110,14 @@ class DuckDBSource:
             raise TableError(f"Table source '{self.name}': no {' or '.join(patterns)} files in {path}.")
         return found
 
-    def _base(self) -> duckdb.DuckDBPyConnection:
-        """The shared locked connection, rebuilt when a data file changed."""
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor on the shared locked connection, which is rebuilt when a data file changed."""
         files = self.files()
         stats = [(n, str(p), p.stat().st_size, p.stat().st_mtime_ns) for n, p in sorted(files.items())]
         signature = hashlib.sha256(repr((self.spec.type, stats)).encode()).hexdigest()[:16]
         with self._lock:
             if self._conn is not None and signature == self._signature:
-                return self._conn
+                return self._conn.cursor()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -135,7 +135,7 @@ class DuckDBSource:
                 conn.close()
                 raise
             self._conn, self._signature = conn, signature
-            return conn
+            return conn.cursor()
 
     def _build(self, files: dict[str, Path], signature: str) -> Path:
         """Write this source object's own views file.
@@ -175,13 +175,13 @@ class DuckDBSource:
     def connect(self, timeout_s: float) -> DuckDBConnection:
         """A cursor on the read-only views database."""
         try:
-            return DuckDBConnection(self._base().cursor())
+            return DuckDBConnection(self._cursor())
         except duckdb.Error as exc:
             raise TableError(f"Table source '{self.name}': cannot open DuckDB ({first_line(exc)}).") from exc
 
     def describe(self, samples: int) -> list[TableInfo]:
         """Views with columns, text samples and row counts."""
-        cur = self._base().cursor()
+        cur = self._cursor()
         timer = threading.Timer(30.0, cur.interrupt)
         timer.start()
         try:

@@ -301,3 +301,41 @@ async def test_a_broken_source_is_skipped_when_asking_across_sources(
     errors: list[str] = []
     assert [c.source for c in await service.catalogs(errors=errors)] == ["tickets", "sales"]
     assert len(errors) == 1
+
+
+async def test_parquet_files_and_csv_directories_become_tables(
+    tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory
+) -> None:
+    import duckdb
+
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    writer = duckdb.connect()
+    writer.execute(
+        f"COPY (SELECT * FROM read_csv('{demo_tables.sales}')) TO '{tmp_path}/sales.parquet' (FORMAT PARQUET)"
+    )
+    writer.close()
+    (folder / "2026-regions.csv").write_text("region,manager\nnorth,Ana\nsouth,Wei\n")  # noqa: ASYNC240
+    (folder / "products.csv").write_text("product,price\nbasic,19\nteam,49\n")  # noqa: ASYNC240
+    specs = [
+        {"name": "pq", "type": "parquet", "path": str(tmp_path / "sales.parquet")},
+        {"name": "exports", "type": "csv", "path": str(folder)},
+    ]
+    service = table_service_factory(table_settings(tmp_path, specs))
+    assert (await service.query("pq", "SELECT count(*), sum(units) FROM pq")).rows[0][0] == 144
+    catalog = await service.catalog("exports")
+    assert sorted(t.name for t in catalog.tables) == ["products", "t_2026_regions"]
+    joined = await service.query("exports", "SELECT count(*) FROM t_2026_regions r, products p")
+    assert joined.rows == [[4]]
+    with pytest.raises(SQLRejected, match="read_parquet"):
+        await service.query("exports", f"SELECT * FROM read_parquet('{tmp_path}/sales.parquet')")
+
+
+async def test_concurrent_queries_share_a_source_safely(service: TableService) -> None:
+    import asyncio
+
+    sqls = [f"SELECT count(*) FROM sales WHERE units > {i}" for i in range(8)]
+    sqls += [f"SELECT count(*) FROM tickets WHERE id > {i}" for i in range(8)]
+    results = await asyncio.gather(*(service.query("sales" if "sales" in s else "tickets", s) for s in sqls))
+    assert [r.rows[0][0] for r in results[8:]] == [500 - i for i in range(8)]
+    assert all(isinstance(r.rows[0][0], int) for r in results[:8])

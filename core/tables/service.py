@@ -60,6 +60,15 @@ class TableAnswer:
     model: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
 
+    def as_markdown(self) -> str:
+        """Chat form: the sentence, the SQL and the table in code blocks, then the notes."""
+        sentence = self.answer.split("\nSQL: ", 1)[0]
+        parts = [sentence, f"```sql\n{self.sql}\n```"]
+        if self.columns:
+            parts.append(f"```\n{self.table}\n```")
+        parts += [f"_{note}_" for note in self.notices]
+        return "\n".join(parts)
+
     def as_dict(self) -> dict[str, Any]:
         """The JSON contract of `hearth tables ask --json` (extend it, never break it)."""
         return {

@@ -53,6 +53,8 @@ async def test_query_answers_with_numbers_table_and_bar_chart(service: TableServ
     assert answer.chart is not None and answer.chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert answer.csv is None
     assert "platform |    121" in answer.table
+    markdown = answer.as_markdown()
+    assert markdown.startswith("closed by team: platform: 121") and f"```sql\n{answer.sql}\n```" in markdown
     data = answer.as_dict()
     assert {"sql", "columns", "rows", "answer", "chart"} <= set(data) and data["chart"] == str(answer.chart)
 

@@ -8,6 +8,7 @@ statement got past the guard. A changed data file (size or mtime) rebuilds the v
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -130,6 +131,8 @@ class DuckDBSource:
                 conn.execute("SET enable_external_access=false")
                 conn.execute("SET autoinstall_known_extensions=false")
                 conn.execute("SET autoload_known_extensions=false")
+                with contextlib.suppress(duckdb.Error):  # Python client only: no scans of Python variables
+                    conn.execute("SET python_enable_replacements=false")
                 conn.execute("SET lock_configuration=true")
             except duckdb.Error:
                 conn.close()

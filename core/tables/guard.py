@@ -63,7 +63,7 @@ _FORBIDDEN: list[tuple[tuple[type[exp.Expression], ...], str]] = [
 ]
 
 # Functions that read or write files, reach the network, run SQL from strings, or control the
-# server. Names are compared in lower case; a prefix ends with '*'.
+# server. Names are compared in lower case; 'x*' matches a prefix, '*x' a suffix.
 _FORBIDDEN_FUNCTIONS: dict[str, frozenset[str]] = {
     "postgres": frozenset(
         {
@@ -83,6 +83,11 @@ _FORBIDDEN_FUNCTIONS: dict[str, frozenset[str]] = {
             "current_setting",
             "inet_server_addr",
             "inet_server_port",
+            "ts_stat",  # runs the SQL text it is given
+            "ts_rewrite",
+            "binary_upgrade_*",
+            "brin_*",
+            "gin_clean_pending_list",
         }
     ),
     "duckdb": frozenset(
@@ -95,6 +100,9 @@ _FORBIDDEN_FUNCTIONS: dict[str, frozenset[str]] = {
             "iceberg_*",
             "delta_*",
             "duckdb_*",
+            "*_scan",
+            "arrow_*",
+            "python_*",
             "glob",
             "sniff_csv",
             "getenv",
@@ -169,6 +177,8 @@ def _denied(name: str, dialect: str) -> bool:
         return False
     for pattern in _FORBIDDEN_FUNCTIONS[dialect]:
         if pattern.endswith("*") and name.startswith(pattern[:-1]):
+            return True
+        if pattern.startswith("*") and name.endswith(pattern[1:]):
             return True
         if name == pattern:
             return True

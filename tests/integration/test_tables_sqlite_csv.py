@@ -341,3 +341,29 @@ async def test_concurrent_queries_share_a_source_safely(service: TableService) -
     results = await asyncio.gather(*(service.query("sales" if "sales" in s else "tickets", s) for s in sqls))
     assert [r.rows[0][0] for r in results[8:]] == [500 - i for i in range(8)]
     assert all(isinstance(r.rows[0][0], int) for r in results[:8])
+
+
+async def test_with_many_tables_only_relevant_ones_reach_the_prompt(
+    tmp_path: Path, table_service_factory: Factory
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "wide.db"
+    conn = sqlite3.connect(path)
+    for i in range(40):
+        conn.execute(f"CREATE TABLE audit_{i} (id INTEGER, payload TEXT, created TEXT)")
+    conn.execute("CREATE TABLE invoices (id INTEGER, customer TEXT, amount REAL, paid_on DATE)")
+    conn.execute("CREATE TABLE customers (name TEXT, region TEXT)")
+    conn.execute(
+        "INSERT INTO invoices VALUES (1, 'acme', 10.5, '2026-01-01'), (2, 'acme', 4.5, '2026-02-01')"
+    )
+    conn.commit()
+    conn.close()
+    backend = FakeBackend(reply="SELECT customer, sum(amount) AS total FROM invoices GROUP BY customer")
+    spec = [{"name": "billing", "type": "sqlite", "path": str(path)}]
+    service = table_service_factory(table_settings(tmp_path, spec, prompt_tables=3), backend)
+    answer = await service.ask("total invoice amount per customer")
+    assert answer.rows == [["acme", 15]]
+    prompt = backend.calls[0].messages[-1].content
+    assert "CREATE TABLE invoices" in prompt and "CREATE TABLE customers" in prompt
+    assert prompt.count("CREATE TABLE") <= 3 and "audit_1 " not in prompt

@@ -24,8 +24,12 @@ class FilesOptions(BaseModel):
 
     path: Path = Field(description="Folder to index (relative paths are relative to hearth.yaml).")
     include: list[str] = Field(default_factory=lambda: list(DEFAULT_INCLUDE), description="Globs to index.")
-    exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDE), description="Globs to leave out.")
-    base_url: str | None = Field(None, description="Cite files as base_url + relative path instead of the local path.")
+    exclude: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EXCLUDE), description="Globs to leave out."
+    )
+    base_url: str | None = Field(
+        None, description="Cite files as base_url + relative path instead of the local path."
+    )
     follow_symlinks: bool = Field(False, description="Follow symbolic links to files and folders.")
 
 
@@ -73,8 +77,14 @@ class FilesConnector:
         except Unreadable as exc:
             return Skipped(uri, str(exc))
         return Document(
-            id=f"{self.source.name}:{rel}", uri=uri, title=parsed.title, text=parsed.text,
-            acl=self.source.acl, updated_at=mtime, source=self.source.name, kind=parsed.kind,
+            id=f"{self.source.name}:{rel}",
+            uri=uri,
+            title=parsed.title,
+            text=parsed.text,
+            acl=self.source.acl,
+            updated_at=mtime,
+            source=self.source.name,
+            kind=parsed.kind,
             meta={**parsed.meta, "path": rel},
         )
 

@@ -24,10 +24,14 @@ class GitOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: Path = Field(description="Local repository (a clone; 'git fetch' it on a schedule to follow a remote).")
+    path: Path = Field(
+        description="Local repository (a clone; 'git fetch' it on a schedule to follow a remote)."
+    )
     branch: str = Field("HEAD", description="Branch, tag or commit whose files are indexed.")
     include: list[str] = Field(default_factory=lambda: list(DEFAULT_INCLUDE), description="Globs to index.")
-    exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDE), description="Globs to leave out.")
+    exclude: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EXCLUDE), description="Globs to leave out."
+    )
     base_url: str | None = Field(
         None, description="Cite files as base_url + path (e.g. https://git.example.com/wiki/blob/main)."
     )
@@ -45,9 +49,15 @@ class GitConnector:
     async def _git(self, *args: str, stdin: bytes | None = None, check: bool = True) -> bytes:
         try:
             proc = await asyncio.create_subprocess_exec(
-                "git", "-c", "core.quotepath=off", "-C", str(self.options.path), *args,
+                "git",
+                "-c",
+                "core.quotepath=off",
+                "-C",
+                str(self.options.path),
+                *args,
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
         except FileNotFoundError as exc:
             raise ConnectorError("The git connector needs the 'git' program — install git.") from exc
@@ -93,7 +103,7 @@ class GitConnector:
             if len(header) < 3:  # "<sha> missing"
                 continue
             size = int(header[2])
-            blobs[header[0].decode()] = out[pos:pos + size]
+            blobs[header[0].decode()] = out[pos : pos + size]
             pos += size + 1
         return blobs
 
@@ -103,17 +113,23 @@ class GitConnector:
             raise ConnectorError(
                 f"Source '{self.source.name}': {self.options.path} is not a git repository — fix 'path'."
             )
-        commit = (await self._git("rev-parse", "--verify", f"{self.options.branch}^{{commit}}")).decode().strip()
+        commit = (
+            (await self._git("rev-parse", "--verify", f"{self.options.branch}^{{commit}}")).decode().strip()
+        )
         listing = await self._git("ls-tree", "-r", "-z", "--long", commit)
         entries: list[tuple[str, str, int]] = []
         for record in listing.split(b"\0"):
             if not record:
                 continue
             meta, _, path_b = record.partition(b"\t")
-            mode, kind, sha, size = meta.split()
+            mode_b, kind_b, sha_b, size_b = meta.split()
             rel = path_b.decode("utf-8", errors="replace")
-            if kind == b"blob" and mode != b"120000" and selected(rel, self.options.include, self.options.exclude):
-                entries.append((rel, sha.decode(), int(size)))
+            if (
+                kind_b == b"blob"
+                and mode_b != b"120000"
+                and selected(rel, self.options.include, self.options.exclude)
+            ):
+                entries.append((rel, sha_b.decode(), int(size_b)))
         previous = ctx.cursor.get("commit")
         changed: set[str] | None = None
         if previous and previous != commit:
@@ -127,13 +143,15 @@ class GitConnector:
             if changed is not None and rel not in changed and ctx.known.get(doc_id):
                 yield Unchanged(doc_id)
             elif size > self.source.max_file_bytes:
-                yield Skipped(self.uri(rel), f"larger than {self.source.max_file_bytes / 1_048_576:g} MB "
-                                             f"({size / 1_048_576:.1f} MB)")
+                yield Skipped(
+                    self.uri(rel),
+                    f"larger than {self.source.max_file_bytes / 1_048_576:g} MB ({size / 1_048_576:.1f} MB)",
+                )
             else:
                 to_read.append((rel, sha, size))
         times = await self._commit_times(commit, {rel for rel, _, _ in to_read}) if to_read else {}
         for start in range(0, len(to_read), 200):
-            batch = to_read[start:start + 200]
+            batch = to_read[start : start + 200]
             blobs = await self._blobs([sha for _, sha, _ in batch])
             for rel, sha, _ in batch:
                 try:
@@ -142,8 +160,14 @@ class GitConnector:
                     yield Skipped(self.uri(rel), str(exc))
                     continue
                 yield Document(
-                    id=f"{self.source.name}:{rel}", uri=self.uri(rel), title=parsed.title, text=parsed.text,
-                    acl=self.source.acl, updated_at=times.get(rel, datetime.now(UTC)), source=self.source.name,
-                    kind=parsed.kind, meta={**parsed.meta, "path": rel, "commit": commit},
+                    id=f"{self.source.name}:{rel}",
+                    uri=self.uri(rel),
+                    title=parsed.title,
+                    text=parsed.text,
+                    acl=self.source.acl,
+                    updated_at=times.get(rel, datetime.now(UTC)),
+                    source=self.source.name,
+                    kind=parsed.kind,
+                    meta={**parsed.meta, "path": rel, "commit": commit},
                 )
         ctx.cursor["commit"] = commit

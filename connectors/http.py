@@ -1,4 +1,4 @@
-"""The ``http`` connector: a list of URLs and/or a sitemap, fetched with aiohttp (ETag / Last-Modified aware)."""
+"""The ``http`` connector: URLs and/or a sitemap, fetched with aiohttp (ETag / Last-Modified aware)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ class HttpOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     urls: list[str] = Field(default_factory=list, description="Pages to index.")
-    sitemap: str | None = Field(None, description="A sitemap.xml whose <loc> pages are indexed (index files too).")
+    sitemap: str | None = Field(
+        None, description="A sitemap.xml whose <loc> pages are indexed (index files too)."
+    )
     exclude: list[str] = Field(default_factory=list, description="URL globs to leave out.")
     timeout_s: float = Field(20.0, gt=0, description="Per-request timeout.")
     concurrency: int = Field(4, ge=1, le=32, description="Pages fetched at once.")
@@ -67,16 +69,22 @@ class HttpConnector:
         self.source = source
         self.options = options
 
-    async def _sitemap(self, session: aiohttp.ClientSession, url: str, depth: int = 0) -> list[tuple[str, str]]:
+    async def _sitemap(
+        self, session: aiohttp.ClientSession, url: str, depth: int = 0
+    ) -> list[tuple[str, str]]:
         """(loc, lastmod) pairs of a sitemap, following sitemap index files one level deep."""
         async with session.get(url) as resp:
             if resp.status != 200:
-                raise ConnectorError(f"Source '{self.source.name}': sitemap {url} answered HTTP {resp.status}.")
+                raise ConnectorError(
+                    f"Source '{self.source.name}': sitemap {url} answered HTTP {resp.status}."
+                )
             body = await resp.read()
         try:
             root = ET.fromstring(body)
         except ET.ParseError as exc:
-            raise ConnectorError(f"Source '{self.source.name}': sitemap {url} is not valid XML ({exc}).") from exc
+            raise ConnectorError(
+                f"Source '{self.source.name}': sitemap {url} is not valid XML ({exc})."
+            ) from exc
         ns = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
         pages: list[tuple[str, str]] = []
         for node in root:
@@ -120,21 +128,32 @@ class HttpConnector:
             reason = type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
             return Skipped(url, f"unreachable ({reason[:120]})")
         try:
-            parsed = await asyncio.to_thread(parse, url.rstrip("/").rsplit("/", 1)[-1] or url, data, content_type)
+            parsed = await asyncio.to_thread(
+                parse, url.rstrip("/").rsplit("/", 1)[-1] or url, data, content_type
+            )
         except Unreadable as exc:
             return Skipped(url, str(exc))
         cursor[url] = {k: v for k, v in (("etag", etag), ("last_modified", modified)) if v}
         updated = _http_time(modified) or _http_time(lastmod) or datetime.now(UTC)
         return Document(
-            id=doc_id, uri=url, title=parsed.title, text=parsed.text, acl=self.source.acl,
-            updated_at=updated, source=self.source.name, kind=parsed.kind, meta=parsed.meta,
+            id=doc_id,
+            uri=url,
+            title=parsed.title,
+            text=parsed.text,
+            acl=self.source.acl,
+            updated_at=updated,
+            source=self.source.name,
+            kind=parsed.kind,
+            meta=parsed.meta,
         )
 
     async def scan(self, ctx: ScanContext) -> AsyncIterator[Item]:
         """Fetch every page (a few at a time); unreachable pages are skipped and keep their last version."""
         timeout = aiohttp.ClientTimeout(total=self.options.timeout_s)
         cursor: dict[str, Any] = {}
-        async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": self.options.user_agent}) as session:
+        async with aiohttp.ClientSession(
+            timeout=timeout, headers={"User-Agent": self.options.user_agent}
+        ) as session:
             pages = [(u, "") for u in self.options.urls]
             if self.options.sitemap:
                 try:

@@ -10,10 +10,31 @@ from pathlib import PurePosixPath
 log = logging.getLogger(__name__)
 
 CODE_EXTENSIONS = {
-    ".py": "python", ".js": "js", ".jsx": "js", ".ts": "ts", ".tsx": "ts", ".go": "go", ".java": "java",
-    ".kt": "kotlin", ".rs": "rust", ".rb": "ruby", ".php": "php", ".c": "c", ".h": "c", ".cpp": "cpp",
-    ".hpp": "cpp", ".cs": "csharp", ".scala": "scala", ".swift": "swift", ".lua": "lua", ".sh": "text",
-    ".sql": "text", ".yaml": "text", ".yml": "text", ".toml": "text", ".json": "text",
+    ".py": "python",
+    ".js": "js",
+    ".jsx": "js",
+    ".ts": "ts",
+    ".tsx": "ts",
+    ".go": "go",
+    ".java": "java",
+    ".kt": "kotlin",
+    ".rs": "rust",
+    ".rb": "ruby",
+    ".php": "php",
+    ".c": "c",
+    ".h": "c",
+    ".cpp": "cpp",
+    ".hpp": "cpp",
+    ".cs": "csharp",
+    ".scala": "scala",
+    ".swift": "swift",
+    ".lua": "lua",
+    ".sh": "text",
+    ".sql": "text",
+    ".yaml": "text",
+    ".yml": "text",
+    ".toml": "text",
+    ".json": "text",
 }
 DEFAULT_INCLUDE = ["**/*.md", "**/*.markdown", "**/*.rst", "**/*.txt", "**/*.html", "**/*.htm", "**/*.pdf"]
 DEFAULT_EXCLUDE = ["**/.git/**", "**/node_modules/**", "**/.venv/**", "**/__pycache__/**"]
@@ -68,7 +89,7 @@ def _decode(data: bytes) -> str:
 def _first_heading(text: str, marker: str = "# ") -> str:
     for line in text.splitlines()[:50]:
         if line.startswith(marker):
-            return line[len(marker):].strip()
+            return line[len(marker) :].strip()
     return ""
 
 
@@ -103,7 +124,7 @@ def _pdf(data: bytes) -> tuple[str, str, str]:
     try:
         reader = PdfReader(io.BytesIO(data))
         pages = [page.extract_text() or "" for page in reader.pages]
-        title = str((reader.metadata or {}).get("/Title") or "")
+        title = str(reader.metadata.get("/Title") or "") if reader.metadata else ""
     except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
         raise Unreadable(f"broken PDF ({type(exc).__name__}: {str(exc)[:80]})") from exc
     starts, parts, line = [], [], 1
@@ -133,11 +154,21 @@ def parse(name: str, data: bytes, content_type: str = "") -> Parsed:
         title = _first_heading(text) if kind == "markdown" else ""
         if kind == "rst":
             lines = text.splitlines()
-            title = next((lines[i].strip() for i in range(len(lines) - 1)
-                          if lines[i].strip() and set(lines[i + 1].strip()) <= set("=-~#*") and lines[i + 1].strip()), "")
+            title = next(
+                (
+                    lines[i].strip()
+                    for i in range(len(lines) - 1)
+                    if lines[i].strip() and set(lines[i + 1].strip()) <= set("=-~#*") and lines[i + 1].strip()
+                ),
+                "",
+            )
         if kind == "code":
             meta["language"] = CODE_EXTENSIONS.get(PurePosixPath(name).suffix.lower(), "text")
     if not text.strip():
         raise Unreadable("no extractable text" if kind == "pdf" else "empty")
-    return Parsed(text=text, title=title or stem.replace("-", " ").replace("_", " ").strip().capitalize(),
-                  kind=kind, meta=meta)
+    return Parsed(
+        text=text,
+        title=title or stem.replace("-", " ").replace("_", " ").strip().capitalize(),
+        kind=kind,
+        meta=meta,
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -18,10 +19,21 @@ from core.retrieval.documents import Document
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _LANGS = {
-    "python": Language.PYTHON, "js": Language.JS, "ts": Language.TS, "go": Language.GO, "java": Language.JAVA,
-    "kotlin": Language.KOTLIN, "rust": Language.RUST, "ruby": Language.RUBY, "php": Language.PHP,
-    "c": Language.C, "cpp": Language.CPP, "csharp": Language.CSHARP, "scala": Language.SCALA,
-    "swift": Language.SWIFT, "lua": Language.LUA,
+    "python": Language.PYTHON,
+    "js": Language.JS,
+    "ts": Language.TS,
+    "go": Language.GO,
+    "java": Language.JAVA,
+    "kotlin": Language.KOTLIN,
+    "rust": Language.RUST,
+    "ruby": Language.RUBY,
+    "php": Language.PHP,
+    "c": Language.C,
+    "cpp": Language.CPP,
+    "csharp": Language.CSHARP,
+    "scala": Language.SCALA,
+    "swift": Language.SWIFT,
+    "lua": Language.LUA,
 }
 SEP = " › "
 
@@ -41,7 +53,11 @@ class Chunk:
     def location(self) -> str:
         """Citation location, e.g. 'Leave › Requesting time off, lines 12-30'."""
         where = f"page {self.page}, " if self.page else ""
-        lines = f"line {self.start_line}" if self.start_line == self.end_line else f"lines {self.start_line}-{self.end_line}"
+        lines = (
+            f"line {self.start_line}"
+            if self.start_line == self.end_line
+            else f"lines {self.start_line}-{self.end_line}"
+        )
         return f"{SEP.join(self.headings)}, {where}{lines}" if self.headings else f"{where}{lines}"
 
     def embed_text(self, title: str) -> str:
@@ -63,7 +79,10 @@ def _splitter(kind: str, size: int, overlap: int) -> RecursiveCharacterTextSplit
         )
     # Markdown arrives already cut at headings: split sections on paragraphs, lines, sentences.
     return RecursiveCharacterTextSplitter(
-        separators=["\n\n", "\n", ". ", " ", ""], chunk_size=size, chunk_overlap=overlap, add_start_index=True,
+        separators=["\n\n", "\n", ". ", " ", ""],
+        chunk_size=size,
+        chunk_overlap=overlap,
+        add_start_index=True,
         keep_separator="end",
     )
 
@@ -73,7 +92,8 @@ def _sections(text: str) -> list[tuple[tuple[str, ...], int, int]]:
     lines = text.split("\n")
     stack: list[tuple[int, str]] = []
     sections: list[tuple[tuple[str, ...], int, int]] = []
-    start, path, fenced = 0, (), False
+    start, fenced = 0, False
+    path: tuple[str, ...] = ()
     for i, line in enumerate(lines):
         if _FENCE.match(line):
             fenced = not fenced
@@ -92,6 +112,37 @@ def _sections(text: str) -> list[tuple[tuple[str, ...], int, int]]:
     return sections
 
 
+def _merged_path(paths: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
+    """Common ancestors, then the distinct next-level headings joined: ('Leave', 'Vacation / Requests')."""
+    prefix: list[str] = []
+    for level in zip(*paths, strict=False):
+        if len(set(level)) != 1:
+            break
+        prefix.append(level[0])
+    below = list(dict.fromkeys(p[len(prefix)] for p in paths if len(p) > len(prefix)))
+    return (*prefix, " / ".join(below)) if below else tuple(prefix)
+
+
+def _merge(
+    spans: list[tuple[tuple[str, ...], int, int]], size: int
+) -> list[tuple[tuple[str, ...], int, int]]:
+    """Join neighbouring short sections up to ``size`` characters, so chunks carry enough context."""
+    out: list[tuple[tuple[str, ...], int, int]] = []
+    group: list[tuple[str, ...]] = []
+    begin = end = 0
+    for path, a, b in spans:
+        if group and b - begin <= size:
+            group.append(path)
+            end = b
+            continue
+        if group:
+            out.append((_merged_path(group), begin, end))
+        group, begin, end = [path], a, b
+    if group:
+        out.append((_merged_path(group), begin, end))
+    return out
+
+
 def chunk_document(doc: Document, size: int = 1000, overlap: int = 150) -> list[Chunk]:
     """The chunks of ``doc`` (empty sections and whitespace-only pieces are dropped)."""
     text = doc.text
@@ -103,8 +154,14 @@ def chunk_document(doc: Document, size: int = 1000, overlap: int = 150) -> list[
 
     kind = doc.meta.get("language", "text") if doc.kind == "code" else doc.kind
     if doc.kind == "markdown":
-        spans = [(path, line_starts[a], line_starts[b] if b < len(line_starts) else len(text))
-                 for path, a, b in _sections(text)]
+        # Short neighbouring sections are joined up to half a chunk: enough context, precise citations.
+        spans = _merge(
+            [
+                (path, line_starts[a], line_starts[b] if b < len(line_starts) else len(text))
+                for path, a, b in _sections(text)
+            ],
+            size // 2,
+        )
     else:
         spans = [((), 0, len(text))]
     splitter = _splitter(kind, size, overlap)
@@ -116,9 +173,14 @@ def chunk_document(doc: Document, size: int = 1000, overlap: int = 150) -> list[
         # A section that is only its own heading carries no content worth a chunk.
         if doc.kind == "markdown" and not _HEADING.sub("", body.strip()).strip():
             continue
-        pieces = [(body, 0)] if len(body) <= size else [
-            (d.page_content, int(d.metadata.get("start_index", 0))) for d in splitter.create_documents([body])
-        ]
+        pieces = (
+            [(body, 0)]
+            if len(body) <= size
+            else [
+                (d.page_content, int(d.metadata.get("start_index", 0)))
+                for d in splitter.create_documents([body])
+            ]
+        )
         for piece, offset in pieces:
             stripped = piece.strip()
             if not stripped or (doc.kind == "markdown" and "\n" not in stripped and _HEADING.match(stripped)):

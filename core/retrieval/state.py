@@ -76,8 +76,11 @@ class SyncState:
 
         def write(conn: Connection) -> None:
             for row in rows:
-                conn.execute(docs_table.delete().where(
-                    (docs_table.c.source == row.source) & (docs_table.c.doc_id == row.doc_id)))
+                conn.execute(
+                    docs_table.delete().where(
+                        (docs_table.c.source == row.source) & (docs_table.c.doc_id == row.doc_id)
+                    )
+                )
                 conn.execute(docs_table.insert().values(**row.__dict__))
 
         await self.db.run(write)
@@ -86,7 +89,9 @@ class SyncState:
         """Forget one document."""
 
         def write(conn: Connection) -> None:
-            conn.execute(docs_table.delete().where((docs_table.c.source == source) & (docs_table.c.doc_id == doc_id)))
+            conn.execute(
+                docs_table.delete().where((docs_table.c.source == source) & (docs_table.c.doc_id == doc_id))
+            )
 
         await self.db.run(write)
 
@@ -107,8 +112,14 @@ class SyncState:
 
         def write(conn: Connection) -> None:
             conn.execute(sources_table.delete().where(sources_table.c.source == source))
-            conn.execute(sources_table.insert().values(
-                source=source, last_sync=time.time(), cursor=json.dumps(cursor), summary=json.dumps(summary)))
+            conn.execute(
+                sources_table.insert().values(
+                    source=source,
+                    last_sync=time.time(),
+                    cursor=json.dumps(cursor),
+                    summary=json.dumps(summary),
+                )
+            )
 
         await self.db.run(write)
 
@@ -130,11 +141,13 @@ class SyncState:
         await self.db.ensure(TABLES)
 
         def read(conn: Connection) -> list[DocState]:
-            stmt = (sa.select(docs_table)
-                    .where(docs_table.c.source.in_(sources))
-                    .where(docs_table.c.content_hash != "")
-                    .where(sa.or_(docs_table.c.updated_at >= since, docs_table.c.indexed_at >= since))
-                    .order_by(docs_table.c.updated_at.desc()))
+            stmt = (
+                sa.select(docs_table)
+                .where(docs_table.c.source.in_(sources))
+                .where(docs_table.c.content_hash != "")
+                .where(sa.or_(docs_table.c.updated_at >= since, docs_table.c.indexed_at >= since))
+                .order_by(docs_table.c.updated_at.desc())
+            )
             return [DocState(**r._mapping) for r in conn.execute(stmt)]
 
         return await self.db.run(read)

@@ -119,8 +119,8 @@ class ChunkStore:
             size = vectors[DENSE].size if isinstance(vectors, dict) and DENSE in vectors else None
             if size != dimension:
                 raise RetrievalError(
-                    f"The collection '{self.collection}' holds {size}-dimensional vectors but the embedder makes "
-                    f"{dimension} — run 'hearth index --rebuild' after changing the embedder."
+                    f"The collection '{self.collection}' holds {size}-dimensional vectors but the embedder "
+                    f"makes {dimension} — run 'hearth index --rebuild' after changing the embedder."
                 )
         else:
             await client.create_collection(
@@ -159,10 +159,12 @@ class ChunkStore:
         cond = models.Filter(
             must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))],
             must_not=[models.FieldCondition(key="version", match=models.MatchValue(value=keep_version))]
-            if keep_version else None,
+            if keep_version
+            else None,
         )
-        await (await self.client()).delete(self.collection, points_selector=models.FilterSelector(filter=cond),
-                                           wait=True)
+        await (await self.client()).delete(
+            self.collection, points_selector=models.FilterSelector(filter=cond), wait=True
+        )
 
     async def count(self, source: str | None = None) -> int:
         """Chunks stored (in one source)."""
@@ -170,7 +172,9 @@ class ChunkStore:
             return 0
         cond = None
         if source:
-            cond = models.Filter(must=[models.FieldCondition(key="source", match=models.MatchValue(value=source))])
+            cond = models.Filter(
+                must=[models.FieldCondition(key="source", match=models.MatchValue(value=source))]
+            )
         return (await (await self.client()).count(self.collection, count_filter=cond, exact=True)).count
 
     async def search(
@@ -193,23 +197,46 @@ class ChunkStore:
         sparse_vec = models.SparseVector(indices=sparse[0], values=sparse[1]) if sparse else None
         try:
             if mode == "dense":
-                result = await client.query_points(self.collection, query=dense, using=DENSE, query_filter=flt,
-                                                   limit=limit, with_payload=True,
-                                                   score_threshold=min_similarity or None)
+                result = await client.query_points(
+                    self.collection,
+                    query=dense,
+                    using=DENSE,
+                    query_filter=flt,
+                    limit=limit,
+                    with_payload=True,
+                    score_threshold=min_similarity or None,
+                )
             elif mode == "bm25":
                 if sparse_vec is None or not sparse_vec.indices:
                     return []
-                result = await client.query_points(self.collection, query=sparse_vec, using=SPARSE,
-                                                   query_filter=flt, limit=limit, with_payload=True)
+                result = await client.query_points(
+                    self.collection,
+                    query=sparse_vec,
+                    using=SPARSE,
+                    query_filter=flt,
+                    limit=limit,
+                    with_payload=True,
+                )
             else:
                 depth = max(limit * 4, 20)
-                prefetch = [models.Prefetch(query=dense, using=DENSE, filter=flt, limit=depth,
-                                            score_threshold=min_similarity or None)]
+                prefetch = [
+                    models.Prefetch(
+                        query=dense,
+                        using=DENSE,
+                        filter=flt,
+                        limit=depth,
+                        score_threshold=min_similarity or None,
+                    )
+                ]
                 if sparse_vec is not None and sparse_vec.indices:
                     prefetch.append(models.Prefetch(query=sparse_vec, using=SPARSE, filter=flt, limit=depth))
                 result = await client.query_points(
-                    self.collection, prefetch=prefetch, query=models.FusionQuery(fusion=models.Fusion.RRF),
-                    query_filter=flt, limit=limit, with_payload=True,
+                    self.collection,
+                    prefetch=prefetch,
+                    query=models.FusionQuery(fusion=models.Fusion.RRF),
+                    query_filter=flt,
+                    limit=limit,
+                    with_payload=True,
                 )
         except (ResponseHandlingException, UnexpectedResponse, OSError) as exc:
             raise RetrievalError(f"The vector store query failed: {exc}") from exc

@@ -122,7 +122,9 @@ class Indexer:
     ) -> list[SourceReport]:
         """Sync the named sources (all by default); one source failing does not stop the others."""
         specs = self.specs(names)
-        connectors = {s.name: registry.build(s, int(self.settings.retrieval.max_file_mb * 1_048_576)) for s in specs}
+        connectors = {
+            s.name: registry.build(s, int(self.settings.retrieval.max_file_mb * 1_048_576)) for s in specs
+        }
         if rebuild:
             await self.store.drop()
             await self.state.forget()
@@ -165,7 +167,9 @@ class Indexer:
                 if before and before.content_hash == item.content_hash and before.signature == self.signature:
                     report.unchanged += 1
                     continue
-                chunks = chunk_document(item, self.settings.retrieval.chunk_size, self.settings.retrieval.chunk_overlap)
+                chunks = chunk_document(
+                    item, self.settings.retrieval.chunk_size, self.settings.retrieval.chunk_overlap
+                )
                 if not chunks:
                     report.skipped.append((item.uri, "no text to index"))
                     seen.discard(item.id)
@@ -192,8 +196,11 @@ class Indexer:
         return hashlib.sha256(f"{doc.content_hash}:{self.signature}".encode()).hexdigest()[:24]
 
     async def _write(
-        self, group: list[tuple[Document, list[Chunk]]], known: dict[str, DocState],
-        report: SourceReport, progress: Progress | None,
+        self,
+        group: list[tuple[Document, list[Chunk]]],
+        known: dict[str, DocState],
+        report: SourceReport,
+        progress: Progress | None,
     ) -> None:
         """Pending rows → new chunks → stale chunks deleted → final rows."""
         if not group:
@@ -201,8 +208,17 @@ class Indexer:
         now = time.time()
 
         def row(doc: Document, content_hash: str, chunks: int) -> DocState:
-            return DocState(doc.source, doc.id, doc.uri, doc.title, content_hash, self.signature, chunks,
-                            doc.updated_at.timestamp(), now)
+            return DocState(
+                doc.source,
+                doc.id,
+                doc.uri,
+                doc.title,
+                content_hash,
+                self.signature,
+                chunks,
+                doc.updated_at.timestamp(),
+                now,
+            )
 
         await self.state.put_docs([row(d, "", 0) for d, _ in group])
         texts = [c.embed_text(d.title) for d, chunks in group for c in chunks]
@@ -212,17 +228,27 @@ class Indexer:
         for doc, chunks in group:
             version = self._version(doc)
             for chunk in chunks:
-                points.append(StoredChunk(
-                    id=point_id(doc.id, doc.content_hash, self.signature, chunk.index),
-                    dense=vectors[i],
-                    sparse=document_vector(texts[i]),
-                    payload={
-                        "doc_id": doc.id, "source": doc.source, "uri": doc.uri, "title": doc.title,
-                        "acl": list(doc.acl), "content_hash": doc.content_hash, "version": version,
-                        "chunk_index": chunk.index, "location": chunk.location, "text": chunk.text,
-                        "headings": list(chunk.headings), "updated_at": doc.updated_at.isoformat(),
-                    },
-                ))
+                points.append(
+                    StoredChunk(
+                        id=point_id(doc.id, doc.content_hash, self.signature, chunk.index),
+                        dense=vectors[i],
+                        sparse=document_vector(texts[i]),
+                        payload={
+                            "doc_id": doc.id,
+                            "source": doc.source,
+                            "uri": doc.uri,
+                            "title": doc.title,
+                            "acl": list(doc.acl),
+                            "content_hash": doc.content_hash,
+                            "version": version,
+                            "chunk_index": chunk.index,
+                            "location": chunk.location,
+                            "text": chunk.text,
+                            "headings": list(chunk.headings),
+                            "updated_at": doc.updated_at.isoformat(),
+                        },
+                    )
+                )
                 i += 1
         await self.store.upsert(points)
         for doc, _ in group:
@@ -258,7 +284,10 @@ async def changed_since(settings: Settings, sources: list[str], since: datetime)
         rows = await SyncState(db).changed_since(sources, since.timestamp())
     finally:
         await db.aclose()
-    return [ChangedDoc(r.doc_id, r.uri, r.title, r.source, datetime.fromtimestamp(r.updated_at, UTC)) for r in rows]
+    return [
+        ChangedDoc(r.doc_id, r.uri, r.title, r.source, datetime.fromtimestamp(r.updated_at, UTC))
+        for r in rows
+    ]
 
 
 async def source_status(settings: Settings) -> list[dict[str, Any]]:
@@ -271,13 +300,20 @@ async def source_status(settings: Settings) -> list[dict[str, Any]]:
             docs = await state.docs(spec.name)
             last, _, summary = await state.source(spec.name)
             done = [d for d in docs.values() if d.content_hash]
-            out.append({
-                "name": spec.name, "type": spec.type, "acl": list(spec.acl),
-                "docs": len(done), "chunks": sum(d.chunks for d in done),
-                "pending": len(docs) - len(done),
-                "last_sync": datetime.fromtimestamp(last, UTC).isoformat(timespec="seconds") if last else None,
-                "skipped": len(summary.get("skipped", [])),
-            })
+            out.append(
+                {
+                    "name": spec.name,
+                    "type": spec.type,
+                    "acl": list(spec.acl),
+                    "docs": len(done),
+                    "chunks": sum(d.chunks for d in done),
+                    "pending": len(docs) - len(done),
+                    "last_sync": datetime.fromtimestamp(last, UTC).isoformat(timespec="seconds")
+                    if last
+                    else None,
+                    "skipped": len(summary.get("skipped", [])),
+                }
+            )
     finally:
         await db.aclose()
     return out

@@ -24,8 +24,13 @@ class BarProgress:
 
     def __init__(self, console: Console) -> None:
         self.bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
-            TimeElapsedColumn(), console=console, transient=True,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("chunks"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
         )
         self.task: int | None = None
 
@@ -54,15 +59,17 @@ def summary_lines(reports: Sequence[SourceReport]) -> list[str]:
             lines.append(f"{r.source}: FAILED — {r.error}")
             continue
         lines.append(
-            f"{r.source}: {r.added} added, {r.updated} updated, {r.deleted} deleted, {r.unchanged} unchanged, "
-            f"{len(r.skipped)} skipped; {r.chunks} chunks in {r.seconds:.1f}s"
+            f"{r.source}: {r.added} added, {r.updated} updated, {r.deleted} deleted, "
+            f"{r.unchanged} unchanged, {len(r.skipped)} skipped; {r.chunks} chunks in {r.seconds:.1f}s"
         )
         for uri, reason in r.skipped:
             lines.append(f"  skipped {uri}: {reason}")
     return lines
 
 
-async def _index(settings: Settings, names: Sequence[str], rebuild: bool, console: Console) -> list[SourceReport]:
+async def _index(
+    settings: Settings, names: Sequence[str], rebuild: bool, console: Console
+) -> list[SourceReport]:
     indexer = Indexer(settings)
     try:
         if console.is_terminal:
@@ -75,7 +82,9 @@ async def _index(settings: Settings, names: Sequence[str], rebuild: bool, consol
 
 @click.command()
 @click.option("--source", "names", multiple=True, metavar="NAME", help="Index only this source (repeatable).")
-@click.option("--rebuild", is_flag=True, help="Drop the index and the sync state first (after changing the embedder).")
+@click.option(
+    "--rebuild", is_flag=True, help="Drop the index and the sync state first (after changing the embedder)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the per-source summary as JSON.")
 @pass_state
 def index(state: State, names: tuple[str, ...], rebuild: bool, as_json: bool) -> None:
@@ -91,7 +100,9 @@ def index(state: State, names: tuple[str, ...], rebuild: bool, as_json: bool) ->
         raise SystemExit(1)
 
 
-async def _search(settings: Settings, query: str, k: int, acl: frozenset[str] | None, mode: str | None) -> list[Hit]:
+async def _search(
+    settings: Settings, query: str, k: int, acl: frozenset[str] | None, mode: str | None
+) -> list[Hit]:
     from core.retrieval.search import DocsRetriever
 
     retriever = DocsRetriever(settings)
@@ -104,11 +115,22 @@ async def _search(settings: Settings, query: str, k: int, acl: frozenset[str] | 
 @click.command()
 @click.argument("query")
 @click.option("--k", "k", default=5, show_default=True, type=click.IntRange(1, 100), help="Results to show.")
-@click.option("--json", "as_json", is_flag=True, help="Print [{rank, score, doc_id, uri, title, text, chunk_id}].")
-@click.option("--acl", "acl", multiple=True, metavar="TOKEN",
-              help="Search as someone holding only these ACL tokens (repeatable). Default: the operator.")
-@click.option("--mode", type=click.Choice(["dense", "bm25", "hybrid"]), default=None,
-              help="Search mode (default: retrieval.mode).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print [{rank, score, doc_id, uri, title, text, chunk_id}]."
+)
+@click.option(
+    "--acl",
+    "acl",
+    multiple=True,
+    metavar="TOKEN",
+    help="Search as someone holding only these ACL tokens (repeatable). Default: the operator.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["dense", "bm25", "hybrid"]),
+    default=None,
+    help="Search mode (default: retrieval.mode).",
+)
 @pass_state
 def search(state: State, query: str, k: int, as_json: bool, acl: tuple[str, ...], mode: str | None) -> None:
     """Show the chunks that best match QUERY, ranked."""
@@ -144,8 +166,15 @@ def sources_list(state: State, as_json: bool) -> None:
         return
     table = Table("source", "type", "acl", "docs", "chunks", "skipped", "last sync")
     for r in rows:
-        table.add_row(r["name"], r["type"], ", ".join(r["acl"]), str(r["docs"]), str(r["chunks"]),
-                      str(r["skipped"]), r["last_sync"] or "never")
+        table.add_row(
+            r["name"],
+            r["type"],
+            ", ".join(r["acl"]),
+            str(r["docs"]),
+            str(r["chunks"]),
+            str(r["skipped"]),
+            r["last_sync"] or "never",
+        )
     Console().print(table)
 
 
@@ -177,7 +206,9 @@ async def _evaluate(settings: Settings, file: Path) -> dict[str, dict[str, float
 
 @eval_group.command("retrieval")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help='Print {"dense": {"recall@5": …, …}, "bm25": …, "hybrid": …}.')
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print {"dense": {"recall@5": …, …}, "bm25": …, "hybrid": …}.'
+)
 @pass_state
 def eval_retrieval(state: State, file: Path, as_json: bool) -> None:
     """recall@5, MRR@10 and nDCG@10 of dense, BM25 and hybrid search on FILE (JSON lines: query, relevant)."""

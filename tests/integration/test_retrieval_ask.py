@@ -18,11 +18,23 @@ from tests.fixtures.retrieval import corpus_settings
 def test_ask_cites_the_leave_policy(tmp_path: Path, bundled_model: Path) -> None:
     settings = corpus_settings(tmp_path, **LLAMA_OVERRIDES)
     config = tmp_path / "hearth.yaml"
-    config.write_text(yaml.safe_dump(settings.model_dump(mode="json", include={"sources", "retrieval", "home", "llm"})))
+    config.write_text(
+        yaml.safe_dump(settings.model_dump(mode="json", include={"sources", "retrieval", "home", "llm"}))
+    )
     runner = CliRunner()
     assert runner.invoke(main, ["--config", str(config), "index"]).exit_code == 0
-    out = runner.invoke(main, ["--config", str(config), "ask", "--json", "--acl", "public",
-                               "How many vacation days do new employees get?"])
+    out = runner.invoke(
+        main,
+        [
+            "--config",
+            str(config),
+            "ask",
+            "--json",
+            "--acl",
+            "public",
+            "How many vacation days do new employees get?",
+        ],
+    )
     assert out.exit_code == 0, out.output
     answer = json.loads(out.output)
     assert answer["backend"] == "local" and answer["model"]
@@ -32,6 +44,18 @@ def test_ask_cites_the_leave_policy(tmp_path: Path, bundled_model: Path) -> None
     leave = next(c for c in answer["citations"] if c["doc_id"] == "public:leave.md")
     assert leave["location"].startswith("Leave policy › ")
     # Someone who may read nothing relevant gets the not-found answer without the model.
-    none = json.loads(runner.invoke(main, ["--config", str(config), "ask", "--json", "--acl", "group:none",
-                                           "How many vacation days do new employees get?"]).output)
+    none = json.loads(
+        runner.invoke(
+            main,
+            [
+                "--config",
+                str(config),
+                "ask",
+                "--json",
+                "--acl",
+                "group:none",
+                "How many vacation days do new employees get?",
+            ],
+        ).output
+    )
     assert none["citations"] == [] and none["backend"] == "none" and "could not find" in none["answer"]

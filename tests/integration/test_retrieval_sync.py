@@ -21,7 +21,9 @@ async def stored(settings: Settings) -> list[dict[str, Any]]:
     try:
         if not await store.exists():
             return []
-        points, _ = await (await store.client()).scroll(settings.store.collection, limit=10_000, with_payload=True)
+        points, _ = await (await store.client()).scroll(
+            settings.store.collection, limit=10_000, with_payload=True
+        )
         return [p.payload or {} for p in points]
     finally:
         await store.aclose()
@@ -97,7 +99,10 @@ async def test_a_killed_run_leaves_the_store_consistent_and_the_next_run_complet
         by_doc.setdefault(c["doc_id"], set()).add(c["version"])
     assert all(len(v) == 1 for v in by_doc.values()), by_doc
     assert {d for d in by_doc if d.startswith("public:")} == {
-        "public:leave.md", "public:expenses.md", *(f"public:extra{i}.md" for i in range(4))}
+        "public:leave.md",
+        "public:expenses.md",
+        *(f"public:extra{i}.md" for i in range(4)),
+    }
     assert reports["public"].added + reports["public"].updated + reports["public"].unchanged == 6
     assert any("30 vacation days" in c["text"] for c in final if c["doc_id"] == "public:leave.md")
     again = await sync(settings, HashEmbedder())

@@ -51,10 +51,18 @@ async def test_files_skips_bad_input_with_reasons(tmp_path: Path) -> None:
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >>\ngarbage")
     (tmp_path / "page.html").write_text(
         "<html><head><title>Wiki page</title><script>var x=1;</script></head>"
-        "<body><h1>Top</h1><p>Intro.</p><h2>Sub</h2><p>Body text.</p></body></html>", encoding="utf-8")
+        "<body><h1>Top</h1><p>Intro.</p><h2>Sub</h2><p>Body text.</p></body></html>",
+        encoding="utf-8",
+    )
     (tmp_path / "report.pdf").write_bytes(make_pdf("Quarterly report text"))
-    items = await scan(SourceSpec(name="d", type="files", path=str(tmp_path),
-                                  include=["**/*.md", "**/*.txt", "**/*.pdf", "**/*.html"]))
+    items = await scan(
+        SourceSpec(
+            name="d",
+            type="files",
+            path=str(tmp_path),
+            include=["**/*.md", "**/*.txt", "**/*.pdf", "**/*.html"],
+        )
+    )
     skipped = {Path(i.uri).name: i.reason for i in items if isinstance(i, Skipped)}
     assert skipped["binary.txt"] == "binary file"
     assert skipped["latin1.txt"].startswith("not valid UTF-8")
@@ -76,8 +84,11 @@ async def test_files_include_exclude_and_missing_folder(tmp_path: Path) -> None:
     (tmp_path / "a" / "drafts").mkdir()
     (tmp_path / "a" / "drafts" / "wip.md").write_text("# WIP\n\ntext", encoding="utf-8")
     (tmp_path / "top.py").write_text("def f():\n    return 1\n", encoding="utf-8")
-    items = await scan(SourceSpec(name="d", type="files", path=str(tmp_path),
-                                  include=["**/*.md", "*.py"], exclude=["**/drafts/**"]))
+    items = await scan(
+        SourceSpec(
+            name="d", type="files", path=str(tmp_path), include=["**/*.md", "*.py"], exclude=["**/drafts/**"]
+        )
+    )
     assert sorted(i.id for i in items) == ["d:a/keep.md", "d:top.py"]
     assert next(i for i in items if i.id == "d:top.py").kind == "code"
     with pytest.raises(ConnectorError, match="does not exist"):

@@ -38,20 +38,36 @@ Open the Time Off tab.
 
 
 def doc(text: str, kind: str = "markdown", **meta: str) -> Document:
-    return Document(id="s:a.md", uri="/a.md", title="Leave", text=text, acl=("public",),
-                    updated_at=datetime(2026, 1, 1, tzinfo=UTC), source="s", kind=kind, meta=meta)
+    return Document(
+        id="s:a.md",
+        uri="/a.md",
+        title="Leave",
+        text=text,
+        acl=("public",),
+        updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+        source="s",
+        kind=kind,
+        meta=meta,
+    )
 
 
 def test_markdown_chunks_keep_heading_path_and_line_range() -> None:
-    chunks = chunk_document(doc(HANDBOOK), size=1000, overlap=0)
+    chunks = chunk_document(doc(HANDBOOK), size=60, overlap=0)
     assert [c.location for c in chunks] == [
         "Leave, lines 1-3",
-        "Leave › Vacation days, lines 5-12",
+        "Leave › Vacation days, lines 5-7",
+        "Leave › Vacation days, lines 9-12",
         "Leave › Requesting time off › In the portal, lines 16-18",
     ]
     # The '# not a heading' line inside a code fence stays in its section.
-    assert "echo hi" in chunks[1].text
-    assert chunks[2].embed_text("Leave").startswith("Leave › Leave › Requesting time off › In the portal\n")
+    assert "# not a heading" in chunks[2].text
+    assert chunks[3].embed_text("Leave").startswith("Leave › Leave › Requesting time off › In the portal\n")
+
+
+def test_short_neighbouring_sections_are_merged_up_to_the_chunk_size() -> None:
+    (chunk,) = chunk_document(doc(HANDBOOK), size=1000, overlap=0)
+    assert chunk.location == "Leave › Vacation days / Requesting time off, lines 1-18"
+    assert chunk.text.startswith("# Leave") and chunk.text.endswith("Open the Time Off tab.")
 
 
 def test_long_section_is_split_with_accurate_lines() -> None:
@@ -80,7 +96,13 @@ def test_pdf_chunks_name_their_page() -> None:
 
 
 def test_sparse_terms_stem_and_drop_stop_words() -> None:
-    assert terms("How many vacation days do the employees get?") == ["many", "vacation", "day", "employee", "get"]
+    assert terms("How many vacation days do the employees get?") == [
+        "many",
+        "vacation",
+        "day",
+        "employee",
+        "get",
+    ]
     assert term_index("day") == term_index("day") and term_index("day") != term_index("days")
     idx, values = query_vector("days day DAY")
     assert idx == [term_index("day")] and values == [1.0]
@@ -111,7 +133,9 @@ def test_connector_option_typo_names_the_key(tmp_path) -> None:
 
 
 def test_unknown_embedder_lists_the_available_ones() -> None:
-    with pytest.raises(ConfigError, match="Unknown embedder 'bert'; available: llama_cpp, openai, sentence_transformers"):
+    with pytest.raises(
+        ConfigError, match="Unknown embedder 'bert'; available: llama_cpp, openai, sentence_transformers"
+    ):
         get_embedder(EmbedSettings(), "bert")
     with pytest.raises(ConfigError, match="embed.model_path"):
         import asyncio

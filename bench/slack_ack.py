@@ -62,8 +62,19 @@ def summary(latencies_s: list[float]) -> dict[str, float]:
     }
 
 
-def make_assistant(settings: Settings, delay_s: float, words: int) -> Assistant:
-    """An assistant whose one local 'model' takes ``delay_s`` to its first token and serves one at a time."""
+REAL_MODEL_LLM: dict[str, Any] = {"local": {"n_ctx": 1024, "n_threads": 2}, "max_tokens": 24}
+
+
+def llm_section(real: bool) -> dict[str, Any]:
+    """Settings overrides for the bundled model (small context, short answers), or none."""
+    return {"llm": REAL_MODEL_LLM} if real else {}
+
+
+def make_assistant(settings: Settings, delay_s: float, words: int, real: bool) -> Assistant:
+    """The busy local model: the bundled llama.cpp model (``--model real``), or a fake that takes
+    ``delay_s`` to its first token; either way one generation at a time."""
+    if real:
+        return Assistant.from_settings(settings)
     reply = " ".join(f"word{i}" for i in range(words))
     backend = FakeBackend(reply=reply, first_token_delay=delay_s, token_delay=0.002)
     queue = LocalQueue(max_depth=10_000, max_wait_s=3600)
@@ -98,11 +109,13 @@ async def fire(url: str, n: int, response_url: str) -> list[float]:
         return list(await asyncio.gather(*(one(session, i) for i in range(n))))
 
 
-async def lazy_bot(home: Path, n: int, delay_s: float, words: int) -> dict[str, Any]:
+async def lazy_bot(home: Path, n: int, delay_s: float, words: int, real: bool) -> dict[str, Any]:
     """Hearth's bot: acknowledge, then answer in the background."""
     async with serve_fake_slack_api() as api:
-        settings = Settings(home=home / "lazy", slack=slack_section(api, rate_limit_per_minute=1000))
-        assistant = make_assistant(settings, delay_s, words)
+        settings = Settings(
+            home=home / "lazy", slack=slack_section(api, rate_limit_per_minute=1000), **llm_section(real)
+        )
+        assistant = make_assistant(settings, delay_s, words, real)
         db = Database(settings.database_url)
         bot = SlackBot(settings, assistant, db)
         await bot.start()
@@ -138,10 +151,10 @@ async def lazy_bot(home: Path, n: int, delay_s: float, words: int) -> dict[str, 
         }
 
 
-async def blocking_bot(home: Path, n: int, delay_s: float, words: int) -> dict[str, Any]:
+async def blocking_bot(home: Path, n: int, delay_s: float, words: int, real: bool) -> dict[str, Any]:
     """Baseline: a handler that answers before it acknowledges (no lazy listener)."""
-    settings = Settings(home=home / "blocking")
-    assistant = make_assistant(settings, delay_s, words)
+    settings = Settings(home=home / "blocking", **llm_section(real))
+    assistant = make_assistant(settings, delay_s, words, real)
 
     async def handle(request: web.Request) -> web.Response:
         form = await request.post()
@@ -163,12 +176,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     """Run both bots and compare."""
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        lazy = await lazy_bot(home, args.requests, args.model_delay, args.words)
-        blocking = await blocking_bot(home, args.requests, args.model_delay, args.words)
+        real = getattr(args, "model", "fake") == "real"
+        lazy = await lazy_bot(home, args.requests, args.model_delay, args.words, real)
+        blocking = await blocking_bot(home, args.requests, args.model_delay, args.words, real)
     return {
         "bench": "slack_ack",
         "requests": args.requests,
-        "model_first_token_s": args.model_delay,
+        "model": getattr(args, "model", "fake"),
+        "model_first_token_s": args.model_delay if getattr(args, "model", "fake") == "fake" else None,
         "hearth_lazy_ack": lazy,
         "baseline_answer_before_ack": blocking,
         "ratio": {
@@ -186,6 +201,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=20, help="concurrent /ask requests")
     parser.add_argument("--model-delay", type=float, default=0.2, help="seconds to the model's first token")
     parser.add_argument("--words", type=int, default=60, help="words in each answer")
+    parser.add_argument(
+        "--model",
+        choices=["fake", "real"],
+        default="fake",
+        help="fake: a slow scripted model; real: the bundled llama.cpp model (n_ctx 1024, 24 tokens)",
+    )
     args = parser.parse_args(argv)
     print(json.dumps(asyncio.run(main_async(args)), indent=2))
 

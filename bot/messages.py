@@ -43,6 +43,7 @@ SLACK_NOT_IN_CHANNEL = "I can't post in this channel yet — invite me with `/in
 SLACK_UNKNOWN_COMMAND = "I don't know `{command}`. Try `/hearth help`."
 SLACK_DIGESTS_UNAVAILABLE = "Digest commands are not set up on this Hearth yet — ask the team to configure `digests`."
 SLACK_LINK_REMOVED = "link removed"
+SLACK_EMPTY_ANSWER = "The model gave an empty answer — please try rephrasing the question."
 
 # --- dingtalk -----------------------------------------------------------------------------
 # English sentences DingTalk adds to the shared ones; DINGTALK_ZH holds the Chinese text of every

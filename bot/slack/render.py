@@ -160,7 +160,8 @@ def feedback_actions(answer_id: str) -> dict[str, Any]:
 def answer_parts(answer: Answer, limit: int = MESSAGE_CHARS) -> list[str]:
     """The answer body as mrkdwn parts, one per Slack message."""
     allowed = {c.uri for c in answer.citations}
-    body = to_mrkdwn(answer.text or messages.NOT_FOUND, allowed)
+    empty = messages.NOT_FOUND if answer.backend == "none" else messages.SLACK_EMPTY_ANSWER
+    body = to_mrkdwn(answer.text.strip() or empty, allowed)
     if answer.notices:
         body += "\n\n" + "\n".join(f"_{escape(n)}_" for n in answer.notices)
     return split_text(body, limit)

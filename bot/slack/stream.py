@@ -54,7 +54,7 @@ class StreamingReply:
         resp = await self.client.chat_postMessage(
             channel=self.channel,
             thread_ts=self.thread_ts,
-            text=text,
+            text=text or messages.THINKING,  # Slack wants a non-empty fallback text
             blocks=blocks,
             unfurl_links=False,
             unfurl_media=False,
@@ -68,7 +68,9 @@ class StreamingReply:
             if not final:
                 return
             await asyncio.sleep(wait)  # Slack allows about one update per second per message
-        await self.client.chat_update(channel=self.channel, ts=msg.ts, text=text, blocks=blocks)
+        await self.client.chat_update(
+            channel=self.channel, ts=msg.ts, text=text or messages.THINKING, blocks=blocks
+        )
         msg.updated_at = self.clock()
         msg.shown = text
 
@@ -89,6 +91,8 @@ class StreamingReply:
         # Rendering the whole text is only worth it when an update may go out or a message may overflow.
         if not due and len(self._text) < len(self.posted) * self.limit * 0.8:
             return
+        if not self._text.strip():
+            return  # nothing worth showing yet (the model opened with whitespace)
         parts = render.split_text(render.to_mrkdwn(self._text), self.limit)
         for i, part in enumerate(parts):
             header = self.header if i == 0 else None

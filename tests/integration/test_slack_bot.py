@@ -417,3 +417,11 @@ async def test_channel_without_the_bot_gets_a_private_hint(make_slack, slack_api
     hint = slack_api.of("response_url")[-1].args
     assert hint["text"] == messages.SLACK_NOT_IN_CHANNEL and hint["response_type"] == "ephemeral"
     assert not backend.calls
+
+
+async def test_an_empty_model_answer_is_explained(make_slack, slack_api, tmp_path):
+    h = await make_slack(assistant_with(tmp_path, FakeBackend(reply="   ")))
+    await h.send(command_body("/ask", "anything?", response_url=slack_api.response_url()))
+    done = await slack_api.wait_for(finals)
+    assert messages.SLACK_EMPTY_ANSWER in done[-1].blocks_text()
+    assert all(c.args.get("text") for c in slack_api.calls if c.method.startswith("chat."))

@@ -112,8 +112,12 @@ class TestsBody(Body):
 
 
 BODIES: dict[str, type[Body]] = {
-    "/v1/ask": AskBody, "/v1/search": SearchBody, "/v1/tables/ask": TablesAskBody,
-    "/v1/code/explain": ExplainBody, "/v1/code/generate": GenerateBody, "/v1/code/tests": TestsBody,
+    "/v1/ask": AskBody,
+    "/v1/search": SearchBody,
+    "/v1/tables/ask": TablesAskBody,
+    "/v1/code/explain": ExplainBody,
+    "/v1/code/generate": GenerateBody,
+    "/v1/code/tests": TestsBody,
 }
 
 
@@ -142,7 +146,9 @@ async def read_body(request: web.Request, model: type[M]) -> M:
     except UnicodeDecodeError:
         raise BadRequest("The request body is not UTF-8 text.") from None
     except json.JSONDecodeError as exc:
-        raise BadRequest(f"The request body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}).") from None
+        raise BadRequest(
+            f"The request body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})."
+        ) from None
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.")
     try:
@@ -165,8 +171,13 @@ def _status_for(exc: HearthError) -> tuple[int, str]:
     return 500, "error"
 
 
-def make_request(request: web.Request, text: str, *, history: list[TurnBody] | None = None,
-                 priority: Priority = Priority.CHAT) -> Request:
+def make_request(
+    request: web.Request,
+    text: str,
+    *,
+    history: list[TurnBody] | None = None,
+    priority: Priority = Priority.CHAT,
+) -> Request:
     """The core Request for an authenticated REST call."""
     info: TokenInfo = request[TOKEN_INFO]
     surface = request.headers.get("X-Hearth-Surface", "rest").lower()
@@ -204,11 +215,13 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-async def respond(request: web.Request, action: str, req: Request,
-                  stream: AsyncIterator[Delta | Answer]) -> web.StreamResponse:
+async def respond(
+    request: web.Request, action: str, req: Request, stream: AsyncIterator[Delta | Answer]
+) -> web.StreamResponse:
     """Send an answer stream as JSON or SSE, audit it, and make it cancellable."""
-    entry = AuditEntry(user=req.user, surface=req.surface, action=action, question=req.text,
-                       request_id=req.request_id)
+    entry = AuditEntry(
+        user=req.user, surface=req.surface, action=action, question=req.text, request_id=req.request_id
+    )
     started = time.perf_counter()
     lifecycle = request.app[LIFECYCLE]
     try:
@@ -221,8 +234,9 @@ async def respond(request: web.Request, action: str, req: Request,
         request.app[AUDIT].record(entry)
 
 
-async def _respond_json(request: web.Request, stream: AsyncIterator[Delta | Answer],
-                        entry: AuditEntry) -> web.StreamResponse:
+async def _respond_json(
+    request: web.Request, stream: AsyncIterator[Delta | Answer], entry: AuditEntry
+) -> web.StreamResponse:
     answer: Answer | None = None
     try:
         async for event in stream:
@@ -245,12 +259,17 @@ async def _respond_json(request: web.Request, stream: AsyncIterator[Delta | Answ
     return web.json_response(answer.as_dict())
 
 
-async def _respond_sse(request: web.Request, stream: AsyncIterator[Delta | Answer],
-                       entry: AuditEntry) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no", "X-Request-Id": request[REQUEST_ID_KEY],
-    })
+async def _respond_sse(
+    request: web.Request, stream: AsyncIterator[Delta | Answer], entry: AuditEntry
+) -> web.StreamResponse:
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            "X-Request-Id": request[REQUEST_ID_KEY],
+        }
+    )
     await resp.prepare(request)
     try:
         async for event in stream:
@@ -334,8 +353,9 @@ async def search(request: web.Request) -> web.StreamResponse:
     if assistant.retriever is None:
         return not_available("Search", "configure document sources and run 'hearth index'")
     req = make_request(request, body.query)
-    entry = AuditEntry(user=req.user, surface=req.surface, action="search", question=req.text,
-                       request_id=req.request_id)
+    entry = AuditEntry(
+        user=req.user, surface=req.surface, action="search", question=req.text, request_id=req.request_id
+    )
     started = time.perf_counter()
     try:
         hits = await assistant.retriever.search(body.query, acl=req.acl, k=body.k)
@@ -366,8 +386,9 @@ async def code_explain(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, ExplainBody)
     assistant = assistant_of(request)
     req = make_request(request, f"explain {body.path or body.language} code", priority=Priority.EDITOR)
-    stream = assistant.complete_stream("explain", req, code=body.code, language=body.language, path=body.path,
-                                       context=body.context)
+    stream = assistant.complete_stream(
+        "explain", req, code=body.code, language=body.language, path=body.path, context=body.context
+    )
     return await respond(request, "code.explain", req, stream)
 
 
@@ -378,8 +399,18 @@ async def code_generate(request: web.Request) -> web.StreamResponse:
     if code is None or not hasattr(code, "generate"):
         return not_available("Code generation", "this server was built without the code service")
     req = make_request(request, body.instruction, priority=Priority.EDITOR)
-    return await _call_service(request, "code.generate", req, code.generate, req, instruction=body.instruction,
-                               code=body.code, language=body.language, path=body.path, context=body.context)
+    return await _call_service(
+        request,
+        "code.generate",
+        req,
+        code.generate,
+        req,
+        instruction=body.instruction,
+        code=body.code,
+        language=body.language,
+        path=body.path,
+        context=body.context,
+    )
 
 
 async def code_tests(request: web.Request) -> web.StreamResponse:
@@ -389,18 +420,29 @@ async def code_tests(request: web.Request) -> web.StreamResponse:
     if code is None or not hasattr(code, "generate_tests"):
         return not_available("Test generation", "this server was built without the code service")
     req = make_request(request, f"tests for {body.path or body.language} code", priority=Priority.EDITOR)
-    return await _call_service(request, "code.tests", req, code.generate_tests, req, code=body.code,
-                               language=body.language, path=body.path, context=body.context)
+    return await _call_service(
+        request,
+        "code.tests",
+        req,
+        code.generate_tests,
+        req,
+        code=body.code,
+        language=body.language,
+        path=body.path,
+        context=body.context,
+    )
 
 
-async def _call_service(request: web.Request, action: str, req: Request, fn: Any, *args: Any,
-                        **kwargs: Any) -> web.StreamResponse:
+async def _call_service(
+    request: web.Request, action: str, req: Request, fn: Any, *args: Any, **kwargs: Any
+) -> web.StreamResponse:
     """Run a capability that returns either an answer stream or a result object."""
     result = fn(*args, **kwargs)
     if hasattr(result, "__aiter__"):
         return await respond(request, action, req, result)
-    entry = AuditEntry(user=req.user, surface=req.surface, action=action, question=req.text,
-                       request_id=req.request_id)
+    entry = AuditEntry(
+        user=req.user, surface=req.surface, action=action, question=req.text, request_id=req.request_id
+    )
     started = time.perf_counter()
     try:
         with request.app[LIFECYCLE].track():

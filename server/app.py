@@ -51,7 +51,9 @@ RETRY_MAX_S = 60.0
 
 def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web.Application:
     """Build the `hearth serve` application; pass ``assistant`` to inject one (tests)."""
-    app = web.Application(client_max_size=settings.server.max_body_bytes, middlewares=[observe, require_token])
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes, middlewares=[observe, require_token]
+    )
     app[SETTINGS] = settings
     app[LIFECYCLE] = Lifecycle()
     app[LIMITER] = RateLimiter(settings.server.rate_limit_per_minute)
@@ -75,7 +77,9 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
             app[ASSISTANT] = assistant
         else:
             tried = asyncio.Event()
-            starter = asyncio.create_task(_start_assistant(app, settings, life, tried), name="hearth-assistant-start")
+            starter = asyncio.create_task(
+                _start_assistant(app, settings, life, tried), name="hearth-assistant-start"
+            )
             # Listen only once the first attempt is over, so a healthy start serves its first request.
             await tried.wait()
         yield
@@ -91,7 +95,8 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
         # SIGTERM: the listening sockets are closed already; let answers finish, then cancel the rest.
         cancelled = await app[LIFECYCLE].drain(settings.server.shutdown_timeout_s)
         if cancelled:
-            log.warning("cancelled %d answer(s) still running after %.0fs", cancelled, settings.server.shutdown_timeout_s)
+            grace = settings.server.shutdown_timeout_s
+            log.warning("cancelled %d answer(s) still running after %.0fs", cancelled, grace)
 
     app.cleanup_ctx.append(state_ctx)
     app.cleanup_ctx.append(assistant_ctx)
@@ -106,7 +111,9 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
     return app
 
 
-async def _start_assistant(app: web.Application, settings: Settings, life: Lifecycle, tried: asyncio.Event) -> None:
+async def _start_assistant(
+    app: web.Application, settings: Settings, life: Lifecycle, tried: asyncio.Event
+) -> None:
     """Build the assistant, retrying with backoff; then warm the local model in the background."""
     delay = RETRY_START_S
     while True:
@@ -140,4 +147,6 @@ def build_assistant(settings: Settings) -> Assistant:
 
 def describe(app: web.Application) -> list[dict[str, Any]]:
     """Routes for logs and `--help` text."""
-    return [{"method": r.method, "path": r.resource.canonical if r.resource else ""} for r in app.router.routes()]
+    return [
+        {"method": r.method, "path": r.resource.canonical if r.resource else ""} for r in app.router.routes()
+    ]

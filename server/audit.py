@@ -129,7 +129,9 @@ class AuditLog:
                     delay = 0.5
                     break
                 except Exception as exc:  # noqa: BLE001 - the database may be down; keep the rows and retry
-                    log.warning("could not write %d audit row(s), retrying in %.0fs: %s", len(entries), delay, exc)
+                    log.warning(
+                        "could not write %d audit row(s), retrying in %.0fs: %s", len(entries), delay, exc
+                    )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 30.0)
             for _ in batch:

@@ -67,8 +67,13 @@ class TokenInfo:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form for `hearth tokens list --json`."""
-        return {"id": self.id, "user": self.user, "acl": list(self.acl), "created_at": self.created_at,
-                "revoked": self.revoked_at is not None}
+        return {
+            "id": self.id,
+            "user": self.user,
+            "acl": list(self.acl),
+            "created_at": self.created_at,
+            "revoked": self.revoked_at is not None,
+        }
 
 
 def digest(token: str) -> str:
@@ -89,7 +94,9 @@ class TokenStore:
     async def create(self, user: str, acl: list[str]) -> tuple[TokenInfo, str]:
         """A new token for ``user`` holding ``acl``; returns its info and the token (shown once)."""
         if not _USER.match(user):
-            raise InputError(f"User name {user!r} is not valid — use letters, digits and . _ @ + - (at most 128).")
+            raise InputError(
+                f"User name {user!r} is not valid — use letters, digits and . _ @ + - (at most 128)."
+            )
         bad = [a for a in acl if not _ACL.match(a)]
         if bad:
             raise InputError(f"ACL token {bad[0]!r} is not valid — use e.g. group:eng or user:alice.")
@@ -99,10 +106,15 @@ class TokenStore:
         info = TokenInfo(token_id, user, tuple(dict.fromkeys(acl)), time.time())
 
         def insert(conn: Connection) -> None:
-            conn.execute(api_tokens.insert().values(
-                id=info.id, user_name=user, acl=json.dumps(list(info.acl)), token_hash=digest(token),
-                created_at=info.created_at,
-            ))
+            conn.execute(
+                api_tokens.insert().values(
+                    id=info.id,
+                    user_name=user,
+                    acl=json.dumps(list(info.acl)),
+                    token_hash=digest(token),
+                    created_at=info.created_at,
+                )
+            )
 
         await self.db.run(insert)
         return info, token
@@ -118,7 +130,11 @@ class TokenStore:
             return conn.execute(api_tokens.select().where(api_tokens.c.id == match.group(1))).first()
 
         row = await self.db.run(lookup)
-        if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest(token)):
+        if (
+            row is None
+            or row.revoked_at is not None
+            or not hmac.compare_digest(row.token_hash, digest(token))
+        ):
             return None
         return _info(row)
 
@@ -144,7 +160,9 @@ class TokenStore:
 
         def update(conn: Connection) -> int:
             result = conn.execute(
-                api_tokens.update().where(column == value, api_tokens.c.revoked_at.is_(None)).values(revoked_at=time.time())
+                api_tokens.update()
+                .where(column == value, api_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
             )
             return int(result.rowcount or 0)
 
@@ -181,8 +199,12 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
         info = await request.app[TOKENS].verify(token)
     except Exception:  # noqa: BLE001 - the state database is down: not the client's fault
         log.exception("token check failed")
-        return error_response(503, "unavailable", "Cannot check the token right now (state database unreachable).",
-                              {"Retry-After": "5"})
+        return error_response(
+            503,
+            "unavailable",
+            "Cannot check the token right now (state database unreachable).",
+            {"Retry-After": "5"},
+        )
     if info is None:
         return _unauthorized("The bearer token is not valid or was revoked.")
     request[TOKEN_INFO] = info
@@ -191,7 +213,9 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
     if wait > 0:
         seconds = max(1, math.ceil(wait))
         return error_response(
-            429, "rate_limited", f"Too many requests for this token; retry in {seconds}s (server.rate_limit_per_minute).",
+            429,
+            "rate_limited",
+            f"Too many requests for this token; retry in {seconds}s (server.rate_limit_per_minute).",
             {"Retry-After": str(seconds)},
         )
     return await handler(request)

@@ -89,7 +89,10 @@ def query_gpus(timeout_s: float = 10.0) -> list[GpuInfo] | None:
         return None
     out = subprocess.run(
         [smi, "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader,nounits"],
-        capture_output=True, text=True, timeout=timeout_s, check=True,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=True,
     ).stdout
     gpus = []
     for line in out.strip().splitlines():

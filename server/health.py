@@ -91,7 +91,9 @@ async def _database(app: web.Application) -> Probe:
     try:
         await asyncio.wait_for(db.run(ping), CHECK_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - any failure is the reason
-        return Probe(False, f"{db.dialect} state database unreachable ({type(exc).__name__}) — check database.url")
+        return Probe(
+            False, f"{db.dialect} state database unreachable ({type(exc).__name__}) — check database.url"
+        )
     return Probe(True, f"{db.dialect} state database answers")
 
 
@@ -105,7 +107,13 @@ async def readiness(app: web.Application) -> dict[str, Probe]:
     else:
         assistant = Probe(False, life.assistant_error or "starting")
     shutdown = Probe(not life.draining, "shutting down" if life.draining else "accepting work")
-    return {"model": model, "store": store, "database": database, "assistant": assistant, "shutdown": shutdown}
+    return {
+        "model": model,
+        "store": store,
+        "database": database,
+        "assistant": assistant,
+        "shutdown": shutdown,
+    }
 
 
 async def readyz(request: web.Request) -> web.Response:

@@ -32,7 +32,9 @@ USER_KEY = web.RequestKey("user", str)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 REQUESTS = Counter(
-    "hearth_http_requests_total", "HTTP requests by route, surface and status.", ["route", "surface", "status"]
+    "hearth_http_requests_total",
+    "HTTP requests by route, surface and status.",
+    ["route", "surface", "status"],
 )
 LATENCY = Histogram(
     "hearth_http_request_seconds",
@@ -100,15 +102,24 @@ def surface_of(route: str) -> str:
     return first
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
     """The JSON error body every Hearth endpoint uses."""
     body = {"error": {"code": code, "message": message}, "request_id": REQUEST_ID.get()}
     return web.json_response(body, status=status, headers=headers)
 
 
 _STATUS_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    413: "too_large", 415: "unsupported_media_type", 429: "rate_limited", 501: "not_implemented",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    501: "not_implemented",
     503: "unavailable",
 }
 
@@ -134,7 +145,9 @@ def _from_http_exception(exc: web.HTTPException) -> web.StreamResponse:
         message = "The request body is too large (server.max_body_bytes)."
     else:
         message = exc.text or exc.reason
-    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after", "www-authenticate")}
+    headers = {
+        k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after", "www-authenticate")
+    }
     return error_response(exc.status, _STATUS_CODES.get(exc.status, "error"), message, headers)
 
 
@@ -160,7 +173,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             log.exception("unhandled error on %s %s", request.method, request.path)
             core_metrics.ERRORS.labels("internal", surface).inc()
             response = error_response(
-                500, "internal", "Something went wrong on the server; the log has the details under this request id."
+                500,
+                "internal",
+                "Something went wrong on the server; the log has the details under this request id.",
             )
         except asyncio.CancelledError:
             status = 499  # the client went away (nginx's convention)
@@ -175,9 +190,17 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         LATENCY.labels(route, surface).observe(elapsed)
         if route != "/metrics" and route not in ("/healthz", "/readyz"):
             log.info(
-                "%s %s %s", request.method, request.path, status,
-                extra={"route": route, "surface": surface, "status": status,
-                       "duration_ms": round(elapsed * 1000, 1), "user": request.get(USER_KEY)},
+                "%s %s %s",
+                request.method,
+                request.path,
+                status,
+                extra={
+                    "route": route,
+                    "surface": surface,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 1),
+                    "user": request.get(USER_KEY),
+                },
             )
         REQUEST_ID.reset(token)
 

@@ -24,9 +24,18 @@ _ERROR = {
 }
 _CITATION = {
     "type": "object",
-    "properties": {k: {"type": t} for k, t in (
-        ("number", "integer"), ("title", "string"), ("uri", "string"), ("doc_id", "string"),
-        ("chunk_id", "string"), ("location", "string"), ("score", "number"))},
+    "properties": {
+        k: {"type": t}
+        for k, t in (
+            ("number", "integer"),
+            ("title", "string"),
+            ("uri", "string"),
+            ("doc_id", "string"),
+            ("chunk_id", "string"),
+            ("location", "string"),
+            ("score", "number"),
+        )
+    },
 }
 _ANSWER = {
     "type": "object",
@@ -36,8 +45,10 @@ _ANSWER = {
         "citations": {"type": "array", "items": {"$ref": "#/components/schemas/Citation"}},
         "backend": {"type": "string", "description": "local, remote, or none (nothing relevant found)."},
         "model": {"type": "string"},
-        "usage": {"type": "object", "properties": {"prompt_tokens": {"type": "integer"},
-                                                   "completion_tokens": {"type": "integer"}}},
+        "usage": {
+            "type": "object",
+            "properties": {"prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"}},
+        },
         "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},
         "notices": {"type": "array", "items": {"type": "string"}},
         "request_id": {"type": "string"},
@@ -45,9 +56,20 @@ _ANSWER = {
 }
 _HIT = {
     "type": "object",
-    "properties": {k: {"type": t} for k, t in (
-        ("rank", "integer"), ("score", "number"), ("doc_id", "string"), ("uri", "string"), ("title", "string"),
-        ("text", "string"), ("chunk_id", "string"), ("location", "string"), ("source", "string"))},
+    "properties": {
+        k: {"type": t}
+        for k, t in (
+            ("rank", "integer"),
+            ("score", "number"),
+            ("doc_id", "string"),
+            ("uri", "string"),
+            ("title", "string"),
+            ("text", "string"),
+            ("chunk_id", "string"),
+            ("location", "string"),
+            ("source", "string"),
+        )
+    },
 }
 _SSE_DOC = (
     "With `Accept: text/event-stream` the answer streams as Server-Sent Events: `event: delta` with "
@@ -57,11 +79,21 @@ _SSE_DOC = (
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "Malformed JSON or a bad field (the message names it).", 401: "Missing or invalid bearer token.",
-            413: "Body larger than server.max_body_bytes.", 429: "Rate limited; see Retry-After.",
-            501: "The capability is not configured on this server.", 503: "No model or store available now."}
-    return {str(c): {"description": text[c], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            for c in codes}
+    text = {
+        400: "Malformed JSON or a bad field (the message names it).",
+        401: "Missing or invalid bearer token.",
+        413: "Body larger than server.max_body_bytes.",
+        429: "Rate limited; see Retry-After.",
+        501: "The capability is not configured on this server.",
+        503: "No model or store available now.",
+    }
+    return {
+        str(c): {
+            "description": text[c],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for c in codes
+    }
 
 
 def _answer_op(summary: str, body: str, *, stream: bool = True) -> dict[str, Any]:
@@ -72,11 +104,23 @@ def _answer_op(summary: str, body: str, *, stream: bool = True) -> dict[str, Any
         "summary": summary,
         "description": _SSE_DOC if stream else "",
         "security": [{"bearer": []}],
-        "parameters": [{"name": "X-Hearth-Surface", "in": "header", "required": False,
-                        "schema": {"type": "string", "enum": sorted(api._SURFACES)},
-                        "description": "Which client asks (recorded in the audit log); default rest."}],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}}},
-        "responses": {"200": {"description": "The answer.", "content": content}, **_errors(400, 401, 413, 429, 503)},
+        "parameters": [
+            {
+                "name": "X-Hearth-Surface",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "enum": sorted(api._SURFACES)},
+                "description": "Which client asks (recorded in the audit log); default rest.",
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
+        },
+        "responses": {
+            "200": {"description": "The answer.", "content": content},
+            **_errors(400, 401, 413, 429, 503),
+        },
     }
 
 
@@ -89,13 +133,28 @@ def document() -> dict[str, Any]:
             schemas[name] = sub
         schemas[model.__name__] = schema
     search = _answer_op("Hybrid search over the documents the token may read.", "SearchBody", stream=False)
-    search["responses"]["200"] = {"description": "Hits, best first.", "content": {"application/json": {"schema": {
-        "type": "object", "properties": {"query": {"type": "string"},
-                                         "hits": {"type": "array", "items": {"$ref": "#/components/schemas/Hit"}}}}}}}
+    search["responses"]["200"] = {
+        "description": "Hits, best first.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "query": {"type": "string"},
+                        "hits": {"type": "array", "items": {"$ref": "#/components/schemas/Hit"}},
+                    },
+                }
+            }
+        },
+    }
     search["responses"].update(_errors(501))
-    tables = _answer_op("Answer a question over the configured tables with guarded SQL.", "TablesAskBody", stream=False)
-    tables["responses"]["200"] = {"description": "sql, columns, rows, answer, chart.",
-                                  "content": {"application/json": {"schema": {"type": "object"}}}}
+    tables = _answer_op(
+        "Answer a question over the configured tables with guarded SQL.", "TablesAskBody", stream=False
+    )
+    tables["responses"]["200"] = {
+        "description": "sql, columns, rows, answer, chart.",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
     tables["responses"].update(_errors(501))
     generate = _answer_op("Generate code for an instruction.", "GenerateBody")
     generate["responses"].update(_errors(501))
@@ -103,22 +162,37 @@ def document() -> dict[str, Any]:
     tests["responses"].update(_errors(501))
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Hearth REST API", "version": "1",
-                 "description": "Ask, search, tables and code over one self-hosted assistant. "
-                                "Create a token with `hearth tokens create --user NAME --acl TOKEN`."},
+        "info": {
+            "title": "Hearth REST API",
+            "version": "1",
+            "description": "Ask, search, tables and code over one self-hosted assistant. "
+            "Create a token with `hearth tokens create --user NAME --acl TOKEN`.",
+        },
         "paths": {
-            "/v1/ask": {"post": _answer_op("Ask a question; the answer cites the documents it used.", "AskBody")},
+            "/v1/ask": {
+                "post": _answer_op("Ask a question; the answer cites the documents it used.", "AskBody")
+            },
             "/v1/search": {"post": search},
             "/v1/tables/ask": {"post": tables},
             "/v1/code/explain": {"post": _answer_op("Explain a piece of code in Markdown.", "ExplainBody")},
             "/v1/code/generate": {"post": generate},
             "/v1/code/tests": {"post": tests},
-            "/v1/openapi.json": {"get": {"summary": "This document.", "security": [],
-                                         "responses": {"200": {"description": "OpenAPI 3 document."}}}},
+            "/v1/openapi.json": {
+                "get": {
+                    "summary": "This document.",
+                    "security": [],
+                    "responses": {"200": {"description": "OpenAPI 3 document."}},
+                }
+            },
         },
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "A token from `hearth tokens create`."}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A token from `hearth tokens create`.",
+                }
+            },
         },
     }

@@ -21,9 +21,16 @@ _CLOSE_GRACE_S = 2.0
 
 @click.command()
 @click.option("--host", default=None, help="Address to bind (server.host; default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port to bind (server.port; default 8080; 0 picks a free one).")
-@click.option("--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True,
-              help="Log lines on stderr: one JSON object each (for log shippers) or plain text.")
+@click.option(
+    "--port", type=int, default=None, help="Port to bind (server.port; default 8080; 0 picks a free one)."
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "text"]),
+    default="json",
+    show_default=True,
+    help="Log lines on stderr: one JSON object each (for log shippers) or plain text.",
+)
 @pass_state
 def serve(state: State, host: str | None, port: int | None, log_format: str) -> None:
     """Run the HTTP server: chat endpoints, REST API, scheduler, /healthz, /readyz, /metrics.
@@ -47,8 +54,9 @@ def serve(state: State, host: str | None, port: int | None, log_format: str) -> 
 async def _serve(state: State) -> None:
     settings = state.settings
     app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True, access_log=None,
-                           shutdown_timeout=_CLOSE_GRACE_S)
+    runner = web.AppRunner(
+        app, handle_signals=False, handler_cancellation=True, access_log=None, shutdown_timeout=_CLOSE_GRACE_S
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.server.host, settings.server.port)
     try:

@@ -35,8 +35,12 @@ def tokens() -> None:
 
 @tokens.command("create")
 @click.option("--user", required=True, help="Who the token is for (recorded in the audit log).")
-@click.option("--acl", multiple=True, metavar="TOKEN",
-              help="ACL token the holder gets, e.g. group:eng (repeatable). public and user:NAME are implied.")
+@click.option(
+    "--acl",
+    multiple=True,
+    metavar="TOKEN",
+    help="ACL token the holder gets, e.g. group:eng (repeatable). public and user:NAME are implied.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (id, user, acl, token).")
 @pass_state
 def create(state: State, user: str, acl: tuple[str, ...], as_json: bool) -> None:
@@ -46,8 +50,11 @@ def create(state: State, user: str, acl: tuple[str, ...], as_json: bool) -> None
         click.echo(json.dumps(info.as_dict() | {"token": token}))
         return
     click.echo(token)
-    click.echo(f"Token {info.id} for {info.user} (acl: {', '.join(sorted(info.grants))}). "
-               "Store it now: it is not shown again.", err=True)
+    click.echo(
+        f"Token {info.id} for {info.user} (acl: {', '.join(sorted(info.grants))}). "
+        "Store it now: it is not shown again.",
+        err=True,
+    )
 
 
 @tokens.command("list")

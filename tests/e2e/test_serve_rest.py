@@ -21,9 +21,15 @@ SHUTDOWN_S = 1.5
 
 def sections(openai_server: FakeOpenAI) -> dict[str, Any]:
     return {
-        "llm": {"local": {"enabled": False},
-                "remote": {"base_url": openai_server.base_url, "api_key": "sk-test-secret", "max_retries": 0,
-                           "timeout_s": 30}},
+        "llm": {
+            "local": {"enabled": False},
+            "remote": {
+                "base_url": openai_server.base_url,
+                "api_key": "sk-test-secret",
+                "max_retries": 0,
+                "timeout_s": 30,
+            },
+        },
         "server": {"shutdown_timeout_s": SHUTDOWN_S},
     }
 
@@ -60,8 +66,9 @@ async def test_rest_api_end_to_end(hearth_serve: Any, openai_server: FakeOpenAI,
         assert (answer["backend"], answer["model"]) == ("remote", "fake-remote-model")
         assert openai_server.auth_headers[-1] == "Bearer sk-test-secret"
 
-        async with http.post("/v1/ask", json={"question": "Stream it"},
-                             headers=auth | {"Accept": "text/event-stream"}) as resp:
+        async with http.post(
+            "/v1/ask", json={"question": "Stream it"}, headers=auth | {"Accept": "text/event-stream"}
+        ) as resp:
             assert resp.headers["Content-Type"].startswith("text/event-stream")
             events = await read_sse(resp)
         assert "".join(d["text"] for e, d in events if e == "delta") == openai_server.reply
@@ -79,7 +86,9 @@ async def test_rest_api_end_to_end(hearth_serve: Any, openai_server: FakeOpenAI,
     assert await server.stop() == 0
     rows = audit_rows(tmp_path / "home")
     assert [(r["user_name"], r["question"], r["backend"], r["status"]) for r in rows] == [
-        ("alice", "What is Hearth?", "remote", "ok"), ("alice", "Stream it", "remote", "ok")]
+        ("alice", "What is Hearth?", "remote", "ok"),
+        ("alice", "Stream it", "remote", "ok"),
+    ]
     assert rows[0]["request_id"] == answer["request_id"]
     logs = server.logs()
     access = [entry for entry in logs if entry.get("route") == "/v1/ask"]
@@ -89,8 +98,9 @@ async def test_rest_api_end_to_end(hearth_serve: Any, openai_server: FakeOpenAI,
     assert token not in everything and "sk-test-secret" not in everything
 
 
-async def test_sigterm_during_a_streaming_answer(hearth_serve: Any, openai_server: FakeOpenAI,
-                                                 tmp_path: Path) -> None:
+async def test_sigterm_during_a_streaming_answer(
+    hearth_serve: Any, openai_server: FakeOpenAI, tmp_path: Path
+) -> None:
     openai_server.plan = ["stall"]  # one token, then the remote model hangs
     server = await hearth_serve(sections(openai_server))
     token = await server.token("bob")
@@ -115,8 +125,11 @@ async def test_serve_answers_with_the_bundled_model(hearth_serve: Any, bundled_m
     server = await hearth_serve({"llm": {"local": {"n_ctx": 1024, "n_threads": 2}, "max_tokens": 12}})
     token = await server.token("carol")
     async with aiohttp.ClientSession(server.url) as http:
-        async with http.post("/v1/code/explain", json={"code": "def add(a, b):\n    return a + b", "language": "python"},
-                             headers={"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}) as resp:
+        async with http.post(
+            "/v1/code/explain",
+            json={"code": "def add(a, b):\n    return a + b", "language": "python"},
+            headers={"Authorization": f"Bearer {token}", "Accept": "text/event-stream"},
+        ) as resp:
             events = await read_sse(resp)
         async with http.get("/readyz") as resp:
             assert "loaded" in (await resp.json())["checks"]["model"]["detail"]

@@ -58,8 +58,9 @@ async def test_ask_json_returns_the_answer_contract(client: Any) -> None:
 
 async def test_ask_streams_server_sent_events(client: Any) -> None:
     headers = client.auth | {"Accept": "text/event-stream", "X-Request-Id": "req-123"}
-    resp = await client.post("/v1/ask", json={"question": "Hi", "history": [{"role": "user", "text": "x"}]},
-                             headers=headers)
+    resp = await client.post(
+        "/v1/ask", json={"question": "Hi", "history": [{"role": "user", "text": "x"}]}, headers=headers
+    )
     assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
     events = parse_sse(await resp.text())
     deltas = [d["text"] for e, d in events if e == "delta"]
@@ -68,14 +69,23 @@ async def test_ask_streams_server_sent_events(client: Any) -> None:
 
 
 async def test_history_reaches_the_prompt(client: Any) -> None:
-    body = {"question": "And the second?", "history": [{"role": "user", "text": "first question about llamas"}]}
+    body = {
+        "question": "And the second?",
+        "history": [{"role": "user", "text": "first question about llamas"}],
+    }
     assert (await client.post("/v1/ask", json=body, headers=client.auth)).status == 200
     prompt = " ".join(m.content for m in client.backend.calls[-1].messages)
     assert "llamas" in prompt
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer hth_000000000000_wrongwrongwrongwrongwrong"},
-                                     {"Authorization": "Basic abc"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer hth_000000000000_wrongwrongwrongwrongwrong"},
+        {"Authorization": "Basic abc"},
+    ],
+)
 async def test_missing_or_wrong_token_is_401(client: Any, headers: dict[str, str]) -> None:
     resp = await client.post("/v1/ask", json={"question": "x"}, headers=headers)
     assert resp.status == 401
@@ -110,9 +120,14 @@ async def test_search_without_retrieval_is_501(client: Any) -> None:
     assert "not available" in (await resp.json())["error"]["message"]
 
 
-@pytest.mark.parametrize("path,body", [("/v1/code/generate", {"instruction": "add", "language": "python"}),
-                                       ("/v1/code/tests", {"code": "def f(): pass", "language": "python"}),
-                                       ("/v1/tables/ask", {"question": "how many?"})])
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/v1/code/generate", {"instruction": "add", "language": "python"}),
+        ("/v1/code/tests", {"code": "def f(): pass", "language": "python"}),
+        ("/v1/tables/ask", {"question": "how many?"}),
+    ],
+)
 async def test_capabilities_not_wired_are_501(client: Any, path: str, body: dict[str, Any]) -> None:
     resp = await client.post(path, json=body, headers=client.auth)
     assert resp.status == 501, await resp.text()
@@ -134,19 +149,25 @@ async def test_code_generate_calls_the_code_service_when_present(client: Any) ->
             return {"code": f"# {kw['instruction']} ({request.user})", "language": kw["language"]}
 
     client.app[api.ASSISTANT].code = Code()
-    resp = await client.post("/v1/code/generate", json={"instruction": "add two numbers", "language": "python"},
-                             headers=client.auth)
+    resp = await client.post(
+        "/v1/code/generate",
+        json={"instruction": "add two numbers", "language": "python"},
+        headers=client.auth,
+    )
     assert resp.status == 200
     assert (await resp.json())["code"] == "# add two numbers (alice)"
 
 
-@pytest.mark.parametrize("raw,needle", [
-    (b"{not json", "not valid JSON"),
-    (b"[1, 2]", "JSON object"),
-    (b"", "empty"),
-    (b'{"history": []}', "Field 'question' is required"),
-    (b'{"question": "x", "history": [{"role": "robot", "text": "x"}]}', "history.0.role"),
-])
+@pytest.mark.parametrize(
+    "raw,needle",
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b"", "empty"),
+        (b'{"history": []}', "Field 'question' is required"),
+        (b'{"question": "x", "history": [{"role": "robot", "text": "x"}]}', "history.0.role"),
+    ],
+)
 async def test_malformed_bodies_are_400_naming_the_problem(client: Any, raw: bytes, needle: str) -> None:
     resp = await client.post("/v1/ask", data=raw, headers=client.auth | {"Content-Type": "application/json"})
     assert resp.status == 400
@@ -180,7 +201,9 @@ async def test_unknown_route_and_method_are_json(client: Any) -> None:
     assert resp.status == 405 and "POST" in resp.headers["Allow"]
 
 
-async def test_engine_errors_become_clean_json_without_tracebacks(aiohttp_client: Any, tmp_path: Path) -> None:
+async def test_engine_errors_become_clean_json_without_tracebacks(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
     client = await start(aiohttp_client, tmp_path, FakeBackend(error=RuntimeError("secret internal detail")))
     resp = await client.post("/v1/ask", json={"question": "x"}, headers=client.auth)
     assert resp.status == 500
@@ -189,11 +212,15 @@ async def test_engine_errors_become_clean_json_without_tracebacks(aiohttp_client
     assert json.loads(text)["request_id"] == resp.headers["X-Request-Id"]
 
 
-async def test_backend_failure_mid_stream_ends_with_an_error_event(aiohttp_client: Any, tmp_path: Path) -> None:
+async def test_backend_failure_mid_stream_ends_with_an_error_event(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
     from core.errors import BackendUnavailable
 
     client = await start(aiohttp_client, tmp_path, FakeBackend(error=BackendUnavailable("model gone")))
-    resp = await client.post("/v1/ask", json={"question": "x"}, headers=client.auth | {"Accept": "text/event-stream"})
+    resp = await client.post(
+        "/v1/ask", json={"question": "x"}, headers=client.auth | {"Accept": "text/event-stream"}
+    )
     events = parse_sse(await resp.text())
     assert events[-1][0] == "error" and "No model could answer" in events[-1][1]["message"]
 
@@ -201,7 +228,9 @@ async def test_backend_failure_mid_stream_ends_with_an_error_event(aiohttp_clien
 async def test_client_disconnect_mid_stream_cancels_generation(aiohttp_client: Any, tmp_path: Path) -> None:
     backend = FakeBackend(reply=" ".join(["word"] * 200), token_delay=0.05)
     client = await start(aiohttp_client, tmp_path, backend)
-    resp = await client.post("/v1/ask", json={"question": "x"}, headers=client.auth | {"Accept": "text/event-stream"})
+    resp = await client.post(
+        "/v1/ask", json={"question": "x"}, headers=client.auth | {"Accept": "text/event-stream"}
+    )
     assert (await resp.content.readline()).startswith(b"event: delta")
     resp.close()  # the client goes away
     queue = client.app[api.ASSISTANT].router.queue
@@ -225,9 +254,18 @@ async def test_audit_rows_record_who_asked_what(client: Any) -> None:
     rid = (await resp.json())["request_id"]
     rows = await _audit_rows(client)
     row = rows[0]
-    assert (row["user_name"], row["surface"], row["action"], row["question"]) == ("alice", "rest", "ask",
-                                                                                   "Where is the wiki?")
-    assert (row["backend"], row["model"], row["status"], row["request_id"]) == ("local", "fake-model", "ok", rid)
+    assert (row["user_name"], row["surface"], row["action"], row["question"]) == (
+        "alice",
+        "rest",
+        "ask",
+        "Where is the wiki?",
+    )
+    assert (row["backend"], row["model"], row["status"], row["request_id"]) == (
+        "local",
+        "fake-model",
+        "ok",
+        rid,
+    )
     assert client.token not in json.dumps(rows)
 
 
@@ -245,7 +283,9 @@ async def test_readyz_reports_each_check(client: Any) -> None:
     assert set(body["checks"]) == {"model", "store", "database", "assistant", "shutdown"}
 
 
-async def test_readyz_is_503_with_the_reason_when_the_database_is_down(aiohttp_client: Any, tmp_path: Path) -> None:
+async def test_readyz_is_503_with_the_reason_when_the_database_is_down(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
     settings = make_settings(tmp_path, database={"url": "postgresql+psycopg://nobody@127.0.0.1:1/none"})
     assistant = Assistant(settings, Router(local=FakeBackend(), remote=None))
     client = await aiohttp_client(create_app(settings, assistant=assistant))
@@ -253,7 +293,9 @@ async def test_readyz_is_503_with_the_reason_when_the_database_is_down(aiohttp_c
     body = await resp.json()
     assert resp.status == 503 and body["ready"] is False
     assert not body["checks"]["database"]["ok"] and "database.url" in body["checks"]["database"]["detail"]
-    assert (await client.post("/v1/ask", json={"question": "x"}, headers={"Authorization": "Bearer x"})).status == 401
+    assert (
+        await client.post("/v1/ask", json={"question": "x"}, headers={"Authorization": "Bearer x"})
+    ).status == 401
 
 
 async def test_openapi_describes_every_v1_route(client: Any) -> None:
@@ -262,8 +304,11 @@ async def test_openapi_describes_every_v1_route(client: Any) -> None:
     served = {(m.lower(), p) for m, p, _ in api.ROUTES}
     described = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert served == described
-    routes = {(r.method.lower(), r.resource.canonical) for r in client.app.router.routes()
-              if r.resource is not None and r.resource.canonical.startswith("/v1/")}
+    routes = {
+        (r.method.lower(), r.resource.canonical)
+        for r in client.app.router.routes()
+        if r.resource is not None and r.resource.canonical.startswith("/v1/")
+    }
     assert routes == served
     for path, body in api.BODIES.items():
         ref = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]

@@ -17,7 +17,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "hearth.example.yaml"
 
 def test_committed_example_equals_the_generated_output() -> None:
     assert EXAMPLE.read_text(encoding="utf-8") == render_example(), (
-        "deploy/hearth.example.yaml is stale — regenerate it: hearth config example -o deploy/hearth.example.yaml"
+        "deploy/hearth.example.yaml is stale — regenerate it: "
+        "hearth config example -o deploy/hearth.example.yaml"
     )
 
 

@@ -32,7 +32,9 @@ def test_compose_runs_hearth_qdrant_and_postgres_with_healthchecks(compose: dict
     assert services["postgres"]["healthcheck"]["test"][1].startswith("pg_isready")
     assert "/readyz" in " ".join(services["qdrant"]["healthcheck"]["test"])
     assert {k: v["condition"] for k, v in services["hearth"]["depends_on"].items()} == {
-        "qdrant": "service_healthy", "postgres": "service_healthy"}
+        "qdrant": "service_healthy",
+        "postgres": "service_healthy",
+    }
 
 
 def test_hearth_reserves_the_gpu_and_mounts_models_and_data(compose: dict) -> None:

@@ -41,8 +41,9 @@ def test_estimate_suggests_how_many_layers_fit() -> None:
 
 
 @pytest.mark.parametrize("free_mb,ok", [(2000, True), (300, False)])
-def test_doctor_reports_whether_the_model_fits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               bundled_model: Path, free_mb: int, ok: bool) -> None:
+def test_doctor_reports_whether_the_model_fits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bundled_model: Path, free_mb: int, ok: bool
+) -> None:
     fake_smi(tmp_path, monkeypatch, free_mb)
     monkeypatch.setenv("HEARTH_LLM__LOCAL__N_GPU_LAYERS", "-1")
     result = CliRunner().invoke(main, ["doctor", "--no-load"])
@@ -53,7 +54,9 @@ def test_doctor_reports_whether_the_model_fits(tmp_path: Path, monkeypatch: pyte
         assert "n_gpu_layers" in result.output and result.exit_code == 1
 
 
-async def test_ready_probe_asks_a_running_server(aiohttp_server: Any, settings: Any, fake_assistant: Any) -> None:
+async def test_ready_probe_asks_a_running_server(
+    aiohttp_server: Any, settings: Any, fake_assistant: Any
+) -> None:
     from server.app import create_app
 
     server = await aiohttp_server(create_app(settings, assistant=fake_assistant))

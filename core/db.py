@@ -11,6 +11,7 @@ with them; all calls run in a worker thread so the event loop never blocks::
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 T = TypeVar("T")
 
@@ -58,6 +59,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._ensured: set[str] = set()
+        self._ddl_lock = threading.Lock()
 
     @property
     def dialect(self) -> str:
@@ -74,12 +76,24 @@ class Database:
         return await asyncio.to_thread(work)
 
     async def ensure(self, tables: Sequence[sa.Table]) -> None:
-        """Create ``tables`` if they do not exist (once per process)."""
-        todo = [t for t in tables if t.name not in self._ensured]
-        if not todo:
+        """Create ``tables`` if they do not exist (once per process, safe under concurrency)."""
+        if all(t.name in self._ensured for t in tables):
             return
-        await asyncio.to_thread(metadata.create_all, self.engine, todo, True)
-        self._ensured.update(t.name for t in todo)
+        await asyncio.to_thread(self._create, list(tables))
+
+    def _create(self, tables: list[sa.Table]) -> None:
+        # One thread at a time in this process; another process (a second replica) may still race
+        # us between "does it exist?" and CREATE, which surfaces as "already exists": check again.
+        with self._ddl_lock:
+            todo = [t for t in tables if t.name not in self._ensured]
+            for attempt in range(3):
+                try:
+                    metadata.create_all(self.engine, todo, checkfirst=True)
+                    break
+                except DBAPIError as exc:
+                    if "already exists" not in str(exc).lower() or attempt == 2:
+                        raise
+            self._ensured.update(t.name for t in todo)
 
     async def first_time(self, surface: str, event_id: str) -> bool:
         """Record an incoming event; False when it was seen before (a retry or a duplicate)."""

@@ -65,6 +65,9 @@ async def test_search_finds_the_right_doc_and_respects_acl(indexed: DocsRetrieve
     assert await indexed.search("salary bands", acl=frozenset(), k=5) == []
     eng = await indexed.search("vacation days", acl=frozenset({"group:eng"}), k=10)
     assert all(h.source == "eng" for h in eng)
+    # A query far beyond the embedder's window is truncated, not an error.
+    long = await indexed.search("vacation days " + "lorem ipsum " * 5000, acl=None, k=2)
+    assert long and long[0].doc_id == "public:leave.md"
     # Each mode works on its own; BM25 finds exact tokens.
     assert (await indexed.search("PagerDuty", acl=None, k=1, mode="bm25"))[0].doc_id == "eng:oncall.md"
     assert (await indexed.search("rolling back a release", acl=None, k=1, mode="dense"))[

@@ -38,9 +38,11 @@ def workspace_source(n: int) -> str:
     """A module with ``n`` distinct functions (distinct prompts defeat llama.cpp's prefix cache)."""
     parts = ["import math\n"]
     for i in range(n):
-        parts.append(f"\ndef scale_{i}(values, factor={i + 2}):\n"
-                     f"    \"\"\"Multiply each value by factor and clip at {i * 10 + 50}.\"\"\"\n"
-                     f"    return [min(v * factor, {i * 10 + 50}) for v in values]\n")
+        parts.append(
+            f"\ndef scale_{i}(values, factor={i + 2}):\n"
+            f'    """Multiply each value by factor and clip at {i * 10 + 50}."""\n'
+            f"    return [min(v * factor, {i * 10 + 50}) for v in values]\n"
+        )
     return "".join(parts)
 
 
@@ -54,8 +56,12 @@ def summary(values: list[float]) -> dict[str, float]:
     """p50/p95/max in milliseconds."""
     if not values:
         return {}
-    return {"p50_ms": round(pct(values, 50), 2), "p95_ms": round(pct(values, 95), 2),
-            "max_ms": round(max(values), 2), "n": len(values)}
+    return {
+        "p50_ms": round(pct(values, 50), 2),
+        "p95_ms": round(pct(values, 95), 2),
+        "max_ms": round(max(values), 2),
+        "n": len(values),
+    }
 
 
 async def lsp_figures(root: Path, config: Path, actions: int, explains: int) -> dict[str, Any]:
@@ -78,21 +84,35 @@ async def lsp_figures(root: Path, config: Path, actions: int, explains: int) -> 
         return types.ShowDocumentResult(success=True)
 
     await client.start_io(HEARTH, "--config", str(config), "lsp")
-    await client.initialize_async(types.InitializeParams(
-        capabilities=types.ClientCapabilities(window=types.WindowClientCapabilities(
-            work_done_progress=True, show_document=types.ShowDocumentClientCapabilities(support=True))),
-        root_uri=root.as_uri()))
+    await client.initialize_async(
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(
+                window=types.WindowClientCapabilities(
+                    work_done_progress=True, show_document=types.ShowDocumentClientCapabilities(support=True)
+                )
+            ),
+            root_uri=root.as_uri(),
+        )
+    )
     client.initialized(types.InitializedParams())
     uri = (root / "scale.py").as_uri()
-    client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
-        uri=uri, language_id="python", version=1, text=(root / "scale.py").read_text())))
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id="python", version=1, text=(root / "scale.py").read_text()
+            )
+        )
+    )
     latencies: list[float] = []
     for i in range(actions):
         line = 3 + (i % 20) * 4
         params = types.CodeActionParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
-            range=types.Range(start=types.Position(line=line, character=0), end=types.Position(line=line, character=0)),
-            context=types.CodeActionContext(diagnostics=[]))
+            range=types.Range(
+                start=types.Position(line=line, character=0), end=types.Position(line=line, character=0)
+            ),
+            context=types.CodeActionContext(diagnostics=[]),
+        )
         t0 = time.perf_counter()
         await client.text_document_code_action_async(params)
         latencies.append((time.perf_counter() - t0) * 1000)
@@ -103,8 +123,9 @@ async def lsp_figures(root: Path, config: Path, actions: int, explains: int) -> 
         first_report.clear()
         line = 3 + i * 4
         started_at["t"] = time.perf_counter()
-        await client.workspace_execute_command_async(types.ExecuteCommandParams(
-            command="hearth.explain", arguments=[{"uri": uri, "line": line}]))
+        await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="hearth.explain", arguments=[{"uri": uri, "line": line}])
+        )
         end = time.perf_counter()
         first = (first_report.get("t", end) - started_at["t"]) * 1000
         if i == 0:
@@ -115,27 +136,46 @@ async def lsp_figures(root: Path, config: Path, actions: int, explains: int) -> 
     await client.shutdown_async(None)
     client.exit(None)
     await client.stop()
-    return {"code_action": summary(latencies), "explain_first_token": summary(ttft),
-            "explain_total": summary(totals), "explain_cold": cold}
+    return {
+        "code_action": summary(latencies),
+        "explain_first_token": summary(ttft),
+        "explain_total": summary(totals),
+        "explain_cold": cold,
+    }
 
 
-def raw_ttft(source: str, explains: int, settings: dict[str, Any], model: Path, max_tokens: int) -> dict[str, float]:
+def raw_ttft(
+    source: str, explains: int, settings: dict[str, Any], model: Path, max_tokens: int
+) -> dict[str, float]:
     """Raw llama-cpp-python, same model, settings, prompts and sampling options (stop strings included)."""
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(model), n_ctx=settings["n_ctx"], n_threads=settings.get("n_threads"),
-                n_gpu_layers=settings.get("n_gpu_layers", 0), seed=0, verbose=False)
+    llm = Llama(
+        model_path=str(model),
+        n_ctx=settings["n_ctx"],
+        n_threads=settings.get("n_threads"),
+        n_gpu_layers=settings.get("n_gpu_layers", 0),
+        seed=0,
+        verbose=False,
+    )
     registry = PromptRegistry()
     values: list[float] = []
     for i in range(0, explains + 1):  # run 0 warms up, like the LSP's first Explain
         ctx = build_context(source, "scale.py", 3 + i * 4, 3 + i * 4)
-        rendered = registry.render("explain", code=ctx.code, language="python", path="scale.py",
-                                   context=ctx.prompt_context or None)
+        rendered = registry.render(
+            "explain", code=ctx.code, language="python", path="scale.py", context=ctx.prompt_context or None
+        )
         prompt = completion_prompt(rendered.messages, rendered.answer_prefix)
         tokens = llm.tokenize(prompt.encode(), add_bos=True, special=False)
         t0 = time.perf_counter()
-        stream = llm.create_completion(prompt=tokens, max_tokens=max_tokens, temperature=0.2, stream=True,
-                                       seed=0, stop=list(rendered.stop))
+        stream = llm.create_completion(
+            prompt=tokens,
+            max_tokens=max_tokens,
+            temperature=0.2,
+            stream=True,
+            seed=0,
+            stop=list(rendered.stop),
+        )
         for part in stream:
             if part["choices"][0].get("text"):
                 break
@@ -148,7 +188,9 @@ def raw_ttft(source: str, explains: int, settings: dict[str, Any], model: Path, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--actions", type=int, default=200, help="code action requests to time")
-    parser.add_argument("--explains", type=int, default=3, help="warm Explain runs to time (0: skip the model)")
+    parser.add_argument(
+        "--explains", type=int, default=3, help="warm Explain runs to time (0: skip the model)"
+    )
     parser.add_argument("--max-tokens", type=int, default=24)
     parser.add_argument("--n-ctx", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=2)
@@ -156,7 +198,11 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args()
     model = args.model or (bundled_model_path() if args.explains else None)
-    local: dict[str, Any] = {"n_ctx": args.n_ctx, "n_threads": args.threads, "n_gpu_layers": args.n_gpu_layers}
+    local: dict[str, Any] = {
+        "n_ctx": args.n_ctx,
+        "n_threads": args.threads,
+        "n_gpu_layers": args.n_gpu_layers,
+    }
     if args.model:
         local["model_path"] = str(args.model)
     with tempfile.TemporaryDirectory(prefix="hearth-bench-lsp-") as tmp:
@@ -165,21 +211,33 @@ def main() -> None:
         source = workspace_source(max(20, args.explains + 2))
         (root / "scale.py").write_text(source)
         config = Path(tmp) / "hearth.yaml"
-        config.write_text(yaml.safe_dump({"home": str(Path(tmp) / "home"), "llm": {
-            "local": local, "max_tokens": args.max_tokens, "routing": {"order": ["local"]}}}))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "home": str(Path(tmp) / "home"),
+                    "llm": {"local": local, "max_tokens": args.max_tokens, "routing": {"order": ["local"]}},
+                }
+            )
+        )
         figures = asyncio.run(lsp_figures(root, config, args.actions, args.explains))
-        baseline = raw_ttft(source, args.explains, local, model, args.max_tokens) if args.explains and model else {}
+        baseline = (
+            raw_ttft(source, args.explains, local, model, args.max_tokens) if args.explains and model else {}
+        )
     result: dict[str, Any] = {
-        "benchmark": "lsp", "machine": platform.machine(), "python": platform.python_version(),
+        "benchmark": "lsp",
+        "machine": platform.machine(),
+        "python": platform.python_version(),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "settings": {"actions": args.actions, "explains": args.explains, **local},
-        **figures, "raw_llama_first_token": baseline,
+        **figures,
+        "raw_llama_first_token": baseline,
         "code_action_p95_target_ms": 50,
         "code_action_p95_ok": bool(figures["code_action"]) and figures["code_action"]["p95_ms"] < 50,
     }
     if baseline and figures["explain_first_token"]:
         result["explain_first_token_ratio_vs_raw"] = round(
-            figures["explain_first_token"]["p50_ms"] / max(baseline["p50_ms"], 0.001), 2)
+            figures["explain_first_token"]["p50_ms"] / max(baseline["p50_ms"], 0.001), 2
+        )
     print(json.dumps(result, indent=2))
 
 

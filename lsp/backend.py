@@ -29,8 +29,14 @@ class CodeBackend(Protocol):
         ...
 
     def tests_stream(
-        self, code: str, language: str, path: str | None = None, context: str | None = None,
-        *, failures: str | None = None, previous: str | None = None,
+        self,
+        code: str,
+        language: str,
+        path: str | None = None,
+        context: str | None = None,
+        *,
+        failures: str | None = None,
+        previous: str | None = None,
     ) -> AsyncIterator[Delta | Answer]:
         """Stream a pytest module."""
         ...
@@ -70,8 +76,14 @@ class InProcessBackend:
         return self.service.generate_stream(code, language, path, context)
 
     def tests_stream(
-        self, code: str, language: str, path: str | None = None, context: str | None = None,
-        *, failures: str | None = None, previous: str | None = None,
+        self,
+        code: str,
+        language: str,
+        path: str | None = None,
+        context: str | None = None,
+        *,
+        failures: str | None = None,
+        previous: str | None = None,
     ) -> AsyncIterator[Delta | Answer]:
         """Stream tests from the local core."""
         return self.service.tests_stream(code, language, path, context, failures=failures, previous=previous)

@@ -87,8 +87,9 @@ def _target(ls: HearthServer, args: list[Any], command: str) -> Target:
     if lines:
         start = (min(start[0], len(lines) - 1), start[1])
         end = (min(end[0], len(lines) - 1), end[1])
-    ctx = build_context(source, rel, start[0], end[0], selection=selection,
-                        language=language_of(rel, doc.language_id))
+    ctx = build_context(
+        source, rel, start[0], end[0], selection=selection, language=language_of(rel, doc.language_id)
+    )
     return Target(uri, root, rel, ctx, doc.version)
 
 
@@ -140,8 +141,14 @@ async def explain(ls: HearthServer, args: list[Any]) -> Any:
         report("asking the model")
         stream = ls.backend.explain_stream(ctx.code, ctx.language, target.rel, ctx.prompt_context or None)
         raw, answer = await collect(stream, _reporter(report, "explaining"))
-        what = ctx.enclosing.name if not ctx.selection.strip() and ctx.enclosing else f"line {ctx.start_line + 1}"
-        markdown = f"# {target.rel} — {what}\n\n{raw.strip() or '(the model returned nothing)'}{_footer(answer)}"
+        what = (
+            ctx.enclosing.name
+            if not ctx.selection.strip() and ctx.enclosing
+            else f"line {ctx.start_line + 1}"
+        )
+        markdown = (
+            f"# {target.rel} — {what}\n\n{raw.strip() or '(the model returned nothing)'}{_footer(answer)}"
+        )
         stem = Path(target.rel).stem
         uri = await _show_markdown(ls, markdown, f"explain-{stem}-{ctx.start_line + 1}")
         return {"markdown": markdown, "uri": uri, "model": answer.model, "backend": answer.backend}
@@ -174,7 +181,9 @@ async def _apply(ls: HearthServer, edit: types.WorkspaceEdit, label: str) -> boo
 
 def _unchanged(ls: HearthServer, target: Target) -> None:
     if ls.workspace.get_text_document(target.uri).version != target.version:
-        raise InputError(f"{target.rel} changed while Hearth was working, so nothing was applied; run it again.")
+        raise InputError(
+            f"{target.rel} changed while Hearth was working, so nothing was applied; run it again."
+        )
 
 
 async def generate(ls: HearthServer, args: list[Any]) -> Any:
@@ -187,13 +196,17 @@ async def generate(ls: HearthServer, args: list[Any]) -> Any:
         spot = find_target(ctx.source, ctx.start_line)
         ctx = await ls.backend.enrich(ctx)
         report("asking the model")
-        stream = ls.backend.generate_stream(spot.preamble, ctx.language, target.rel, ctx.prompt_context or None)
+        stream = ls.backend.generate_stream(
+            spot.preamble, ctx.language, target.rel, ctx.prompt_context or None
+        )
         raw, answer = await collect(stream, _reporter(report, "generating"))
         code = indent_block(extract_generated(raw, spot), spot.indent).rstrip("\n")
         _unchanged(ls, target)
         lines = ctx.source.splitlines()
-        rng = types.Range(start=types.Position(line=spot.start_line, character=0),
-                          end=types.Position(line=spot.end_line, character=len(lines[spot.end_line])))
+        rng = types.Range(
+            start=types.Position(line=spot.start_line, character=0),
+            end=types.Position(line=spot.end_line, character=len(lines[spot.end_line])),
+        )
         edit = types.WorkspaceEdit(changes={target.uri: [types.TextEdit(range=rng, new_text=code)]})
         applied = await _apply(ls, edit, "Hearth: Generate")
         return {"applied": applied, "code": code, "model": answer.model, "backend": answer.backend}
@@ -212,7 +225,7 @@ def _document_text(ls: HearthServer, path: Path) -> str | None:
     uri = from_fs_path(str(path)) or path.as_uri()
     doc = ls.workspace.text_documents.get(uri)
     if doc is not None:
-        return doc.source
+        return str(doc.source)
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
@@ -240,26 +253,37 @@ async def generate_tests(ls: HearthServer, args: list[Any]) -> Any:
             sep = "\n\n\n" if existing.strip() else ""
             at = types.Position(line=end_line, character=0)
             text = ("\n" if existing and not existing.endswith("\n") else "") + sep + tests
-            edit = types.WorkspaceEdit(changes={test_uri: [types.TextEdit(range=types.Range(start=at, end=at),
-                                                                          new_text=text)]})
+            edit = types.WorkspaceEdit(
+                changes={test_uri: [types.TextEdit(range=types.Range(start=at, end=at), new_text=text)]}
+            )
             applied = await _apply(ls, edit, "Hearth: Generate tests")
         elif _supports_create(ls):
             at = types.Position(line=0, character=0)
-            edit = types.WorkspaceEdit(document_changes=[
-                types.CreateFile(uri=test_uri, options=types.CreateFileOptions(ignore_if_exists=True)),
-                types.TextDocumentEdit(
-                    text_document=types.OptionalVersionedTextDocumentIdentifier(uri=test_uri, version=None),
-                    edits=[types.TextEdit(range=types.Range(start=at, end=at), new_text=tests)],
-                ),
-            ])
+            edit = types.WorkspaceEdit(
+                document_changes=[
+                    types.CreateFile(uri=test_uri, options=types.CreateFileOptions(ignore_if_exists=True)),
+                    types.TextDocumentEdit(
+                        text_document=types.OptionalVersionedTextDocumentIdentifier(
+                            uri=test_uri, version=None
+                        ),
+                        edits=[types.TextEdit(range=types.Range(start=at, end=at), new_text=tests)],
+                    ),
+                ]
+            )
             applied = await _apply(ls, edit, "Hearth: Generate tests")
         else:
             # The client cannot create files through an edit: write it ourselves and open it.
             await asyncio.to_thread(_write_new, test_path, tests)
             applied = True
             ls.notify_user(f"Hearth wrote {test_rel}.")
-        return {"applied": applied, "uri": test_uri, "path": test_rel, "code": tests,
-                "model": answer.model, "backend": answer.backend}
+        return {
+            "applied": applied,
+            "uri": test_uri,
+            "path": test_rel,
+            "code": tests,
+            "model": answer.model,
+            "backend": answer.backend,
+        }
 
     return await ls.run_command("Hearth: Generate tests", work)
 
@@ -299,11 +323,17 @@ def _diagnostics(run: PytestRun, texts: dict[str, str]) -> dict[str, list[types.
         line = min(f.line, max(0, len(lines) - 1))
         text = lines[line] if lines else ""
         start = len(text) - len(text.lstrip())
-        found.setdefault(f.path, []).append(types.Diagnostic(
-            range=types.Range(start=types.Position(line=line, character=start),
-                              end=types.Position(line=line, character=len(text))),
-            message=f"{f.test}: {f.message}", severity=types.DiagnosticSeverity.Error, source="hearth",
-        ))
+        found.setdefault(f.path, []).append(
+            types.Diagnostic(
+                range=types.Range(
+                    start=types.Position(line=line, character=start),
+                    end=types.Position(line=line, character=len(text)),
+                ),
+                message=f"{f.test}: {f.message}",
+                severity=types.DiagnosticSeverity.Error,
+                source="hearth",
+            )
+        )
     return found
 
 
@@ -343,28 +373,46 @@ async def run_tests(ls: HearthServer, args: list[Any]) -> Any:
         await _publish(ls, root, run, texts)
         if repaired is not None:
             await _replace_file(ls, root / test_rel, test_text, repaired)
-        ls.notify_user(run.summary() + ("" if not run.notes else " " + " ".join(run.notes)),
-                       types.MessageType.Info if run.ok else types.MessageType.Warning)
-        return {"passed": run.passed, "failed": len(run.failures), "ok": run.ok, "summary": run.summary(),
-                "notes": run.notes, "repaired": repaired is not None, "timed_out": run.result.timed_out,
-                "output": run.result.output[-4000:], "isolation": run.result.isolation,
-                "failures": [{"test": f.test, "path": f.path, "line": f.line, "message": f.message}
-                             for f in run.failures]}
+        ls.notify_user(
+            run.summary() + ("" if not run.notes else " " + " ".join(run.notes)),
+            types.MessageType.Info if run.ok else types.MessageType.Warning,
+        )
+        return {
+            "passed": run.passed,
+            "failed": len(run.failures),
+            "ok": run.ok,
+            "summary": run.summary(),
+            "notes": run.notes,
+            "repaired": repaired is not None,
+            "timed_out": run.result.timed_out,
+            "output": run.result.output[-4000:],
+            "isolation": run.result.isolation,
+            "failures": [
+                {"test": f.test, "path": f.path, "line": f.line, "message": f.message} for f in run.failures
+            ],
+        }
 
     return await ls.run_command("Hearth: Run tests", work)
 
 
 async def _repair(
-    ls: HearthServer, report: Callable[[str], None], run: PytestRun, overlay: dict[str, str], sandbox: Sandbox,
-    root: Path, source: tuple[str, str], attempts: int,
+    ls: HearthServer,
+    report: Callable[[str], None],
+    run: PytestRun,
+    overlay: dict[str, str],
+    sandbox: Sandbox,
+    root: Path,
+    source: tuple[str, str],
+    attempts: int,
 ) -> tuple[PytestRun, str | None]:
     source_rel, source_text = source
     module_name(source_rel)  # fails clearly when the module cannot be imported by tests
 
     async def write(failures: str, previous: str) -> str:
         report("asking the model to repair the tests")
-        stream = ls.backend.tests_stream(source_text, "python", source_rel, None, failures=failures,
-                                         previous=previous)
+        stream = ls.backend.tests_stream(
+            source_text, "python", source_rel, None, failures=failures, previous=previous
+        )
         raw, _ = await collect(stream)
         return extract_tests(raw, preamble_for_tests(source_text, source_rel))
 
@@ -380,7 +428,9 @@ async def _publish(ls: HearthServer, root: Path, run: PytestRun, texts: dict[str
     for rel in set(ls.diagnosed) | set(found) | {run.test_path}:
         path = root / rel
         uri = from_fs_path(str(path)) or path.as_uri()
-        ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=found.get(rel, [])))
+        ls.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=uri, diagnostics=found.get(rel, []))
+        )
     ls.diagnosed = set(found)
 
 
@@ -388,6 +438,13 @@ async def _replace_file(ls: HearthServer, path: Path, old: str, new: str) -> Non
     uri = from_fs_path(str(path)) or path.as_uri()
     lines = old.splitlines()
     end = types.Position(line=len(lines), character=0)
-    edit = types.WorkspaceEdit(changes={uri: [types.TextEdit(
-        range=types.Range(start=types.Position(line=0, character=0), end=end), new_text=new)]})
+    edit = types.WorkspaceEdit(
+        changes={
+            uri: [
+                types.TextEdit(
+                    range=types.Range(start=types.Position(line=0, character=0), end=end), new_text=new
+                )
+            ]
+        }
+    )
     await _apply(ls, edit, "Hearth: Repair tests")

@@ -115,8 +115,14 @@ class RemoteBackend:
         return self._stream("/v1/code/generate", _payload(code, language, path))
 
     def tests_stream(
-        self, code: str, language: str, path: str | None = None, context: str | None = None,
-        *, failures: str | None = None, previous: str | None = None,
+        self,
+        code: str,
+        language: str,
+        path: str | None = None,
+        context: str | None = None,
+        *,
+        failures: str | None = None,
+        previous: str | None = None,
     ) -> AsyncIterator[Delta | Answer]:
         """POST /v1/code/tests; a repair round sends the failures as comments after the code."""
         if failures:
@@ -155,15 +161,20 @@ async def _raise_for_status(resp: aiohttp.ClientResponse, base: str) -> None:
     except (aiohttp.ClientError, ValueError):
         detail = ""
     if resp.status in (401, 403):
-        raise BackendUnavailable(f"The Hearth server at {base} refused the token ({resp.status}) — check --token.")
+        raise BackendUnavailable(
+            f"The Hearth server at {base} refused the token ({resp.status}) — check --token."
+        )
     if resp.status in (400, 413, 422):
         raise InputError(detail or f"The Hearth server rejected the request ({resp.status}).")
-    raise BackendUnavailable(f"The Hearth server at {base} answered HTTP {resp.status}{': ' + detail if detail else ''}.")
+    raise BackendUnavailable(
+        f"The Hearth server at {base} answered HTTP {resp.status}{': ' + detail if detail else ''}."
+    )
 
 
 async def _sse_events(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """Parse a text/event-stream body into (event, JSON data) pairs."""
-    event, data_lines = "message", []
+    event = "message"
+    data_lines: list[str] = []
     async for raw in resp.content:
         line = raw.decode("utf-8").rstrip("\r\n")
         if not line:
@@ -180,4 +191,3 @@ async def _sse_events(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, 
     if data_lines:
         data = json.loads("\n".join(data_lines))
         yield event, data if isinstance(data, dict) else {"text": data}
-

@@ -26,10 +26,19 @@ from lsp.backend import CodeBackend
 log = logging.getLogger(__name__)
 
 EXPLAIN, GENERATE, GENERATE_TESTS, RUN_TESTS, ASK = (
-    "hearth.explain", "hearth.generate", "hearth.generateTests", "hearth.runTests", "hearth.ask")
+    "hearth.explain",
+    "hearth.generate",
+    "hearth.generateTests",
+    "hearth.runTests",
+    "hearth.ask",
+)
 COMMANDS = [EXPLAIN, GENERATE, GENERATE_TESTS, RUN_TESTS, ASK]
-_ACTIONS = [(EXPLAIN, "Hearth: Explain", False), (GENERATE, "Hearth: Generate", True),
-            (GENERATE_TESTS, "Hearth: Generate tests", True), (RUN_TESTS, "Hearth: Run tests", True)]
+_ACTIONS = [
+    (EXPLAIN, "Hearth: Explain", False),
+    (GENERATE, "Hearth: Generate", True),
+    (GENERATE_TESTS, "Hearth: Generate tests", True),
+    (RUN_TESTS, "Hearth: Run tests", True),
+]
 
 
 class RequestFailed(JsonRpcException):
@@ -131,19 +140,29 @@ def code_actions(server: HearthServer, params: types.CodeActionParams) -> list[t
     uri = params.text_document.uri
     doc = server.workspace.get_text_document(uri)
     language = language_of(doc.path or uri, doc.language_id)
-    args = [{"uri": uri, "range": {"start": {"line": params.range.start.line,
-                                             "character": params.range.start.character},
-                                   "end": {"line": params.range.end.line, "character": params.range.end.character}}}]
+    args = [
+        {
+            "uri": uri,
+            "range": {
+                "start": {"line": params.range.start.line, "character": params.range.start.character},
+                "end": {"line": params.range.end.line, "character": params.range.end.character},
+            },
+        }
+    ]
     actions = []
     for command, title, needs_python in _ACTIONS:
         disabled = None
         if needs_python and language not in RUNNABLE:
             name = language or "this file type"
             disabled = types.CodeActionDisabled(reason=f"Hearth generates and runs Python only, not {name}.")
-        actions.append(types.CodeAction(
-            title=title, kind=types.CodeActionKind.Empty, disabled=disabled,
-            command=types.Command(title=title, command=command, arguments=args),
-        ))
+        actions.append(
+            types.CodeAction(
+                title=title,
+                kind=types.CodeActionKind.Empty,
+                disabled=disabled,
+                command=types.Command(title=title, command=command, arguments=args),
+            )
+        )
     return actions
 
 
@@ -152,8 +171,10 @@ def build_server(settings: Settings, backend: CodeBackend) -> HearthServer:
     from lsp import commands
 
     server = HearthServer(settings, backend)
-    server.feature(types.TEXT_DOCUMENT_CODE_ACTION,
-                   types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.Empty]))(code_actions)
+    server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.Empty]),
+    )(code_actions)
 
     @server.feature(types.SHUTDOWN)
     async def _shutdown(ls: HearthServer, *args: Any) -> None:
@@ -162,8 +183,11 @@ def build_server(settings: Settings, backend: CodeBackend) -> HearthServer:
         await ls.backend.aclose()
 
     handlers: dict[str, Callable[..., Awaitable[Any]]] = {
-        EXPLAIN: commands.explain, GENERATE: commands.generate, GENERATE_TESTS: commands.generate_tests,
-        RUN_TESTS: commands.run_tests, ASK: commands.ask,
+        EXPLAIN: commands.explain,
+        GENERATE: commands.generate,
+        GENERATE_TESTS: commands.generate_tests,
+        RUN_TESTS: commands.run_tests,
+        ASK: commands.ask,
     }
     for name, handler in handlers.items():
         server.command(name)(_command(handler))

@@ -18,12 +18,40 @@ from core.errors import InputError
 
 # File extension -> language name shown in prompts. Explain works for all of these.
 LANGUAGES: dict[str, str] = {
-    ".py": "python", ".pyi": "python", ".js": "javascript", ".mjs": "javascript", ".jsx": "javascript",
-    ".ts": "typescript", ".tsx": "typescript", ".go": "go", ".rs": "rust", ".java": "java", ".kt": "kotlin",
-    ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".hpp": "cpp", ".cs": "csharp", ".rb": "ruby",
-    ".php": "php", ".swift": "swift", ".scala": "scala", ".sh": "shell", ".bash": "shell", ".sql": "sql",
-    ".lua": "lua", ".r": "r", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".json": "json",
-    ".md": "markdown", ".html": "html", ".css": "css", ".vim": "vim",
+    ".py": "python",
+    ".pyi": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".jsx": "javascript",
+    ".ts": "typescript",
+    ".tsx": "typescript",
+    ".go": "go",
+    ".rs": "rust",
+    ".java": "java",
+    ".kt": "kotlin",
+    ".c": "c",
+    ".h": "c",
+    ".cc": "cpp",
+    ".cpp": "cpp",
+    ".hpp": "cpp",
+    ".cs": "csharp",
+    ".rb": "ruby",
+    ".php": "php",
+    ".swift": "swift",
+    ".scala": "scala",
+    ".sh": "shell",
+    ".bash": "shell",
+    ".sql": "sql",
+    ".lua": "lua",
+    ".r": "r",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".toml": "toml",
+    ".json": "json",
+    ".md": "markdown",
+    ".html": "html",
+    ".css": "css",
+    ".vim": "vim",
 }
 # Languages Hearth can generate, test and run (generated code is validated with Python's parser).
 RUNNABLE = frozenset({"python"})
@@ -114,7 +142,7 @@ def definitions(source: str) -> list[Definition]:
             start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
             end = (node.end_lineno or node.lineno) - 1
             kind = "class" if isinstance(node, ast.ClassDef) else "function"
-            found.append(Definition(node.name, kind, start, end, "\n".join(lines[start:end + 1])))
+            found.append(Definition(node.name, kind, start, end, "\n".join(lines[start : end + 1])))
     return found
 
 
@@ -138,7 +166,13 @@ def module_imports(source: str) -> tuple[str, ...]:
 
 
 def build_context(
-    source: str, path: str, start_line: int, end_line: int, *, selection: str = "", language: str | None = None
+    source: str,
+    path: str,
+    start_line: int,
+    end_line: int,
+    *,
+    selection: str = "",
+    language: str | None = None,
 ) -> CodeContext:
     """Assemble the context for lines ``start_line``..``end_line`` (0-based) of ``source``."""
     if "\x00" in source:

@@ -47,19 +47,23 @@ def find_target(source: str, line: int) -> GenerationTarget:
     """The comment block, TODO or docstring-only function at ``line`` that Generate should implement."""
     lines = source.splitlines()
     if not lines or not 0 <= line < len(lines):
-        raise InputError("Put the cursor on a comment, a TODO or a function with a docstring, then run Generate.")
+        raise InputError(
+            "Put the cursor on a comment, a TODO or a function with a docstring, then run Generate."
+        )
     for d in sorted(definitions(source), key=lambda d: d.end_line - d.start_line):
         if d.kind == "function" and d.start_line <= line <= d.end_line and _is_bodyless(d.text):
             head = _function_head(d.text)
             indent = _indent_of(lines[d.start_line])
-            return GenerationTarget("function", textwrap.dedent(head), indent, d.start_line, d.end_line, d.name)
+            return GenerationTarget(
+                "function", textwrap.dedent(head), indent, d.start_line, d.end_line, d.name
+            )
     if _COMMENT.match(lines[line]):
         start = end = line
         while start > 0 and _COMMENT.match(lines[start - 1]):
             start -= 1
         while end + 1 < len(lines) and _COMMENT.match(lines[end + 1]):
             end += 1
-        block = "\n".join(lines[start:end + 1])
+        block = "\n".join(lines[start : end + 1])
         return GenerationTarget("comment", textwrap.dedent(block), _indent_of(lines[start]), start, end)
     raise InputError(
         "Nothing to generate here: put the cursor on a comment or TODO describing the code, or inside a "
@@ -75,8 +79,12 @@ def _is_bodyless(func_text: str) -> bool:
         return False
     assert isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
     body = list(node.body)
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-            and isinstance(body[0].value.value, str):
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
         body = body[1:]
     return all(ast.unparse(stmt).strip() in _BODYLESS for stmt in body)
 
@@ -87,8 +95,13 @@ def _function_head(func_text: str) -> str:
     node = ast.parse(dedented).body[0]
     assert isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
     first = node.body[0]
-    keep_to = first.end_lineno if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
-        and isinstance(first.value.value, str) else first.lineno - 1
+    keep_to = (
+        first.end_lineno
+        if isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+        else first.lineno - 1
+    )
     lines = dedented.splitlines()
     return "\n".join(lines[: keep_to or 1]).rstrip()
 
@@ -108,7 +121,7 @@ def continue_lines(preamble: str, text: str) -> str:
     if delta > 0:
         lines = [" " * delta + line if line.strip() else line for line in lines]
     elif delta < 0:
-        lines = [line[min(-delta, len(_indent_of(line))):] for line in lines]
+        lines = [line[min(-delta, len(_indent_of(line))) :] for line in lines]
     return preamble + "\n" + "\n".join(lines)
 
 
@@ -117,7 +130,7 @@ def _fenced(text: str) -> str | None:
     match = _FENCE_OPEN.search(text)
     if match is None:
         return None
-    body = text[match.end():]
+    body = text[match.end() :]
     close = body.find(FENCE)
     return body if close < 0 else body[:close]
 
@@ -153,16 +166,28 @@ def extract_generated(output: str, target: GenerationTarget) -> str:
         code = continue_lines(target.preamble, output)
     tree = _parsable_prefix(code)
     if tree is None or not tree.body:
-        raise GenerationRejected("The model's answer was not valid Python, so nothing was changed — try again "
-                                 "or describe the code more precisely.")
+        raise GenerationRejected(
+            "The model's answer was not valid Python, so nothing was changed — try again "
+            "or describe the code more precisely."
+        )
     if target.kind == "function":
-        func = next((n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
-                     and n.name == target.name), None)
+        func = next(
+            (
+                n
+                for n in tree.body
+                if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == target.name
+            ),
+            None,
+        )
         if func is None:
-            raise GenerationRejected(f"The model did not write a body for {target.name}(), so nothing was changed.")
+            raise GenerationRejected(
+                f"The model did not write a body for {target.name}(), so nothing was changed."
+            )
         func_src = _source_of(code, [func])
         if _is_bodyless(func_src):
-            raise GenerationRejected(f"The model left {target.name}() without a body, so nothing was changed.")
+            raise GenerationRejected(
+                f"The model left {target.name}() without a body, so nothing was changed."
+            )
         return func_src
     # Keep leading imports and the first definition/statement the comment asked for.
     kept: list[ast.stmt] = []
@@ -229,8 +254,11 @@ def extract_tests(output: str, preamble: str) -> str:
     tree = _parsable_prefix(code)
     if tree is None:
         raise GenerationRejected("The model's tests were not valid Python, so no test file was written.")
-    tests = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
-             and n.name.startswith("test")]
+    tests = [
+        n
+        for n in tree.body
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name.startswith("test")
+    ]
     if not tests:
         raise GenerationRejected("The model wrote no test function, so no test file was written.")
     # Keep everything up to the last complete test function; later rambling is dropped.

@@ -43,8 +43,20 @@ from core.errors import SandboxError
 
 log = logging.getLogger(__name__)
 
-_SKIP = (".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache",
-         ".pytest_cache", ".ruff_cache", ".tox", ".nox")
+_SKIP = (
+    ".git",
+    ".hg",
+    ".svn",
+    ".venv",
+    "venv",
+    "node_modules",
+    "__pycache__",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".tox",
+    ".nox",
+)
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 # Runs as root inside the new namespaces, then drops to the sandbox user. $1: the copy, $2: staging
@@ -117,8 +129,8 @@ class OutputBuffer:
         whole = head + tail
         if len(whole) <= self.half * 2 and self.total == len(self.head) + len(self.tail):
             return whole, False
-        omitted = self.total - len(head[: self.half].encode()) - len(tail[-self.half:].encode())
-        return f"{head[: self.half]}\n… [{omitted:,} bytes of output omitted] …\n{tail[-self.half:]}", True
+        omitted = self.total - len(head[: self.half].encode()) - len(tail[-self.half :].encode())
+        return f"{head[: self.half]}\n… [{omitted:,} bytes of output omitted] …\n{tail[-self.half :]}", True
 
 
 class Sandbox:
@@ -137,8 +149,13 @@ class Sandbox:
             parts += [f"uid {s.run_as_uid}", "read-only root file system", "private /dev/shm", "/root hidden"]
         else:
             parts += ["user namespace (same uid: files your user owns stay writable)"]
-        parts += [f"cpu {s.cpu_s}s", f"memory {s.memory_mb} MiB", f"{s.max_processes} processes",
-                  f"files {s.max_file_mb} MiB", f"timeout {s.timeout_s:g}s"]
+        parts += [
+            f"cpu {s.cpu_s}s",
+            f"memory {s.memory_mb} MiB",
+            f"{s.max_processes} processes",
+            f"files {s.max_file_mb} MiB",
+            f"timeout {s.timeout_s:g}s",
+        ]
         return parts
 
     def _check_tools(self) -> None:
@@ -191,8 +208,9 @@ class Sandbox:
             return shutil.copy2(src, dst)
 
         try:
-            shutil.copytree(workspace, copy, symlinks=True, ignore=shutil.ignore_patterns(*_SKIP),
-                            copy_function=copy_file)
+            shutil.copytree(
+                workspace, copy, symlinks=True, ignore=shutil.ignore_patterns(*_SKIP), copy_function=copy_file
+            )
         except shutil.Error as exc:
             raise SandboxError(f"Could not copy the workspace {workspace}: {exc.args[0][:3]}") from exc
         for rel, text in overlay.items():
@@ -213,12 +231,30 @@ class Sandbox:
 
     def _command(self, copy: Path, parent: Path, argv: list[str]) -> list[str]:
         s = self.settings
-        limits = ["prlimit", f"--cpu={s.cpu_s}", f"--as={s.memory_mb * 1024 * 1024}",
-                  f"--nproc={s.max_processes}", f"--fsize={s.max_file_mb * 1024 * 1024}", "--core=0",
-                  "--nofile=1024", "--"]
+        limits = [
+            "prlimit",
+            f"--cpu={s.cpu_s}",
+            f"--as={s.memory_mb * 1024 * 1024}",
+            f"--nproc={s.max_processes}",
+            f"--fsize={s.max_file_mb * 1024 * 1024}",
+            "--core=0",
+            "--nofile=1024",
+            "--",
+        ]
         if not self._root:
-            return ["unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--mount-proc",
-                    "--kill-child", "--", *limits, *argv]
+            return [
+                "unshare",
+                "--user",
+                "--map-root-user",
+                "--net",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--kill-child",
+                "--",
+                *limits,
+                *argv,
+            ]
         hidden: list[str] = []
         root_home = Path("/root")
         if root_home.is_dir():
@@ -230,25 +266,61 @@ class Sandbox:
                     keep = str(root_home / rel.parts[0])
                     break
             hidden += [str(root_home), keep, "0"]
-        drop = ["setpriv", f"--reuid={s.run_as_uid}", f"--regid={s.run_as_uid}", "--clear-groups",
-                "--no-new-privs", "--"]
-        return ["unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc", "--kill-child", "--",
-                "/bin/sh", "-c", _PRELUDE, "hearth-sandbox", str(copy), str(parent / "stage"),
-                str(len(hidden) // 3), *hidden, *drop, *limits, *argv]
+        drop = [
+            "setpriv",
+            f"--reuid={s.run_as_uid}",
+            f"--regid={s.run_as_uid}",
+            "--clear-groups",
+            "--no-new-privs",
+            "--",
+        ]
+        return [
+            "unshare",
+            "--mount",
+            "--net",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+            "--",
+            "/bin/sh",
+            "-c",
+            _PRELUDE,
+            "hearth-sandbox",
+            str(copy),
+            str(parent / "stage"),
+            str(len(hidden) // 3),
+            *hidden,
+            *drop,
+            *limits,
+            *argv,
+        ]
 
     async def _execute(
         self, copy: Path, parent: Path, argv: list[str], collect: Sequence[str], timeout_s: float
     ) -> RunResult:
-        env = {"PATH": _SAFE_PATH, "HOME": str(copy), "TMPDIR": str(copy / ".tmp"), "LANG": "C.UTF-8",
-               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "PYTHONHASHSEED": "0"}
+        env = {
+            "PATH": _SAFE_PATH,
+            "HOME": str(copy),
+            "TMPDIR": str(copy / ".tmp"),
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONHASHSEED": "0",
+        }
         argv = [self.python if a == "{python}" else a for a in argv]
         command = self._command(copy, parent, argv)
         log.debug("sandbox run in %s: %s", copy, argv)
         buffer = OutputBuffer(self.settings.max_output_chars)
         started = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(
-            *command, cwd=copy, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            *command,
+            cwd=copy,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
         )
 
         async def pump() -> None:
@@ -297,6 +369,9 @@ def _signal_name(number: int) -> str:
         name = signal.Signals(number).name
     except ValueError:
         return "unknown"
-    hints = {"SIGXCPU": "CPU time limit (sandbox.cpu_s)", "SIGXFSZ": "file size limit (sandbox.max_file_mb)",
-             "SIGKILL": "killed"}
+    hints = {
+        "SIGXCPU": "CPU time limit (sandbox.cpu_s)",
+        "SIGXFSZ": "file size limit (sandbox.max_file_mb)",
+        "SIGKILL": "killed",
+    }
     return f"{name} — {hints[name]}" if name in hints else name

@@ -100,7 +100,9 @@ class CodeService:
         if retriever is None:
             return ctx
         try:
-            hits = await asyncio.wait_for(retriever.search(ctx.code[:1000], acl=None, k=3), _RETRIEVAL_TIMEOUT_S)
+            hits = await asyncio.wait_for(
+                retriever.search(ctx.code[:1000], acl=None, k=3), _RETRIEVAL_TIMEOUT_S
+            )
         except Exception as exc:  # retrieval is a nicety here; the request goes on without it
             log.info("workspace retrieval skipped: %s", exc)
             return ctx
@@ -109,67 +111,122 @@ class CodeService:
         return ctx.with_retrieved(chunks)
 
     def explain_stream(
-        self, code: str, language: str, path: str | None = None, context: str | None = None,
-        *, request: Request | None = None,
+        self,
+        code: str,
+        language: str,
+        path: str | None = None,
+        context: str | None = None,
+        *,
+        request: Request | None = None,
     ) -> AsyncIterator[Delta | Answer]:
         """Stream a Markdown explanation of ``code`` (any language)."""
         code, context = self._clip(code, context)
         return self.assistant.complete_stream(
-            "explain", _request(code, request), code=code, language=language or "text", path=path, context=context
+            "explain",
+            _request(code, request),
+            code=code,
+            language=language or "text",
+            path=path,
+            context=context,
         )
 
     def generate_stream(
-        self, code: str, language: str, path: str | None = None, context: str | None = None,
-        *, failures: str | None = None, request: Request | None = None,
+        self,
+        code: str,
+        language: str,
+        path: str | None = None,
+        context: str | None = None,
+        *,
+        failures: str | None = None,
+        request: Request | None = None,
     ) -> AsyncIterator[Delta | Answer]:
         """Stream the model's continuation of ``code`` (a comment, TODO or function head to implement)."""
         require_runnable(language, path or "code")
         code, context = self._clip(code, context)
         return self.assistant.complete_stream(
-            "generate", _request(code, request), preamble=code, language=language, path=path, context=context,
+            "generate",
+            _request(code, request),
+            preamble=code,
+            language=language,
+            path=path,
+            context=context,
             failures=failures,
         )
 
     def tests_stream(
-        self, code: str, language: str, path: str | None = None, context: str | None = None,
-        *, failures: str | None = None, previous: str | None = None, request: Request | None = None,
+        self,
+        code: str,
+        language: str,
+        path: str | None = None,
+        context: str | None = None,
+        *,
+        failures: str | None = None,
+        previous: str | None = None,
+        request: Request | None = None,
     ) -> AsyncIterator[Delta | Answer]:
-        """Stream a pytest module for ``code`` from workspace-relative ``path`` (continues :func:`preamble_for_tests`)."""
+        """Stream a pytest module for ``code`` at workspace-relative ``path`` (continues the preamble)."""
         require_runnable(language, path or "code")
         code, context = self._clip(code, context)
         preamble = preamble_for_tests(code, path or "module.py")
         return self.assistant.complete_stream(
-            "tests", _request(code, request), code=code, language=language, preamble=preamble, path=path,
-            context=context, failures=failures, previous=previous[:3000] if previous else None,
+            "tests",
+            _request(code, request),
+            code=code,
+            language=language,
+            preamble=preamble,
+            path=path,
+            context=context,
+            failures=failures,
+            previous=previous[:3000] if previous else None,
         )
 
     def ask_stream(self, question: str, *, request: Request | None = None) -> AsyncIterator[Delta | Answer]:
         """A question about the workspace, answered like any other ask."""
-        return self.assistant.ask_stream(request or Request(text=question, surface="lsp", priority=Priority.EDITOR))
+        return self.assistant.ask_stream(
+            request or Request(text=question, surface="lsp", priority=Priority.EDITOR)
+        )
 
     async def generate(
-        self, target: GenerationTarget, language: str, path: str | None = None, context: str | None = None,
-        *, on_delta: Callable[[str], None] | None = None,
+        self,
+        target: GenerationTarget,
+        language: str,
+        path: str | None = None,
+        context: str | None = None,
+        *,
+        on_delta: Callable[[str], None] | None = None,
     ) -> Generated:
         """Validated code for ``target``; GenerationRejected when the model's answer is unusable."""
         raw, answer = await collect(self.generate_stream(target.preamble, language, path, context), on_delta)
         return Generated(extract_generated(raw, target), answer)
 
     async def generate_tests(
-        self, code: str, path: str, context: str | None = None, *, failures: str | None = None,
-        previous: str | None = None, on_delta: Callable[[str], None] | None = None,
+        self,
+        code: str,
+        path: str,
+        context: str | None = None,
+        *,
+        failures: str | None = None,
+        previous: str | None = None,
+        on_delta: Callable[[str], None] | None = None,
     ) -> Generated:
         """A validated pytest module for ``code``; GenerationRejected when unusable."""
         stream = self.tests_stream(code, "python", path, context, failures=failures, previous=previous)
         raw, answer = await collect(stream, on_delta)
         return Generated(extract_tests(raw, preamble_for_tests(code, path)), answer)
 
-    async def run_tests(self, workspace: Path, test_path: str, overlay: dict[str, str] | None = None) -> PytestRun:
+    async def run_tests(
+        self, workspace: Path, test_path: str, overlay: dict[str, str] | None = None
+    ) -> PytestRun:
         """Run one workspace-relative test file in the sandbox."""
         return await run_pytest(self.sandbox, workspace, test_path, overlay)
 
     async def repair_tests(
-        self, workspace: Path, run: PytestRun, code: str, source_path: str, overlay: dict[str, str],
+        self,
+        workspace: Path,
+        run: PytestRun,
+        code: str,
+        source_path: str,
+        overlay: dict[str, str],
         attempts: int | None = None,
     ) -> tuple[PytestRun, str | None]:
         """Ask the model to fix failing tests and re-run, at most ``sandbox.repair_attempts`` times."""

@@ -54,8 +54,20 @@ class PytestRun:
 
 def pytest_argv(test_path: str) -> list[str]:
     """The sandboxed command that runs one test file and writes a JUnit report."""
-    return ["{python}", "-m", "pytest", "-q", "--tb=short", "-p", "no:cacheprovider", "-o",
-            "junit_family=xunit1", f"--junitxml={REPORT}", "--", test_path]
+    return [
+        "{python}",
+        "-m",
+        "pytest",
+        "-q",
+        "--tb=short",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "junit_family=xunit1",
+        f"--junitxml={REPORT}",
+        "--",
+        test_path,
+    ]
 
 
 async def run_pytest(

@@ -10,11 +10,23 @@ from server.cli import State, pass_state
 @click.command()
 @click.option("--stdio", is_flag=True, help="Talk LSP over stdin/stdout (the default; editors pass it).")
 @click.option("--tcp", is_flag=True, help="Listen on 127.0.0.1 instead of stdio (for debugging).")
-@click.option("--port", default=2087, show_default=True, type=click.IntRange(0, 65535), help="Port for --tcp.")
-@click.option("--server", "server_url", default=None, metavar="URL",
-              help="Use a `hearth serve` at URL (thin client) instead of the in-process core; also lsp.server_url.")
-@click.option("--token", default=None, envvar="HEARTH_LSP_TOKEN", metavar="TOKEN",
-              help="Bearer token for --server (or HEARTH_LSP_TOKEN, lsp.token).")
+@click.option(
+    "--port", default=2087, show_default=True, type=click.IntRange(0, 65535), help="Port for --tcp."
+)
+@click.option(
+    "--server",
+    "server_url",
+    default=None,
+    metavar="URL",
+    help="Use a `hearth serve` at URL (thin client) instead of the in-process core; also lsp.server_url.",
+)
+@click.option(
+    "--token",
+    default=None,
+    envvar="HEARTH_LSP_TOKEN",
+    metavar="TOKEN",
+    help="Bearer token for --server (or HEARTH_LSP_TOKEN, lsp.token).",
+)
 @pass_state
 def lsp(state: State, stdio: bool, tcp: bool, port: int, server_url: str | None, token: str | None) -> None:
     """Run the Hearth language server (code actions: Explain, Generate, Generate tests, Run tests)."""

@@ -58,8 +58,13 @@ class ScriptedAPI:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         self.started.set()
-        base = {"id": "c1", "object": "chat.completion.chunk", "created": int(time.time()), "model": "fake-coder"}
-        pieces = [text[i:i + 8] for i in range(0, len(text), 8)] or [""]
+        base = {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": "fake-coder",
+        }
+        pieces = [text[i : i + 8] for i in range(0, len(text), 8)] or [""]
         try:
             for piece in pieces:
                 delta = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
@@ -91,8 +96,11 @@ async def start_api(api: ScriptedAPI) -> web.AppRunner:
 
 def write_config(tmp_path: Path, llm: dict[str, Any], **sections: Any) -> Path:
     """A hearth.yaml for the server process."""
-    data: dict[str, Any] = {"home": str(tmp_path / "home"), "llm": llm,
-                            "sandbox": {"timeout_s": 60, "repair_attempts": 1}}
+    data: dict[str, Any] = {
+        "home": str(tmp_path / "home"),
+        "llm": llm,
+        "sandbox": {"timeout_s": 60, "repair_attempts": 1},
+    }
     data.update(sections)
     path = tmp_path / "hearth.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -101,10 +109,17 @@ def write_config(tmp_path: Path, llm: dict[str, Any], **sections: Any) -> Path:
 
 def remote_llm(api: ScriptedAPI) -> dict[str, Any]:
     """LLM settings: no local model; the scripted API through the real openai backend."""
-    return {"local": {"enabled": False},
-            "remote": {"base_url": api.base_url, "api_key": "test-key", "model": "fake-coder", "max_retries": 0,
-                       "timeout_s": 20},
-            "routing": {"order": ["remote"]}}
+    return {
+        "local": {"enabled": False},
+        "remote": {
+            "base_url": api.base_url,
+            "api_key": "test-key",
+            "model": "fake-coder",
+            "max_retries": 0,
+            "timeout_s": 20,
+        },
+        "routing": {"order": ["remote"]},
+    }
 
 
 def make_workspace(tmp_path: Path) -> Path:
@@ -131,27 +146,43 @@ class Editor:
     def open(self, rel: str, language: str = "python") -> str:
         """didOpen a workspace file; returns its URI."""
         uri = self.uri(rel)
-        self.client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
-            uri=uri, language_id=language, version=1, text=(self.root / rel).read_text())))
+        self.client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(
+                    uri=uri, language_id=language, version=1, text=(self.root / rel).read_text()
+                )
+            )
+        )
         return uri
 
     async def actions(self, uri: str, line: int, end_line: int | None = None) -> list[types.CodeAction]:
         """Request code actions for a range."""
-        rng = types.Range(start=types.Position(line=line, character=0),
-                          end=types.Position(line=end_line if end_line is not None else line, character=0))
-        result = await self.client.text_document_code_action_async(types.CodeActionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri), range=rng,
-            context=types.CodeActionContext(diagnostics=[])))
+        rng = types.Range(
+            start=types.Position(line=line, character=0),
+            end=types.Position(line=end_line if end_line is not None else line, character=0),
+        )
+        result = await self.client.text_document_code_action_async(
+            types.CodeActionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                range=rng,
+                context=types.CodeActionContext(diagnostics=[]),
+            )
+        )
         return [a for a in result or [] if isinstance(a, types.CodeAction)]
 
     async def execute(self, command: str, arguments: list[Any]) -> Any:
         """workspace/executeCommand."""
         return await self.client.workspace_execute_command_async(
-            types.ExecuteCommandParams(command=command, arguments=arguments))
+            types.ExecuteCommandParams(command=command, arguments=arguments)
+        )
 
 
 async def start_editor(
-    config: Path, root: Path, *, capabilities: str = "visual-studio-code", extra_args: list[str] | None = None,
+    config: Path,
+    root: Path,
+    *,
+    capabilities: str = "visual-studio-code",
+    extra_args: list[str] | None = None,
     apply_to_disk: bool = True,
 ) -> AsyncIterator[Editor]:
     """Start `hearth lsp` under a pytest-lsp client, initialise it on ``root``, yield, shut down."""
@@ -167,11 +198,13 @@ async def start_editor(
         return types.ApplyWorkspaceEditResult(applied=True)
 
     await client.start_io(HEARTH, "--log-level", "INFO", "--config", str(config), "lsp", *(extra_args or []))
-    await client.initialize_session(types.InitializeParams(
-        capabilities=client_capabilities(capabilities),
-        root_uri=root.as_uri(),
-        workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name="ws")],
-    ))
+    await client.initialize_session(
+        types.InitializeParams(
+            capabilities=client_capabilities(capabilities),
+            root_uri=root.as_uri(),
+            workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name="ws")],
+        )
+    )
     try:
         yield editor
     finally:
@@ -179,7 +212,7 @@ async def start_editor(
 
 
 def _fix_code_action_parsing(client: LanguageClient) -> None:
-    """lsprotocol parses every CodeAction that carries a command as a bare Command; tell them apart properly."""
+    """lsprotocol parses any CodeAction carrying a command as a bare Command; tell them apart."""
     converter = client.protocol._converter
 
     def hook(obj: Any, _: type) -> types.Command | types.CodeAction:
@@ -204,7 +237,9 @@ def _apply_to_disk(edit: types.WorkspaceEdit) -> None:
             if not path.exists():
                 path.write_text("")
         elif isinstance(change, types.TextDocumentEdit):
-            changes.append((change.text_document.uri, [e for e in change.edits if isinstance(e, types.TextEdit)]))
+            changes.append(
+                (change.text_document.uri, [e for e in change.edits if isinstance(e, types.TextEdit)])
+            )
     for uri, edits in changes:
         path = path_of(uri)
         text = path.read_text() if path.exists() else ""
@@ -221,4 +256,4 @@ def _splice(text: str, edit: types.TextEdit) -> str:
             return len(text)
         return sum(len(line) for line in lines[: pos.line]) + min(pos.character, len(lines[pos.line]))
 
-    return text[: offset(edit.range.start)] + edit.new_text + text[offset(edit.range.end):]
+    return text[: offset(edit.range.start)] + edit.new_text + text[offset(edit.range.end) :]

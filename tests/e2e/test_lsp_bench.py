@@ -12,8 +12,15 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "lsp.py"
 
 async def test_bench_lsp_smoke() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(BENCH), "--actions", "15", "--explains", "0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        str(BENCH),
+        "--actions",
+        "15",
+        "--explains",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, err.decode()[-2000:]
     result = json.loads(out)

@@ -19,7 +19,11 @@ def test_vscode_extension_manifest_and_script() -> None:
     assert (VSCODE / manifest["main"]).is_file()
     assert "vscode-languageclient" in manifest["dependencies"]
     assert set(manifest["contributes"]["configuration"]["properties"]) == {
-        "hearth.path", "hearth.config", "hearth.serverUrl", "hearth.token"}
+        "hearth.path",
+        "hearth.config",
+        "hearth.serverUrl",
+        "hearth.token",
+    }
     script = (VSCODE / "extension.js").read_text()
     for command in ("hearth.ask", "hearth.runTests"):
         assert command in COMMANDS and f"'{command}'" in script

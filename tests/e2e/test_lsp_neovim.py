@@ -1,4 +1,4 @@
-"""A real editor: headless Neovim (Debian's 0.7) attaches `hearth lsp` to a Python file and runs code actions."""
+"""A real editor: headless Neovim (Debian's 0.7) attaches `hearth lsp` to a Python file, runs an action."""
 
 from __future__ import annotations
 
@@ -61,7 +61,9 @@ def _ensure_neovim() -> str:
     nvim = shutil.which("nvim")
     if nvim is None:
         # Debian bookworm ships Neovim 0.7.2; install it for this test when it is missing.
-        subprocess.run(["apt-get", "install", "-y", "-q", "neovim"], capture_output=True, timeout=300, check=False)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "neovim"], capture_output=True, timeout=300, check=False
+        )
         nvim = shutil.which("nvim")
     if nvim is None:
         pytest.skip("Neovim is not installed and 'apt-get install neovim' did not work here.")
@@ -70,7 +72,9 @@ def _ensure_neovim() -> str:
 
 @pytest.fixture
 async def api() -> AsyncIterator[ScriptedAPI]:
-    api = ScriptedAPI(reply=lambda prompt: "```python\ndef total(prices):\n    return sum(p for p in prices if p > 0)\n```")
+    api = ScriptedAPI(
+        reply=lambda prompt: "```python\ndef total(prices):\n    return sum(p for p in prices if p > 0)\n```"
+    )
     runner = await start_api(api)
     yield api
     await runner.cleanup()
@@ -83,13 +87,29 @@ async def test_neovim_runs_hearth_generate_code_action(tmp_path: Path, api: Scri
     script = tmp_path / "drive.lua"
     script.write_text(SCRIPT)
     out = tmp_path / "nvim-out.json"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HEARTH_BIN": HEARTH, "HEARTH_NVIM_OUT": str(out),
-           "HEARTH_NVIM_FILE": str(ws / "geometry.py"), "HEARTH_NVIM_CONFIG": str(config),
-           "HEARTH_NVIM_ROOT": str(ws), "HEARTH_HOME": str(tmp_path / "home"),
-           "HEARTH_SNIPPET_DIR": str(SNIPPET_DIR)}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "HEARTH_BIN": HEARTH,
+        "HEARTH_NVIM_OUT": str(out),
+        "HEARTH_NVIM_FILE": str(ws / "geometry.py"),
+        "HEARTH_NVIM_CONFIG": str(config),
+        "HEARTH_NVIM_ROOT": str(ws),
+        "HEARTH_HOME": str(tmp_path / "home"),
+        "HEARTH_SNIPPET_DIR": str(SNIPPET_DIR),
+    }
     proc = await asyncio.create_subprocess_exec(
-        nvim, "--headless", "--clean", "-n", "-c", f"luafile {script}", env=env, cwd=ws,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        nvim,
+        "--headless",
+        "--clean",
+        "-n",
+        "-c",
+        f"luafile {script}",
+        env=env,
+        cwd=ws,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     try:
         output, _ = await asyncio.wait_for(proc.communicate(), 120)
@@ -101,7 +121,12 @@ async def test_neovim_runs_hearth_generate_code_action(tmp_path: Path, api: Scri
     result = json.loads(out.read_text())
     assert "lua_error" not in result, result
     assert result["initialized"] is True
-    assert result["titles"] == ["Hearth: Explain", "Hearth: Generate", "Hearth: Generate tests", "Hearth: Run tests"]
+    assert result["titles"] == [
+        "Hearth: Explain",
+        "Hearth: Generate",
+        "Hearth: Generate tests",
+        "Hearth: Run tests",
+    ]
     assert result["error"] is None
     text = "\n".join(result["lines"])
     # Neovim applied Hearth's workspace edit to the buffer.

@@ -1,4 +1,4 @@
-"""Thin-client mode: `hearth lsp --server URL --token T` against a loopback server speaking the REST+SSE contract."""
+"""Thin-client mode: `hearth lsp --server URL --token T` against a loopback REST+SSE server."""
 
 from __future__ import annotations
 
@@ -39,14 +39,20 @@ class HearthServe:
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return web.json_response({"message": "bad token"}, status=401)
         text = self.text_for(request.path, body)
-        answer = {"answer": text, "citations": [], "backend": "local", "model": "served-model",
-                  "usage": {"prompt_tokens": 5, "completion_tokens": 9}, "timings_ms": {"total": 12.0}}
+        answer = {
+            "answer": text,
+            "citations": [],
+            "backend": "local",
+            "model": "served-model",
+            "usage": {"prompt_tokens": 5, "completion_tokens": 9},
+            "timings_ms": {"total": 12.0},
+        }
         if self.mode == "json" or request.headers.get("Accept") != "text/event-stream":
             return web.json_response(answer)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         for i in range(0, len(text), 10):
-            await resp.write(f"event: delta\ndata: {json.dumps({'text': text[i:i + 10]})}\n\n".encode())
+            await resp.write(f"event: delta\ndata: {json.dumps({'text': text[i : i + 10]})}\n\n".encode())
             if self.mode == "die":
                 assert request.transport is not None
                 request.transport.close()  # the GPU box goes away mid-answer
@@ -75,7 +81,9 @@ async def serve() -> AsyncIterator[tuple[HearthServe, web.AppRunner]]:
 async def editor(tmp_path: Path, serve: tuple[HearthServe, web.AppRunner]) -> AsyncIterator[Editor]:
     state, _ = serve
     config = write_config(tmp_path, {"local": {"enabled": False}})
-    async for ed in start_editor(config, make_workspace(tmp_path), extra_args=["--server", state.url, "--token", TOKEN]):
+    async for ed in start_editor(
+        config, make_workspace(tmp_path), extra_args=["--server", state.url, "--token", TOKEN]
+    ):
         yield ed
 
 

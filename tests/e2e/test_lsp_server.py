@@ -12,12 +12,22 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from tests.e2e.lsp_rig import Editor, ScriptedAPI, make_workspace, remote_llm, start_api, start_editor, write_config
+from tests.e2e.lsp_rig import (
+    Editor,
+    ScriptedAPI,
+    make_workspace,
+    remote_llm,
+    start_api,
+    start_editor,
+    write_config,
+)
 
 GOOD_TOTAL = "```python\ndef total(prices):\n    return sum(p for p in prices if p >= 0)\n```\n"
 WRONG_TESTS = "```python\nfrom geometry import add\n\n\ndef test_add():\n    assert add(1, 2) == 4\n```\n"
-RIGHT_TESTS = ("```python\nfrom geometry import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n\n\n"
-               "def test_add_negative():\n    assert add(-1, -1) == -2\n```\n")
+RIGHT_TESTS = (
+    "```python\nfrom geometry import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n\n\n"
+    "def test_add_negative():\n    assert add(-1, -1) == -2\n```\n"
+)
 
 
 def reply(prompt: str) -> str:
@@ -63,7 +73,9 @@ async def test_code_actions_are_instant_and_never_call_the_model(editor: Editor,
     assert api.requests == []
 
 
-async def test_explain_streams_with_progress_and_opens_a_markdown_document(editor: Editor, api: ScriptedAPI) -> None:
+async def test_explain_streams_with_progress_and_opens_a_markdown_document(
+    editor: Editor, api: ScriptedAPI
+) -> None:
     uri = editor.open("geometry.py")
     actions = await editor.actions(uri, 4)
     cmd = actions[0].command
@@ -74,15 +86,23 @@ async def test_explain_streams_with_progress_and_opens_a_markdown_document(edito
     assert "def area(r):" in api.requests[0]["messages"][-1]["content"]  # the enclosing function was sent
     shown = editor.client.shown_documents
     assert len(shown) == 1 and shown[0].uri.endswith(".md")
-    assert Path(shown[0].uri.removeprefix("file://")).read_text().startswith("# geometry.py — area")
+    assert (
+        Path(shown[0].uri.removeprefix("file://"))
+        .read_text()
+        .startswith(  # noqa: ASYNC240
+            "# geometry.py — area"
+        )
+    )
     kinds = [type(v).__name__ for reports in editor.client.progress_reports.values() for v in reports]
     assert kinds[0] == "WorkDoneProgressBegin" and kinds[-1] == "WorkDoneProgressEnd"
 
 
 async def test_generate_turns_a_todo_into_code_as_a_workspace_edit(editor: Editor) -> None:
     uri = editor.open("geometry.py")
-    result = await editor.execute("hearth.generate", [{"uri": uri, "range": {
-        "start": {"line": 13, "character": 0}, "end": {"line": 13, "character": 0}}}])
+    result = await editor.execute(
+        "hearth.generate",
+        [{"uri": uri, "range": {"start": {"line": 13, "character": 0}, "end": {"line": 13, "character": 0}}}],
+    )
     assert result["applied"] is True
     [edit] = editor.edits
     [text_edit] = edit.edit.changes[uri]  # type: ignore[index]
@@ -116,7 +136,9 @@ async def test_empty_selection_and_unsupported_language_get_clear_errors(editor:
         await editor.execute("hearth.runTests", [{"uri": uri, "line": 9}])
 
 
-async def test_generate_tests_run_them_sandboxed_diagnose_and_repair(editor: Editor, api: ScriptedAPI) -> None:
+async def test_generate_tests_run_them_sandboxed_diagnose_and_repair(
+    editor: Editor, api: ScriptedAPI
+) -> None:
     uri = editor.open("geometry.py")
     made = await editor.execute("hearth.generateTests", [{"uri": uri, "line": 9}])
     assert made["path"] == "tests/test_geometry.py" and made["applied"] is True
@@ -145,7 +167,8 @@ async def test_cancel_request_stops_generation(editor: Editor, api: ScriptedAPI)
     uri = editor.open("geometry.py")
     params = types.ExecuteCommandParams(command="hearth.explain", arguments=[{"uri": uri, "line": 4}])
     pending = asyncio.ensure_future(
-        editor.client.protocol.send_request_async(types.WORKSPACE_EXECUTE_COMMAND, params, msg_id="cancel-me"))
+        editor.client.protocol.send_request_async(types.WORKSPACE_EXECUTE_COMMAND, params, msg_id="cancel-me")
+    )
     await asyncio.wait_for(api.started.wait(), 20)
     editor.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="cancel-me"))
     with pytest.raises(JsonRpcException, match="cancel"):

@@ -55,7 +55,9 @@ def test_base_model_continuation_is_joined_reindented_and_trimmed() -> None:
     # A base model continues after the docstring (sometimes over-indented) and rambles on.
     out = "\n        return math.pi * r ** 2\n\n    def other(self):\n        pass\n\nprint(1)\nbroken("
     code = extract_generated(out, target)
-    assert code == 'def area(self, r):\n    """Area of a circle of radius r."""\n    return math.pi * r ** 2\n'
+    assert (
+        code == 'def area(self, r):\n    """Area of a circle of radius r."""\n    return math.pi * r ** 2\n'
+    )
     assert indent_block(code, target.indent).startswith("    def area(self, r):\n        ")
     # The stream's leading newline stripped away still gives a well-indented body.
     assert "\n    return 1" in extract_generated("return 1", target)
@@ -125,4 +127,8 @@ E   assert 3 == 4</failure></testcase>
     assert passed == 1
     [failure] = failures
     assert (failure.test, failure.path, failure.line, failure.message) == (
-        "test_bad", "tests/test_calc.py", 7, "assert 3 == 4")
+        "test_bad",
+        "tests/test_calc.py",
+        7,
+        "assert 3 == 4",
+    )

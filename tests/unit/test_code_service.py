@@ -22,17 +22,22 @@ from tests.fixtures.core import make_settings
 SOURCE = 'def add(a, b):\n    """Add two numbers."""\n    ...\n'
 
 
-def _service(tmp_path: Path, reply: object, retriever: object = None, **sandbox: object) -> tuple[CodeService, FakeBackend]:
+def _service(
+    tmp_path: Path, reply: object, retriever: object = None, **sandbox: object
+) -> tuple[CodeService, FakeBackend]:
     settings = make_settings(tmp_path, sandbox={"timeout_s": 30, **sandbox})
     backend = FakeBackend(reply=reply)  # type: ignore[arg-type]
-    assistant = Assistant(settings, Router(local=backend, remote=None, routing=settings.llm.routing),
-                          retriever=retriever)  # type: ignore[arg-type]
+    assistant = Assistant(
+        settings, Router(local=backend, remote=None, routing=settings.llm.routing), retriever=retriever
+    )  # type: ignore[arg-type]
     return CodeService(assistant), backend
 
 
 async def test_explain_streams_with_editor_priority(tmp_path: Path) -> None:
     code, backend = _service(tmp_path, "It adds two numbers.")
-    raw, answer = await collect(code.explain_stream("def add(a, b):\n    return a + b", "python", path="m.py"))
+    raw, answer = await collect(
+        code.explain_stream("def add(a, b):\n    return a + b", "python", path="m.py")
+    )
     assert raw == "It adds two numbers." and answer.model == "fake-model"
     call = backend.calls[0]
     assert call.options.priority is Priority.EDITOR
@@ -73,8 +78,10 @@ class BrokenRetriever:
 
 class GoodRetriever:
     async def search(self, query: str, *, acl: frozenset[str] | None, k: int) -> Sequence[Hit]:
-        return [Hit("c1", "d1", "file:///ws/m.py", "m.py", "own file", 0.9),
-                Hit("c2", "d2", "file:///ws/util.py", "util.py", "def helper(): ...", 0.8, "lines 1-2")]
+        return [
+            Hit("c1", "d1", "file:///ws/m.py", "m.py", "own file", 0.9),
+            Hit("c2", "d2", "file:///ws/util.py", "util.py", "def helper(): ...", 0.8, "lines 1-2"),
+        ]
 
 
 async def test_workspace_retrieval_is_optional_and_never_blocks(

@@ -28,10 +28,13 @@ def _workspace(tmp_path: Path) -> Path:
 
 async def test_runs_in_a_copy_with_overlay_and_collects_files(tmp_path: Path) -> None:
     ws = _workspace(tmp_path)
-    script = ("import mod, os, pathlib; pathlib.Path('out.txt').write_text(str(mod.VALUE)); "
-              "print('uid', os.getuid())")
-    result = await _sandbox().run(ws, ["{python}", "-c", script], overlay={"mod.py": "VALUE = 42\n"},
-                                  collect=["out.txt"])
+    script = (
+        "import mod, os, pathlib; pathlib.Path('out.txt').write_text(str(mod.VALUE)); "
+        "print('uid', os.getuid())"
+    )
+    result = await _sandbox().run(
+        ws, ["{python}", "-c", script], overlay={"mod.py": "VALUE = 42\n"}, collect=["out.txt"]
+    )
     assert result.ok, result.output
     assert result.files["out.txt"] == "42"
     assert (ws / "mod.py").read_text() == "VALUE = 1\n"  # the overlay went to the copy only
@@ -118,8 +121,10 @@ async def test_sleep_forever_is_killed_on_time(tmp_path: Path) -> None:
 
 
 async def test_output_flood_is_truncated_head_and_tail(tmp_path: Path) -> None:
-    script = ("import sys\nprint('FIRST')\n"
-              "for i in range(200000): sys.stdout.write('x' * 50 + '\\n')\nprint('LAST')")
+    script = (
+        "import sys\nprint('FIRST')\n"
+        "for i in range(200000): sys.stdout.write('x' * 50 + '\\n')\nprint('LAST')"
+    )
     result = await _sandbox(max_output_chars=2000).run(_workspace(tmp_path), ["{python}", "-c", script])
     assert result.truncated
     assert len(result.output) < 2200

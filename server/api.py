@@ -18,11 +18,12 @@ Answers come back as the ``Answer`` JSON (``core.contracts.Answer.as_dict``). Wi
 from __future__ import annotations
 
 import asyncio
-import inspect
+import base64
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from aiohttp import web
@@ -95,11 +96,11 @@ class ExplainBody(Body):
 class GenerateBody(Body):
     """POST /v1/code/generate."""
 
-    instruction: str = Field(min_length=1, description="What to write (a comment, docstring or TODO).")
+    code: str = Field(min_length=1, description="The comment, docstring, TODO or function head to implement.")
     language: str = Field(min_length=1, description="Target language, e.g. python.")
-    code: str = Field("", description="The surrounding code or selection.")
     path: str | None = Field(None, description="The file being edited.")
     context: str | None = Field(None, description="Related code from the workspace.")
+    failures: str | None = Field(None, description="Errors from an earlier attempt, for a repair round.")
 
 
 class TestsBody(Body):
@@ -107,8 +108,10 @@ class TestsBody(Body):
 
     code: str = Field(min_length=1, description="The code to write tests for.")
     language: str = Field(min_length=1, description="Its language, e.g. python.")
-    path: str | None = Field(None, description="The file it comes from.")
+    path: str | None = Field(None, description="The file it comes from (workspace-relative).")
     context: str | None = Field(None, description="Related code from the workspace.")
+    failures: str | None = Field(None, description="Failures of the previous tests, for a repair round.")
+    previous: str | None = Field(None, description="The previous test file, for a repair round.")
 
 
 BODIES: dict[str, type[Body]] = {
@@ -325,25 +328,18 @@ async def _try_write(resp: web.StreamResponse, data: bytes) -> None:
         pass
 
 
-async def _materialize(result: Any) -> Any:
-    return await result if inspect.isawaitable(result) else result
-
-
-def _jsonable(result: Any) -> Any:
-    if hasattr(result, "as_dict"):
-        return result.as_dict()
-    if hasattr(result, "model_dump"):
-        return result.model_dump(mode="json")
-    return result
-
-
 # --- handlers ---------------------------------------------------------------------------------
 async def ask(request: web.Request) -> web.StreamResponse:
     """POST /v1/ask: answer a question from the docs the token may read."""
     body = await read_body(request, AskBody)
     assistant = assistant_of(request)
     req = make_request(request, body.question, history=body.history)
-    return await respond(request, "ask", req, assistant.ask_stream(req))
+
+    def start() -> AsyncIterator[Delta | Answer]:
+        assistant.check_question(req)  # refuse bad input with a 400 before any event is sent
+        return assistant.ask_stream(req)
+
+    return await _stream_call(request, "ask", req, start)
 
 
 async def search(request: web.Request) -> web.StreamResponse:
@@ -371,82 +367,20 @@ async def search(request: web.Request) -> web.StreamResponse:
 
 
 async def tables_ask(request: web.Request) -> web.StreamResponse:
-    """POST /v1/tables/ask: a question answered with SQL over the configured tables."""
+    """POST /v1/tables/ask: a question answered with guarded SQL over the tables the token may query."""
     body = await read_body(request, TablesAskBody)
     assistant = assistant_of(request)
     tables = getattr(assistant, "tables", None)
     if tables is None:
         return not_available("Table questions", "declare table sources under 'tables:' in hearth.yaml")
     req = make_request(request, body.question)
-    return await _call_service(request, "tables.ask", req, tables.ask, req, source=body.source)
-
-
-async def code_explain(request: web.Request) -> web.StreamResponse:
-    """POST /v1/code/explain: a Markdown explanation of the code."""
-    body = await read_body(request, ExplainBody)
-    assistant = assistant_of(request)
-    req = make_request(request, f"explain {body.path or body.language} code", priority=Priority.EDITOR)
-    stream = assistant.complete_stream(
-        "explain", req, code=body.code, language=body.language, path=body.path, context=body.context
-    )
-    return await respond(request, "code.explain", req, stream)
-
-
-async def code_generate(request: web.Request) -> web.StreamResponse:
-    """POST /v1/code/generate: code for an instruction, in the file's context."""
-    body = await read_body(request, GenerateBody)
-    code = getattr(assistant_of(request), "code", None)
-    if code is None or not hasattr(code, "generate"):
-        return not_available("Code generation", "this server was built without the code service")
-    req = make_request(request, body.instruction, priority=Priority.EDITOR)
-    return await _call_service(
-        request,
-        "code.generate",
-        req,
-        code.generate,
-        req,
-        instruction=body.instruction,
-        code=body.code,
-        language=body.language,
-        path=body.path,
-        context=body.context,
-    )
-
-
-async def code_tests(request: web.Request) -> web.StreamResponse:
-    """POST /v1/code/tests: a test file for the code."""
-    body = await read_body(request, TestsBody)
-    code = getattr(assistant_of(request), "code", None)
-    if code is None or not hasattr(code, "generate_tests"):
-        return not_available("Test generation", "this server was built without the code service")
-    req = make_request(request, f"tests for {body.path or body.language} code", priority=Priority.EDITOR)
-    return await _call_service(
-        request,
-        "code.tests",
-        req,
-        code.generate_tests,
-        req,
-        code=body.code,
-        language=body.language,
-        path=body.path,
-        context=body.context,
-    )
-
-
-async def _call_service(
-    request: web.Request, action: str, req: Request, fn: Any, *args: Any, **kwargs: Any
-) -> web.StreamResponse:
-    """Run a capability that returns either an answer stream or a result object."""
-    result = fn(*args, **kwargs)
-    if hasattr(result, "__aiter__"):
-        return await respond(request, action, req, result)
     entry = AuditEntry(
-        user=req.user, surface=req.surface, action=action, question=req.text, request_id=req.request_id
+        user=req.user, surface=req.surface, action="tables.ask", question=req.text, request_id=req.request_id
     )
     started = time.perf_counter()
     try:
         with request.app[LIFECYCLE].track():
-            value = await _materialize(result)
+            result = await tables.ask(body.question, source=body.source, acl=req.acl, priority=req.priority)
     except HearthError as exc:
         entry.status, entry.error = "error", str(exc)
         status, code = _status_for(exc)
@@ -454,10 +388,108 @@ async def _call_service(
     finally:
         entry.duration_ms = (time.perf_counter() - started) * 1000
         request.app[AUDIT].record(entry)
-    answer = getattr(value, "answer", None)
-    if isinstance(answer, Answer):
-        entry.with_answer(answer)
-    return web.json_response(_jsonable(value))
+    data = result.as_dict()
+    entry.sources = [data["source"]] if data.get("source") else []
+    entry.backend, entry.model = str(data.get("backend") or ""), str(data.get("model") or "")
+    data["chart_png_base64"] = await asyncio.to_thread(_png_base64, data.get("chart"))
+    data["request_id"] = req.request_id
+    return web.json_response(data)
+
+
+def _png_base64(path: str | None) -> str | None:
+    """The chart image inline, since the client cannot read the server's disk."""
+    if not path:
+        return None
+    try:
+        return base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    except OSError:
+        return None
+
+
+async def code_explain(request: web.Request) -> web.StreamResponse:
+    """POST /v1/code/explain: a Markdown explanation of the code."""
+    body = await read_body(request, ExplainBody)
+    assistant = assistant_of(request)
+    req = make_request(request, f"explain {body.path or body.language} code", priority=Priority.EDITOR)
+    code = getattr(assistant, "code", None)
+    if code is not None and hasattr(code, "explain_stream"):
+        return await _stream_call(
+            request,
+            "code.explain",
+            req,
+            lambda: code.explain_stream(body.code, body.language, body.path, body.context, request=req),
+        )
+    return await _stream_call(
+        request,
+        "code.explain",
+        req,
+        lambda: assistant.complete_stream(
+            "explain", req, code=body.code, language=body.language, path=body.path, context=body.context
+        ),
+    )
+
+
+async def code_generate(request: web.Request) -> web.StreamResponse:
+    """POST /v1/code/generate: the model's implementation of a comment, docstring or function head."""
+    body = await read_body(request, GenerateBody)
+    code = getattr(assistant_of(request), "code", None)
+    if code is None or not hasattr(code, "generate_stream"):
+        return not_available("Code generation", "this server was built without the code service")
+    req = make_request(request, f"generate {body.path or body.language} code", priority=Priority.EDITOR)
+    return await _stream_call(
+        request,
+        "code.generate",
+        req,
+        lambda: code.generate_stream(
+            body.code, body.language, body.path, body.context, failures=body.failures, request=req
+        ),
+    )
+
+
+async def code_tests(request: web.Request) -> web.StreamResponse:
+    """POST /v1/code/tests: a test module for the code."""
+    body = await read_body(request, TestsBody)
+    code = getattr(assistant_of(request), "code", None)
+    if code is None or not hasattr(code, "tests_stream"):
+        return not_available("Test generation", "this server was built without the code service")
+    req = make_request(request, f"tests for {body.path or body.language} code", priority=Priority.EDITOR)
+    return await _stream_call(
+        request,
+        "code.tests",
+        req,
+        lambda: code.tests_stream(
+            body.code,
+            body.language,
+            body.path,
+            body.context,
+            failures=body.failures,
+            previous=body.previous,
+            request=req,
+        ),
+    )
+
+
+async def _stream_call(
+    request: web.Request, action: str, req: Request, make: Callable[[], AsyncIterator[Delta | Answer]]
+) -> web.StreamResponse:
+    """Start an answer stream; input refused before streaming becomes a JSON error (and an audit row)."""
+    try:
+        stream = make()
+    except HearthError as exc:
+        status, code = _status_for(exc)
+        request.app[AUDIT].record(
+            AuditEntry(
+                user=req.user,
+                surface=req.surface,
+                action=action,
+                question=req.text,
+                request_id=req.request_id,
+                status="error",
+                error=str(exc),
+            )
+        )
+        return error_response(status, code, str(exc))
+    return await respond(request, action, req, stream)
 
 
 async def openapi(request: web.Request) -> web.Response:

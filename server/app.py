@@ -25,8 +25,8 @@ from core.assistant import Assistant
 from core.config import Settings
 from core.db import Database
 from core.ratelimit import RateLimiter
-from server.audit import AuditLog
-from server.auth import LIMITER, TOKENS, TokenStore, require_token
+from server.audit import AuditLog, audit_log
+from server.auth import LIMITER, TOKENS, TokenStore, api_tokens, require_token
 from server.health import healthz, readyz
 from server.observability import metrics_handler, observe
 from server.state import ASSISTANT, AUDIT, DATABASE, LIFECYCLE, SETTINGS, Lifecycle
@@ -62,6 +62,11 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
         db = Database(settings.database_url)
         app[DATABASE] = db
         app[TOKENS] = TokenStore(db)
+        try:
+            # Create the tables now, so concurrent first requests never race on DDL.
+            await db.ensure([api_tokens, audit_log])
+        except Exception as exc:  # noqa: BLE001 - the database may be down: /readyz says so, calls retry
+            log.error("state database unavailable at start (%s); will retry on use", exc)
         audit = AuditLog(db)
         audit.start()
         app[AUDIT] = audit

@@ -106,7 +106,8 @@ def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
     """The JSON error body every Hearth endpoint uses."""
-    body = {"error": {"code": code, "message": message}, "request_id": REQUEST_ID.get()}
+    # "message" is repeated at the top level for clients that read only that.
+    body = {"error": {"code": code, "message": message}, "message": message, "request_id": REQUEST_ID.get()}
     return web.json_response(body, status=status, headers=headers)
 
 

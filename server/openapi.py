@@ -12,13 +12,14 @@ from server import api
 
 _ERROR = {
     "type": "object",
-    "required": ["error", "request_id"],
+    "required": ["error", "message", "request_id"],
     "properties": {
         "error": {
             "type": "object",
             "required": ["code", "message"],
             "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
         },
+        "message": {"type": "string", "description": "The same sentence as error.message."},
         "request_id": {"type": "string"},
     },
 }
@@ -69,6 +70,24 @@ _HIT = {
             ("location", "string"),
             ("source", "string"),
         )
+    },
+}
+_TABLE_ANSWER = {
+    "type": "object",
+    "properties": {
+        "sql": {"type": "string"},
+        "columns": {"type": "array", "items": {"type": "string"}},
+        "rows": {"type": "array", "items": {"type": "array"}},
+        "answer": {"type": "string"},
+        "chart": {"type": ["string", "null"], "description": "Path of the chart on the server."},
+        "chart_png_base64": {"type": ["string", "null"]},
+        "csv": {"type": ["string", "null"]},
+        "source": {"type": "string"},
+        "notices": {"type": "array", "items": {"type": "string"}},
+        "backend": {"type": "string"},
+        "model": {"type": "string"},
+        "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},
+        "request_id": {"type": "string"},
     },
 }
 _SSE_DOC = (
@@ -152,13 +171,22 @@ def document() -> dict[str, Any]:
         "Answer a question over the configured tables with guarded SQL.", "TablesAskBody", stream=False
     )
     tables["responses"]["200"] = {
-        "description": "sql, columns, rows, answer, chart.",
-        "content": {"application/json": {"schema": {"type": "object"}}},
+        "description": "The answer, the SQL that produced it and the rows (the `hearth tables ask --json` "
+        "shape), plus the chart inline as base64 PNG.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TableAnswer"}}},
     }
     tables["responses"].update(_errors(501))
-    generate = _answer_op("Generate code for an instruction.", "GenerateBody")
+    tables["responses"]["422"] = {
+        "description": "The SQL was refused by the guard or failed on the data.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    schemas["TableAnswer"] = _TABLE_ANSWER
+    generate = _answer_op(
+        "Implement a comment, docstring or function head; the answer streams the model's code.",
+        "GenerateBody",
+    )
     generate["responses"].update(_errors(501))
-    tests = _answer_op("Generate tests for a piece of code.", "TestsBody")
+    tests = _answer_op("Write a pytest module for a piece of code; the answer streams the file.", "TestsBody")
     tests["responses"].update(_errors(501))
     return {
         "openapi": "3.1.0",

@@ -123,7 +123,7 @@ async def test_search_without_retrieval_is_501(client: Any) -> None:
 @pytest.mark.parametrize(
     "path,body",
     [
-        ("/v1/code/generate", {"instruction": "add", "language": "python"}),
+        ("/v1/code/generate", {"code": "# add two numbers", "language": "python"}),
         ("/v1/code/tests", {"code": "def f(): pass", "language": "python"}),
         ("/v1/tables/ask", {"question": "how many?"}),
     ],
@@ -143,19 +143,64 @@ async def test_code_explain_streams_through_the_explain_template(client: Any) ->
     assert client.backend.calls[-1].options.priority == 0  # editor requests jump the queue
 
 
-async def test_code_generate_calls_the_code_service_when_present(client: Any) -> None:
-    class Code:
-        async def generate(self, request: Any, **kw: Any) -> dict[str, Any]:
-            return {"code": f"# {kw['instruction']} ({request.user})", "language": kw["language"]}
+async def test_code_generate_and_tests_stream_through_the_code_service(client: Any) -> None:
+    from core.code.service import CodeService
 
-    client.app[api.ASSISTANT].code = Code()
+    assistant = client.app[api.ASSISTANT]
+    assistant.code = CodeService(assistant)
+    body = {"code": 'def add(a, b):\n    """Add two numbers."""\n', "language": "python", "path": "calc.py"}
+    sse = client.auth | {"Accept": "text/event-stream", "X-Hearth-Surface": "lsp"}
+    resp = await client.post("/v1/code/generate", json=body, headers=sse)
+    events = parse_sse(await resp.text())
+    assert events[-1][0] == "answer" and events[-1][1]["answer"] == "Hearth fake answer."
+    assert "Add two numbers." in " ".join(m.content for m in client.backend.calls[-1].messages)
     resp = await client.post(
-        "/v1/code/generate",
-        json={"instruction": "add two numbers", "language": "python"},
+        "/v1/code/tests",
+        json=body | {"failures": "AssertionError: 3 != 4", "previous": "def test_add(): ..."},
         headers=client.auth,
     )
-    assert resp.status == 200
-    assert (await resp.json())["code"] == "# add two numbers (alice)"
+    assert resp.status == 200 and (await resp.json())["answer"] == "Hearth fake answer."
+    assert "3 != 4" in " ".join(m.content for m in client.backend.calls[-1].messages)
+    calls = len(client.backend.calls)
+    resp = await client.post("/v1/code/tests", json=body | {"language": "cobol"}, headers=sse)
+    assert resp.status == 400 and resp.headers["Content-Type"].startswith("application/json")
+    assert (await resp.json())["message"] and len(client.backend.calls) == calls
+    rows = await _audit_rows(client)
+    assert [(r["action"], r["surface"], r["status"]) for r in rows[:3]] == [
+        ("code.tests", "lsp", "error"),
+        ("code.tests", "rest", "ok"),
+        ("code.generate", "lsp", "ok"),
+    ]
+
+
+async def test_tables_ask_answers_with_sql_over_a_csv(aiohttp_client: Any, tmp_path: Path) -> None:
+    from core.tables.service import TableService
+
+    csv = tmp_path / "sales.csv"
+    csv.write_text("region,units\neast,3\nwest,4\n", encoding="utf-8")
+    settings = make_settings(
+        tmp_path, tables=[{"name": "sales", "type": "csv", "path": str(csv), "acl": ["group:eng"]}]
+    )
+    backend = FakeBackend(reply="SELECT SUM(units) AS total FROM sales")
+    assistant = Assistant(settings, Router(local=backend, remote=None, routing=settings.llm.routing))
+    assistant.tables = TableService(settings, assistant.router, assistant.prompts)
+    client = await aiohttp_client(create_app(settings, assistant=assistant))
+    _, token = await client.app[TOKENS].create("alice", ["group:eng"])
+    _, outsider = await client.app[TOKENS].create("mallory", [])
+    resp = await client.post(
+        "/v1/tables/ask",
+        json={"question": "How many units in total?"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    body = await resp.json()
+    assert resp.status == 200, body
+    assert body["rows"] == [[7]] and "SUM(units)" in body["sql"] and body["source"] == "sales"
+    resp = await client.post(
+        "/v1/tables/ask",
+        json={"question": "How many units in total?"},
+        headers={"Authorization": f"Bearer {outsider}"},
+    )
+    assert resp.status >= 400 and "sales" not in (await resp.json())["message"].lower().split("'")
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,7 @@ from server.state import ASSISTANT, AUDIT, LIFECYCLE
 
 log = logging.getLogger(__name__)
 
+BODY_TIMEOUT_S = 30.0
 SHUTTING_DOWN = "Hearth is restarting and could not finish this answer; please retry in a moment."
 # Callers may say which client they are (the editor plugin sends "lsp"); anything else counts as "rest".
 _SURFACES = {"rest", "lsp", "cli", "web"}
@@ -141,7 +142,11 @@ def _field_error(exc: ValidationError) -> str:
 
 async def read_body(request: web.Request, model: type[M]) -> M:
     """Parse the JSON body into ``model``; 400 names the bad field, 413 when too large."""
-    raw = await request.read()  # aiohttp raises 413 beyond server.max_body_bytes
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):  # a client trickling its body must not hold a slot
+            raw = await request.read()  # aiohttp raises 413 beyond server.max_body_bytes
+    except TimeoutError:
+        raise ApiError(408, "timeout", f"The request body did not arrive within {BODY_TIMEOUT_S:.0f}s.") from None
     if not raw.strip():
         raise BadRequest("The request body is empty; send a JSON object.")
     try:

@@ -364,3 +364,17 @@ async def test_openapi_describes_every_v1_route(client: Any) -> None:
 def test_api_handlers_are_coroutines() -> None:
     assert all(asyncio.iscoroutinefunction(h) for _, _, h in api.ROUTES)
     assert isinstance(create_app(make_settings(Path("/tmp/unused"))), web.Application)
+
+
+async def test_a_client_trickling_its_body_gets_408(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api, "BODY_TIMEOUT_S", 0.2)
+
+    async def slow_body() -> Any:
+        yield b'{"question": '
+        await asyncio.sleep(2)
+        yield b'"late"}'
+
+    headers = client.auth | {"Content-Type": "application/json"}
+    resp = await client.post("/v1/ask", data=slow_body(), headers=headers)
+    assert resp.status == 408
+    assert client.backend.calls == []

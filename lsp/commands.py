@@ -14,6 +14,7 @@ from pygls.uris import from_fs_path
 
 from core.code.context import CodeContext, build_context, language_of, require_runnable
 from core.code.generation import (
+    GenerationTarget,
     extract_generated,
     extract_tests,
     find_target,
@@ -21,6 +22,8 @@ from core.code.generation import (
     module_name,
     path_for_tests,
     preamble_for_tests,
+    rewrite_target,
+    splice,
 )
 from core.code.sandbox import Sandbox
 from core.code.service import collect, repair_loop
@@ -357,8 +360,15 @@ async def run_tests(ls: HearthServer, args: list[Any]) -> Any:
         report(f"running {test_rel} in the sandbox")
         run = await run_pytest(sandbox, root, test_rel, overlay)
         repaired = None
+        code_fixed: tuple[GenerationTarget, str] | None = None
         attempts = ls.settings.sandbox.repair_attempts
         fix = arg.get("fix")
+        if fix not in (None, "tests", "code"):
+            raise InputError(f"Unknown fix {fix!r}; use 'tests' or 'code' (or leave it out).")
+        if not run.ok and fix == "code" and attempts:
+            if test_rel == target.rel:
+                raise InputError("To repair the code, run the tests from the function under test.")
+            run, code_fixed = await _repair_code(ls, report, run, overlay, sandbox, root, target, attempts)
         if not run.ok and fix == "tests" and attempts:
             if test_rel == target.rel:
                 source = await asyncio.to_thread(_source_for_tests, root, test_text, test_rel)
@@ -370,9 +380,24 @@ async def run_tests(ls: HearthServer, args: list[Any]) -> Any:
                 run, repaired = await _repair(ls, report, run, overlay, sandbox, root, source, attempts)
         texts = dict(overlay)
         texts[test_rel] = repaired if repaired is not None else test_text
+        if code_fixed is not None:
+            texts[target.rel] = code_fixed[1]
         await _publish(ls, root, run, texts)
         if repaired is not None:
             await _replace_file(ls, root / test_rel, test_text, repaired)
+        if code_fixed is not None:
+            spot, new_source = code_fixed
+            _unchanged(ls, target)
+            new_lines = new_source.splitlines()
+            old_lines = target.ctx.source.splitlines()
+            grown = len(new_lines) - len(old_lines)
+            body = "\n".join(new_lines[spot.start_line : spot.end_line + 1 + grown])
+            rng = types.Range(
+                start=types.Position(line=spot.start_line, character=0),
+                end=types.Position(line=spot.end_line, character=len(old_lines[spot.end_line])),
+            )
+            edit = types.WorkspaceEdit(changes={target.uri: [types.TextEdit(range=rng, new_text=body)]})
+            await _apply(ls, edit, "Hearth: Repair code")
         ls.notify_user(
             run.summary() + ("" if not run.notes else " " + " ".join(run.notes)),
             types.MessageType.Info if run.ok else types.MessageType.Warning,
@@ -383,7 +408,7 @@ async def run_tests(ls: HearthServer, args: list[Any]) -> Any:
             "ok": run.ok,
             "summary": run.summary(),
             "notes": run.notes,
-            "repaired": repaired is not None,
+            "repaired": repaired is not None or code_fixed is not None,
             "timed_out": run.result.timed_out,
             "output": run.result.output[-4000:],
             "isolation": run.result.isolation,
@@ -421,6 +446,40 @@ async def _repair(
         return await run_pytest(sandbox, root, run.test_path, trial)
 
     return await repair_loop(run, overlay, attempts, write, rerun)
+
+
+async def _repair_code(
+    ls: HearthServer,
+    report: Callable[[str], None],
+    run: PytestRun,
+    overlay: dict[str, str],
+    sandbox: Sandbox,
+    root: Path,
+    target: Target,
+    attempts: int,
+) -> tuple[PytestRun, tuple[GenerationTarget, str] | None]:
+    """Ask the model to rewrite the function at the cursor until the tests pass (at most ``attempts``)."""
+    source = target.ctx.source
+    notes = list(run.notes)
+    for attempt in range(attempts):
+        spot = rewrite_target(source, target.ctx.start_line, run.failure_text())
+        report(f"asking the model to repair {spot.name}()")
+        stream = ls.backend.generate_stream(spot.preamble, "python", target.rel, None)
+        raw, _ = await collect(stream)
+        try:
+            candidate = splice(source, spot, extract_generated(raw, spot))
+        except InputError as exc:
+            notes.append(f"Repair {attempt + 1}: {exc}")
+            continue
+        report("re-running the tests against the repaired code")
+        run = await run_pytest(sandbox, root, run.test_path, dict(overlay, **{target.rel: candidate}))
+        notes.append(f"Repair {attempt + 1}: {run.summary()}")
+        run.notes = list(notes)
+        source = candidate
+        if run.ok:
+            return run, (rewrite_target(target.ctx.source, target.ctx.start_line, ""), candidate)
+    run.notes = notes
+    return run, None
 
 
 async def _publish(ls: HearthServer, root: Path, run: PytestRun, texts: dict[str, str]) -> None:

@@ -71,6 +71,33 @@ def find_target(source: str, line: int) -> GenerationTarget:
     )
 
 
+def rewrite_target(source: str, line: int, failures: str) -> GenerationTarget:
+    """The function at ``line`` as a target to rewrite so that ``failures`` (test output) go away.
+
+    The failures travel as comments above the signature, so the same prompt works for a base model
+    continuing the code and for an instruct model behind a remote server.
+    """
+    funcs = [d for d in definitions(source) if d.kind == "function" and d.start_line <= line <= d.end_line]
+    if not funcs:
+        raise InputError("Put the cursor inside the function to repair, then run the tests with fix 'code'.")
+    d = min(funcs, key=lambda d: d.end_line - d.start_line)
+    text = f"Fix this function; these tests fail:\n{failures}"
+    notes = "\n".join(f"# {row}"[:200] for row in text.splitlines())
+    head = textwrap.dedent(_function_head(d.text))
+    lines = source.splitlines()
+    return GenerationTarget("function", f"{notes}\n{head}", _indent_of(lines[d.start_line]), d.start_line,
+                            d.end_line, d.name)
+
+
+def splice(source: str, target: GenerationTarget, code: str) -> str:
+    """``source`` with the target's lines replaced by dedented ``code`` re-indented in place."""
+    lines = source.splitlines(keepends=True)
+    new = indent_block(code, target.indent)
+    if not new.endswith("\n"):
+        new += "\n"
+    return "".join(lines[: target.start_line]) + new + "".join(lines[target.end_line + 1 :])
+
+
 def _is_bodyless(func_text: str) -> bool:
     """Whether a function has only a docstring and/or pass/.../NotImplementedError."""
     try:

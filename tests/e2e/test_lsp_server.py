@@ -30,8 +30,13 @@ RIGHT_TESTS = (
 )
 
 
+FIXED_ADD = '```python\ndef add(a, b):\n    """Add two numbers."""\n    return a + b\n```\n'
+
+
 def reply(prompt: str) -> str:
     """The scripted model: answers by which template produced the prompt."""
+    if "Fix this function; these tests fail" in prompt:
+        return FIXED_ADD
     if "These tests failed" in prompt:
         return RIGHT_TESTS
     if "Write a pytest module" in prompt:
@@ -159,6 +164,24 @@ async def test_generate_tests_run_them_sandboxed_diagnose_and_repair(
     assert list(editor.client.diagnostics[test_file.as_uri()]) == []
     assert "add(-1, -1) == -2" in test_file.read_text()
     assert any("These tests failed" in r["messages"][-1]["content"] for r in api.requests)
+
+
+async def test_run_tests_can_repair_the_code_under_test(editor: Editor, api: ScriptedAPI) -> None:
+    module = editor.root / "geometry.py"
+    module.write_text(module.read_text().replace("return a + b", "return a - b"))  # a bug
+    (editor.root / "tests" / "test_geometry.py").write_text(
+        "from geometry import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    )
+    uri = editor.open("geometry.py")
+    plain = await editor.execute("hearth.runTests", [{"uri": uri, "line": 10}])
+    assert plain["failed"] == 1 and api.requests == []  # no repair unless asked
+    fixed = await editor.execute("hearth.runTests", [{"uri": uri, "line": 10, "fix": "code"}])
+    assert fixed["ok"] is True and fixed["repaired"] is True, fixed
+    [edit] = editor.edits
+    [change] = edit.edit.changes[uri]  # type: ignore[index]
+    assert (change.range.start.line, change.range.end.line) == (8, 10)
+    assert "return a + b" in module.read_text() and "return a - b" not in module.read_text()
+    assert "assert -1 == 3" in api.requests[0]["messages"][-1]["content"]  # the failure reached the model
 
 
 async def test_cancel_request_stops_generation(editor: Editor, api: ScriptedAPI) -> None:

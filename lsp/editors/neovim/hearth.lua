@@ -31,6 +31,12 @@ vim.api.nvim_create_user_command('HearthRunTests', function(opts)
   vim.lsp.buf.execute_command({ command = 'hearth.runTests', arguments = { arg } })
 end, { bang = true })
 
+-- :HearthFixCode runs the tests and lets Hearth rewrite the function under the cursor until they pass.
+vim.api.nvim_create_user_command('HearthFixCode', function()
+  local arg = { uri = vim.uri_from_bufnr(0), line = vim.api.nvim_win_get_cursor(0)[1] - 1, fix = 'code' }
+  vim.lsp.buf.execute_command({ command = 'hearth.runTests', arguments = { arg } })
+end, {})
+
 vim.api.nvim_create_user_command('HearthAsk', function(opts)
   vim.lsp.buf.execute_command({ command = 'hearth.ask', arguments = { { question = opts.args } } })
 end, { nargs = '+' })

@@ -41,6 +41,10 @@ function activate(context) {
       const arg = activeArgument();
       if (arg) await client.sendRequest('workspace/executeCommand', { command: 'hearth.runTests', arguments: [Object.assign(arg, { fix: 'tests' })] });
     }),
+    vscode.commands.registerCommand('hearth.runTestsAndFixCode', async () => {
+      const arg = activeArgument();
+      if (arg) await client.sendRequest('workspace/executeCommand', { command: 'hearth.runTests', arguments: [Object.assign(arg, { fix: 'code' })] });
+    }),
   );
   return client.start();
 }

@@ -146,7 +146,9 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         async with asyncio.timeout(BODY_TIMEOUT_S):  # a client trickling its body must not hold a slot
             raw = await request.read()  # aiohttp raises 413 beyond server.max_body_bytes
     except TimeoutError:
-        raise ApiError(408, "timeout", f"The request body did not arrive within {BODY_TIMEOUT_S:.0f}s.") from None
+        raise ApiError(
+            408, "timeout", f"The request body did not arrive within {BODY_TIMEOUT_S:.0f}s."
+        ) from None
     if not raw.strip():
         raise BadRequest("The request body is empty; send a JSON object.")
     try:
@@ -360,6 +362,7 @@ async def search(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     try:
         hits = await assistant.retriever.search(body.query, acl=req.acl, k=body.k)
+        entry.sources = [h.uri for h in hits]
     except HearthError as exc:
         entry.status, entry.error = "error", str(exc)
         status, code = _status_for(exc)
@@ -367,7 +370,6 @@ async def search(request: web.Request) -> web.StreamResponse:
     finally:
         entry.duration_ms = (time.perf_counter() - started) * 1000
         request.app[AUDIT].record(entry)
-    entry.sources = [h.uri for h in hits]
     return web.json_response({"query": body.query, "hits": [h.as_dict(i) for i, h in enumerate(hits, 1)]})
 
 
@@ -386,6 +388,9 @@ async def tables_ask(request: web.Request) -> web.StreamResponse:
     try:
         with request.app[LIFECYCLE].track():
             result = await tables.ask(body.question, source=body.source, acl=req.acl, priority=req.priority)
+        data = result.as_dict()
+        entry.sources = [data["source"]] if data.get("source") else []
+        entry.backend, entry.model = str(data.get("backend") or ""), str(data.get("model") or "")
     except HearthError as exc:
         entry.status, entry.error = "error", str(exc)
         status, code = _status_for(exc)
@@ -393,9 +398,6 @@ async def tables_ask(request: web.Request) -> web.StreamResponse:
     finally:
         entry.duration_ms = (time.perf_counter() - started) * 1000
         request.app[AUDIT].record(entry)
-    data = result.as_dict()
-    entry.sources = [data["source"]] if data.get("source") else []
-    entry.backend, entry.model = str(data.get("backend") or ""), str(data.get("model") or "")
     data["chart_png_base64"] = await asyncio.to_thread(_png_base64, data.get("chart"))
     data["request_id"] = req.request_id
     return web.json_response(data)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -131,7 +132,11 @@ async def _start_assistant(
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
             continue
-        app[ASSISTANT] = built
+        with warnings.catch_warnings():
+            # After a retry the app has started: aiohttp frowns on changing a running app's state,
+            # but surfaces look the engine up per request (app.get(ASSISTANT)), so late is fine.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            app[ASSISTANT] = built
         life.assistant_error = None
         tried.set()
         break

@@ -1,0 +1,79 @@
+"""Start-up with broken dependencies: the app still serves, /readyz names the reason, and it recovers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import server.app as app_module
+from core.assistant import Assistant
+from core.llm.fake import FakeBackend
+from core.llm.router import Router
+from server.app import create_app
+from server.auth import TOKENS
+from tests.fixtures.core import make_settings
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_engine_failing_at_start_is_retried_without_a_crash(
+    aiohttp_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path)
+    attempts: list[int] = []
+
+    def flaky_build(s: Any) -> Assistant:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("Qdrant at http://qdrant:6333 refused the connection")
+        return Assistant(s, Router(local=FakeBackend(), remote=None))
+
+    monkeypatch.setattr(app_module, "build_assistant", flaky_build)
+    monkeypatch.setattr(app_module, "RETRY_START_S", 0.05)
+    client = await aiohttp_client(create_app(settings))
+    _, token = await client.app[TOKENS].create("alice", [])
+    body = await (await client.get("/readyz")).json()
+    if len(attempts) == 1:  # the retry may already have happened on a fast machine
+        assert not body["checks"]["assistant"]["ok"]
+        assert "refused the connection" in body["checks"]["assistant"]["detail"]
+        resp = await client.post(
+            "/v1/ask", json={"question": "x"}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert resp.status == 503 and resp.headers["Retry-After"]
+    for _ in range(200):
+        if len(attempts) >= 2 and client.app.get(app_module.ASSISTANT) is not None:
+            break
+        await asyncio.sleep(0.01)
+    resp = await client.post("/v1/ask", json={"question": "x"}, headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 200, await resp.text()
+    assert (await client.get("/readyz")).status == 200
+
+
+async def test_qdrant_server_down_is_the_readyz_reason(aiohttp_client: Any, tmp_path: Path) -> None:
+    port = closed_port()
+    settings = make_settings(tmp_path, store={"url": f"http://127.0.0.1:{port}"})
+    assistant = Assistant(settings, Router(local=FakeBackend(), remote=None))
+    client = await aiohttp_client(create_app(settings, assistant=assistant))
+    resp = await client.get("/readyz")
+    body = await resp.json()
+    assert resp.status == 503
+    assert not body["checks"]["store"]["ok"] and f"127.0.0.1:{port}" in body["checks"]["store"]["detail"]
+    assert body["checks"]["database"]["ok"] and body["checks"]["model"]["ok"]
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_missing_model_file_without_remote_is_not_ready(aiohttp_client: Any, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, llm={"local": {"model_path": str(tmp_path / "missing.gguf")}})
+    from core.assistant import build_router
+
+    client = await aiohttp_client(create_app(settings, assistant=Assistant(settings, build_router(settings))))
+    body = await (await client.get("/readyz")).json()
+    assert not body["checks"]["model"]["ok"] and "missing.gguf" in body["checks"]["model"]["detail"]

@@ -8,7 +8,7 @@ from typing import Protocol
 from core.assistant import Assistant
 from core.code.context import CodeContext
 from core.code.service import CodeService
-from core.contracts import Answer, Delta
+from core.contracts import Answer, Delta, Retriever
 
 
 class CodeBackend(Protocol):
@@ -45,7 +45,7 @@ class CodeBackend(Protocol):
         """Stream an answer to a question about the workspace."""
         ...
 
-    async def enrich(self, ctx: CodeContext) -> CodeContext:
+    async def enrich(self, ctx: CodeContext, retriever: Retriever | None = None) -> CodeContext:
         """Add retrieved workspace chunks where this mode can (never fails)."""
         ...
 
@@ -92,9 +92,9 @@ class InProcessBackend:
         """Stream an answer from the local core."""
         return self.service.ask_stream(question)
 
-    async def enrich(self, ctx: CodeContext) -> CodeContext:
-        """Add chunks from the retriever when one is configured."""
-        return await self.service.with_workspace_context(ctx)
+    async def enrich(self, ctx: CodeContext, retriever: Retriever | None = None) -> CodeContext:
+        """Add chunks from the workspace index (or the configured document retriever)."""
+        return await self.service.with_workspace_context(ctx, retriever)
 
     async def aclose(self) -> None:
         """Free the model."""

@@ -140,7 +140,7 @@ async def explain(ls: HearthServer, args: list[Any]) -> Any:
 
     async def work(report: Callable[[str], None]) -> dict[str, Any]:
         target = _target(ls, args, "hearth.explain")
-        ctx = await ls.backend.enrich(target.ctx)
+        ctx = await ls.backend.enrich(target.ctx, ls.workspace_index)
         report("asking the model")
         stream = ls.backend.explain_stream(ctx.code, ctx.language, target.rel, ctx.prompt_context or None)
         raw, answer = await collect(stream, _reporter(report, "explaining"))
@@ -197,7 +197,7 @@ async def generate(ls: HearthServer, args: list[Any]) -> Any:
         ctx = target.ctx
         require_runnable(ctx.language, target.rel)
         spot = find_target(ctx.source, ctx.start_line)
-        ctx = await ls.backend.enrich(ctx)
+        ctx = await ls.backend.enrich(ctx, ls.workspace_index)
         report("asking the model")
         stream = ls.backend.generate_stream(
             spot.preamble, ctx.language, target.rel, ctx.prompt_context or None
@@ -243,7 +243,7 @@ async def generate_tests(ls: HearthServer, args: list[Any]) -> Any:
         test_rel = path_for_tests(target.rel, has_tests_dir=(target.root / "tests").is_dir())
         if test_rel == target.rel:
             raise InputError("This is already a test file; run Generate tests from the code under test.")
-        ctx = await ls.backend.enrich(ctx)
+        ctx = await ls.backend.enrich(ctx, ls.workspace_index)
         report("asking the model")
         stream = ls.backend.tests_stream(code, "python", target.rel, ctx.prompt_context or None)
         raw, answer = await collect(stream, _reporter(report, "writing tests"))

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from core.code.context import CodeContext
-from core.contracts import Answer, Delta
+from core.contracts import Answer, Delta, Retriever
 from core.errors import BackendError, BackendUnavailable, InputError
 from core.llm.base import Usage
 
@@ -134,7 +134,7 @@ class RemoteBackend:
         """POST /v1/ask."""
         return self._stream("/v1/ask", {"question": question})
 
-    async def enrich(self, ctx: CodeContext) -> CodeContext:
+    async def enrich(self, ctx: CodeContext, retriever: Retriever | None = None) -> CodeContext:
         """The server retrieves on its side; nothing to add here."""
         return ctx
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
@@ -22,6 +23,7 @@ from core.code.sandbox import Sandbox
 from core.config import Settings
 from core.errors import HearthError
 from lsp.backend import CodeBackend
+from lsp.workspace_index import WorkspaceIndex
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,16 @@ class HearthServer(LanguageServer):
         self.running: dict[Any, asyncio.Task[Any]] = {}
         self.sandbox = Sandbox(settings.sandbox)
         self.diagnosed: set[str] = set()  # workspace-relative files holding Hearth diagnostics
+        self.workspace_index: WorkspaceIndex | None = None
+
+    def start_indexing(self) -> None:
+        """Index the workspace folder in the background (in-process mode, lsp.index_workspace)."""
+        root = self.workspace.root_path
+        if not root or not self.settings.lsp.index_workspace or self.backend.label != "in-process":
+            return
+        if self.workspace_index is None:
+            self.workspace_index = WorkspaceIndex(self.settings, Path(root))
+        self.workspace_index.schedule()
 
     async def run_command(self, title: str, work: Callable[[Callable[[str], None]], Awaitable[Any]]) -> Any:
         """Run ``work`` with progress, cancellation, and errors turned into one sentence for the user."""
@@ -176,10 +188,20 @@ def build_server(settings: Settings, backend: CodeBackend) -> HearthServer:
         types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.Empty]),
     )(code_actions)
 
+    @server.feature(types.INITIALIZED)
+    def _initialized(ls: HearthServer, params: types.InitializedParams) -> None:
+        ls.start_indexing()
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    def _saved(ls: HearthServer, params: types.DidSaveTextDocumentParams) -> None:
+        ls.start_indexing()
+
     @server.feature(types.SHUTDOWN)
     async def _shutdown(ls: HearthServer, *args: Any) -> None:
         for task in list(ls.running.values()):
             task.cancel()
+        if ls.workspace_index is not None:
+            await ls.workspace_index.aclose()
         await ls.backend.aclose()
 
     handlers: dict[str, Callable[..., Awaitable[Any]]] = {

@@ -33,7 +33,7 @@ from core.code.generation import (
 )
 from core.code.sandbox import Sandbox
 from core.code.testrun import PytestRun, run_pytest
-from core.contracts import Answer, Delta, Request
+from core.contracts import Answer, Delta, Request, Retriever
 from core.errors import InputError
 from core.llm.base import Priority
 
@@ -94,15 +94,21 @@ class CodeService:
             context = context[: max(0, self._budget // 2 - len(code))] or None
         return code, context
 
-    async def with_workspace_context(self, ctx: CodeContext) -> CodeContext:
-        """Add retrieved workspace chunks when a retriever is configured; never fails or waits long."""
-        retriever = self.assistant.retriever
+    async def with_workspace_context(
+        self, ctx: CodeContext, retriever: Retriever | None = None
+    ) -> CodeContext:
+        """Add retrieved workspace chunks (``retriever``, else the assistant's); never fails or waits long."""
+        retriever = retriever or self.assistant.retriever
         if retriever is None:
             return ctx
+        lines = ctx.source.splitlines()
+        query = (
+            ctx.selection.strip()
+            or (ctx.enclosing.text if ctx.enclosing else "")
+            or "\n".join(lines[max(0, ctx.start_line - 2) : ctx.end_line + 3])
+        )
         try:
-            hits = await asyncio.wait_for(
-                retriever.search(ctx.code[:1000], acl=None, k=3), _RETRIEVAL_TIMEOUT_S
-            )
+            hits = await asyncio.wait_for(retriever.search(query[:1000], acl=None, k=3), _RETRIEVAL_TIMEOUT_S)
         except Exception as exc:  # retrieval is a nicety here; the request goes on without it
             log.info("workspace retrieval skipped: %s", exc)
             return ctx

@@ -100,6 +100,7 @@ def write_config(tmp_path: Path, llm: dict[str, Any], **sections: Any) -> Path:
         "home": str(tmp_path / "home"),
         "llm": llm,
         "sandbox": {"timeout_s": 60, "repair_attempts": 1},
+        "lsp": {"index_workspace": False},
     }
     data.update(sections)
     path = tmp_path / "hearth.yaml"

@@ -59,6 +59,17 @@ class SyncState:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    async def source_names(self) -> list[str]:
+        """Every source the state database knows (configured or not)."""
+        await self.db.ensure(TABLES)
+
+        def read(conn: Connection) -> list[str]:
+            names = {r[0] for r in conn.execute(sa.select(docs_table.c.source).distinct())}
+            names |= {r[0] for r in conn.execute(sa.select(sources_table.c.source))}
+            return sorted(names)
+
+        return await self.db.run(read)
+
     async def docs(self, source: str) -> dict[str, DocState]:
         """Every document recorded for ``source``."""
         await self.db.ensure(TABLES)

@@ -56,6 +56,10 @@ def acl_filter(acl: frozenset[str] | None, extra: Sequence[models.Condition] = (
     return models.Filter(must=must) if must else None
 
 
+def _source_filter(source: str) -> models.Filter:
+    return models.Filter(must=[models.FieldCondition(key="source", match=models.MatchValue(value=source))])
+
+
 class ChunkStore:
     """Writes and hybrid-searches chunks in one collection."""
 
@@ -164,6 +168,24 @@ class ChunkStore:
         )
         await (await self.client()).delete(
             self.collection, points_selector=models.FilterSelector(filter=cond), wait=True
+        )
+
+    async def delete_source(self, source: str) -> None:
+        """Delete every chunk of a source."""
+        if not await self.exists():
+            return
+        cond = _source_filter(source)
+        await (await self.client()).delete(
+            self.collection, points_selector=models.FilterSelector(filter=cond), wait=True
+        )
+
+    async def set_acl(self, source: str, acl: list[str]) -> None:
+        """Re-label every chunk of a source with a new ACL (no re-embedding)."""
+        if not await self.exists():
+            return
+        cond = _source_filter(source)
+        await (await self.client()).set_payload(
+            self.collection, payload={"acl": acl}, points=models.FilterSelector(filter=cond), wait=True
         )
 
     async def count(self, source: str | None = None) -> int:

@@ -130,11 +130,13 @@ class Indexer:
             await self.state.forget()
         await self.store.ensure(await self.embedder.dimension())
         reports = []
+        if not names:
+            reports.extend(await self._remove_unconfigured({s.name for s in specs}))
         for spec in specs:
             report = SourceReport(spec.name)
             started = time.perf_counter()
             try:
-                await self._sync_source(spec.name, connectors[spec.name], report, progress)
+                await self._sync_source(spec.name, tuple(spec.acl), connectors[spec.name], report, progress)
             except ConnectorError as exc:
                 log.warning("source %s failed: %s", spec.name, exc)
                 report.error = str(exc)
@@ -142,11 +144,29 @@ class Indexer:
             reports.append(report)
         return reports
 
+    async def _remove_unconfigured(self, configured: set[str]) -> list[SourceReport]:
+        """Sources dropped from hearth.yaml: their chunks leave the index (and stop being searchable)."""
+        reports = []
+        for source in sorted(set(await self.state.source_names()) - configured):
+            docs = await self.state.docs(source)
+            await self.store.delete_source(source)
+            await self.state.forget([source])
+            reports.append(SourceReport(source, deleted=len(docs)))
+        return reports
+
     async def _sync_source(
-        self, source: str, connector: registry.Connector, report: SourceReport, progress: Progress | None
+        self,
+        source: str,
+        acl: tuple[str, ...],
+        connector: registry.Connector,
+        report: SourceReport,
+        progress: Progress | None,
     ) -> None:
         known = await self.state.docs(source)
-        _, cursor, _ = await self.state.source(source)
+        last, cursor, summary = await self.state.source(source)
+        if last is not None and summary.get("acl") != sorted(acl):
+            # Who may read the source changed: re-label what is indexed before anything else.
+            await self.store.set_acl(source, list(acl))
         ctx = registry.ScanContext(
             known={k: (v.content_hash if v.signature == self.signature else "") for k, v in known.items()},
             cursor=dict(cursor),
@@ -190,7 +210,7 @@ class Indexer:
             await self.store.delete_doc(doc_id)
             await self.state.delete_doc(source, doc_id)
             report.deleted += 1
-        await self.state.finish_source(source, ctx.cursor, report.as_dict())
+        await self.state.finish_source(source, ctx.cursor, {**report.as_dict(), "acl": sorted(acl)})
 
     def _version(self, doc: Document) -> str:
         return hashlib.sha256(f"{doc.content_hash}:{self.signature}".encode()).hexdigest()[:24]

@@ -123,3 +123,27 @@ async def test_changed_since_lists_documents_for_digests(corpus: Settings) -> No
     assert [c.doc_id for c in changed] == ["public:leave.md"]
     assert changed[0].title == "Leave policy" and changed[0].source == "public"
     assert changed[0].uri.endswith("leave.md") and changed[0].updated_at.tzinfo is not None
+
+
+async def test_acl_changes_relabel_chunks_and_removed_sources_leave_the_index(corpus: Settings) -> None:
+    await sync(corpus, HashEmbedder())
+    data = corpus.model_dump(mode="json")
+    data["sources"] = [
+        {**s, "acl": ["group:staff"]} if s["name"] == "public" else s
+        for s in data["sources"]
+        if s["name"] != "hr"
+    ]
+    changed = Settings(**data)
+    reports = await sync(changed, HashEmbedder())
+    assert reports["hr"].deleted == 1
+    assert reports["public"].unchanged == 2 and reports["public"].chunks == 0  # relabelled, not re-embedded
+    chunks = await stored(changed)
+    assert not any(c["source"] == "hr" for c in chunks)
+    assert {tuple(c["acl"]) for c in chunks if c["source"] == "public"} == {("group:staff",)}
+    retriever = DocsRetriever(changed, embedder=HashEmbedder())
+    try:
+        assert await retriever.search("vacation days", acl=frozenset({"public"}), k=5, mode="bm25") == []
+        staff = await retriever.search("vacation days", acl=frozenset({"group:staff"}), k=5, mode="bm25")
+        assert staff and staff[0].doc_id == "public:leave.md"
+    finally:
+        await retriever.aclose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ class HearthServer(LanguageServer):
         self.sandbox = Sandbox(settings.sandbox)
         self.diagnosed: set[str] = set()  # workspace-relative files holding Hearth diagnostics
         self.workspace_index: WorkspaceIndex | None = None
+        self._index_watch: asyncio.Future[None] | None = None
 
     def start_indexing(self) -> None:
         """Index the workspace folder in the background (in-process mode, lsp.index_workspace)."""
@@ -83,6 +85,17 @@ class HearthServer(LanguageServer):
         if self.workspace_index is None:
             self.workspace_index = WorkspaceIndex(self.settings, Path(root))
         self.workspace_index.schedule()
+        if self._index_watch is None or self._index_watch.done():
+            self._index_watch = asyncio.ensure_future(self._report_indexing(self.workspace_index))
+
+    async def _report_indexing(self, index: WorkspaceIndex) -> None:
+        """`$/progress` while the workspace index syncs (editors show it in the status line)."""
+        token = f"hearth-index-{time.monotonic_ns()}"
+        report = await self._begin_progress(token, "Hearth: indexing workspace", None, cancellable=False)
+        await index.idle()
+        message = f"failed: {index.last_error}" if index.last_error else (index.summary or "done")
+        if report is not _no_report:
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
 
     async def run_command(self, title: str, work: Callable[[Callable[[str], None]], Awaitable[Any]]) -> Any:
         """Run ``work`` with progress, cancellation, and errors turned into one sentence for the user."""
@@ -112,7 +125,7 @@ class HearthServer(LanguageServer):
                 self.work_done_progress.end(token, types.WorkDoneProgressEnd(message="done"))
 
     async def _begin_progress(
-        self, token: str, title: str, task: asyncio.Task[Any] | None
+        self, token: str, title: str, task: asyncio.Task[Any] | None, *, cancellable: bool = True
     ) -> Callable[[str], None]:
         caps = self.client_capabilities.window
         if not (caps and caps.work_done_progress):
@@ -122,7 +135,9 @@ class HearthServer(LanguageServer):
         except Exception as exc:  # a client that cannot create progress still gets the result
             log.info("no progress for %s: %s", title, exc)
             return _no_report
-        self.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=title, cancellable=True))
+        self.work_done_progress.begin(
+            token, types.WorkDoneProgressBegin(title=title, cancellable=cancellable)
+        )
         cancelled = self.work_done_progress.tokens.get(token)
         if cancelled is not None and task is not None:
             cancelled.add_done_callback(lambda fut: task.cancel() if fut.cancelled() else None)
@@ -200,6 +215,8 @@ def build_server(settings: Settings, backend: CodeBackend) -> HearthServer:
     async def _shutdown(ls: HearthServer, *args: Any) -> None:
         for task in list(ls.running.values()):
             task.cancel()
+        if ls._index_watch is not None:
+            ls._index_watch.cancel()
         if ls.workspace_index is not None:
             await ls.workspace_index.aclose()
         await ls.backend.aclose()

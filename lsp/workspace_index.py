@@ -23,11 +23,51 @@ from core.retrieval.config import SourceSpec
 
 log = logging.getLogger(__name__)
 
-_INCLUDE = [f"**/*.{ext}" for ext in (
-    "py", "pyi", "js", "jsx", "ts", "tsx", "go", "java", "kt", "rs", "rb", "php", "c", "h", "cpp", "hpp", "cs",
-    "scala", "swift", "lua", "sh", "sql", "toml", "yaml", "yml", "md", "rst", "txt")]
-_EXCLUDE = ["**/.git/**", "**/node_modules/**", "**/.venv/**", "**/venv/**", "**/__pycache__/**", "**/build/**",
-            "**/dist/**", "**/.tox/**", "**/.mypy_cache/**", "**/.pytest_cache/**"]
+_INCLUDE = [
+    f"**/*.{ext}"
+    for ext in (
+        "py",
+        "pyi",
+        "js",
+        "jsx",
+        "ts",
+        "tsx",
+        "go",
+        "java",
+        "kt",
+        "rs",
+        "rb",
+        "php",
+        "c",
+        "h",
+        "cpp",
+        "hpp",
+        "cs",
+        "scala",
+        "swift",
+        "lua",
+        "sh",
+        "sql",
+        "toml",
+        "yaml",
+        "yml",
+        "md",
+        "rst",
+        "txt",
+    )
+]
+_EXCLUDE = [
+    "**/.git/**",
+    "**/node_modules/**",
+    "**/.venv/**",
+    "**/venv/**",
+    "**/__pycache__/**",
+    "**/build/**",
+    "**/dist/**",
+    "**/.tox/**",
+    "**/.mypy_cache/**",
+    "**/.pytest_cache/**",
+]
 
 
 def workspace_settings(settings: Settings, root: Path) -> Settings:
@@ -37,8 +77,9 @@ def workspace_settings(settings: Settings, root: Path) -> Settings:
     store = settings.store.model_copy(update={"path": base / "qdrant", "collection": f"lsp_{digest}"})
     return settings.model_copy(
         update={
-            "sources": [SourceSpec(name="workspace", type="files", path=str(root), include=_INCLUDE,
-                               exclude=_EXCLUDE)],
+            "sources": [
+                SourceSpec(name="workspace", type="files", path=str(root), include=_INCLUDE, exclude=_EXCLUDE)
+            ],
             "store": store,
             "database": DatabaseSettings(url=SecretStr(f"sqlite:///{base / 'state.db'}")),
         }
@@ -58,6 +99,12 @@ class WorkspaceIndex:
         self._again = False
         self.synced = asyncio.Event()
         self.last_error: str | None = None
+        self.summary = ""
+
+    async def idle(self) -> None:
+        """Wait until no sync is running or queued."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
 
     def schedule(self) -> None:
         """Sync soon; a sync already running is followed by exactly one more."""
@@ -90,6 +137,12 @@ class WorkspaceIndex:
         reports = await self._indexer.sync(["workspace"])
         for report in reports:
             log.info("workspace index: %s", report.as_dict())
+            if report.error:
+                raise RuntimeError(report.error)
+        self.summary = "; ".join(
+            ", ".join(f"{k} {v}" for k, v in r.as_dict().items() if isinstance(v, int) and v) or "up to date"
+            for r in reports
+        )
         if self._retriever is None:
             # One Qdrant client per folder in local mode: the retriever shares the indexer's.
             self._retriever = DocsRetriever(

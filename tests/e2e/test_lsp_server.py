@@ -210,3 +210,45 @@ async def test_explain_with_the_real_bundled_model(tmp_path: Path, bundled_model
         body = result["markdown"].split("\n\n", 1)[1].split("\n\n---\n")[0]
         assert body.strip() and body.strip() != "(the model returned nothing)"
         assert result["backend"] == "local" and "gemma" in result["model"].lower()
+
+
+async def _index_runs_finished(editor: Editor, count: int) -> list[str]:
+    """Wait (on $/progress notifications, no polling) until ``count`` workspace-index runs have ended."""
+
+    def ended() -> list[str]:
+        return [
+            v.message or ""
+            for token, values in editor.client.progress_reports.items()
+            if str(token).startswith("hearth-index")
+            for v in values
+            if isinstance(v, types.WorkDoneProgressEnd)
+        ]
+
+    while len(ended()) < count:
+        await asyncio.wait_for(editor.client.wait_for_notification(types.PROGRESS), 120)
+    return ended()
+
+
+async def test_workspace_index_feeds_explain_and_follows_saves(tmp_path: Path, api: ScriptedAPI) -> None:
+    ws = make_workspace(tmp_path)
+    (ws / "pricing.py").write_text(
+        "def apply_discount_rules(items):\n    \"\"\"Ten percent off orders over 100.\"\"\"\n"
+        "    total = sum(i.price for i in items)\n    return total * 0.9 if total > 100 else total\n"
+    )
+    (ws / "app.py").write_text(
+        "from pricing import apply_discount_rules\n\n\ndef checkout(cart):\n"
+        "    return apply_discount_rules(cart.items)\n"
+    )
+    config = write_config(tmp_path, remote_llm(api), lsp={"index_workspace": True})
+    async for editor in start_editor(config, ws):
+        [first] = await _index_runs_finished(editor, 1)
+        assert "failed" not in first, first
+        uri = editor.open("app.py")
+        await editor.execute("hearth.explain", [{"uri": uri, "line": 4}])
+        prompt = api.requests[-1]["messages"][-1]["content"]
+        assert "pricing.py" in prompt and "Ten percent off orders over 100" in prompt
+        editor.client.text_document_did_save(
+            types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+        )
+        ends = await _index_runs_finished(editor, 2)
+        assert "failed" not in ends[-1], ends

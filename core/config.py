@@ -128,6 +128,9 @@ class LspSettings(Section):
     server_url: str | None = Field(None, description="Use a remote `hearth serve` instead of the in-process core.")
     token: SecretStr | None = Field(None, description="Bearer token for server_url.")
     index_workspace: bool = Field(True, description="Index the workspace for context on open and save.")
+    idle_timeout_s: float = Field(
+        60.0, gt=0, description="Remote mode: give up when the server has sent nothing for this many seconds."
+    )
 
 
 class Settings(BaseSettings):

@@ -91,7 +91,16 @@ class RemoteBackend:
                         return
                     elif event == "error":
                         raise BackendError(f"The Hearth server reported: {data.get('message', 'an error')}")
-        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise BackendUnavailable(
+                f"Cannot reach the Hearth server at {self.url} — check --server and that it is running."
+            ) from exc
+        except TimeoutError as exc:
+            raise BackendUnavailable(
+                f"The Hearth server at {self.url} sent nothing for {self._timeout.sock_read:.0f}s "
+                "(lsp.idle_timeout_s) — it may be overloaded; try again later."
+            ) from exc
+        except (aiohttp.ClientError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             log.info("remote request to %s failed: %r", where, exc)
             raise BackendUnavailable(
                 f"Lost the connection to the Hearth server at {self.url} ({type(exc).__name__}) — "

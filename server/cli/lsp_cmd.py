@@ -41,7 +41,7 @@ def lsp(state: State, stdio: bool, tcp: bool, port: int, server_url: str | None,
         token = settings.lsp.token.get_secret_value()
     backend: CodeBackend
     if url:
-        backend = RemoteBackend(url, token)
+        backend = RemoteBackend(url, token, idle_timeout_s=settings.lsp.idle_timeout_s)
     else:
         backend = InProcessBackend(build_assistant(settings))
     server = build_server(settings, backend)

@@ -22,7 +22,7 @@ TOKEN = "lsp-test-token"
 class HearthServe:
     """A stand-in for `hearth serve`'s /v1 API: records requests, streams scripted answers."""
 
-    mode: str = "ok"  # "ok" | "die" (drop the connection mid-stream) | "json" (no SSE)
+    mode: str = "ok"  # "ok" | "die" (drop the connection mid-stream) | "hang" (stall) | "json" (no SSE)
     requests: list[tuple[str, dict[str, Any], dict[str, str]]] = field(default_factory=list)
     url: str = ""
 
@@ -53,6 +53,8 @@ class HearthServe:
         await resp.prepare(request)
         for i in range(0, len(text), 10):
             await resp.write(f"event: delta\ndata: {json.dumps({'text': text[i : i + 10]})}\n\n".encode())
+            if self.mode == "hang":
+                await asyncio.sleep(3600)
             if self.mode == "die":
                 assert request.transport is not None
                 request.transport.close()  # the GPU box goes away mid-answer
@@ -80,7 +82,9 @@ async def serve() -> AsyncIterator[tuple[HearthServe, web.AppRunner]]:
 @pytest.fixture
 async def editor(tmp_path: Path, serve: tuple[HearthServe, web.AppRunner]) -> AsyncIterator[Editor]:
     state, _ = serve
-    config = write_config(tmp_path, {"local": {"enabled": False}})
+    config = write_config(
+        tmp_path, {"local": {"enabled": False}}, lsp={"index_workspace": False, "idle_timeout_s": 2}
+    )
     async for ed in start_editor(
         config, make_workspace(tmp_path), extra_args=["--server", state.url, "--token", TOKEN]
     ):
@@ -113,6 +117,9 @@ async def test_server_going_away_mid_answer_is_a_clean_error(
 ) -> None:
     state, runner = serve
     uri = editor.open("geometry.py")
+    state.mode = "hang"
+    with pytest.raises(JsonRpcException, match="sent nothing for 2s"):
+        await asyncio.wait_for(editor.execute("hearth.explain", [{"uri": uri, "line": 4}]), 30)
     state.mode = "die"
     with pytest.raises(JsonRpcException, match="Lost the connection to the Hearth server"):
         await asyncio.wait_for(editor.execute("hearth.explain", [{"uri": uri, "line": 4}]), 30)

@@ -91,13 +91,8 @@ async def test_explain_streams_with_progress_and_opens_a_markdown_document(
     assert "def area(r):" in api.requests[0]["messages"][-1]["content"]  # the enclosing function was sent
     shown = editor.client.shown_documents
     assert len(shown) == 1 and shown[0].uri.endswith(".md")
-    assert (
-        Path(shown[0].uri.removeprefix("file://"))
-        .read_text()
-        .startswith(  # noqa: ASYNC240
-            "# geometry.py — area"
-        )
-    )
+    shown_text = await asyncio.to_thread(Path(shown[0].uri.removeprefix("file://")).read_text)
+    assert shown_text.startswith("# geometry.py — area")
     kinds = [type(v).__name__ for reports in editor.client.progress_reports.values() for v in reports]
     assert kinds[0] == "WorkDoneProgressBegin" and kinds[-1] == "WorkDoneProgressEnd"
 

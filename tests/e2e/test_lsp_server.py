@@ -247,3 +247,12 @@ async def test_workspace_index_feeds_explain_and_follows_saves(tmp_path: Path, a
         )
         ends = await _index_runs_finished(editor, 2)
         assert "failed" not in ends[-1], ends
+
+
+async def test_explain_falls_back_to_show_message_without_show_document(tmp_path: Path, api: ScriptedAPI) -> None:
+    config = write_config(tmp_path, remote_llm(api))
+    async for editor in start_editor(config, make_workspace(tmp_path), capabilities="neovim@v0.7.0"):
+        uri = editor.open("geometry.py")
+        result = await editor.execute("hearth.explain", [{"uri": uri, "line": 4}])
+        assert result["uri"] is None and editor.client.shown_documents == []
+        assert any("**area** of a circle" in m.message for m in editor.client.messages)

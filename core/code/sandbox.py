@@ -62,8 +62,12 @@ _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Runs as root inside the new namespaces, then drops to the sandbox user. $1: the copy, $2: staging
 # dir, $3: count of "hidden dir" entries, then triples (dir to hide, path inside it to keep, stage slot),
 # then the command.
+_SETUP_FAILED = "HEARTH_SANDBOX_SETUP_FAILED"
+# Any failure before the final exec (a mount the kernel refuses…) is reported, never run around.
+_TRAP = f"""set -eu
+trap 'rc=$?; [ "$rc" -eq 0 ] || echo "{_SETUP_FAILED}" >&2; exit "$rc"' EXIT
+"""
 _PRELUDE = r"""
-set -eu
 mount --make-rprivate /
 copy="$1"; stage="$2"; n="$3"; shift 3
 mount --bind "$copy" "$copy"
@@ -285,7 +289,7 @@ class Sandbox:
             "--",
             "/bin/sh",
             "-c",
-            _PRELUDE,
+            _TRAP + _PRELUDE,
             "hearth-sandbox",
             str(copy),
             str(parent / "stage"),
@@ -354,6 +358,12 @@ class Sandbox:
             if path.is_file() and not path.is_symlink():
                 files[rel] = path.read_text(encoding="utf-8", errors="replace")[:2_000_000]
         code = None if timed_out else proc.returncode
+        if code and (_SETUP_FAILED in output or output.startswith("unshare: ")):
+            detail = output.replace(_SETUP_FAILED, "").strip().splitlines()[:3]
+            raise SandboxError(
+                f"The sandbox could not isolate the run ({'; '.join(detail)}) — run Hearth as root in its "
+                "container, or enable unprivileged user namespaces; tests are never run unsandboxed."
+            )
         if code is not None and code < 0:
             output += f"\n[the run ended on signal {-code}: {_signal_name(-code)}]"
         return RunResult(code, output, timed_out, truncated, duration, self.isolation(), files)

@@ -150,3 +150,18 @@ def test_output_buffer_keeps_small_output_whole() -> None:
     buf = OutputBuffer(1000)
     buf.feed(b"hello\n")
     assert buf.text() == ("hello\n", False)
+
+
+async def test_isolation_that_cannot_be_set_up_is_an_error_not_an_unsandboxed_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("exercises the root prelude")
+    import core.code.sandbox as sandbox_module
+
+    # A mount the kernel refuses, as on a host without CAP_SYS_ADMIN.
+    monkeypatch.setattr(sandbox_module, "_PRELUDE", "mount --bind /nonexistent-hearth-src /nonexistent-dst\n")
+    marker = tmp_path / "ran"
+    with pytest.raises(SandboxError, match="could not isolate the run"):
+        await _sandbox().run(_workspace(tmp_path), ["{python}", "-c", f"open({str(marker)!r}, 'w')"])
+    assert not marker.exists()

@@ -196,6 +196,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-gpu-layers", type=int, default=0)
     parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--index", action="store_true", help="keep workspace indexing on during the run")
     args = parser.parse_args()
     model = args.model or (bundled_model_path() if args.explains else None)
     local: dict[str, Any] = {
@@ -216,6 +217,8 @@ def main() -> None:
                 {
                     "home": str(Path(tmp) / "home"),
                     "llm": {"local": local, "max_tokens": args.max_tokens, "routing": {"order": ["local"]}},
+                    # The background workspace indexer would compete for the same cores; measured apart.
+                    "lsp": {"index_workspace": args.index},
                 }
             )
         )
@@ -228,7 +231,12 @@ def main() -> None:
         "machine": platform.machine(),
         "python": platform.python_version(),
         "load_average_1m": round(os.getloadavg()[0], 2),
-        "settings": {"actions": args.actions, "explains": args.explains, **local},
+        "settings": {
+            "actions": args.actions,
+            "explains": args.explains,
+            "index_workspace": args.index,
+            **local,
+        },
         **figures,
         "raw_llama_first_token": baseline,
         "code_action_p95_target_ms": 50,

@@ -80,7 +80,10 @@ def _target(ls: HearthServer, args: list[Any], command: str) -> Target:
     line = int(arg.get("line", 0))
     start = _position(rng.get("start"), line)
     end = _position(rng.get("end"), start[0])
-    source = doc.source
+    try:
+        source = doc.source
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"Cannot read {rel}: open and save it as UTF-8 text, then try again.") from exc
     lines = source.splitlines()
     selection = ""
     if start != end and lines:

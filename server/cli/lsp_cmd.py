@@ -46,7 +46,8 @@ def lsp(state: State, stdio: bool, tcp: bool, port: int, server_url: str | None,
         backend = InProcessBackend(build_assistant(settings))
     server = build_server(settings, backend)
     if tcp:
-        click.echo(f"hearth lsp listening on 127.0.0.1:{port}", err=True)
+        where = f"127.0.0.1:{port}" if port else "127.0.0.1 (a free port; --log-level INFO shows it)"
+        click.echo(f"hearth lsp: serving LSP on {where}", err=True)
         server.start_tcp("127.0.0.1", port)
     else:
         server.start_io()

@@ -10,6 +10,7 @@ editor share one copy::
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -73,11 +74,11 @@ class _Batched:
         raise NotImplementedError
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embed in batches of ``embed.batch_size``, off the event loop."""
+        """Embed off the event loop, a few batches of ``embed.batch_size`` per worker-thread call."""
         limit = self.settings.max_chars
         clipped = [t[:limit] if len(t) > limit else t for t in texts]
         out: list[list[float]] = []
-        size = self.settings.batch_size
+        size = self.settings.batch_size * 4
         for start in range(0, len(clipped), size):
             out.extend(await asyncio.to_thread(self._encode, clipped[start : start + size]))
         return out
@@ -115,7 +116,8 @@ class SentenceTransformersEmbedder(_Batched):
     def _encode(self, texts: list[str]) -> list[list[float]]:
         vectors = self._model().encode(
             texts,
-            batch_size=len(texts),
+            # One call over several batches lets sentence-transformers sort by length (less padding).
+            batch_size=self.settings.batch_size,
             normalize_embeddings=True,
             show_progress_bar=False,
             convert_to_numpy=True,
@@ -139,9 +141,12 @@ class LlamaCppEmbedder(_Batched):
             from llama_cpp import Llama
 
             try:
-                return Llama(model_path=str(path), embedding=True, n_ctx=512, verbose=False)
+                model = Llama(model_path=str(path), embedding=True, n_ctx=512, verbose=False)
             except (ValueError, RuntimeError, OSError) as exc:
                 raise RetrievalError(f"Could not load the GGUF embedding model {path}: {exc}") from exc
+            # Free it before interpreter teardown, when llama.cpp's own finaliser can no longer run.
+            atexit.register(model.close)
+            return model
 
         return _cached(self.name, str(path), load)
 
@@ -173,11 +178,17 @@ class OpenAIEmbedder(_Batched):
         if self._client is None:
             key = self.settings.api_key.get_secret_value() if self.settings.api_key else "unused"
             self._client = openai.OpenAI(base_url=self.settings.base_url, api_key=key, timeout=60)
-        try:
-            resp = self._client.embeddings.create(model=self.settings.model, input=texts)
-        except openai.OpenAIError as exc:
-            raise RetrievalError(f"The embeddings endpoint {self.settings.base_url} failed: {exc}") from exc
-        return [list(d.embedding) for d in sorted(resp.data, key=lambda d: d.index)]
+        out: list[list[float]] = []
+        for start in range(0, len(texts), self.settings.batch_size):
+            batch = texts[start : start + self.settings.batch_size]
+            try:
+                resp = self._client.embeddings.create(model=self.settings.model, input=batch)
+            except openai.OpenAIError as exc:
+                raise RetrievalError(
+                    f"The embeddings endpoint {self.settings.base_url} failed: {exc}"
+                ) from exc
+            out.extend(list(d.embedding) for d in sorted(resp.data, key=lambda d: d.index))
+        return out
 
 
 EmbedderFactory = Callable[[EmbedSettings], Embedder]

@@ -202,7 +202,7 @@ class Indexer:
         for doc, chunks in todo:
             group.append((doc, chunks))
             size += len(chunks)
-            if size >= self.settings.embed.batch_size * 2:
+            if size >= self.settings.embed.batch_size * 4:
                 await self._write(group, known, report, progress)
                 group, size = [], 0
         await self._write(group, known, report, progress)

@@ -83,9 +83,9 @@ async def test_a_killed_run_leaves_the_store_consistent_and_the_next_run_complet
     for i in range(4):
         (docs / f"extra{i}.md").write_text(f"# Extra {i}\n\nExtra document number {i} about topic {i}.\n")
     (docs / "leave.md").write_text("# Leave policy\n\nEveryone gets 30 vacation days.\n")
-    # Embedding batches are 2 chunks: the crash lands after some docs were fully written.
+    # Writes go in groups of 4 chunks: the crash lands after the first group was fully written.
     with pytest.raises(KeyboardInterrupt):
-        await sync(settings, CrashingEmbedder(crash_on=3))
+        await sync(settings, CrashingEmbedder(crash_on=2))
     mid = await stored(settings)
     # Consistent: every stored chunk belongs to exactly one version of its document.
     versions: dict[str, set[str]] = {}

@@ -213,6 +213,7 @@ class ChunkStore:
         if acl is not None and not acl:
             return []
         if not await self.exists():
+            log.warning("the document index '%s' is empty — run 'hearth index'", self.collection)
             return []
         client = await self.client()
         flt = acl_filter(acl)

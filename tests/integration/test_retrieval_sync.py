@@ -147,3 +147,17 @@ async def test_acl_changes_relabel_chunks_and_removed_sources_leave_the_index(co
         assert staff and staff[0].doc_id == "public:leave.md"
     finally:
         await retriever.aclose()
+
+
+async def test_a_failing_source_keeps_its_index_and_others_still_sync(corpus: Settings) -> None:
+    await sync(corpus, HashEmbedder())
+    public = folder(corpus, "public")
+    public.rename(public.with_name("moved"))
+    (folder(corpus, "eng") / "new.md").write_text("# New\n\nA new engineering page.\n")
+    reports = await sync(corpus, HashEmbedder())
+    assert reports["public"].error and "does not exist" in reports["public"].error
+    assert reports["public"].deleted == 0 and reports["eng"].added == 1
+    assert {c["doc_id"] for c in await stored(corpus) if c["source"] == "public"} == {
+        "public:leave.md",
+        "public:expenses.md",
+    }

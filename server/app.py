@@ -26,7 +26,7 @@ from core.assistant import Assistant
 from core.config import Settings
 from core.db import Database
 from core.ratelimit import RateLimiter
-from server.audit import AuditLog, audit_log
+from server.audit import AuditLog, audit_answers, audit_log
 from server.auth import LIMITER, TOKENS, TokenStore, api_tokens, require_token
 from server.health import healthz, readyz
 from server.observability import metrics_handler, observe
@@ -80,6 +80,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
         life = app[LIFECYCLE]
         starter: asyncio.Task[None] | None = None
         if assistant is not None:
+            audit_answers(assistant, app[AUDIT])
             app[ASSISTANT] = assistant
         else:
             tried = asyncio.Event()
@@ -132,6 +133,7 @@ async def _start_assistant(
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
             continue
+        audit_answers(built, app[AUDIT])
         with warnings.catch_warnings():
             # After a retry the app has started: aiohttp frowns on changing a running app's state,
             # but surfaces look the engine up per request (app.get(ASSISTANT)), so late is fine.

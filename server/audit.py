@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from core.contracts import Answer
 from core.db import Database, metadata
+from core.errors import HearthError
 
 log = logging.getLogger(__name__)
 
@@ -181,3 +182,63 @@ async def recent(db: Database, limit: int = 50) -> list[dict[str, Any]]:
         return [dict(r) for r in rows]
 
     return await db.run(select)
+
+
+# Surfaces whose requests arrive through the REST API, which audits them itself (with HTTP detail).
+REST_SURFACES = frozenset({"rest", "lsp", "cli", "web"})
+
+
+def audit_answers(assistant: Any, audit: AuditLog, *, skip: frozenset[str] = REST_SURFACES) -> None:
+    """Record every answer ``assistant`` streams for the chat surfaces (Slack, DingTalk, digests…).
+
+    The surfaces call ``assistant.ask_stream`` / ``complete_stream`` themselves; wrapping the two on
+    this one instance audits all of them without each surface having to remember to.
+    """
+    for name in ("ask_stream", "complete_stream"):
+        original = getattr(assistant, name, None)
+        if original is None or getattr(original, "_hearth_audited", False):
+            continue
+        wrapped = _audited(original, name, audit, skip)
+        wrapped._hearth_audited = True  # type: ignore[attr-defined]
+        setattr(assistant, name, wrapped)
+
+
+def _audited(original: Any, name: str, audit: AuditLog, skip: frozenset[str]) -> Any:
+    async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        if name == "ask_stream":
+            template, request = None, args[0] if args else kwargs.get("request")
+        else:
+            template = args[0] if args else kwargs.get("template")
+            request = args[1] if len(args) > 1 else kwargs.get("request")
+        if getattr(request, "surface", None) is None or request.surface in skip:
+            async for event in original(*args, **kwargs):
+                yield event
+            return
+        action = "ask" if template is None else f"complete.{template}"
+        entry = AuditEntry(
+            user=request.user,
+            surface=request.surface,
+            action=action,
+            question=request.text,
+            request_id=request.request_id,
+        )
+        started = time.perf_counter()
+        try:
+            async for event in original(*args, **kwargs):
+                if isinstance(event, Answer):
+                    entry.with_answer(event)
+                yield event
+        except (asyncio.CancelledError, GeneratorExit):
+            entry.status = "cancelled"
+            raise
+        except HearthError as exc:
+            entry.status, entry.error = "error", str(exc)
+            raise
+        except Exception as exc:
+            entry.status, entry.error = "error", type(exc).__name__
+            raise
+        finally:
+            entry.duration_ms = (time.perf_counter() - started) * 1000
+            audit.record(entry)
+
+    return stream

@@ -378,3 +378,25 @@ async def test_a_client_trickling_its_body_gets_408(client: Any, monkeypatch: py
     resp = await client.post("/v1/ask", data=slow_body(), headers=headers)
     assert resp.status == 408
     assert client.backend.calls == []
+
+
+async def test_chat_surfaces_are_audited_through_the_shared_assistant(client: Any) -> None:
+    from core.contracts import Request
+
+    assistant = client.app[api.ASSISTANT]
+    answer = await assistant.ask(Request(text="Where is the VPN guide?", user="U123", surface="slack"))
+    events = [
+        e
+        async for e in assistant.complete_stream(
+            "explain", Request(text="x", user="d1", surface="dingtalk"), code="print(1)", language="python"
+        )
+    ]
+    assert answer.text == "Hearth fake answer." and events
+    await client.post("/v1/ask", json={"question": "rest one"}, headers=client.auth)
+    rows = await _audit_rows(client)
+    assert [(r["surface"], r["user_name"], r["action"]) for r in rows] == [
+        ("rest", "alice", "ask"),
+        ("dingtalk", "d1", "complete.explain"),
+        ("slack", "U123", "ask"),
+    ]
+    assert rows[2]["question"] == "Where is the VPN guide?" and rows[2]["backend"] == "local"

@@ -254,6 +254,9 @@ def main() -> None:
     counts = [int(x) for x in args.requests.split(",")]
     if len(levels) != len(counts):
         parser.error("--levels and --requests need the same number of entries")
+    # The bench writes its own config; HEARTH_* variables would apply to one side only.
+    for key in [k for k in os.environ if k.startswith("HEARTH_")]:
+        del os.environ[key]
     model = args.model or bundled_model_path()
     with tempfile.TemporaryDirectory(prefix="hearth-bench-rest-") as tmp:
         local = {"model_path": str(model), "n_ctx": args.n_ctx, "n_gpu_layers": args.n_gpu_layers}

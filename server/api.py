@@ -208,7 +208,9 @@ def wants_stream(request: web.Request) -> bool:
 
 
 def assistant_of(request: web.Request) -> Assistant:
-    """The assistant, or 503 while it is still starting (or failed to)."""
+    """The assistant, or 503 while it is still starting (or failed to), or shutting down."""
+    if request.app[LIFECYCLE].draining:
+        raise ApiError(503, "unavailable", SHUTTING_DOWN, {"Retry-After": "5"})
     assistant = request.app.get(ASSISTANT)
     if assistant is None:
         reason = request.app[LIFECYCLE].assistant_error or "still starting"

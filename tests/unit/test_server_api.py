@@ -400,3 +400,39 @@ async def test_chat_surfaces_are_audited_through_the_shared_assistant(client: An
         ("slack", "U123", "ask"),
     ]
     assert rows[2]["question"] == "Where is the VPN guide?" and rows[2]["backend"] == "local"
+
+
+async def test_draining_server_refuses_new_answers_and_finishes_running_ones(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    from server.state import LIFECYCLE
+
+    backend = FakeBackend(reply="slow but complete answer", token_delay=0.05)
+    client = await start(aiohttp_client, tmp_path, backend)
+    sse = client.auth | {"Accept": "text/event-stream"}
+    resp = await client.post("/v1/ask", json={"question": "x"}, headers=sse)
+    assert (await resp.content.readline()).startswith(b"event: delta")
+    life = client.app[LIFECYCLE]
+    drain = asyncio.create_task(life.drain(5.0))  # what SIGTERM does: running answers get to finish
+    await asyncio.sleep(0)
+    refused = await client.post("/v1/ask", json={"question": "y"}, headers=client.auth)
+    assert refused.status == 503 and "restarting" in (await refused.json())["message"]
+    assert (await client.get("/readyz")).status == 503
+    events = parse_sse((await resp.content.read()).decode().split("\n", 1)[1])
+    assert events[-1][0] == "answer" and events[-1][1]["answer"] == "slow but complete answer"
+    assert await drain == 0  # nothing had to be cancelled
+
+
+async def test_drain_cancels_answers_that_outlive_the_grace(aiohttp_client: Any, tmp_path: Path) -> None:
+    from server.state import LIFECYCLE
+
+    backend = FakeBackend(reply=" ".join(["word"] * 500), token_delay=0.05)
+    client = await start(aiohttp_client, tmp_path, backend)
+    resp = await client.post(
+        "/v1/ask", json={"question": "x"}, headers=client.auth | {"Accept": "text/event-stream"}
+    )
+    assert (await resp.content.readline()).startswith(b"event: delta")
+    assert await client.app[LIFECYCLE].drain(0.2) == 1
+    rest = (await resp.content.read()).decode()
+    assert "event: error" in rest and "restarting" in rest
+    assert backend.cancelled == 1 and not client.app[api.ASSISTANT].router.queue.busy

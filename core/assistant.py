@@ -156,12 +156,16 @@ class Assistant:
             yield event
 
     async def complete_stream(
-        self, template: str, request: Request, **variables: Any
+        self, template: str, request: Request, *, max_tokens: int | None = None, **variables: Any
     ) -> AsyncIterator[Delta | Answer]:
-        """Render any template with ``variables`` and stream the model's output (explain, summaries…)."""
+        """Render any template with ``variables`` and stream the model's output (explain, summaries…).
+
+        ``max_tokens`` caps this generation below the ``llm.max_tokens`` default (e.g. a short summary).
+        """
         started = time.perf_counter()
         rendered = self.prompts.render(template, **variables)
-        async for event in self._generate(rendered, request, [], {}, [], started):
+        overrides: dict[str, Any] = {} if max_tokens is None else {"max_tokens": max_tokens}
+        async for event in self._generate(rendered, request, [], {}, [], started, **overrides):
             yield event
 
     async def _generate(

@@ -100,3 +100,15 @@ async def test_sources_beyond_the_context_window_are_dropped_with_a_notice(tmp_p
     answer = await assistant.ask(Request(text="q"))
     assert any("left out" in n for n in answer.notices)
     assert len(backend.calls[0].messages[-1].content) <= assistant.limits.prompt_budget_chars
+
+
+async def test_complete_stream_renders_a_template_and_honours_max_tokens(
+    fake_assistant: Assistant, fake_backend: FakeBackend
+) -> None:
+    events = [e async for e in fake_assistant.complete_stream(
+        "explain", Request(text="explain"), max_tokens=17, code="x = 1", language="python")]
+    answer = events[-1]
+    assert isinstance(answer, Answer) and answer.text and answer.citations == []
+    call = fake_backend.calls[0]
+    assert call.options.max_tokens == 17 and call.options.answer_prefix == "Explanation:"
+    assert "x = 1" in call.messages[-1].content

@@ -49,7 +49,9 @@ async def summarise(spec: DigestSpec, assistant: Any, got: Gathered, span: str) 
     if assistant is None:
         return messages.SUMMARY_UNAVAILABLE.format(reason="the model is still loading"), ""
     try:
-        async for event in assistant.complete_stream(spec.template, request, **variables):
+        async for event in assistant.complete_stream(
+            spec.template, request, max_tokens=SUMMARY_TOKENS, **variables
+        ):
             if isinstance(event, Answer):
                 answer = event
     except BackendError as exc:
@@ -62,6 +64,10 @@ async def summarise(spec: DigestSpec, assistant: Any, got: Gathered, span: str) 
     return trim_summary(answer.text), messages.WRITTEN_BY.format(
         model=answer.model or "unknown model", backend=answer.backend
     )
+
+
+# Enough for three plain sentences; the trim below still guards a model that rambles.
+SUMMARY_TOKENS = 160
 
 
 def trim_summary(text: str, sentences: int = 3, limit: int = SUMMARY_CHARS) -> str:

@@ -3,9 +3,9 @@
 Contract (``Authorization: Bearer TOKEN``; ``Accept: text/event-stream`` for streaming)::
 
     POST /v1/ask           {"question"}
-    POST /v1/code/explain  {"code", "language", "path"?}
-    POST /v1/code/generate {"code", "language", "path"?}
-    POST /v1/code/tests    {"code", "language", "path"?}
+    POST /v1/code/explain  {"code", "language", "path"?, "context"?}
+    POST /v1/code/generate {"code", "language", "path"?, "context"?}
+    POST /v1/code/tests    {"code", "language", "path"?, "context"?, "failures"?, "previous"?}
 
     event: delta   data: {"text": "..."}       (repeated)
     event: answer  data: {"answer", "citations", "backend", "model", "usage", "timings_ms"}
@@ -115,13 +115,13 @@ class RemoteBackend:
         self, code: str, language: str, path: str | None = None, context: str | None = None
     ) -> AsyncIterator[Delta | Answer]:
         """POST /v1/code/explain."""
-        return self._stream("/v1/code/explain", _payload(code, language, path))
+        return self._stream("/v1/code/explain", _payload(code, language, path, context=context))
 
     def generate_stream(
         self, code: str, language: str, path: str | None = None, context: str | None = None
     ) -> AsyncIterator[Delta | Answer]:
         """POST /v1/code/generate (``code`` is the comment/docstring preamble)."""
-        return self._stream("/v1/code/generate", _payload(code, language, path))
+        return self._stream("/v1/code/generate", _payload(code, language, path, context=context))
 
     def tests_stream(
         self,
@@ -133,11 +133,9 @@ class RemoteBackend:
         failures: str | None = None,
         previous: str | None = None,
     ) -> AsyncIterator[Delta | Answer]:
-        """POST /v1/code/tests; a repair round sends the failures as comments after the code."""
-        if failures:
-            notes = "\n".join("# " + line for line in f"Earlier tests failed:\n{failures}".splitlines())
-            code = f"{code}\n\n{notes}"
-        return self._stream("/v1/code/tests", _payload(code, language, path))
+        """POST /v1/code/tests (a repair round adds the failures and the previous tests)."""
+        payload = _payload(code, language, path, context=context, failures=failures, previous=previous)
+        return self._stream("/v1/code/tests", payload)
 
     def ask_stream(self, question: str) -> AsyncIterator[Delta | Answer]:
         """POST /v1/ask."""
@@ -154,10 +152,12 @@ class RemoteBackend:
             self._session = None
 
 
-def _payload(code: str, language: str, path: str | None) -> dict[str, Any]:
+def _payload(code: str, language: str, path: str | None, **optional: str | None) -> dict[str, Any]:
+    """The request body; optional fields (context, failures, previous) only when set."""
     payload: dict[str, Any] = {"code": code, "language": language}
     if path:
         payload["path"] = path
+    payload.update({k: v for k, v in optional.items() if v})
     return payload
 
 

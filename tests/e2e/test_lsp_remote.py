@@ -102,6 +102,7 @@ async def test_explain_and_generate_go_through_the_server(
     path, body, headers = state.requests[0]
     assert path == "/v1/code/explain" and headers["Authorization"] == f"Bearer {TOKEN}"
     assert body["language"] == "python" and body["path"] == "geometry.py" and "def area(r):" in body["code"]
+    assert body["context"] == "import math"  # the file's imports travel as context
 
     made = await editor.execute("hearth.generate", [{"uri": uri, "line": 13}])
     assert made["applied"] is True and "def total(prices):" in made["code"]

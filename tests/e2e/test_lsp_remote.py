@@ -129,3 +129,28 @@ async def test_server_going_away_mid_answer_is_a_clean_error(
         await asyncio.wait_for(editor.execute("hearth.explain", [{"uri": uri, "line": 4}]), 30)
     # The server process is still healthy: code actions still answer.
     assert len(await editor.actions(uri, 4)) == 4
+
+
+async def test_thin_client_against_a_real_hearth_serve(tmp_path: Path, hearth_serve: Any) -> None:
+    """`hearth lsp --server` → a real `hearth serve` → the real openai backend → a scripted API."""
+    from tests.e2e.lsp_rig import ScriptedAPI, remote_llm, start_api
+
+    api = ScriptedAPI(
+        reply=lambda prompt: "```python\ndef total(prices):\n    return sum(p for p in prices if p >= 0)\n```"
+    )
+    runner = await start_api(api)
+    try:
+        serve = await hearth_serve({"llm": remote_llm(api)})
+        token = await serve.token("dev")
+        config = write_config(tmp_path, {"local": {"enabled": False}})
+        async for editor in start_editor(
+            config, make_workspace(tmp_path), extra_args=["--server", serve.url, "--token", token]
+        ):
+            uri = editor.open("geometry.py")
+            made = await editor.execute("hearth.generate", [{"uri": uri, "line": 13}])
+            assert made["applied"] is True and made["model"] == "fake-coder"
+            assert "def total(prices):" in (editor.root / "geometry.py").read_text()  # noqa: ASYNC240
+            assert "# TODO: return the total" in api.requests[0]["messages"][-1]["content"]
+        await serve.stop()
+    finally:
+        await runner.cleanup()

@@ -43,7 +43,8 @@ def raw_run(llm: Any, text: str, max_tokens: int) -> dict[str, float]:
     started = time.perf_counter()
     first = None
     count = 0
-    for part in llm.create_completion(prompt=tokens, max_tokens=max_tokens, temperature=0.0, stream=True, seed=0):
+    for part in llm.create_completion(prompt=tokens, max_tokens=max_tokens, temperature=0.0, stream=True, seed=0,
+                                      repeat_penalty=GenOptions().repeat_penalty):
         choice = part["choices"][0]
         if choice.get("finish_reason") is None or choice.get("text"):
             count += 1

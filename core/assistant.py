@@ -94,6 +94,7 @@ class Assistant:
             max_tokens=self.settings.llm.max_tokens,
             temperature=self.settings.llm.temperature,
             stop=list(rendered.stop),
+            completion_stop=list(rendered.completion_stop),
             priority=request.priority,
             answer_prefix=rendered.answer_prefix,
             seed=self.settings.llm.local.seed,

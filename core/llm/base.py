@@ -40,6 +40,9 @@ class GenOptions:
     temperature: float = 0.2
     top_p: float = 0.95
     stop: list[str] = field(default_factory=list)
+    # Extra stops for a base model fed a completion prompt: it has no end-of-turn of its own.
+    completion_stop: list[str] = field(default_factory=list)
+    repeat_penalty: float = 1.1
     seed: int | None = None
     priority: Priority = Priority.CHAT
     # Text to start the answer with; for base (completion) models it primes the continuation.

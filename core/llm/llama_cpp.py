@@ -229,6 +229,7 @@ class LlamaCppBackend:
             "temperature": options.temperature,
             "top_p": options.top_p,
             "stream": True,
+            "repeat_penalty": options.repeat_penalty,
             "seed": options.seed if options.seed is not None else self.settings.seed,
         }
         if self._chat:
@@ -252,7 +253,8 @@ class LlamaCppBackend:
         tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
         usage.prompt_tokens = len(tokens)
         max_tokens = self._fit(len(tokens), options.max_tokens, n_ctx)
-        stream = llm.create_completion(prompt=tokens, max_tokens=max_tokens, stop=options.stop or None, **common)
+        stops = list(dict.fromkeys([*options.stop, *options.completion_stop]))
+        stream = llm.create_completion(prompt=tokens, max_tokens=max_tokens, stop=stops or None, **common)
         for part in stream:
             if stop.is_set():
                 break

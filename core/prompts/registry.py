@@ -9,6 +9,7 @@ A template is a Jinja2 file whose first lines are a YAML header inside a Jinja c
     inputs: [question]                 # required
     optional: [sources, history]       # may be left out (they render as None)
     stop: ["\\n\\nQuestion:"]
+    completion_stop: ["\\n\\n"]    # extra stops only when a base model serves (no chat template)
     example: {question: "How do I request leave?"}   # sample inputs: `hearth prompts render NAME` uses them
     ---#}
     {% block system %}You are Hearth…{% endblock %}
@@ -53,6 +54,7 @@ class RenderedPrompt:
     messages: list[Message]
     answer_prefix: str = ""
     stop: list[str] = field(default_factory=list)
+    completion_stop: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class PromptTemplate:
     path: Path
     builtin: bool
     example: dict[str, Any] = field(default_factory=dict)
+    completion_stop: tuple[str, ...] = ()
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -107,6 +110,7 @@ def parse_template(path: Path, *, builtin: bool) -> PromptTemplate:
         required=required,
         optional=optional,
         stop=tuple(str(s) for s in header.get("stop") or ()),
+        completion_stop=tuple(str(s) for s in header.get("completion_stop") or ()),
         source=text[match.end():],
         path=path,
         builtin=builtin,
@@ -186,4 +190,5 @@ class PromptRegistry:
             messages=messages,
             answer_prefix=blocks.get("answer_prefix", ""),
             stop=list(tpl.stop),
+            completion_stop=list(tpl.completion_stop),
         )

@@ -87,7 +87,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
             starter = asyncio.create_task(
                 _start_assistant(app, settings, life, tried), name="hearth-assistant-start"
             )
-            # Listen only once the first attempt is over, so a healthy start serves its first request.
+            # Listen only once the first attempt is over (engine built, model loaded, or a failure).
             await tried.wait()
         yield
         if starter is not None and not starter.done():
@@ -121,7 +121,12 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
 async def _start_assistant(
     app: web.Application, settings: Settings, life: Lifecycle, tried: asyncio.Event
 ) -> None:
-    """Build the assistant, retrying with backoff; then warm the local model in the background."""
+    """Build the assistant and load the local model, retrying the build with backoff.
+
+    ``tried`` is set once the first attempt is over: built and loaded (or failed to load), or failed
+    to build. The server listens only then: llama.cpp silences the process's stderr while it loads a
+    model, which would swallow the "listening" line and any log written meanwhile.
+    """
     delay = RETRY_START_S
     while True:
         try:
@@ -133,21 +138,25 @@ async def _start_assistant(
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
             continue
-        audit_answers(built, app[AUDIT])
-        with warnings.catch_warnings():
-            # After a retry the app has started: aiohttp frowns on changing a running app's state,
-            # but surfaces look the engine up per request (app.get(ASSISTANT)), so late is fine.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            app[ASSISTANT] = built
-        life.assistant_error = None
-        tried.set()
         break
     load = getattr(built.router.local, "load", None)
     if load is not None:
+        life.model_loading = True
         try:
             await load()
         except Exception as exc:  # noqa: BLE001 - the router falls back and /readyz reports it
+            life.model_error = str(exc)
             log.warning("the local model did not load at start: %s", exc)
+        finally:
+            life.model_loading = False
+    audit_answers(built, app[AUDIT])
+    with warnings.catch_warnings():
+        # After a retry the app has started: aiohttp frowns on changing a running app's state,
+        # but surfaces look the engine up per request (app.get(ASSISTANT)), so late is fine.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        app[ASSISTANT] = built
+    life.assistant_error = None
+    tried.set()
 
 
 def build_assistant(settings: Settings) -> Assistant:

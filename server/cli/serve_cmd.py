@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import signal
 
@@ -51,8 +52,18 @@ def serve(state: State, host: str | None, port: int | None, log_format: str) -> 
     asyncio.run(_serve(state))
 
 
+def dump_tasks() -> None:
+    """Log every asyncio task's stack (SIGUSR1): what a stuck server is waiting for."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        task.print_stack(file=out)
+    log.warning("asyncio tasks:\n%s", out.getvalue())
+
+
 async def _serve(state: State) -> None:
     settings = state.settings
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     app = create_app(settings)
     runner = web.AppRunner(
         app, handle_signals=False, handler_cancellation=True, access_log=None, shutdown_timeout=_CLOSE_GRACE_S
@@ -75,7 +86,6 @@ async def _serve(state: State) -> None:
         click.echo(f"Hearth listening on http://{addr[0]}:{addr[1]}", err=True)
     log.info("serving", extra={"routes": [r["path"] for r in describe(app) if r["method"] != "HEAD"]})
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
 
     def on_signal(sig: signal.Signals) -> None:
         log.info("received %s: no new connections, finishing in-flight answers", sig.name)

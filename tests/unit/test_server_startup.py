@@ -77,3 +77,41 @@ async def test_missing_model_file_without_remote_is_not_ready(aiohttp_client: An
     client = await aiohttp_client(create_app(settings, assistant=Assistant(settings, build_router(settings))))
     body = await (await client.get("/readyz")).json()
     assert not body["checks"]["model"]["ok"] and "missing.gguf" in body["checks"]["model"]["detail"]
+
+
+async def test_listens_after_the_model_load_and_reports_a_load_failure(
+    aiohttp_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[int] = []
+
+    class FailingLoad(FakeBackend):
+        loaded = False
+
+        async def load(self) -> None:
+            loads.append(1)
+            raise RuntimeError("out of memory while loading")
+
+    settings = make_settings(tmp_path)
+    monkeypatch.setattr(
+        app_module, "build_assistant", lambda s: Assistant(s, Router(local=FailingLoad(), remote=None))
+    )
+    client = await aiohttp_client(create_app(settings))
+    assert loads == [1]  # the load was attempted before the server took requests
+    body = await (await client.get("/readyz")).json()
+    assert not body["checks"]["model"]["ok"] and "out of memory" in body["checks"]["model"]["detail"]
+    assert body["checks"]["assistant"]["ok"]
+
+
+async def test_readyz_says_loading_while_the_model_loads(aiohttp_client: Any, tmp_path: Path) -> None:
+    from server.state import LIFECYCLE
+
+    class NotLoaded(FakeBackend):
+        loaded = False
+
+    settings = make_settings(tmp_path)
+    client = await aiohttp_client(
+        create_app(settings, assistant=Assistant(settings, Router(local=NotLoaded(), remote=None)))
+    )
+    client.app[LIFECYCLE].model_loading = True
+    body = await (await client.get("/readyz")).json()
+    assert not body["checks"]["model"]["ok"] and "loading" in body["checks"]["model"]["detail"]

@@ -308,6 +308,14 @@ async def _respond_sse(
         _uncancel()
         await _aclose(stream)
         await _try_write(resp, _sse("error", {"code": "unavailable", "message": SHUTTING_DOWN}))
+    except Exception:
+        # A bug, not a refusal: the log gets the traceback, the client one sentence (headers are sent).
+        log.exception("%s failed mid-stream", entry.action)
+        entry.status, entry.error = "error", "internal error"
+        metrics.ERRORS.labels("internal", entry.surface).inc()
+        await _aclose(stream)
+        message = "Something went wrong on the server; the log has the details under this request id."
+        await _try_write(resp, _sse("error", {"code": "internal", "message": message}))
     try:
         await resp.write_eof()
     except ConnectionError:

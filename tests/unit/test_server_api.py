@@ -436,3 +436,18 @@ async def test_drain_cancels_answers_that_outlive_the_grace(aiohttp_client: Any,
     rest = (await resp.content.read()).decode()
     assert "event: error" in rest and "restarting" in rest
     assert backend.cancelled == 1 and not client.app[api.ASSISTANT].router.queue.busy
+
+
+async def test_a_bug_mid_stream_ends_with_a_generic_error_event(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await start(aiohttp_client, tmp_path, FakeBackend(error=RuntimeError("secret internal detail")))
+    resp = await client.post(
+        "/v1/ask", json={"question": "x"}, headers=client.auth | {"Accept": "text/event-stream"}
+    )
+    text = await resp.text()
+    assert "secret internal detail" not in text and "Traceback" not in text
+    assert parse_sse(text)[-1] == (
+        "error",
+        {"code": "internal", "message": parse_sse(text)[-1][1]["message"]},
+    )
+    rows = await _audit_rows(client)
+    assert rows[0]["status"] == "error"

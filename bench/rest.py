@@ -202,6 +202,43 @@ class Rest:
             self._drain.cancel()
 
 
+async def stack_overhead(requests: int = 100) -> dict[str, float]:
+    """/v1/ask through the whole HTTP stack (auth, audit, metrics) with an instant fake model."""
+    import aiohttp
+    from aiohttp import web
+
+    from core.assistant import Assistant
+    from core.llm.fake import FakeBackend
+    from core.llm.router import Router
+    from server.app import create_app
+    from server.auth import TOKENS
+
+    with tempfile.TemporaryDirectory(prefix="hearth-bench-stack-") as tmp:
+        settings = Settings(home=tmp, server={"rate_limit_per_minute": 1_000_000})
+        reply = " ".join(f"w{i}" for i in range(16))
+        app = create_app(
+            settings, assistant=Assistant(settings, Router(local=FakeBackend(reply=reply), remote=None))
+        )
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        _, token = await app[TOKENS].create("bench", [])
+        headers = {"Authorization": f"Bearer {token}"}
+        latencies = []
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            started = time.perf_counter()
+            for i in range(requests):
+                t0 = time.perf_counter()
+                async with http.post("/v1/ask", json={"question": question(i)}, headers=headers) as resp:
+                    await resp.json()
+                latencies.append(time.perf_counter() - t0)
+            wall = time.perf_counter() - started
+        await runner.cleanup()
+    return summarize(latencies, wall, 16 * requests)
+
+
 async def compare(
     config: Path, settings: Settings, model: Path, levels: list[int], counts: list[int]
 ) -> list[dict[str, Any]]:
@@ -277,6 +314,7 @@ def main() -> None:
         config.write_text(yaml.safe_dump(data), encoding="utf-8")
         settings = Settings(**data)
         rounds = asyncio.run(compare(config, settings, model, levels, counts))
+    overhead = asyncio.run(stack_overhead())
     print(
         json.dumps(
             {
@@ -288,6 +326,8 @@ def main() -> None:
                 "priority": Priority.CHAT.name.lower(),
                 "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
                 "rounds": rounds,
+                # The HTTP stack alone (instant fake model, in-process): what REST adds per request.
+                "stack_overhead_fake_model": overhead,
             },
             indent=2,
         )

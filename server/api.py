@@ -266,6 +266,9 @@ async def _respond_json(
             _uncancel()
             return error_response(503, "unavailable", SHUTTING_DOWN, {"Retry-After": "5"})
         raise
+    except Exception:
+        entry.status, entry.error = "error", "internal error"
+        raise  # the middleware logs it and answers 500 without the detail
     assert answer is not None
     entry.with_answer(answer)
     return web.json_response(answer.as_dict())

@@ -255,6 +255,7 @@ async def test_engine_errors_become_clean_json_without_tracebacks(
     text = await resp.text()
     assert "secret internal detail" not in text and "Traceback" not in text
     assert json.loads(text)["request_id"] == resp.headers["X-Request-Id"]
+    assert (await _audit_rows(client))[0]["status"] == "error"
 
 
 async def test_backend_failure_mid_stream_ends_with_an_error_event(

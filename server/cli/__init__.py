@@ -27,6 +27,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("server.cli.lsp_cmd", "lsp"),
     ("server.cli.digest_cmd", "digest"),
     ("server.cli.tokens_cmd", "tokens"),
+    ("server.cli.audit_cmd", "audit"),
     ("server.cli.index_cmd", "index"),
     ("server.cli.index_cmd", "search"),
     ("server.cli.index_cmd", "sources"),

@@ -82,3 +82,39 @@ def test_tokens_cli_create_list_revoke() -> None:
     assert again.exit_code != 0 and "No active token" in again.output
     bad = runner.invoke(main, ["tokens", "create", "--user", "al ice"])
     assert bad.exit_code == 1 and "not valid" in bad.output
+
+
+async def test_audit_cli_shows_the_newest_entries(tmp_path: Path) -> None:
+    import asyncio
+
+    from core.config import Settings
+    from server.audit import AuditEntry, AuditLog
+
+    db = Database(Settings().database_url)  # the CLI's database ($HEARTH_HOME from the fixture)
+    log = AuditLog(db)
+    log.start()
+    log.record(
+        AuditEntry(
+            user="alice",
+            surface="rest",
+            action="ask",
+            question="Where is the wiki?",
+            sources=["file:///wiki.md"],
+            backend="local",
+            model="gemma",
+        )
+    )
+    log.record(
+        AuditEntry(user="U1", surface="slack", action="ask", question="VPN?", status="error", error="boom")
+    )
+    await log.aclose()
+    await db.aclose()
+    runner = CliRunner()
+    result = await asyncio.to_thread(runner.invoke, main, ["audit"])
+    lines = result.output.splitlines()
+    assert "slack" in lines[0] and "error: boom" in lines[0] and "Where is the wiki?" in lines[1]
+    only = await asyncio.to_thread(runner.invoke, main, ["audit", "--user", "alice", "--json"])
+    rows = [json.loads(line) for line in only.output.splitlines()]
+    assert [(r["user_name"], r["sources"], r["backend"]) for r in rows] == [
+        ("alice", ["file:///wiki.md"], "local")
+    ]

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Connection
 
 from core.contracts import Answer
@@ -25,6 +26,19 @@ from core.db import Database, metadata
 from core.errors import HearthError
 
 log = logging.getLogger(__name__)
+
+# Every audited request, from every surface (Socket Mode and Stream mode never touch HTTP).
+ANSWERS = Counter(
+    "hearth_answers_total",
+    "Answered requests by surface, action and outcome.",
+    ["surface", "action", "status"],
+)
+ANSWER_SECONDS = Histogram(
+    "hearth_answer_seconds",
+    "Time to a complete answer by surface and action.",
+    ["surface", "action"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
 
 MAX_TEXT = 4000
 _QUEUE_LIMIT = 10_000
@@ -109,7 +123,9 @@ class AuditLog:
             self._task = asyncio.create_task(self._writer(), name="hearth-audit-writer")
 
     def record(self, entry: AuditEntry) -> None:
-        """Queue ``entry``; never blocks and never raises."""
+        """Queue ``entry`` (and count it in the metrics); never blocks and never raises."""
+        ANSWERS.labels(entry.surface, entry.action, entry.status).inc()
+        ANSWER_SECONDS.labels(entry.surface, entry.action).observe(entry.duration_ms / 1000)
         if self._queue.qsize() >= _QUEUE_LIMIT:
             self.dropped += 1
             log.warning("audit queue full (%d); dropping an entry", _QUEUE_LIMIT)

@@ -401,6 +401,9 @@ async def test_chat_surfaces_are_audited_through_the_shared_assistant(client: An
         ("slack", "U123", "ask"),
     ]
     assert rows[2]["question"] == "Where is the VPN guide?" and rows[2]["backend"] == "local"
+    metrics = await (await client.get("/metrics")).text()
+    assert 'hearth_answers_total{action="ask",status="ok",surface="slack"}' in metrics
+    assert 'hearth_answer_seconds_count{action="complete.explain",surface="dingtalk"}' in metrics
 
 
 async def test_draining_server_refuses_new_answers_and_finishes_running_ones(

@@ -258,11 +258,27 @@ def public_names(code: str) -> list[str]:
 
 
 def preamble_for_tests(code: str, path: str) -> str:
-    """Imports for a pytest file about ``code`` from ``path``, ending in ``def test_`` for the model."""
+    """Imports for a pytest file about ``code`` from ``path``, then the start of a first test.
+
+    For a function ``f`` it ends in ``def test_f():\n    assert f(`` — a base model then writes a
+    concrete call and expected value, instead of a test with made-up parameters pytest cannot fill.
+    """
     names = public_names(code)
     module = module_name(path)
     imports = f"from {module} import {', '.join(names)}" if names else f"import {module}"
+    funcs = [n for n in public_functions(code) if not n.startswith("_")]
+    if funcs:
+        return f"import pytest\n\n{imports}\n\n\ndef test_{funcs[0]}():\n    assert {funcs[0]}("
     return f"import pytest\n\n{imports}\n\n\ndef test_"
+
+
+def public_functions(code: str) -> list[str]:
+    """Top-level function names in ``code``."""
+    try:
+        tree = ast.parse(textwrap.dedent(code))
+    except SyntaxError:
+        return []
+    return [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
 
 
 def path_for_tests(path: str, *, has_tests_dir: bool) -> str:

@@ -82,9 +82,15 @@ def test_no_code_or_invalid_python_is_rejected(output: str) -> None:
 def test_tests_preamble_and_extraction() -> None:
     code = "def add(a, b):\n    return a + b\n"
     preamble = preamble_for_tests(code, "pkg/calc.py")
-    assert preamble.endswith("from pkg.calc import add\n\n\ndef test_")
-    tests = extract_tests("add():\n    assert add(1, 2) == 3\n\ndef test_two(", preamble)
-    assert tests.startswith("import pytest") and "def test_add():" in tests and "test_two" not in tests
+    # A base model continues a concrete first assertion rather than inventing test parameters.
+    assert preamble.endswith("from pkg.calc import add\n\n\ndef test_add():\n    assert add(")
+    tests = extract_tests("1, 2) == 3\n\ndef test_two(", preamble)
+    assert (
+        tests.startswith("import pytest") and "    assert add(1, 2) == 3" in tests and "test_two" not in tests
+    )
+    assert preamble_for_tests("class Cart:\n    pass\n", "shop.py").endswith(
+        "from shop import Cart\n\n\ndef test_"
+    )
     with pytest.raises(GenerationRejected, match="no test function"):
         extract_tests("```python\nx = 1\n```", preamble)
 

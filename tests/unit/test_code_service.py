@@ -99,8 +99,8 @@ async def test_workspace_retrieval_is_optional_and_never_blocks(
 
 def _tests_reply(messages: Sequence[Message]) -> str:
     if "These tests failed" in messages[-1].content:
-        return "add():\n    assert add(2, 2) == 4\n"
-    return "add():\n    assert add(2, 2) == 5\n"
+        return "2, 2) == 4\n"
+    return "2, 2) == 5\n"
 
 
 async def test_generate_run_and_repair_tests_in_the_sandbox(tmp_path: Path) -> None:

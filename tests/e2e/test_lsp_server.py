@@ -227,7 +227,7 @@ async def _index_runs_finished(editor: Editor, count: int) -> list[str]:
 async def test_workspace_index_feeds_explain_and_follows_saves(tmp_path: Path, api: ScriptedAPI) -> None:
     ws = make_workspace(tmp_path)
     (ws / "pricing.py").write_text(
-        "def apply_discount_rules(items):\n    \"\"\"Ten percent off orders over 100.\"\"\"\n"
+        'def apply_discount_rules(items):\n    """Ten percent off orders over 100."""\n'
         "    total = sum(i.price for i in items)\n    return total * 0.9 if total > 100 else total\n"
     )
     (ws / "app.py").write_text(
@@ -249,7 +249,9 @@ async def test_workspace_index_feeds_explain_and_follows_saves(tmp_path: Path, a
         assert "failed" not in ends[-1], ends
 
 
-async def test_explain_falls_back_to_show_message_without_show_document(tmp_path: Path, api: ScriptedAPI) -> None:
+async def test_explain_falls_back_to_show_message_without_show_document(
+    tmp_path: Path, api: ScriptedAPI
+) -> None:
     config = write_config(tmp_path, remote_llm(api))
     async for editor in start_editor(config, make_workspace(tmp_path), capabilities="neovim@v0.7.0"):
         uri = editor.open("geometry.py")

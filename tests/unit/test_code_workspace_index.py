@@ -25,7 +25,9 @@ async def _synced(index: WorkspaceIndex) -> None:
 async def test_workspace_index_feeds_code_context_and_follows_saves(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()
-    (ws / "billing.py").write_text("def invoice_total(lines):\n    return sum(line.amount for line in lines)\n")
+    (ws / "billing.py").write_text(
+        "def invoice_total(lines):\n    return sum(line.amount for line in lines)\n"
+    )
     (ws / "app.py").write_text("from billing import invoice_total\n\n\ndef checkout(cart):\n    ...\n")
     settings = make_settings(tmp_path)
     index = WorkspaceIndex(settings, ws, embedder=HashEmbedder())

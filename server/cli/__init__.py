@@ -1,7 +1,7 @@
 """The `hearth` command line.
 
-Each command group lives in its own module and is listed in ``_COMMANDS``; adding one is a new
-module plus one line here.
+Each command group lives in its own module and is listed in ``_COMMANDS`` (imported lazily);
+adding one is a new module plus one line here.
 """
 
 from __future__ import annotations
@@ -16,23 +16,24 @@ import click
 from core.config import Settings, load_settings
 from core.errors import ConfigError, HearthError
 
-# module path, attribute: each is a click command or group added to `hearth`.
-_COMMANDS: list[tuple[str, str]] = [
-    ("server.cli.config_cmd", "config"),
-    ("server.cli.prompts_cmd", "prompts"),
-    ("server.cli.ask_cmd", "ask"),
-    ("server.cli.tables_cmd", "tables"),
-    ("server.cli.doctor_cmd", "doctor"),
-    ("server.cli.serve_cmd", "serve"),
-    ("server.cli.lsp_cmd", "lsp"),
-    ("server.cli.digest_cmd", "digest"),
-    ("server.cli.tokens_cmd", "tokens"),
-    ("server.cli.audit_cmd", "audit"),
-    ("server.cli.index_cmd", "index"),
-    ("server.cli.index_cmd", "search"),
-    ("server.cli.index_cmd", "sources"),
-    ("server.cli.index_cmd", "eval_group"),
-]
+# command name -> "module:attribute" of its click command or group. Modules are imported only
+# when their command runs (or for --help), so `hearth lsp` does not pay for qdrant or torch.
+_COMMANDS: dict[str, str] = {
+    "config": "server.cli.config_cmd:config",
+    "prompts": "server.cli.prompts_cmd:prompts",
+    "ask": "server.cli.ask_cmd:ask",
+    "tables": "server.cli.tables_cmd:tables",
+    "doctor": "server.cli.doctor_cmd:doctor",
+    "serve": "server.cli.serve_cmd:serve",
+    "lsp": "server.cli.lsp_cmd:lsp",
+    "digest": "server.cli.digest_cmd:digest",
+    "tokens": "server.cli.tokens_cmd:tokens",
+    "audit": "server.cli.audit_cmd:audit",
+    "index": "server.cli.index_cmd:index",
+    "search": "server.cli.index_cmd:search",
+    "sources": "server.cli.index_cmd:sources",
+    "eval": "server.cli.index_cmd:eval_group",
+}
 
 
 class State:
@@ -65,7 +66,18 @@ def setup_logging(level: str) -> None:
 
 
 class HearthGroup(click.Group):
-    """A click group that turns Hearth errors into one plain sentence and an exit code."""
+    """Loads subcommands on demand and turns Hearth errors into one plain sentence and an exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = _COMMANDS.get(cmd_name)
+        if spec is None:
+            return None
+        module, _, attr = spec.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -101,6 +113,3 @@ def main(ctx: click.Context, config: Path | None, log_level: str) -> None:
     setup_logging(log_level)
     ctx.obj = State(config)
 
-
-for _module, _attr in _COMMANDS:
-    main.add_command(getattr(importlib.import_module(_module), _attr))

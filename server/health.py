@@ -48,6 +48,11 @@ async def _model(app: web.Application, settings: Settings) -> Probe:
         return Probe(False, "no model backend configured — set llm.local or llm.remote.base_url")
     if getattr(local, "loaded", True):
         return Probe(True, f"local model {local.model} loaded{remote}")
+    life = app[LIFECYCLE]
+    if life.model_loading:
+        return Probe(False, f"loading the local model{remote}")
+    if life.model_error:
+        return Probe(bool(remote), f"the local model failed to load: {life.model_error}{remote}")
     if assistant is not None and assistant.router.breaker.is_open and not remote:
         return Probe(False, "the local model failed repeatedly (circuit open)")
     path = settings.llm.local.model_path

@@ -28,6 +28,8 @@ class Lifecycle:
     started_at: float = field(default_factory=time.time)
     draining: bool = False
     assistant_error: str | None = None
+    model_loading: bool = False
+    model_error: str | None = None
     inflight: set[asyncio.Task[object]] = field(default_factory=set)
 
     @contextmanager

@@ -362,6 +362,12 @@ async def test_openapi_describes_every_v1_route(client: Any) -> None:
         assert set(schema.get("required", [])) == {n for n, f in body.model_fields.items() if f.is_required()}
 
 
+def test_openapi_document_is_valid_openapi_3_1() -> None:
+    from openapi_spec_validator import validate
+
+    validate(document())
+
+
 def test_api_handlers_are_coroutines() -> None:
     assert all(asyncio.iscoroutinefunction(h) for _, _, h in api.ROUTES)
     assert isinstance(create_app(make_settings(Path("/tmp/unused"))), web.Application)

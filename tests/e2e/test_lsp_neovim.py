@@ -61,10 +61,12 @@ def _ensure_neovim() -> str:
     nvim = shutil.which("nvim")
     if nvim is None:
         # Debian bookworm ships Neovim 0.7.2; install it for this test when it is missing.
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "neovim"], capture_output=True, timeout=300, check=False
-        )
-        nvim = shutil.which("nvim")
+        for step in (["apt-get", "install", "-y", "-q", "neovim"], ["apt-get", "update", "-q"],
+                     ["apt-get", "install", "-y", "-q", "neovim"]):
+            subprocess.run(step, capture_output=True, timeout=300, check=False)
+            nvim = shutil.which("nvim")
+            if nvim is not None:
+                break
     if nvim is None:
         pytest.skip("Neovim is not installed and 'apt-get install neovim' did not work here.")
     return nvim

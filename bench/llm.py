@@ -26,9 +26,9 @@ from core.llm.config import LocalLLMSettings  # noqa: E402
 from core.llm.llama_cpp import LlamaCppBackend, bundled_model_path, completion_prompt  # noqa: E402
 
 PROMPTS = [
-    "def parse_duration(text):\n    \"\"\"Parse strings like '1h30m' into seconds.\"\"\"\n",
+    'def parse_duration(text):\n    """Parse strings like \'1h30m\' into seconds."""\n',
     "# Team handbook\n\n## On-call\n\nThe on-call engineer is responsible for",
-    "class LRUCache:\n    \"\"\"A fixed-size least-recently-used cache.\"\"\"\n\n    def __init__(self, capacity):\n",
+    'class LRUCache:\n    """A fixed-size least-recently-used cache."""\n\n    def __init__(self, capacity):\n',
     "Release notes for version 2.4:\n\n- ",
 ]
 
@@ -43,8 +43,14 @@ def raw_run(llm: Any, text: str, max_tokens: int) -> dict[str, float]:
     started = time.perf_counter()
     first = None
     count = 0
-    for part in llm.create_completion(prompt=tokens, max_tokens=max_tokens, temperature=0.0, stream=True, seed=0,
-                                      repeat_penalty=GenOptions().repeat_penalty):
+    for part in llm.create_completion(
+        prompt=tokens,
+        max_tokens=max_tokens,
+        temperature=0.0,
+        stream=True,
+        seed=0,
+        repeat_penalty=GenOptions().repeat_penalty,
+    ):
         choice = part["choices"][0]
         if choice.get("finish_reason") is None or choice.get("text"):
             count += 1
@@ -58,7 +64,9 @@ async def hearth_run(backend: LlamaCppBackend, text: str, max_tokens: int) -> di
     started = time.perf_counter()
     first = None
     count = 0
-    async for chunk in backend.stream([Message(Role.USER, text)], GenOptions(max_tokens=max_tokens, temperature=0.0, seed=0)):
+    async for chunk in backend.stream(
+        [Message(Role.USER, text)], GenOptions(max_tokens=max_tokens, temperature=0.0, seed=0)
+    ):
         if chunk.text and first is None:
             first = time.perf_counter()
         if chunk.done and chunk.usage:
@@ -86,22 +94,40 @@ def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=5, help="measured generations per side (after one warm-up)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--runs", type=int, default=5, help="measured generations per side (after one warm-up)"
+    )
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--n-gpu-layers", type=int, default=0)
     parser.add_argument("--n-ctx", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--model", type=Path, default=None, help="GGUF file (default: the bundled Gemma 3 270M)")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="GGUF file (default: the bundled Gemma 3 270M)"
+    )
     args = parser.parse_args()
 
     from llama_cpp import Llama, llama_supports_gpu_offload
 
     model = args.model or bundled_model_path()
-    settings = LocalLLMSettings(model_path=model, n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers,
-                                n_threads=args.threads, prompt_format="completion")
-    raw = Llama(model_path=str(model), n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads,
-                n_batch=settings.n_batch, seed=0, verbose=False)
+    settings = LocalLLMSettings(
+        model_path=model,
+        n_ctx=args.n_ctx,
+        n_gpu_layers=args.n_gpu_layers,
+        n_threads=args.threads,
+        prompt_format="completion",
+    )
+    raw = Llama(
+        model_path=str(model),
+        n_ctx=args.n_ctx,
+        n_gpu_layers=args.n_gpu_layers,
+        n_threads=args.threads,
+        n_batch=settings.n_batch,
+        seed=0,
+        verbose=False,
+    )
     hearth = LlamaCppBackend(settings)
     await hearth.load()
 
@@ -134,7 +160,9 @@ async def main() -> None:
         "raw_llama_cpp": r,
         "hearth_local_backend": h,
         "ratio": {
-            "tokens_per_s": round(h["tokens_per_s_p50"] / r["tokens_per_s_p50"], 3) if r["tokens_per_s_p50"] else None,
+            "tokens_per_s": round(h["tokens_per_s_p50"] / r["tokens_per_s_p50"], 3)
+            if r["tokens_per_s_p50"]
+            else None,
             "ttft": round(r["ttft_ms_p50"] / h["ttft_ms_p50"], 3) if h["ttft_ms_p50"] else None,
         },
         "target": {"tokens_per_s_ratio_min": 0.95},

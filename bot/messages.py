@@ -30,7 +30,9 @@ SLACK_HELP = (
 )
 SLACK_ASKED = "<@{user}> asked: {question}"
 SLACK_EXPLAIN_EMPTY = "Paste the code after the command, for example `/explain print(1 + 1)`."
-SLACK_TABLES_UNAVAILABLE = "Table questions are not set up on this Hearth yet — ask the team to configure `tables`."
+SLACK_TABLES_UNAVAILABLE = (
+    "Table questions are not set up on this Hearth yet — ask the team to configure `tables`."
+)
 SLACK_TABLE_ERROR = "I couldn't answer that from the tables: {reason}"
 SLACK_SQL = "SQL"
 SLACK_ROWS_MORE = "…and {count:,} more row(s)"
@@ -39,9 +41,13 @@ SLACK_FEEDBACK_UP = "👍"
 SLACK_FEEDBACK_DOWN = "👎"
 SLACK_FEEDBACK_THANKS = "Thanks for the feedback — it helps the team improve the answers."
 SLACK_HISTORY_SUMMARY = "Earlier in this thread ({count} older message(s) left out to fit): {summary}"
-SLACK_NOT_IN_CHANNEL = "I can't post in this channel yet — invite me with `/invite @Hearth`, or send me a direct message."
+SLACK_NOT_IN_CHANNEL = (
+    "I can't post in this channel yet — invite me with `/invite @Hearth`, or send me a direct message."
+)
 SLACK_UNKNOWN_COMMAND = "I don't know `{command}`. Try `/hearth help`."
-SLACK_DIGESTS_UNAVAILABLE = "Digest commands are not set up on this Hearth yet — ask the team to configure `digests`."
+SLACK_DIGESTS_UNAVAILABLE = (
+    "Digest commands are not set up on this Hearth yet — ask the team to configure `digests`."
+)
 SLACK_LINK_REMOVED = "link removed"
 SLACK_EMPTY_ANSWER = "The model gave an empty answer — please try rephrasing the question."
 
@@ -58,7 +64,9 @@ DINGTALK_HELP = (
     "中文：`问 …`、`数据 …`、`解释 …`、`摘要 …`、`帮助`"
 )
 DINGTALK_NOT_TEXT = "I can only read text messages — please type your question."
-DINGTALK_TABLES_UNAVAILABLE = "Table questions are not set up on this Hearth yet — ask the team to configure `tables`."
+DINGTALK_TABLES_UNAVAILABLE = (
+    "Table questions are not set up on this Hearth yet — ask the team to configure `tables`."
+)
 DINGTALK_EXPLAIN_EMPTY = "Send the code to explain after `/explain`, for example `/explain print(1 + 1)`."
 DINGTALK_REPLY_TITLE = "Hearth"
 DINGTALK_DIGESTS_UNAVAILABLE = "Digests are not running on this Hearth — ask the team to enable them."

@@ -74,7 +74,9 @@ class Assistant:
         self.router = router
         self.prompts = prompts or PromptRegistry(settings.prompts.dir)
         self.retriever = retriever
-        self.tables: TableService | None = None  # set by core.engine.build_assistant when tables are configured
+        self.tables: TableService | None = (
+            None  # set by core.engine.build_assistant when tables are configured
+        )
         self.code: Any = None  # core.code.service.CodeService, set by core.engine.build_assistant
         n_ctx = settings.llm.local.n_ctx
         budget_tokens = max(256, n_ctx - settings.llm.max_tokens - 64)
@@ -111,9 +113,7 @@ class Assistant:
         notices: list[str] = []
         limit = self.limits.max_question_chars
         if len(text) > limit:
-            notices.append(
-                f"Your question was {len(text):,} characters; only the first {limit:,} were used."
-            )
+            notices.append(f"Your question was {len(text):,} characters; only the first {limit:,} were used.")
             text = text[:limit]
         return text, notices
 
@@ -147,7 +147,9 @@ class Assistant:
                 return
             hits, dropped = self._fit(hits, question)
             if dropped:
-                notices.append(f"{dropped} lower-ranked source(s) were left out to fit the model's context window.")
+                notices.append(
+                    f"{dropped} lower-ranked source(s) were left out to fit the model's context window."
+                )
             sources = [
                 {"number": i, "title": h.title, "uri": h.uri, "location": h.location, "text": h.text}
                 for i, h in enumerate(hits, 1)
@@ -184,7 +186,9 @@ class Assistant:
         parts: list[str] = []
         t0 = time.perf_counter()
         first_token: float | None = None
-        async for chunk in self.router.stream(rendered.messages, self.options(rendered, request, **overrides)):
+        async for chunk in self.router.stream(
+            rendered.messages, self.options(rendered, request, **overrides)
+        ):
             if chunk.text:
                 if first_token is None:
                     first_token = (time.perf_counter() - t0) * 1000
@@ -228,8 +232,16 @@ class Assistant:
         cited = {int(n) for n in _CITATION.findall(text) if 1 <= int(n) <= len(hits)}
         numbers = sorted(cited) or list(range(1, len(hits) + 1))
         return [
-            Citation(n, hits[n - 1].title, hits[n - 1].uri, hits[n - 1].doc_id, hits[n - 1].chunk_id,
-                     hits[n - 1].location, hits[n - 1].score, hits[n - 1].text)
+            Citation(
+                n,
+                hits[n - 1].title,
+                hits[n - 1].uri,
+                hits[n - 1].doc_id,
+                hits[n - 1].chunk_id,
+                hits[n - 1].location,
+                hits[n - 1].score,
+                hits[n - 1].text,
+            )
             for n in numbers
         ]
 

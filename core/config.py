@@ -25,7 +25,7 @@ from core.errors import ConfigError
 from core.llm.config import LLMSettings
 from core.retrieval.config import EmbedSettings, RetrievalSettings, SourceSpec, StoreSettings
 from core.section import Section
-from core.tables.config import TablesSettings, TableSourceSpec
+from core.tables.config import TableSourceSpec, TablesSettings
 
 
 def default_home() -> Path:
@@ -47,7 +47,8 @@ class DatabaseSettings(Section):
     """State: job store, run records, audit log, event de-duplication, tokens."""
 
     url: SecretStr | None = Field(
-        None, description="SQLAlchemy URL (postgresql+psycopg://… in production). Empty: SQLite at <home>/hearth.db."
+        None,
+        description="SQLAlchemy URL (postgresql+psycopg://… in production). Empty: SQLite at <home>/hearth.db.",
     )
 
 
@@ -70,17 +71,23 @@ class SlackSettings(Section):
     signing_secret: SecretStr | None = Field(None, description="Signing secret for request verification.")
     app_token: SecretStr | None = Field(None, description="App-level token (xapp-…) for Socket Mode.")
     api_base_url: str = Field("https://slack.com/api/", description="Slack Web API base URL.")
-    default_acl: list[str] = Field(default_factory=lambda: ["public"], description="Tokens every Slack user holds.")
+    default_acl: list[str] = Field(
+        default_factory=lambda: ["public"], description="Tokens every Slack user holds."
+    )
     user_groups: dict[str, list[str]] = Field(
         default_factory=dict, description="Slack user-group id -> ACL tokens its members get."
     )
-    users: dict[str, list[str]] = Field(default_factory=dict, description="Slack user id -> extra ACL tokens.")
+    users: dict[str, list[str]] = Field(
+        default_factory=dict, description="Slack user id -> extra ACL tokens."
+    )
     channels: dict[str, list[str]] = Field(
         default_factory=dict, description="Channel id -> ACL tokens granted inside that channel."
     )
     rate_limit_per_minute: int = Field(10, ge=1, description="Questions per user per minute.")
     max_question_chars: int = Field(4000, ge=10, description="Longer questions get a polite limit message.")
-    update_interval_s: float = Field(1.0, ge=0.1, description="Minimum seconds between streamed message updates.")
+    update_interval_s: float = Field(
+        1.0, ge=0.1, description="Minimum seconds between streamed message updates."
+    )
     history_max_chars: int = Field(
         4000, ge=200, description="Thread history sent with a follow-up; older turns are summarized to fit."
     )
@@ -101,10 +108,16 @@ class DingTalkSettings(Section):
     client_id: str | None = Field(None, description="App key / client id.")
     client_secret: SecretStr | None = Field(None, description="App secret; also signs callbacks.")
     robot_code: str | None = Field(None, description="Robot code for cards and proactive messages.")
-    webhooks: dict[str, DingTalkWebhook] = Field(default_factory=dict, description="Named custom-robot webhooks.")
+    webhooks: dict[str, DingTalkWebhook] = Field(
+        default_factory=dict, description="Named custom-robot webhooks."
+    )
     api_base_url: str = Field("https://api.dingtalk.com", description="DingTalk OpenAPI base URL.")
-    default_acl: list[str] = Field(default_factory=lambda: ["public"], description="Tokens every DingTalk user holds.")
-    users: dict[str, list[str]] = Field(default_factory=dict, description="DingTalk staff id -> extra ACL tokens.")
+    default_acl: list[str] = Field(
+        default_factory=lambda: ["public"], description="Tokens every DingTalk user holds."
+    )
+    users: dict[str, list[str]] = Field(
+        default_factory=dict, description="DingTalk staff id -> extra ACL tokens."
+    )
     conversations: dict[str, list[str]] = Field(
         default_factory=dict, description="Conversation id -> ACL tokens granted inside it."
     )
@@ -125,7 +138,9 @@ class DingTalkSettings(Section):
 class LspSettings(Section):
     """The language server."""
 
-    server_url: str | None = Field(None, description="Use a remote `hearth serve` instead of the in-process core.")
+    server_url: str | None = Field(
+        None, description="Use a remote `hearth serve` instead of the in-process core."
+    )
     token: SecretStr | None = Field(None, description="Bearer token for server_url.")
     index_workspace: bool = Field(True, description="Index the workspace for context on open and save.")
     idle_timeout_s: float = Field(
@@ -145,10 +160,14 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings, description="Models and routing.")
     embed: EmbedSettings = Field(default_factory=EmbedSettings, description="Embedder.")
     store: StoreSettings = Field(default_factory=StoreSettings, description="Vector store.")
-    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="Chunking and search.")
+    retrieval: RetrievalSettings = Field(
+        default_factory=RetrievalSettings, description="Chunking and search."
+    )
     sources: list[SourceSpec] = Field(default_factory=list, description="Document sources to index.")
     tables: list[TableSourceSpec] = Field(default_factory=list, description="Table sources to query.")
-    table_limits: TablesSettings = Field(default_factory=TablesSettings, description="Limits on table queries.")
+    table_limits: TablesSettings = Field(
+        default_factory=TablesSettings, description="Limits on table queries."
+    )
     prompts: PromptSettings = Field(default_factory=PromptSettings, description="Prompt templates.")
     database: DatabaseSettings = Field(default_factory=DatabaseSettings, description="State database.")
     server: ServerSettings = Field(default_factory=ServerSettings, description="`hearth serve`.")

@@ -10,12 +10,20 @@ QUEUE_WAIT = Histogram(
     "Time a request waited for the local model.",
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
-FALLBACKS = Counter("hearth_fallbacks_total", "Requests the router sent past a backend.", ["backend", "reason"])
+FALLBACKS = Counter(
+    "hearth_fallbacks_total", "Requests the router sent past a backend.", ["backend", "reason"]
+)
 TOKENS = Counter("hearth_completion_tokens_total", "Completion tokens generated.", ["backend"])
 GENERATION_SECONDS = Histogram(
-    "hearth_generation_seconds", "Wall time of one generation.", ["backend"], buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120)
+    "hearth_generation_seconds",
+    "Wall time of one generation.",
+    ["backend"],
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 FIRST_TOKEN_SECONDS = Histogram(
-    "hearth_first_token_seconds", "Time to first token.", ["backend"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+    "hearth_first_token_seconds",
+    "Time to first token.",
+    ["backend"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
 ERRORS = Counter("hearth_errors_total", "Errors by kind and surface.", ["kind", "surface"])

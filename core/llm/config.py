@@ -21,7 +21,9 @@ class LocalLLMSettings(Section):
     )
     n_gpu_layers: int = Field(0, description="Layers to offload to the GPU; -1 offloads all, 0 runs on CPU.")
     n_ctx: int = Field(4096, ge=256, description="Context window in tokens.")
-    n_threads: int | None = Field(None, ge=1, description="CPU threads for decoding; empty lets llama.cpp choose.")
+    n_threads: int | None = Field(
+        None, ge=1, description="CPU threads for decoding; empty lets llama.cpp choose."
+    )
     n_batch: int = Field(512, ge=8, description="Prompt-processing batch size in tokens.")
     prompt_format: Literal["auto", "completion", "chat"] = Field(
         "auto",
@@ -34,7 +36,9 @@ class LocalLLMSettings(Section):
 class RemoteLLMSettings(Section):
     """An OpenAI-compatible API used as fallback (or as the only backend)."""
 
-    base_url: str | None = Field(None, description="Base URL, e.g. https://api.openai.com/v1. Empty disables it.")
+    base_url: str | None = Field(
+        None, description="Base URL, e.g. https://api.openai.com/v1. Empty disables it."
+    )
     api_key: SecretStr | None = Field(None, description="API key sent as a bearer token.")
     model: str = Field("gpt-4o-mini", description="Model name passed to the API.")
     timeout_s: float = Field(60.0, gt=0, description="Whole-request timeout in seconds.")
@@ -52,18 +56,26 @@ def _default_order() -> list[Backend]:
 class RoutingSettings(Section):
     """When to use which backend."""
 
-    order: list[Backend] = Field(default_factory=_default_order, description="Backends to try, first to last.")
+    order: list[Backend] = Field(
+        default_factory=_default_order, description="Backends to try, first to last."
+    )
     first_token_timeout_s: float = Field(
         30.0, gt=0, description="Fall back when the local model has not produced a token within this time."
     )
-    breaker_failures: int = Field(3, ge=1, description="Consecutive local failures that open the circuit breaker.")
-    breaker_cooldown_s: float = Field(60.0, ge=0, description="Seconds the breaker stays open before a retry.")
+    breaker_failures: int = Field(
+        3, ge=1, description="Consecutive local failures that open the circuit breaker."
+    )
+    breaker_cooldown_s: float = Field(
+        60.0, ge=0, description="Seconds the breaker stays open before a retry."
+    )
 
 
 class QueueSettings(Section):
     """The bounded priority queue in front of the local model."""
 
-    max_depth: int = Field(32, ge=1, description="Requests waiting beyond this are sent to the remote backend.")
+    max_depth: int = Field(
+        32, ge=1, description="Requests waiting beyond this are sent to the remote backend."
+    )
     max_wait_s: float = Field(120.0, gt=0, description="A request waiting longer than this is given up on.")
 
 

@@ -61,7 +61,9 @@ class FakeBackend:
             self.cancelled += 1
             raise
         prompt_tokens = sum(len(m.content.split()) for m in messages)
-        yield Chunk(done=True, usage=Usage(prompt_tokens, len(words)), model=self.model_name, finish_reason="stop")
+        yield Chunk(
+            done=True, usage=Usage(prompt_tokens, len(words)), model=self.model_name, finish_reason="stop"
+        )
 
     async def aclose(self) -> None:
         """Mark the backend closed."""

@@ -27,7 +27,9 @@ class OpenAICompatBackend:
 
     name = "openai_compat"
 
-    def __init__(self, settings: RemoteLLMSettings, http_client: openai.DefaultAsyncHttpxClient | None = None) -> None:
+    def __init__(
+        self, settings: RemoteLLMSettings, http_client: openai.DefaultAsyncHttpxClient | None = None
+    ) -> None:
         if not settings.base_url:
             raise BackendUnavailable("No remote API configured — set llm.remote.base_url.")
         self.settings = settings
@@ -80,7 +82,9 @@ class OpenAICompatBackend:
                     text = choice.delta.content if choice.delta else None
                     if text:
                         if first:
-                            metrics.FIRST_TOKEN_SECONDS.labels("remote").observe(time.perf_counter() - started)
+                            metrics.FIRST_TOKEN_SECONDS.labels("remote").observe(
+                                time.perf_counter() - started
+                            )
                             first = False
                         count += 1
                         yield Chunk(text=text)

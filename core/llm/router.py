@@ -140,6 +140,8 @@ class Router:
 
 def _all_failed_message(reasons: dict[str, BaseException]) -> str:
     if not reasons:
-        return "No model backend is configured — set llm.local or llm.remote.base_url, then run 'hearth doctor'."
+        return (
+            "No model backend is configured — set llm.local or llm.remote.base_url, then run 'hearth doctor'."
+        )
     detail = "; ".join(f"{label}: {exc}" for label, exc in reasons.items())
     return f"No model could answer right now ({detail}). Try again shortly, or run 'hearth doctor'."

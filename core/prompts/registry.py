@@ -84,7 +84,9 @@ def parse_template(path: Path, *, builtin: bool) -> PromptTemplate:
     text = path.read_text(encoding="utf-8")
     match = _HEADER.match(text)
     if not match:
-        raise PromptError(f"Template {path} has no header — start it with '{{#---' … '---#}}' (see 'hearth prompts show answer').")
+        raise PromptError(
+            f"Template {path} has no header — start it with '{{#---' … '---#}}' (see 'hearth prompts show answer')."
+        )
     try:
         header = yaml.safe_load(match.group("yaml")) or {}
     except yaml.YAMLError as exc:
@@ -111,7 +113,7 @@ def parse_template(path: Path, *, builtin: bool) -> PromptTemplate:
         optional=optional,
         stop=tuple(str(s) for s in header.get("stop") or ()),
         completion_stop=tuple(str(s) for s in header.get("completion_stop") or ()),
-        source=text[match.end():],
+        source=text[match.end() :],
         path=path,
         builtin=builtin,
         example=example,
@@ -122,7 +124,9 @@ class PromptRegistry:
     """Lists, validates and renders templates; team templates override shipped ones by name."""
 
     def __init__(self, extra_dir: Path | None = None) -> None:
-        self._env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+        self._env = SandboxedEnvironment(
+            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
+        )
         self._env.filters["untrusted"] = untrusted
         self._env.globals.update(FENCE_OPEN=FENCE_OPEN, FENCE_CLOSE=FENCE_CLOSE)
         self._templates: dict[str, PromptTemplate] = {}
@@ -151,7 +155,9 @@ class PromptRegistry:
         try:
             return self._templates[name]
         except KeyError:
-            raise PromptError(f"Unknown prompt template '{name}'; available: {', '.join(self.names())}") from None
+            raise PromptError(
+                f"Unknown prompt template '{name}'; available: {', '.join(self.names())}"
+            ) from None
 
     def _compile(self, tpl: PromptTemplate) -> Any:
         try:
@@ -167,7 +173,9 @@ class PromptRegistry:
             raise PromptError(f"Template '{name}' needs input(s) {', '.join(missing)}.")
         unknown = [k for k in variables if k not in tpl.inputs]
         if unknown:
-            raise PromptError(f"Template '{name}' does not take input(s) {', '.join(unknown)}; it takes {', '.join(tpl.inputs)}.")
+            raise PromptError(
+                f"Template '{name}' does not take input(s) {', '.join(unknown)}; it takes {', '.join(tpl.inputs)}."
+            )
         context = {k: None for k in tpl.optional} | variables
         compiled = self._compile(tpl)
         try:

@@ -32,9 +32,19 @@ def render_answer_footer(answer: Answer) -> str:
 
 @click.command()
 @click.argument("question")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: answer, citations, backend, model, usage, timings_ms.")
-@click.option("--acl", "acl", multiple=True, metavar="TOKEN",
-              help="Ask as someone holding only these ACL tokens (repeatable). Default: the operator, who sees everything.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object: answer, citations, backend, model, usage, timings_ms.",
+)
+@click.option(
+    "--acl",
+    "acl",
+    multiple=True,
+    metavar="TOKEN",
+    help="Ask as someone holding only these ACL tokens (repeatable). Default: the operator, who sees everything.",
+)
 @pass_state
 def ask(state: State, question: str, as_json: bool, acl: tuple[str, ...]) -> None:
     """Ask a question; the answer streams, then its sources and the model that served it.

@@ -19,8 +19,18 @@ import click
 from core.config import Settings
 from server.cli import State, pass_state
 
-_PACKAGES = ("hearth", "llama-cpp-python", "openai", "qdrant-client", "sentence-transformers", "slack-bolt",
-             "pygls", "apscheduler", "sqlglot", "aiohttp")
+_PACKAGES = (
+    "hearth",
+    "llama-cpp-python",
+    "openai",
+    "qdrant-client",
+    "sentence-transformers",
+    "slack-bolt",
+    "pygls",
+    "apscheduler",
+    "sqlglot",
+    "aiohttp",
+)
 
 
 @dataclass
@@ -43,7 +53,12 @@ def _versions() -> Check:
             missing.append(pkg)
     detail = f"Python {platform.python_version()}; " + ", ".join(found)
     if missing:
-        return Check("packages", False, detail + f"; missing: {', '.join(missing)}", "run 'make demo' (or pip install -e .)")
+        return Check(
+            "packages",
+            False,
+            detail + f"; missing: {', '.join(missing)}",
+            "run 'make demo' (or pip install -e .)",
+        )
     return Check("packages", sys.version_info >= (3, 11), detail, "use Python 3.11 or newer")
 
 
@@ -56,23 +71,37 @@ def _gpu(settings: Settings) -> list[Check]:
     except Exception as exc:  # noqa: BLE001 - doctor reports whatever went wrong
         return [Check("llama.cpp", False, f"cannot import llama_cpp: {exc}", "pip install llama-cpp-python")]
     wants_gpu = settings.llm.local.n_gpu_layers != 0
-    checks.append(Check(
-        "llama.cpp GPU offload",
-        offload or not wants_gpu,
-        f"built {'with' if offload else 'without'} GPU offload; llm.local.n_gpu_layers={settings.llm.local.n_gpu_layers}",
-        "rebuild with CMAKE_ARGS='-DGGML_CUDA=on' pip install --force-reinstall --no-cache-dir llama-cpp-python, "
-        "or set llm.local.n_gpu_layers: 0",
-        required=wants_gpu,
-    ))
+    checks.append(
+        Check(
+            "llama.cpp GPU offload",
+            offload or not wants_gpu,
+            f"built {'with' if offload else 'without'} GPU offload; llm.local.n_gpu_layers={settings.llm.local.n_gpu_layers}",
+            "rebuild with CMAKE_ARGS='-DGGML_CUDA=on' pip install --force-reinstall --no-cache-dir llama-cpp-python, "
+            "or set llm.local.n_gpu_layers: 0",
+            required=wants_gpu,
+        )
+    )
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
-            out = subprocess.run([smi, "--query-gpu=name,memory.total,memory.used", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+            out = subprocess.run(
+                [smi, "--query-gpu=name,memory.total,memory.used", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
             checks.append(Check("GPU", True, out.replace("\n", "; ")))
         except (subprocess.SubprocessError, OSError) as exc:
-            checks.append(Check("GPU", False, f"nvidia-smi failed: {exc}", "check the NVIDIA driver and container runtime",
-                                required=wants_gpu))
+            checks.append(
+                Check(
+                    "GPU",
+                    False,
+                    f"nvidia-smi failed: {exc}",
+                    "check the NVIDIA driver and container runtime",
+                    required=wants_gpu,
+                )
+            )
     return checks
 
 
@@ -88,9 +117,13 @@ def _vram_fit(settings: Settings) -> Check | None:
     except (subprocess.SubprocessError, OSError, ValueError) as exc:
         return Check("GPU memory fit", False, f"nvidia-smi failed: {exc}", "check the NVIDIA driver")
     if not gpus:
-        return Check("GPU memory fit", False, f"llm.local.n_gpu_layers={local.n_gpu_layers} but no NVIDIA GPU found",
-                     "run with the NVIDIA container runtime (compose: deploy.resources.reservations.devices), "
-                     "or set llm.local.n_gpu_layers: 0")
+        return Check(
+            "GPU memory fit",
+            False,
+            f"llm.local.n_gpu_layers={local.n_gpu_layers} but no NVIDIA GPU found",
+            "run with the NVIDIA container runtime (compose: deploy.resources.reservations.devices), "
+            "or set llm.local.n_gpu_layers: 0",
+        )
     try:
         from core.llm.llama_cpp import bundled_model_path
 
@@ -100,9 +133,14 @@ def _vram_fit(settings: Settings) -> Check | None:
     if not path.is_file():
         return Check("GPU memory fit", False, f"no model file at {path}", "set llm.local.model_path")
     best = max(gpus, key=lambda g: g.free_mb)
-    fit = estimate(path.stat().st_size / 2**20, gguf_block_count(path), local.n_gpu_layers, local.n_ctx, best.free_mb)
-    fix = (f"set llm.local.n_gpu_layers: {fit.max_layers} (the rest runs on CPU) or use a smaller quantization"
-           if fit.max_layers is not None else "use a smaller model or quantization")
+    fit = estimate(
+        path.stat().st_size / 2**20, gguf_block_count(path), local.n_gpu_layers, local.n_ctx, best.free_mb
+    )
+    fix = (
+        f"set llm.local.n_gpu_layers: {fit.max_layers} (the rest runs on CPU) or use a smaller quantization"
+        if fit.max_layers is not None
+        else "use a smaller model or quantization"
+    )
     return Check("GPU memory fit", fit.ok, f"{fit.detail} on {best.name} (estimate)", fix)
 
 
@@ -140,15 +178,30 @@ def _remote(settings: Settings) -> Check:
 
     headers = {"Authorization": f"Bearer {remote.api_key.get_secret_value()}"} if remote.api_key else {}
     try:
-        resp = httpx.get(remote.base_url.rstrip("/") + "/models", headers=headers, timeout=remote.connect_timeout_s + 5)
+        resp = httpx.get(
+            remote.base_url.rstrip("/") + "/models", headers=headers, timeout=remote.connect_timeout_s + 5
+        )
     except httpx.HTTPError as exc:
-        return Check("remote API", False, f"{remote.base_url} unreachable: {type(exc).__name__}",
-                     "check llm.remote.base_url and the network", required="remote" in settings.llm.routing.order[:1])
+        return Check(
+            "remote API",
+            False,
+            f"{remote.base_url} unreachable: {type(exc).__name__}",
+            "check llm.remote.base_url and the network",
+            required="remote" in settings.llm.routing.order[:1],
+        )
     if resp.status_code in (401, 403):
-        return Check("remote API", False, f"{remote.base_url} rejected the key (HTTP {resp.status_code})",
-                     "check llm.remote.api_key")
-    return Check("remote API", resp.status_code < 500, f"{remote.base_url} answered HTTP {resp.status_code}",
-                 "check the remote server")
+        return Check(
+            "remote API",
+            False,
+            f"{remote.base_url} rejected the key (HTTP {resp.status_code})",
+            "check llm.remote.api_key",
+        )
+    return Check(
+        "remote API",
+        resp.status_code < 500,
+        f"{remote.base_url} answered HTTP {resp.status_code}",
+        "check the remote server",
+    )
 
 
 def _writable(label: str, path: Path) -> Check:
@@ -157,7 +210,9 @@ def _writable(label: str, path: Path) -> Check:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".doctor-"):
             pass
     except OSError as exc:
-        return Check(label, False, f"{path} is not writable: {exc.strerror}", f"fix permissions or set {label}")
+        return Check(
+            label, False, f"{path} is not writable: {exc.strerror}", f"fix permissions or set {label}"
+        )
     free = shutil.disk_usage(path).free / 1e9
     return Check(label, True, f"{path} writable, {free:.1f} GB free")
 
@@ -177,9 +232,16 @@ def run_checks(settings: Settings, *, load: bool = True) -> list[Check]:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 @click.option("--no-load", is_flag=True, help="Do not load the model (faster; checks the file only).")
-@click.option("--ready", is_flag=True, help="Quiet readiness probe: exit 0 only when every required check passes.")
-@click.option("--server", "server_url", default=None, metavar="URL",
-              help="With --ready: ask a running `hearth serve` at URL for /readyz instead (container healthcheck).")
+@click.option(
+    "--ready", is_flag=True, help="Quiet readiness probe: exit 0 only when every required check passes."
+)
+@click.option(
+    "--server",
+    "server_url",
+    default=None,
+    metavar="URL",
+    help="With --ready: ask a running `hearth serve` at URL for /readyz instead (container healthcheck).",
+)
 @pass_state
 def doctor(state: State, as_json: bool, no_load: bool, ready: bool, server_url: str | None) -> None:
     """Check the installation: packages, GPU offload and memory, model file, remote API, data directories."""
@@ -196,7 +258,9 @@ def doctor(state: State, as_json: bool, no_load: bool, ready: bool, server_url: 
             click.echo(f"{mark} {c.name:<22} {c.detail}")
             if not c.ok and c.fix:
                 click.echo(f"     {'':<22} fix: {c.fix}")
-        click.echo("All required checks passed." if not failed else f"{len(failed)} required check(s) failed.")
+        click.echo(
+            "All required checks passed." if not failed else f"{len(failed)} required check(s) failed."
+        )
     sys.exit(1 if failed else 0)
 
 
@@ -213,5 +277,8 @@ def _probe_server(url: str, *, quiet: bool) -> int:
     failing = {k: v["detail"] for k, v in body.get("checks", {}).items() if not v.get("ok")}
     if not quiet or failing:
         for name, check in body.get("checks", {}).items():
-            click.echo(f"{'OK  ' if check.get('ok') else 'FAIL'} {name:<22} {check.get('detail', '')}", err=bool(failing))
+            click.echo(
+                f"{'OK  ' if check.get('ok') else 'FAIL'} {name:<22} {check.get('detail', '')}",
+                err=bool(failing),
+            )
     return 0 if resp.status_code == 200 and body.get("ready") else 1

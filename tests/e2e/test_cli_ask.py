@@ -20,8 +20,12 @@ async def hearth(*args: str, config: Path | None = None, stdin: bytes | None = N
     env = dict(os.environ)
     cmd = [*HEARTH] + (["--config", str(config)] if config else []) + list(args)
     proc = await asyncio.create_subprocess_exec(
-        *cmd, cwd=ROOT, env=env, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *cmd,
+        cwd=ROOT,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(stdin), 240)
     return proc.returncode or 0, out.decode(), err.decode()
@@ -40,7 +44,9 @@ async def test_ask_json_with_the_bundled_model(tmp_path: Path, bundled_model: Pa
     assert data["timings_ms"]["total"] > 0
 
 
-async def test_ask_falls_back_to_remote_when_the_model_file_is_missing(tmp_path: Path, openai_server: FakeOpenAI) -> None:
+async def test_ask_falls_back_to_remote_when_the_model_file_is_missing(
+    tmp_path: Path, openai_server: FakeOpenAI
+) -> None:
     cfg = tmp_path / "hearth.yaml"
     cfg.write_text(
         "llm:\n  local:\n    model_path: /nonexistent/model.gguf\n"
@@ -54,7 +60,9 @@ async def test_ask_falls_back_to_remote_when_the_model_file_is_missing(tmp_path:
     assert "sk-secret-value" not in err + out, "secrets are never logged"
 
 
-async def test_both_backends_down_is_one_sentence_and_exit_1(tmp_path: Path, openai_server: FakeOpenAI) -> None:
+async def test_both_backends_down_is_one_sentence_and_exit_1(
+    tmp_path: Path, openai_server: FakeOpenAI
+) -> None:
     openai_server.plan = ["401"]
     cfg = tmp_path / "hearth.yaml"
     cfg.write_text(
@@ -74,7 +82,9 @@ async def test_empty_question_exit_1_with_a_plain_message() -> None:
 
 
 @pytest.mark.llama
-async def test_question_from_stdin_and_huge_question_is_truncated_not_a_crash(tmp_path: Path, bundled_model: Path) -> None:
+async def test_question_from_stdin_and_huge_question_is_truncated_not_a_crash(
+    tmp_path: Path, bundled_model: Path
+) -> None:
     cfg = tmp_path / "hearth.yaml"
     cfg.write_text("llm:\n  local:\n    n_ctx: 1024\n  max_tokens: 8\n")
     code, out, err = await hearth("ask", "--json", "-", config=cfg, stdin=("why " * 30000).encode())
@@ -90,8 +100,10 @@ async def test_doctor_reports_each_check(bundled_model: Path) -> None:
     assert code == 0, out + err
     assert checks["local model"]["ok"] and "loads in" in checks["local model"]["detail"]
     assert checks["home"]["ok"]
-    assert "built without GPU offload" in checks["llama.cpp GPU offload"]["detail"] or \
-        "built with GPU offload" in checks["llama.cpp GPU offload"]["detail"]
+    assert (
+        "built without GPU offload" in checks["llama.cpp GPU offload"]["detail"]
+        or "built with GPU offload" in checks["llama.cpp GPU offload"]["detail"]
+    )
 
 
 async def test_doctor_fails_with_the_fix_for_a_missing_model(tmp_path: Path) -> None:

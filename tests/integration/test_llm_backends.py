@@ -16,7 +16,7 @@ from core.llm.openai_compat import OpenAICompatBackend
 from core.llm.router import Router
 from tests.fixtures.openai_server import FakeOpenAI
 
-QUESTION = [Message(Role.USER, "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"")]
+QUESTION = [Message(Role.USER, 'def fibonacci(n):\n    """Return the n-th Fibonacci number."""')]
 
 
 @pytest.fixture
@@ -37,7 +37,9 @@ async def test_bundled_model_streams_tokens_with_usage(llama: LlamaCppBackend) -
     final = chunks[-1]
     assert final.done and text.strip()
     assert sum(1 for c in chunks if c.text) > 1, "tokens must arrive one by one, not all at the end"
-    assert final.usage is not None and 0 < final.usage.completion_tokens <= 12 and final.usage.prompt_tokens > 5
+    assert (
+        final.usage is not None and 0 < final.usage.completion_tokens <= 12 and final.usage.prompt_tokens > 5
+    )
     assert final.model == "gemma-3-270m-q4_k_m"
     assert not llama.uses_chat_template  # a base model: completion prompts
 
@@ -81,7 +83,9 @@ async def test_remote_streams_with_usage(openai_server: FakeOpenAI) -> None:
     text, final = await collect(backend.stream(QUESTION, GenOptions(max_tokens=20, stop=["\n\n"])))
     await backend.aclose()
     assert text == openai_server.reply
-    assert final.model == "fake-remote-model" and final.usage is not None and final.usage.completion_tokens == 6
+    assert (
+        final.model == "fake-remote-model" and final.usage is not None and final.usage.completion_tokens == 6
+    )
     sent = openai_server.requests[0]
     assert sent["stream"] is True and sent["max_tokens"] == 20 and sent["stop"] == ["\n\n"]
     assert openai_server.auth_headers[0] == "Bearer sk-test"
@@ -130,7 +134,9 @@ async def test_remote_that_stalls_mid_stream_is_an_error_not_a_hang(openai_serve
     await backend.aclose()
 
 
-async def test_dead_local_model_falls_back_to_the_remote_api(tmp_path: Path, openai_server: FakeOpenAI) -> None:
+async def test_dead_local_model_falls_back_to_the_remote_api(
+    tmp_path: Path, openai_server: FakeOpenAI
+) -> None:
     local = LlamaCppBackend(LocalLLMSettings(model_path=tmp_path / "gone.gguf"))
     router = Router(local=local, remote=remote(openai_server), routing=RoutingSettings())
     text, final = await collect(router.stream(QUESTION, GenOptions()))

@@ -54,7 +54,9 @@ async def test_binary_question_is_refused(fake_assistant: Assistant) -> None:
         await fake_assistant.ask(Request(text="abc\x00def"))
 
 
-async def test_huge_question_is_truncated_with_a_notice(fake_assistant: Assistant, fake_backend: FakeBackend) -> None:
+async def test_huge_question_is_truncated_with_a_notice(
+    fake_assistant: Assistant, fake_backend: FakeBackend
+) -> None:
     answer = await fake_assistant.ask(Request(text="why? " * 20000))
     assert answer.notices and "only the first" in answer.notices[0]
     prompt = fake_backend.calls[0].messages[-1].content
@@ -105,8 +107,12 @@ async def test_sources_beyond_the_context_window_are_dropped_with_a_notice(tmp_p
 async def test_complete_stream_renders_a_template_and_honours_max_tokens(
     fake_assistant: Assistant, fake_backend: FakeBackend
 ) -> None:
-    events = [e async for e in fake_assistant.complete_stream(
-        "explain", Request(text="explain"), max_tokens=17, code="x = 1", language="python")]
+    events = [
+        e
+        async for e in fake_assistant.complete_stream(
+            "explain", Request(text="explain"), max_tokens=17, code="x = 1", language="python"
+        )
+    ]
     answer = events[-1]
     assert isinstance(answer, Answer) and answer.text and answer.citations == []
     call = fake_backend.calls[0]

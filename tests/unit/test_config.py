@@ -44,12 +44,18 @@ def test_config_path_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path:
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("llm:\n  local:\n    modle_path: /x.gguf\n", "llm.local.modle_path: unknown key — did you mean 'model_path'"),
+        (
+            "llm:\n  local:\n    modle_path: /x.gguf\n",
+            "llm.local.modle_path: unknown key — did you mean 'model_path'",
+        ),
         ("lmm:\n  local: {}\n", "lmm: unknown key — did you mean 'llm'"),
         ("llm:\n  local:\n    n_ctx: lots\n", "llm.local.n_ctx"),
         ("slack:\n  mode: carrier-pigeon\n", "slack.mode"),
         ("tables:\n  - name: t\n    type: postgres\n", "needs 'url'"),
-        ("sources:\n  - {name: a, type: files, path: x}\n  - {name: a, type: files, path: y}\n", "used twice"),
+        (
+            "sources:\n  - {name: a, type: files, path: x}\n  - {name: a, type: files, path: y}\n",
+            "used twice",
+        ),
         ("- just\n- a list\n", "mapping"),
         ("llm: [unclosed\n", "not valid YAML"),
     ],
@@ -75,7 +81,9 @@ def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
 
 
 def test_config_show_masks_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = write(tmp_path, "llm:\n  remote:\n    base_url: http://127.0.0.1:9/v1\n    api_key: sk-very-secret\n")
+    cfg = write(
+        tmp_path, "llm:\n  remote:\n    base_url: http://127.0.0.1:9/v1\n    api_key: sk-very-secret\n"
+    )
     monkeypatch.setenv("HEARTH_SLACK__BOT_TOKEN", "xoxb-also-secret")
     result = CliRunner().invoke(main, ["--config", str(cfg), "config", "show"])
     assert result.exit_code == 0, result.output

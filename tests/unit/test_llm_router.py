@@ -51,8 +51,12 @@ async def test_circuit_breaker_skips_a_dead_local_model_until_cooldown() -> None
     now = [0.0]
     local = FakeBackend(error=BackendError("boom"))
     remote = FakeBackend(reply="remote")
-    router = Router(local=local, remote=remote, routing=routing(breaker_failures=2, breaker_cooldown_s=30),
-                    clock=lambda: now[0])
+    router = Router(
+        local=local,
+        remote=remote,
+        routing=routing(breaker_failures=2, breaker_cooldown_s=30),
+        clock=lambda: now[0],
+    )
     for _ in range(2):
         await collect(router.stream(MESSAGES, GenOptions()))
     assert len(local.calls) == 2
@@ -65,8 +69,10 @@ async def test_circuit_breaker_skips_a_dead_local_model_until_cooldown() -> None
 
 
 async def test_both_down_is_one_clear_error_naming_both() -> None:
-    router = Router(local=FakeBackend(error=BackendUnavailable("No model file at /m.gguf")),
-                    remote=FakeBackend(error=BackendUnavailable("The remote API rejected the credentials (401)")))
+    router = Router(
+        local=FakeBackend(error=BackendUnavailable("No model file at /m.gguf")),
+        remote=FakeBackend(error=BackendUnavailable("The remote API rejected the credentials (401)")),
+    )
     with pytest.raises(AllBackendsFailed) as err:
         await collect(router.stream(MESSAGES, GenOptions()))
     message = str(err.value)
@@ -103,9 +109,11 @@ async def test_queue_orders_by_priority() -> None:
 
     first = asyncio.create_task(holder())
     await asyncio.sleep(0)
-    tasks = [asyncio.create_task(waiter("digest", Priority.DIGEST)),
-             asyncio.create_task(waiter("chat", Priority.CHAT)),
-             asyncio.create_task(waiter("editor", Priority.EDITOR))]
+    tasks = [
+        asyncio.create_task(waiter("digest", Priority.DIGEST)),
+        asyncio.create_task(waiter("chat", Priority.CHAT)),
+        asyncio.create_task(waiter("editor", Priority.EDITOR)),
+    ]
     await asyncio.sleep(0)
     assert queue.depth == 3
     gate.set()

@@ -150,6 +150,14 @@ class TokenStore:
 
         return await self.db.run(select)
 
+    async def grants_for(self, user: str) -> frozenset[str]:
+        """What ``user`` may read through the API: the union of their active tokens' grants."""
+        grants = {"public", f"user:{user}"}
+        for info in await self.list():
+            if info.user == user:
+                grants |= info.grants
+        return frozenset(grants)
+
     async def revoke(self, token_id: str | None = None, *, user: str | None = None) -> int:
         """Revoke one token by id, or every token of ``user``; returns how many were revoked."""
         if (token_id is None) == (user is None):

@@ -112,6 +112,17 @@ async def _search(
         await retriever.aclose()
 
 
+async def _user_grants(settings: Settings, user: str) -> frozenset[str]:
+    from core.db import Database
+    from server.auth import TokenStore
+
+    db = Database(settings.database_url)
+    try:
+        return await TokenStore(db).grants_for(user)
+    finally:
+        await db.aclose()
+
+
 @click.command()
 @click.argument("query")
 @click.option("--k", "k", default=5, show_default=True, type=click.IntRange(1, 100), help="Results to show.")
@@ -126,15 +137,27 @@ async def _search(
     help="Search as someone holding only these ACL tokens (repeatable). Default: the operator.",
 )
 @click.option(
+    "--user",
+    "user",
+    default=None,
+    metavar="ID",
+    help="Search as this person: public, user:ID and the ACL tokens of their REST tokens (plus any --acl).",
+)
+@click.option(
     "--mode",
     type=click.Choice(["dense", "bm25", "hybrid"]),
     default=None,
     help="Search mode (default: retrieval.mode).",
 )
 @pass_state
-def search(state: State, query: str, k: int, as_json: bool, acl: tuple[str, ...], mode: str | None) -> None:
+def search(
+    state: State, query: str, k: int, as_json: bool, acl: tuple[str, ...], user: str | None, mode: str | None
+) -> None:
     """Show the chunks that best match QUERY, ranked."""
-    hits = asyncio.run(_search(state.settings, query, k, frozenset(acl) if acl else None, mode))
+    tokens: frozenset[str] | None = frozenset(acl) if acl else None
+    if user is not None:
+        tokens = (tokens or frozenset()) | asyncio.run(_user_grants(state.settings, user))
+    hits = asyncio.run(_search(state.settings, query, k, tokens, mode))
     if as_json:
         click.echo(json.dumps([h.as_dict(i) for i, h in enumerate(hits, 1)], ensure_ascii=False, indent=2))
         return

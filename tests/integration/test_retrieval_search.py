@@ -136,3 +136,24 @@ def test_cli_index_search_sources_eval(tmp_path: Path) -> None:
     assert bad.exit_code == 2
     unknown = run(main, ["--config", str(config), "index", "--source", "jira"])
     assert unknown.exit_code == 2 and "Unknown source 'jira'; available: eng, hr, public" in unknown.output
+
+
+def test_cli_search_as_a_user_uses_their_api_token_grants(tmp_path: Path) -> None:
+    settings = corpus_settings(tmp_path)
+    config = tmp_path / "hearth.yaml"
+    config.write_text(
+        yaml.safe_dump(settings.model_dump(mode="json", include={"sources", "retrieval", "home"}))
+    )
+    run = CliRunner().invoke
+    assert run(main, ["--config", str(config), "index"]).exit_code == 0
+    made = run(main, ["--config", str(config), "tokens", "create", "--user", "alice", "--acl", "group:eng"])
+    assert made.exit_code == 0, made.output
+
+    def docs_for(user: str, query: str = "roll back the api deploy") -> set[str]:
+        out = run(main, ["--config", str(config), "search", query, "--json", "--k", "10", "--user", user])
+        assert out.exit_code == 0, out.output
+        return {h["doc_id"] for h in json.loads(out.output)}
+
+    assert any(d.startswith("eng:") for d in docs_for("alice"))
+    assert not any(d.startswith(("eng:", "hr:")) for d in docs_for("bob"))
+    assert "public:leave.md" in docs_for("bob", "vacation days")

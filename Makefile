@@ -27,9 +27,14 @@ demo: $(STAMP)
 test: $(DEV_STAMP)
 	bash tests/run.sh
 
+# Each benchmark prints one JSON object with its figures and a ratio against a baseline measured
+# in the same run. Sizes are small by default (2 shared cores); every script takes --help.
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/llm.py
 	$(BIN)/python bench/lsp.py
+	$(BIN)/python bench/rest.py
+	$(BIN)/python bench/slack_ack.py
+	$(BIN)/python bench/retrieval.py
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check core bot lsp connectors server tests bench

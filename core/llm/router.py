@@ -102,8 +102,16 @@ class Router:
                     log.warning("backend %s failed before its first token: %s", label, reason)
                     continue
                 yield self._label(first, label)
-                async for chunk in agen:
-                    yield self._label(chunk, label)
+                try:
+                    async for chunk in agen:
+                        yield self._label(chunk, label)
+                except BackendError:
+                    # Tokens already reached the asker, so no silent restart elsewhere; but a local
+                    # model that dies mid-answer still counts towards the breaker.
+                    metrics.FALLBACKS.labels(label, "mid_stream").inc()
+                    if label == "local":
+                        self.breaker.record_failure()
+                    raise
                 if label == "local":
                     self.breaker.record_success()
                 return

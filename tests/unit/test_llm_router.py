@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from core.errors import AllBackendsFailed, BackendError, BackendUnavailable, QueueFull
-from core.llm.base import GenOptions, Message, Priority, Role, collect
+from core.llm.base import Chunk, GenOptions, Message, Priority, Role, collect
 from core.llm.config import RoutingSettings
 from core.llm.fake import FakeBackend
 from core.llm.queue import LocalQueue
@@ -181,3 +181,21 @@ async def test_consumer_going_away_cancels_generation_and_frees_the_queue() -> N
     await stream.aclose()  # type: ignore[attr-defined]
     assert local.cancelled == 1
     assert not router.queue.busy
+
+
+class _DiesMidAnswer(FakeBackend):
+    async def stream(self, messages, options):  # type: ignore[no-untyped-def, override]
+        self.calls.append(None)  # type: ignore[arg-type]
+        yield Chunk(text="partial")
+        raise BackendError("the model crashed")
+
+
+async def test_failure_after_the_first_token_is_reported_not_restarted_and_counts_for_the_breaker() -> None:
+    local, remote = _DiesMidAnswer(), FakeBackend(reply="remote")
+    router = Router(local=local, remote=remote, routing=routing(breaker_failures=1))
+    seen: list[str] = []
+    with pytest.raises(BackendError, match="crashed"):
+        async for chunk in router.stream(MESSAGES, GenOptions()):
+            seen.append(chunk.text)
+    assert seen == ["partial"] and remote.calls == []
+    assert router.breaker.is_open and not router.queue.busy

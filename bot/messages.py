@@ -50,6 +50,14 @@ SLACK_DIGESTS_UNAVAILABLE = (
 )
 SLACK_LINK_REMOVED = "link removed"
 SLACK_EMPTY_ANSWER = "The model gave an empty answer — please try rephrasing the question."
+SLACK_ACTIVITY_NOTE = "{channel} · (not read: {reason})"
+SLACK_ACTIVITY_NOT_FOUND = "no such channel — check the name in inputs.chat.channels"
+SLACK_ACTIVITY_NOT_IN_CHANNEL = "Hearth is not in this channel — invite it with `/invite @Hearth`"
+SLACK_ACTIVITY_MISSING_SCOPE = (
+    "the Slack app lacks a scope — add channels:history/read and groups:history/read"
+)
+SLACK_ACTIVITY_RATE_LIMITED = "Slack rate-limited the history reads even after retries"
+SLACK_ACTIVITY_FAILED = "Slack answered '{code}'"
 
 # --- dingtalk -----------------------------------------------------------------------------
 # English sentences DingTalk adds to the shared ones; DINGTALK_ZH holds the Chinese text of every

@@ -1,7 +1,8 @@
 """Digests inside `hearth serve`: the scheduler service with the surfaces' posters wired in.
 
 ``mount`` adds one ``cleanup_ctx``: it builds the posters that are configured (Slack when a bot
-token is set, DingTalk when webhooks are named), starts the :class:`DigestService` (leader
+token is set, DingTalk when webhooks are named) and the chat-activity reader for ``inputs.chat``
+(Slack channel history, when a bot token is set), starts the :class:`DigestService` (leader
 election; the leader runs APScheduler) and stops it on shutdown. Chat surfaces reach the service
 as ``app[DIGESTS]`` for `/digest` commands (``core.digests.commands.handle_command``).
 """
@@ -20,6 +21,7 @@ from aiohttp import web
 from core.config import Settings
 from core.contracts import Poster
 from core.db import Database
+from core.digests.inputs import ChatActivity
 from core.digests.service import DigestService
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,18 @@ def build_posters(settings: Settings) -> dict[str, Poster]:
     return posters
 
 
+def build_chat_activity(settings: Settings) -> ChatActivity | None:
+    """The reader of ``inputs.chat``: Slack channel history when Slack is configured and installed."""
+    if not _configured(settings, "slack"):
+        return None
+    try:
+        from bot.slack.activity import SlackChatActivity
+    except ImportError:
+        log.warning("digests cannot read chat activity: bot.slack.activity is not installed")
+        return None
+    return SlackChatActivity.from_settings(settings)
+
+
 async def close_posters(posters: dict[str, Poster]) -> None:
     """Close every poster that holds resources (flushing queued posts)."""
     for poster in posters.values():
@@ -98,7 +112,9 @@ def mount(app: web.Application, settings: Settings) -> None:
         posters = build_posters(settings)
         db = Database(settings.database_url)
         # The engine may still be loading (serve retries it in the background): resolve it per run.
-        service = DigestService(settings, lambda: app.get(ASSISTANT), posters, db)
+        service = DigestService(
+            settings, lambda: app.get(ASSISTANT), posters, db, chat_activity=build_chat_activity(settings)
+        )
         try:
             service.check_templates()  # a configuration mistake: refuse to start, naming the field
         except BaseException:

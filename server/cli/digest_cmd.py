@@ -23,12 +23,14 @@ async def _with_service(
     state: State, fn: Callable[[DigestService], Awaitable[T]], *, engine: bool = False, post: bool = False
 ) -> T:
     """Open a service (no scheduling) on the state DB, optionally with the engine and posters."""
-    from server.digests import build_posters, close_posters
+    from server.digests import build_chat_activity, build_posters, close_posters
 
     settings = state.settings
     posters = build_posters(settings) if post else {}
     db = Database(settings.database_url)
-    service = DigestService(settings, None, posters, db, backoff=(2.0, 10.0, 30.0))
+    # Running a digest by hand reads the same inputs as the scheduler, chat activity included.
+    chat = build_chat_activity(settings) if engine else None
+    service = DigestService(settings, None, posters, db, backoff=(2.0, 10.0, 30.0), chat_activity=chat)
     try:
         await service.open()
         if engine:

@@ -26,6 +26,7 @@ from core.llm.router import Router
 from core.prompts.registry import PromptRegistry, RenderedPrompt
 
 if TYPE_CHECKING:
+    from core.code.service import CodeService
     from core.tables.service import TableService
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def build_router(settings: Settings) -> Router:
 
 
 class Assistant:
-    """Ask (and, as later issues land, tables, code and digests) on top of one router and one prompt library."""
+    """The use cases (ask, complete; tables and code when configured) over one router and one prompt library."""
 
     def __init__(
         self,
@@ -74,10 +75,9 @@ class Assistant:
         self.router = router
         self.prompts = prompts or PromptRegistry(settings.prompts.dir)
         self.retriever = retriever
-        self.tables: TableService | None = (
-            None  # set by core.engine.build_assistant when tables are configured
-        )
-        self.code: Any = None  # core.code.service.CodeService, set by core.engine.build_assistant
+        # Capabilities plugged in by core.engine.build_assistant when the settings enable them.
+        self.tables: TableService | None = None
+        self.code: CodeService | None = None
         n_ctx = settings.llm.local.n_ctx
         budget_tokens = max(256, n_ctx - settings.llm.max_tokens - 64)
         self.limits = Limits(
@@ -248,6 +248,8 @@ class Assistant:
     async def aclose(self) -> None:
         """Release models and stores."""
         await self.router.aclose()
+        if self.tables is not None:
+            await self.tables.aclose()
         close = getattr(self.retriever, "aclose", None)
         if close is not None:
             await close()

@@ -8,7 +8,7 @@ DEMO := HEARTH_HOME=$(DEMO_HOME) HF_HUB_OFFLINE=1 $(BIN)/hearth --config deploy/
 
 .PHONY: install dev demo test bench lint clean
 
-$(STAMP): pyproject.toml deploy/install.sh
+$(STAMP): pyproject.toml deploy/install.sh deploy/build-llama.sh
 	VENV=$(VENV) bash deploy/install.sh
 	touch $@
 

@@ -49,7 +49,13 @@ def build_router(settings: Settings) -> Router:
     """The router over the configured local and remote backends."""
     local: LLMBackend | None = None
     remote: LLMBackend | None = None
-    if settings.llm.local.enabled:
+    slots = 1
+    if settings.llm.local.enabled and settings.llm.local.engine == "server":
+        from core.llm.llama_server import LlamaServerBackend
+
+        local = LlamaServerBackend(settings.llm.local)
+        slots = settings.llm.local.parallel
+    elif settings.llm.local.enabled:
         from core.llm.llama_cpp import LlamaCppBackend
 
         local = LlamaCppBackend(settings.llm.local)
@@ -57,7 +63,7 @@ def build_router(settings: Settings) -> Router:
         from core.llm.openai_compat import OpenAICompatBackend
 
         remote = OpenAICompatBackend(settings.llm.remote)
-    queue = LocalQueue(settings.llm.queue.max_depth, settings.llm.queue.max_wait_s)
+    queue = LocalQueue(settings.llm.queue.max_depth, settings.llm.queue.max_wait_s, capacity=slots)
     return Router(local=local, remote=remote, routing=settings.llm.routing, queue=queue)
 
 

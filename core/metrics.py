@@ -27,3 +27,6 @@ FIRST_TOKEN_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
 ERRORS = Counter("hearth_errors_total", "Errors by kind and surface.", ["kind", "surface"])
+ENGINE_RESTARTS = Counter(
+    "hearth_engine_restarts_total", "Restarts of the local llama-server engine after a crash or a hang."
+)

@@ -2,7 +2,7 @@
 # The one install path: `make` and the Dockerfile both run this, so CI exercises it.
 #   deploy/install.sh            runtime into $VENV (default .venv), editable
 #   deploy/install.sh --dev      plus test and lint tools
-#   deploy/install.sh --cuda     build llama-cpp-python with CUDA (GPU boxes, the Docker image)
+#   deploy/install.sh --cuda     build llama.cpp (llama-server and the binding's libraries) with CUDA
 #   deploy/install.sh --system   install into the current interpreter, not editable (containers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,13 +32,45 @@ else
   target="-e ."
 fi
 
-if [ "$cuda" = 1 ]; then
-  export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_CUDA=on}"
-  export FORCE_CMAKE=1
-fi
+prefix="$("${PIP[0]}" -c 'import sys; print(sys.prefix)')"
+llama_dir="$prefix/lib/hearth-llama"
+llama_version="$(sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)"
+export HEARTH_LLAMA_VERSION="$llama_version"
+export PYTHON="${PIP[0]}"
 
-echo ">> installing Hearth${extras} (llama-cpp-python compiles on first install: 6-10 minutes on 2 cores; pip caches the wheel)"
+echo ">> installing Hearth${extras}"
 "${PIP[@]}" install --quiet --upgrade pip wheel
+
+# 1. llama.cpp, built once and portably (deploy/build-llama.sh): llama-server, which Hearth runs
+#    as its local engine, and the shared libraries the Python binding loads.
+build_args=()
+[ "$cuda" = 1 ] && build_args+=(--cuda)
+bash deploy/build-llama.sh "${build_args[@]}" "$llama_dir"
+"$llama_dir/llama-server" --version >/dev/null 2>&1 \
+  || { echo "install.sh: the built llama-server does not run on this machine:" >&2; "$llama_dir/llama-server" --version >&2; exit 1; }
+
+# 2. llama-cpp-python without a llama.cpp of its own (LLAMA_BUILD=OFF): the same libraries as the
+#    server, hard-linked into the package. Built into Hearth's cache, never pip's: pip's wheel cache
+#    is keyed by version alone and would hand back an earlier native build.
+cache="${HEARTH_BUILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth}"
+wheels="$cache/wheels/llama-cpp-python-$llama_version-nolib"
+if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  echo ">> llama-cpp-python $llama_version: building the binding (Python only, links to the build above)"
+  rm -rf "$wheels.tmp" && mkdir -p "$wheels.tmp"
+  sdist="$cache/sdist/llama_cpp_python-$llama_version.tar.gz"
+  [ -f "$sdist" ] || sdist="llama-cpp-python==$llama_version"
+  CMAKE_ARGS="-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF" FORCE_CMAKE=1 \
+    "${PIP[@]}" wheel --quiet --no-deps --no-cache-dir --no-binary llama-cpp-python "$sdist" -w "$wheels.tmp"
+  rm -rf "$wheels" && mv "$wheels.tmp" "$wheels"
+fi
+"${PIP[@]}" install --quiet --no-deps --force-reinstall "$wheels"/llama_cpp_python-*.whl
+pkg="$("${PIP[0]}" -c 'import importlib.util as u; print(u.find_spec("llama_cpp").submodule_search_locations[0])')"
+mkdir -p "$pkg/lib"
+rm -f "$pkg"/lib/lib*.so*
+cp -al "$llama_dir"/lib*.so* "$pkg/lib/" 2>/dev/null || cp -a "$llama_dir"/lib*.so* "$pkg/lib/"
+
+# 3. Hearth and the rest of its dependencies.
 # shellcheck disable=SC2086
 "${PIP[@]}" install --progress-bar off $target"${extras}"
+"${PIP[0]}" -c "import llama_cpp; info = llama_cpp.llama_print_system_info().decode(); print('>> llama.cpp:', info.strip())"
 echo ">> done"

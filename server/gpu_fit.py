@@ -9,15 +9,13 @@ the first request does.
 from __future__ import annotations
 
 import shutil
-import struct
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO
 
-_GGUF_MAGIC = b"GGUF"
-# Fixed sizes of GGUF scalar value types (by type id); 8 = string, 9 = array.
-_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+from core.llm.gguf import gguf_block_count
+
+__all__ = ["Fit", "GpuInfo", "estimate", "gguf_block_count", "query_gpus"]
+
 _CUDA_OVERHEAD_MB = 400.0
 
 
@@ -41,45 +39,6 @@ class Fit:
     offloaded: int | None
     detail: str
     max_layers: int | None = None
-
-
-def _read_str(fh: BinaryIO) -> str:
-    (n,) = struct.unpack("<Q", fh.read(8))
-    return fh.read(n).decode("utf-8", "replace")
-
-
-def _skip(fh: BinaryIO, vtype: int) -> None:
-    if vtype == 8:
-        (n,) = struct.unpack("<Q", fh.read(8))
-        fh.seek(n, 1)
-    elif vtype == 9:
-        item_type, count = struct.unpack("<IQ", fh.read(12))
-        if item_type in _SIZES:
-            fh.seek(_SIZES[item_type] * count, 1)
-        else:
-            for _ in range(count):
-                _skip(fh, item_type)
-    else:
-        fh.seek(_SIZES[vtype], 1)
-
-
-def gguf_block_count(path: Path) -> int | None:
-    """The model's layer count (``<arch>.block_count``) from a GGUF header, or None if unreadable."""
-    try:
-        with path.open("rb") as fh:
-            if fh.read(4) != _GGUF_MAGIC:
-                return None
-            _version, _tensors, kv_count = struct.unpack("<IQQ", fh.read(20))
-            for _ in range(kv_count):
-                key = _read_str(fh)
-                (vtype,) = struct.unpack("<I", fh.read(4))
-                if key.endswith(".block_count") and vtype in (4, 5, 10, 11):
-                    fmt = {4: "<I", 5: "<i", 10: "<Q", 11: "<q"}[vtype]
-                    return int(struct.unpack(fmt, fh.read(struct.calcsize(fmt)))[0])
-                _skip(fh, vtype)
-    except (OSError, struct.error, KeyError):
-        return None
-    return None
 
 
 def query_gpus(timeout_s: float = 10.0) -> list[GpuInfo] | None:

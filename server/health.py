@@ -48,6 +48,9 @@ async def _model(app: web.Application, settings: Settings) -> Probe:
         return Probe(False, "no model backend configured — set llm.local or llm.remote.base_url")
     if getattr(local, "loaded", True):
         return Probe(True, f"local model {local.model} loaded{remote}")
+    down = getattr(local, "down_reason", None)
+    if down:
+        return Probe(bool(remote), f"the local engine is down: {down}{remote}")
     life = app[LIFECYCLE]
     if life.model_loading:
         return Probe(False, f"loading the local model{remote}")

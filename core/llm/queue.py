@@ -1,11 +1,12 @@
-"""A bounded priority queue in front of the local model (one generation at a time).
+"""A bounded priority queue in front of the local model's slots.
 
-Editor requests run before chat, chat before digests; within a priority, first come first
-served. A full queue raises :class:`QueueFull` at once so the router can fall back instead of
-making the asker wait::
+The engine decodes ``capacity`` answers at once (llama-server's parallel slots; 1 for the
+in-process engine). When every slot is taken, the next free one goes to the editor before chat,
+chat before digests; within a priority, first come first served. A full queue raises
+:class:`QueueFull` at once so the router can fall back instead of making the asker wait::
 
     async with queue.slot(Priority.EDITOR):
-        ...  # exclusive use of the local model
+        ...  # one of the local model's slots is ours
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from core.llm.base import Priority
 
 
 class LocalQueue:
-    """Grants exclusive slots on one resource in priority order, with a bound on waiters."""
+    """Grants ``capacity`` concurrent slots on one resource in priority order, with a bound on waiters."""
 
-    def __init__(self, max_depth: int = 32, max_wait_s: float = 120.0) -> None:
+    def __init__(self, max_depth: int = 32, max_wait_s: float = 120.0, capacity: int = 1) -> None:
         self.max_depth = max_depth
         self.max_wait_s = max_wait_s
-        self._busy = False
+        self.capacity = max(1, capacity)
+        self._running = 0
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self.total_wait_s = 0.0
@@ -42,8 +44,13 @@ class LocalQueue:
 
     @property
     def busy(self) -> bool:
-        """Whether a generation holds the slot now."""
-        return self._busy
+        """Whether every slot is taken now."""
+        return self._running >= self.capacity
+
+    @property
+    def running(self) -> int:
+        """Generations holding a slot now."""
+        return self._running
 
     @asynccontextmanager
     async def slot(self, priority: Priority = Priority.CHAT) -> AsyncIterator[None]:
@@ -61,8 +68,8 @@ class LocalQueue:
             self._release()
 
     async def _acquire(self, priority: Priority) -> None:
-        if not self._busy and not self._waiters:
-            self._busy = True
+        if self._running < self.capacity and not self.depth:
+            self._running += 1
             return
         if self.depth >= self.max_depth:
             raise QueueFull(f"The local model's queue is full ({self.max_depth} waiting).")
@@ -94,8 +101,8 @@ class LocalQueue:
         while self._waiters:
             _, _, fut = heapq.heappop(self._waiters)
             if not fut.done():
-                fut.set_result(None)  # ownership moves to that waiter; _busy stays True
+                fut.set_result(None)  # the slot moves to that waiter; _running is unchanged
                 metrics.QUEUE_DEPTH.set(self.depth)
                 return
-        self._busy = False
+        self._running -= 1
         metrics.QUEUE_DEPTH.set(0)

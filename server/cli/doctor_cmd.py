@@ -105,6 +105,35 @@ def _gpu(settings: Settings) -> list[Check]:
     return checks
 
 
+def _build(settings: Settings) -> list[Check]:
+    """The llama.cpp build: portable (no native, no AMX) and a working llama-server."""
+    from core.llm.build_info import inspect_build
+
+    local = settings.llm.local
+    report = inspect_build(local.server_path)
+    rebuild = "rebuild portably: rm -rf .venv && make install (deploy/install.sh never builds native or AMX)"
+    features = ", ".join(report.enabled_features) or "unknown"
+    checks = [
+        Check(
+            "llama.cpp CPU build",
+            not report.problems,
+            f"uses {features}" + (f"; {'; '.join(report.problems)}" if report.problems else "; portable"),
+            rebuild,
+        )
+    ]
+    if local.enabled and local.engine == "server":
+        checks.append(
+            Check(
+                "llama-server",
+                report.server_error is None,
+                f"{report.server_path}: {report.server_version or report.server_error}",
+                "run 'make install' (deploy/install.sh builds it), set llm.local.server_path, "
+                "or set llm.local.engine: in_process",
+            )
+        )
+    return checks
+
+
 def _vram_fit(settings: Settings) -> Check | None:
     """Whether the model fits in free GPU memory with llm.local.n_gpu_layers (None: nothing to check)."""
     from server.gpu_fit import estimate, gguf_block_count, query_gpus
@@ -147,6 +176,7 @@ def _vram_fit(settings: Settings) -> Check | None:
 def _model(settings: Settings, load: bool) -> Check:
     from core.errors import HearthError
     from core.llm.llama_cpp import LlamaCppBackend, bundled_model_path
+    from core.llm.llama_server import LlamaServerBackend
 
     if not settings.llm.local.enabled:
         return Check("local model", True, "disabled (llm.local.enabled: false)", required=False)
@@ -159,15 +189,24 @@ def _model(settings: Settings, load: bool) -> Check:
     size = path.stat().st_size / 1e6
     if not load:
         return Check("local model", True, f"{path} ({size:.0f} MB), not loaded (--no-load)")
-    backend = LlamaCppBackend(settings.llm.local)
+    server = settings.llm.local.engine == "server"
+    backend = LlamaServerBackend(settings.llm.local) if server else LlamaCppBackend(settings.llm.local)
+
+    async def load_and_close() -> None:
+        try:
+            await backend.load()
+        finally:
+            await backend.aclose()
+
     try:
-        asyncio.run(backend.load())
+        asyncio.run(load_and_close())
     except HearthError as exc:
         return Check("local model", False, str(exc), "point llm.local.model_path at a complete GGUF file")
-    finally:
-        asyncio.run(backend.aclose())
     fmt = "chat template" if backend.uses_chat_template else "completion prompts (base model)"
-    return Check("local model", True, f"{path} ({size:.0f} MB) loads in {backend.load_seconds:.2f}s; {fmt}")
+    engine = f"llama-server, {settings.llm.local.parallel} slots" if server else "in-process"
+    return Check(
+        "local model", True, f"{path} ({size:.0f} MB) loads in {backend.load_seconds or 0:.2f}s ({engine}); {fmt}"
+    )
 
 
 def _remote(settings: Settings) -> Check:
@@ -219,7 +258,7 @@ def _writable(label: str, path: Path) -> Check:
 
 def run_checks(settings: Settings, *, load: bool = True) -> list[Check]:
     """Every doctor check, in display order."""
-    checks = [_versions(), *_gpu(settings)]
+    checks = [_versions(), *_build(settings), *_gpu(settings)]
     fit = _vram_fit(settings)
     if fit is not None:
         checks.append(fit)

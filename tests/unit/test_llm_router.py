@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -199,3 +200,53 @@ async def test_failure_after_the_first_token_is_reported_not_restarted_and_count
             seen.append(chunk.text)
     assert seen == ["partial"] and remote.calls == []
     assert router.breaker.is_open and not router.queue.busy
+
+
+async def test_queue_with_n_slots_runs_n_at_once_then_hands_free_slots_by_priority() -> None:
+    queue = LocalQueue(max_depth=8, capacity=3)
+    gates = [asyncio.Event() for _ in range(3)]
+    running: list[int] = []
+    order: list[str] = []
+
+    async def holder(i: int) -> None:
+        async with queue.slot(Priority.DIGEST):
+            running.append(i)
+            await gates[i].wait()
+
+    holders = [asyncio.create_task(holder(i)) for i in range(3)]
+    await asyncio.sleep(0)
+    assert running == [0, 1, 2] and queue.running == 3 and queue.busy and queue.depth == 0
+
+    later = asyncio.Event()
+
+    async def waiter(name: str, priority: Priority) -> None:
+        async with queue.slot(priority):
+            order.append(name)
+            await later.wait()
+
+    tasks = [
+        asyncio.create_task(waiter("digest", Priority.DIGEST)),
+        asyncio.create_task(waiter("chat", Priority.CHAT)),
+        asyncio.create_task(waiter("editor", Priority.EDITOR)),
+    ]
+    await asyncio.sleep(0)
+    assert queue.depth == 3
+    gates[1].set()  # one slot frees: the editor gets it, the others keep waiting
+    await asyncio.sleep(0.01)
+    assert order == ["editor"] and queue.depth == 2 and queue.running == 3
+    gates[0].set()
+    gates[2].set()
+    later.set()
+    await asyncio.gather(*holders, *tasks)
+    assert order == ["editor", "chat", "digest"]
+    assert queue.running == 0 and not queue.busy
+
+
+def test_router_built_from_settings_gives_the_queue_one_place_per_engine_slot(tmp_path: Path) -> None:
+    from core.assistant import build_router
+    from tests.fixtures.core import make_settings
+
+    router = build_router(make_settings(tmp_path, llm={"local": {"parallel": 6}}))
+    assert router.local is not None and router.local.name == "llama_server" and router.queue.capacity == 6
+    router = build_router(make_settings(tmp_path, llm={"local": {"engine": "in_process", "parallel": 6}}))
+    assert router.local is not None and router.local.name == "llama_cpp" and router.queue.capacity == 1

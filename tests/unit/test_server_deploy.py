@@ -77,7 +77,8 @@ def test_dockerfile_is_multi_stage_cuda_and_uses_the_shared_install_script() -> 
     assert "nvidia/cuda" in stages[0] and "-devel-" in stages[0]
     assert "nvidia/cuda" in stages[1] and "-runtime-" in stages[1]
     assert re.search(r"bash deploy/install\.sh --system --cuda", text)
-    assert "-DGGML_CUDA=on" in text
+    assert "GGML_NATIVE=ON" not in text and "CMAKE_ARGS" not in text, "the image must not bake in the build CPU"
+    assert "! grep -q ggml_backend_amx" in text
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0")
     health = re.search(r"^HEALTHCHECK .*\n\s+CMD (\[.*\])", text, re.M)
@@ -89,7 +90,14 @@ def test_install_script_accepts_the_dockerfile_options_and_make_uses_it() -> Non
     script = ROOT / "deploy" / "install.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)
     text = script.read_text(encoding="utf-8")
-    assert "--system)" in text and "--cuda)" in text and "GGML_CUDA=on" in text
+    assert "--system)" in text and "--cuda)" in text and "deploy/build-llama.sh" in text
+    build = (ROOT / "deploy" / "build-llama.sh").read_text(encoding="utf-8")
+    subprocess.run(["bash", "-n", str(ROOT / "deploy" / "build-llama.sh")], check=True)
+    for flag in ("-DGGML_NATIVE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_TILE=OFF", "-DGGML_AVX512=OFF", "-DGGML_CUDA=ON"):
+        assert flag in build, flag
+    # The build cache is keyed by the flags, so a changed flag can never reuse an earlier (native) build.
+    assert 'key_src="$VERSION $(uname -m) ${flags[*]} $compiler"' in build
+    assert "--no-cache-dir" in text, "pip's wheel cache (keyed by version only) must not hand back a native build"
     assert "deploy/install.sh" in (ROOT / "Makefile").read_text(encoding="utf-8")
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     assert ".venv" in ignored and ".git" in ignored

@@ -1,0 +1,54 @@
+"""The engine supervisor's decisions that need no engine: the command line, a missing binary, a bad exec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.errors import BackendUnavailable
+from core.llm.config import LocalLLMSettings
+from core.llm.engine import EngineProcess, EngineState
+from core.llm.llama_server import LlamaServerBackend
+
+
+def test_command_has_slots_per_slot_context_and_only_a_unix_socket(tmp_path: Path) -> None:
+    s = LocalLLMSettings(parallel=3, n_ctx=2048, n_gpu_layers=-1, n_threads=2, flash_attn="on")
+    engine = EngineProcess(s, tmp_path / "m.gguf", server_path=tmp_path / "llama-server")
+    cmd = engine.command()
+    arg = {cmd[i]: cmd[i + 1] for i in range(1, len(cmd) - 1) if cmd[i].startswith("--")}
+    assert arg["--parallel"] == "3" and arg["--ctx-size"] == str(3 * 2048)
+    assert arg["--n-gpu-layers"] == "-1" and arg["--threads"] == "2" and arg["--flash-attn"] == "on"
+    assert "--cont-batching" in cmd and "--no-kv-unified" in cmd
+    assert arg["--host"].endswith(".sock") and "--port" not in cmd
+    assert (Path(arg["--host"]).parent.stat().st_mode & 0o777) == 0o700
+
+
+async def test_missing_server_binary_names_the_settings(tmp_path: Path) -> None:
+    engine = EngineProcess(LocalLLMSettings(), tmp_path / "m.gguf", server_path=tmp_path / "nope")
+    with pytest.raises(BackendUnavailable, match="llm.local.server_path") as err:
+        await engine.ensure_ready()
+    assert "in_process" in str(err.value) and engine.state is EngineState.STOPPED
+    await engine.stop()
+
+
+async def test_a_binary_that_exits_at_once_is_reported_with_its_output(tmp_path: Path) -> None:
+    fake = tmp_path / "llama-server"
+    fake.write_text("#!/bin/sh\necho 'error: unknown model architecture' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    engine = EngineProcess(LocalLLMSettings(), tmp_path / "m.gguf", server_path=fake)
+    with pytest.raises(BackendUnavailable, match="exited with status 3") as err:
+        await engine.ensure_ready()
+    assert "unknown model architecture" in str(err.value) and "llm.local.model_path" in str(err.value)
+    # While it waits to retry, callers are told at once instead of waiting for a start.
+    with pytest.raises(BackendUnavailable, match="next restart in"):
+        await engine.ensure_ready()
+    await engine.stop()
+    assert engine.state is EngineState.STOPPED and engine.pid is None
+
+
+async def test_missing_model_file_is_caught_before_starting_anything(tmp_path: Path) -> None:
+    backend = LlamaServerBackend(LocalLLMSettings(model_path=tmp_path / "absent.gguf"))
+    with pytest.raises(BackendUnavailable, match="llm.local.model_path"):
+        await backend.load()
+    assert not backend.loaded and backend.down_reason is None

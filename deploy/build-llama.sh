@@ -4,6 +4,7 @@
 # so both always come from the same source and the same flags.
 #
 #   deploy/build-llama.sh [--cuda] DEST
+#   deploy/build-llama.sh [--cuda] --print-key     the cache key these flags give
 #
 # DEST receives llama-server, libllama.so, libggml*.so and libmtmd.so (RPATH $ORIGIN), plus
 # BUILD_INFO (version, flags, cache key). The build is cached under
@@ -20,14 +21,16 @@ cd "$(dirname "$0")/.."
 VERSION="${HEARTH_LLAMA_VERSION:-0.3.36}"
 cuda=0
 dest=""
+print_key=0
 for arg in "$@"; do
   case "$arg" in
     --cuda) cuda=1 ;;
+    --print-key) print_key=1 ;;
     -*) echo "build-llama.sh: unknown option $arg" >&2; exit 2 ;;
     *) dest="$arg" ;;
   esac
 done
-[ -n "$dest" ] || { echo "usage: deploy/build-llama.sh [--cuda] DEST" >&2; exit 2; }
+[ -n "$dest" ] || [ "$print_key" = 1 ] || { echo "usage: deploy/build-llama.sh [--cuda] [--print-key] DEST" >&2; exit 2; }
 
 flags=(
   -DCMAKE_BUILD_TYPE=Release
@@ -58,6 +61,7 @@ esac
 compiler="$( (c++ --version 2>/dev/null || echo none) | head -n1)"
 key_src="$VERSION $(uname -m) ${flags[*]} $compiler"
 key="$VERSION-$(printf '%s' "$key_src" | sha256sum | cut -c1-16)"
+if [ "$print_key" = 1 ]; then echo "$key"; exit 0; fi
 root="${HEARTH_BUILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth}"
 cache="$root/llama.cpp/$key"
 

@@ -21,9 +21,12 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+import weakref
 from collections import deque
 from enum import StrEnum
 from pathlib import Path
@@ -40,6 +43,7 @@ engine_log = logging.getLogger("hearth.engine.llama_server")
 _PR_SET_PDEATHSIG = 1
 _TAIL_LINES = 40
 _STABLE_AFTER_S = 60.0  # an engine that ran this long resets the restart backoff
+_WAIT_FOR_RESTART_S = 1.0  # a request waits for a restart due this soon instead of falling back
 
 
 class EngineState(StrEnum):
@@ -78,6 +82,70 @@ def _describe_exit(code: int | None) -> str:
     return f"exited with status {code}"
 
 
+class _Child:
+    """One llama-server process: a thread reads its output, an event says when it has exited.
+
+    Plain ``subprocess`` rather than asyncio's: the process then belongs to no event loop, so an
+    engine left running when a loop closes (a CLI command, a test) is still killed cleanly.
+    """
+
+    def __init__(self, cmd: list[str], tail: deque[str]) -> None:
+        parent = os.getpid()
+        self.popen = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C in the terminal reaches Hearth, which stops the engine
+            preexec_fn=lambda: _die_with_parent(parent),
+        )
+        self.pid = self.popen.pid
+        self.exited = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._tail = tail
+        threading.Thread(target=self._pump, name=f"llama-server-{self.pid}", daemon=True).start()
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once the process has exited and been reaped."""
+        return self.popen.returncode if self.exited.is_set() else None
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        with self.popen.stdout:
+            for raw in self.popen.stdout:
+                text = raw.decode("utf-8", "replace").rstrip()
+                if text:
+                    self._tail.append(text)
+                    engine_log.debug("%s", text)
+        self.popen.wait()
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+            self._loop.call_soon_threadsafe(self.exited.set)
+
+    def send(self, *, kill: bool) -> None:
+        """SIGKILL or SIGTERM, if it is still running."""
+        if self.popen.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.kill() if kill else self.popen.terminate()
+
+    async def wait(self, within: float) -> bool:
+        """Whether it exited within ``within`` seconds."""
+        if self.exited.is_set():
+            # Not through wait_for: on Python 3.11 it swallows a cancellation that arrives while
+            # the awaited thing is already done, and the supervisor would outlive its loop.
+            return True
+        try:
+            await asyncio.wait_for(self.exited.wait(), within)
+        except TimeoutError:
+            return False
+        return True
+
+
+def _kill_left_behind(child: _Child) -> None:
+    """Finalizer: an engine object dropped (or an interpreter exiting) without stop() kills its child."""
+    child.send(kill=True)
+
+
 class EngineProcess:
     """Starts, watches, restarts and stops one ``llama-server`` child process."""
 
@@ -99,12 +167,11 @@ class EngineProcess:
         self.crashes = 0
         self.load_seconds: float | None = None
         self.tail: deque[str] = deque(maxlen=_TAIL_LINES)
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: _Child | None = None
         self._dir: Path | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._attempted = asyncio.Event()  # set after each start attempt, ready or failed
         self._session: aiohttp.ClientSession | None = None
-        self._reader: asyncio.Task[None] | None = None
         self._retry_at = 0.0
         self._stopping = False
 
@@ -125,7 +192,7 @@ class EngineProcess:
     @property
     def pid(self) -> int | None:
         """The running child's process id."""
-        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
+        return self._proc.pid if self._proc is not None and not self._proc.exited.is_set() else None
 
     def session(self) -> aiohttp.ClientSession:
         """An HTTP session bound to the engine's socket (base URL ``http://engine``)."""
@@ -143,9 +210,14 @@ class EngineProcess:
             return
         if self.state is EngineState.BACKOFF:
             wait = max(0.0, self._retry_at - time.monotonic())
-            raise BackendUnavailable(
-                f"the local engine is down ({self.last_error}); next restart in {wait:.0f}s"
-            )
+            if wait > _WAIT_FOR_RESTART_S or self._supervisor is None or self._supervisor.done():
+                raise BackendUnavailable(
+                    f"the local engine is down ({self.last_error}); next restart in {wait:.0f}s"
+                )
+            # Restarting any moment now (a crash after a good run restarts at once): wait for it.
+            deadline = time.monotonic() + wait + 1.0
+            while self.state is EngineState.BACKOFF and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
         if self._supervisor is None or self._supervisor.done():
             self._check_binary()
             self._stopping = False
@@ -164,9 +236,7 @@ class EngineProcess:
         proc = self._proc
         if proc is None or self._supervisor is None or self._supervisor.done():
             return False
-        try:
-            await asyncio.wait_for(asyncio.shield(proc.wait()), 2.0)
-        except TimeoutError:
+        if not await proc.wait(2.0):
             return False  # still running: the failure was something else
         deadline = time.monotonic() + self.settings.start_timeout_s
         while time.monotonic() < deadline and not self._stopping:
@@ -232,8 +302,9 @@ class EngineProcess:
 
     async def _supervise(self) -> None:
         consecutive = 0
+        me = asyncio.current_task()
         try:
-            while not self._stopping:
+            while not self._stopping and not (me and me.cancelling()):
                 started = time.monotonic()
                 ok = await self._start_once()
                 hung = False
@@ -269,28 +340,17 @@ class EngineProcess:
         cmd = self.command()
         log.info("starting the local engine: %s", " ".join(cmd))
         started = time.perf_counter()
-        parent = os.getpid()
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *cmd,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,  # a Ctrl-C in the terminal reaches Hearth, which stops the engine
-                preexec_fn=lambda: _die_with_parent(parent),
-            )
+            proc = self._proc = _Child(cmd, self.tail)
         except OSError as exc:
             self.last_error = f"cannot run {self.server_path} (llm.local.server_path): {exc}"
             return False
-        reader = asyncio.create_task(self._read_output(self._proc), name="hearth-engine-log")
-        self._reader = reader
+        weakref.finalize(self, _kill_left_behind, proc)
         deadline = time.monotonic() + self.settings.start_timeout_s
         while time.monotonic() < deadline:
-            if self._proc.returncode is not None or reader.done():
-                await self._proc.wait()
-                await reader
+            if proc.exited.is_set():
                 self.last_error = (
-                    f"llama-server {_describe_exit(self._proc.returncode)} while loading {self.model_path} "
+                    f"llama-server {_describe_exit(proc.returncode)} while loading {self.model_path} "
                     f"(llm.local.model_path); its last lines: {self._tail_text()}"
                 )
                 return False
@@ -300,7 +360,7 @@ class EngineProcess:
                 self.last_error = None
                 log.info(
                     "local engine ready in %.1fs (pid %d, %d slots, model %s)",
-                    self.load_seconds, self._proc.pid, self.settings.parallel, self.model_path.name,
+                    self.load_seconds, proc.pid, self.settings.parallel, self.model_path.name,
                 )  # fmt: skip
                 return True
             await asyncio.sleep(0.05)
@@ -316,9 +376,7 @@ class EngineProcess:
         assert proc is not None
         interval = self.settings.health_interval_s
         while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(proc.wait()), interval)
-            if proc.returncode is not None:
+            if await proc.wait(interval):
                 self.last_error = (
                     f"llama-server {_describe_exit(proc.returncode)}; its last lines: {self._tail_text()}"
                 )
@@ -340,37 +398,15 @@ class EngineProcess:
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
 
-    async def _read_output(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None
-        while True:
-            line = await proc.stdout.readline()
-            if not line:
-                return
-            text = line.decode("utf-8", "replace").rstrip()
-            if text:
-                self.tail.append(text)
-                engine_log.debug("%s", text)
-
     def _tail_text(self, lines: int = 8) -> str:
         picked = list(self.tail)[-lines:]
         return " | ".join(picked) if picked else "(none)"
 
     async def _terminate(self, *, kill: bool = False) -> None:
         proc, self._proc = self._proc, None
-        reader, self._reader = self._reader, None
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill() if kill else proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5.0)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-        if proc is not None:
-            await proc.wait()
-        if reader is not None:
-            # Read the pipe to its end, so the process's transport closes with it.
-            try:
-                await asyncio.wait_for(reader, 5.0)
-            except TimeoutError:
-                reader.cancel()
+        if proc is None:
+            return
+        proc.send(kill=kill)
+        if not await proc.wait(5.0):
+            proc.send(kill=True)
+            await proc.wait(10.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -37,13 +38,21 @@ async def test_a_binary_that_exits_at_once_is_reported_with_its_output(tmp_path:
     fake.write_text("#!/bin/sh\necho 'error: unknown model architecture' >&2\nexit 3\n")
     fake.chmod(0o755)
     engine = EngineProcess(LocalLLMSettings(), tmp_path / "m.gguf", server_path=fake)
-    with pytest.raises(BackendUnavailable, match="exited with status 3") as err:
-        await engine.ensure_ready()
-    assert "unknown model architecture" in str(err.value) and "llm.local.model_path" in str(err.value)
-    # While it waits to retry, callers are told at once instead of waiting for a start.
-    with pytest.raises(BackendUnavailable, match="next restart in"):
-        await engine.ensure_ready()
-    await engine.stop()
+    try:
+        with pytest.raises(BackendUnavailable, match="exited with status 3") as err:
+            await engine.ensure_ready()
+        assert "unknown model architecture" in str(err.value) and "llm.local.model_path" in str(err.value)
+        # The first retry is due within a second: the next caller waits for it (and it fails again).
+        with pytest.raises(BackendUnavailable, match="exited with status 3"):
+            await engine.ensure_ready()
+        assert engine.restarts == 1
+        # Now the next retry is seconds away: callers are told at once instead of waiting.
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable, match="next restart in"):
+            await engine.ensure_ready()
+        assert time.monotonic() - started < 0.5
+    finally:
+        await engine.stop()
     assert engine.state is EngineState.STOPPED and engine.pid is None
 
 

@@ -66,3 +66,67 @@ async def test_ready_probe_asks_a_running_server(
     await server.close()
     result = await asyncio.to_thread(CliRunner().invoke, main, ["doctor", "--ready", "--server", url])
     assert result.exit_code == 1 and "did not answer /readyz" in result.output
+
+
+def test_chat_template_key_is_read_from_the_gguf_header(bundled_model: Path, tmp_path: Path) -> None:
+    from core.llm.gguf import gguf_has_key
+
+    assert not gguf_has_key(bundled_model, "tokenizer.chat_template")  # Gemma 3 270M base
+    assert gguf_has_key(bundled_model, "tokenizer.ggml.model")
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"GGUF\x03")
+    assert not gguf_has_key(junk, "tokenizer.chat_template")
+
+
+def test_doctor_fails_on_a_native_or_amx_build_with_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from core.llm import build_info
+    from server.cli import doctor_cmd
+    from tests.fixtures.core import make_settings
+
+    bad = build_info.BuildReport(
+        features={"AVX2": True, "AVX512": True, "AMX_INT8": True},
+        amx_symbol=True,
+        server_path=tmp_path / "llama-server",
+        server_version="version: 1",
+        build_flags="-DGGML_NATIVE=ON",
+    )
+    monkeypatch.setattr(build_info, "inspect_build", lambda _path=None: bad)
+    checks = {c.name: c for c in doctor_cmd._build(make_settings(tmp_path))}
+    cpu = checks["llama.cpp CPU build"]
+    assert not cpu.ok and cpu.required and "AMX" in cpu.detail and "native" in cpu.detail
+    assert "make install" in cpu.fix
+    good = build_info.BuildReport(
+        features={"AVX2": True, "FMA": True}, server_path=tmp_path / "llama-server", server_version="version: 1",
+        build_flags="-DGGML_NATIVE=OFF",
+    )  # fmt: skip
+    monkeypatch.setattr(build_info, "inspect_build", lambda _path=None: good)
+    checks = {c.name: c for c in doctor_cmd._build(make_settings(tmp_path))}
+    assert checks["llama.cpp CPU build"].ok and "AVX2, FMA; portable" in checks["llama.cpp CPU build"].detail
+    assert checks["llama-server"].ok
+
+
+def test_doctor_reports_the_installed_build_and_server() -> None:
+    result = CliRunner().invoke(main, ["doctor", "--no-load", "--json"])
+    import json
+
+    checks = {c["name"]: c for c in json.loads(result.output)}
+    assert checks["llama.cpp CPU build"]["ok"], checks["llama.cpp CPU build"]
+    assert "AVX2" in checks["llama.cpp CPU build"]["detail"] or os.uname().machine != "x86_64"
+    assert checks["llama-server"]["ok"] and "version" in checks["llama-server"]["detail"]
+
+
+def test_the_build_cache_key_changes_with_the_flags() -> None:
+    import subprocess
+
+    script = Path(__file__).parents[2] / "deploy" / "build-llama.sh"
+
+    def key(**env: str) -> str:
+        out = subprocess.run(
+            ["bash", str(script), "--print-key"], env={**os.environ, **env}, capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+
+    portable = key()
+    assert portable == key() and portable.startswith("0.3.36-")
+    assert key(HEARTH_LLAMA_CMAKE_ARGS="-DGGML_NATIVE=ON") != portable, "a native build must not reuse the cache"
+    assert key(HEARTH_LLAMA_VERSION="0.3.35") != portable

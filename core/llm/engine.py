@@ -171,6 +171,7 @@ class EngineProcess:
         self._dir: Path | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._attempted = asyncio.Event()  # set after each start attempt, ready or failed
+        self._backoff_over = asyncio.Event()  # cleared while waiting to restart
         self._session: aiohttp.ClientSession | None = None
         self._retry_at = 0.0
         self._stopping = False
@@ -215,9 +216,8 @@ class EngineProcess:
                     f"the local engine is down ({self.last_error}); next restart in {wait:.0f}s"
                 )
             # Restarting any moment now (a crash after a good run restarts at once): wait for it.
-            deadline = time.monotonic() + wait + 1.0
-            while self.state is EngineState.BACKOFF and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._backoff_over.wait(), wait + 1.0)
         if self._supervisor is None or self._supervisor.done():
             self._check_binary()
             self._stopping = False
@@ -322,6 +322,7 @@ class EngineProcess:
                 backoff = min(backoff, self.settings.restart_backoff_max_s)
                 self._retry_at = time.monotonic() + backoff
                 self.state = EngineState.BACKOFF
+                self._backoff_over.clear()
                 self._attempted.set()  # a failed start reaches its waiters with the retry time known
                 await self._terminate(kill=hung)
                 log.error("local engine: %s; restarting in %.0fs", self.last_error, backoff)
@@ -329,9 +330,12 @@ class EngineProcess:
                 self.restarts += 1
                 metrics.ENGINE_RESTARTS.inc()
                 self._attempted.clear()
+                self.state = EngineState.STARTING
+                self._backoff_over.set()
         finally:
             await self._terminate(kill=True)
             self._attempted.set()
+            self._backoff_over.set()
 
     async def _start_once(self) -> bool:
         """Spawn the child and wait for it to load the model; False (with last_error set) if it failed."""

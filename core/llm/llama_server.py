@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -113,8 +114,7 @@ class LlamaServerBackend:
     async def count_tokens(self, text: str) -> int:
         """Tokens ``text`` takes for this model."""
         await self.load()
-        data = await self._json("POST", "/tokenize", {"content": text, "add_special": False})
-        return len(data.get("tokens", []))
+        return len(await self._tokenize(text, add_special=False, parse_special=False))
 
     async def stream(self, messages: Sequence[Message], options: GenOptions) -> AsyncIterator[Chunk]:
         """Stream one completion; the final chunk carries usage and the finish reason.
@@ -138,14 +138,11 @@ class LlamaServerBackend:
     async def _stream_once(self, messages: Sequence[Message], options: GenOptions) -> AsyncIterator[Chunk]:
         await self.load()
         started = time.perf_counter()
+        tokens = await self.prompt_tokens(messages, options)
         if self._chat:
-            payload = [{"role": m.role.value, "content": m.content} for m in messages]
-            prompt = (await self._json("POST", "/apply-template", {"messages": payload}))["prompt"]
             stops = list(options.stop)
         else:
-            prompt = completion_prompt(messages, options.answer_prefix)
             stops = list(dict.fromkeys([*options.stop, *options.completion_stop]))
-        tokens = (await self._json("POST", "/tokenize", {"content": prompt, "add_special": True}))["tokens"]
         max_tokens = fit_max_tokens(len(tokens), options.max_tokens, self.settings.n_ctx)
         body: dict[str, Any] = {
             "prompt": tokens,
@@ -195,6 +192,40 @@ class LlamaServerBackend:
         metrics.TOKENS.labels("local").inc(usage.completion_tokens)
         metrics.GENERATION_SECONDS.labels("local").observe(time.perf_counter() - started)
         yield Chunk(done=True, usage=usage, model=self.model, finish_reason=finish)
+
+    async def prompt_tokens(self, messages: Sequence[Message], options: GenOptions) -> list[int]:
+        """The prompt as tokens. Message text never becomes a control token.
+
+        Only the chat template's own markup is tokenized with special-token parsing; what the
+        messages say (questions, retrieved documents, thread history: untrusted text) is tokenized
+        as plain text, so a document that writes ``<|im_start|>`` or ``<start_of_turn>`` cannot
+        open a turn of its own.
+        """
+        await self.load()
+        if not self._chat:
+            prompt = completion_prompt(messages, options.answer_prefix)
+            return await self._tokenize(prompt, add_special=True, parse_special=False)
+        marks = [f"\x1dHEARTH-MESSAGE-{i}-{secrets.token_hex(8)}\x1d" for i in range(len(messages))]
+        payload = [{"role": m.role.value, "content": mark} for m, mark in zip(messages, marks, strict=True)]
+        rendered: str = (await self._json("POST", "/apply-template", {"messages": payload}))["prompt"]
+        tokens: list[int] = []
+        rest = rendered
+        for message, mark in zip(messages, marks, strict=True):
+            markup, found, rest = rest.partition(mark)
+            if not found:
+                raise BackendError(
+                    "The model's chat template changes message text, so Hearth cannot keep documents from "
+                    "writing control tokens — set llm.local.prompt_format: completion for this model."
+                )
+            tokens += await self._tokenize(markup, add_special=not tokens, parse_special=True)
+            tokens += await self._tokenize(message.content, add_special=False, parse_special=False)
+        return tokens + await self._tokenize(rest, add_special=False, parse_special=True)
+
+    async def _tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        if not text:
+            return []
+        body = {"content": text, "add_special": add_special, "parse_special": parse_special}
+        return list((await self._json("POST", "/tokenize", body))["tokens"])
 
     async def slot_states(self) -> list[dict[str, Any]]:
         """The engine's slots as it reports them (``/slots``): id, is_processing, …."""

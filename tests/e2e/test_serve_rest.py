@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sqlite3
 import time
@@ -136,3 +137,56 @@ async def test_serve_answers_with_the_bundled_model(hearth_serve: Any, bundled_m
     assert events[-1][0] == "answer", events
     assert events[-1][1]["backend"] == "local" and events[-1][1]["usage"]["completion_tokens"] > 0
     assert await server.stop() == 0
+
+
+def engine_children(pid: int) -> list[int]:
+    """The llama-server processes `hearth serve` (``pid``) has started."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                exe = Path(f"/proc/{child}/exe").resolve().name
+            except OSError:
+                continue
+            if exe == "llama-server":
+                found.append(int(child))
+    return found
+
+
+@pytest.mark.llama
+async def test_an_engine_crash_does_not_take_serve_down(
+    hearth_serve: Any, bundled_model: Path, openai_server: FakeOpenAI
+) -> None:
+    server = await hearth_serve(
+        {
+            "llm": {
+                "local": {"n_ctx": 512, "n_threads": 2, "parallel": 2},
+                "remote": {"base_url": openai_server.base_url, "api_key": "sk-test", "max_retries": 0},
+                "max_tokens": 8,
+            }
+        }
+    )
+    token = await server.token("dave")
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def ask() -> dict[str, Any]:
+        async with aiohttp.ClientSession(server.url) as http:
+            async with http.post("/v1/ask", json={"question": "How do I request leave?"}, headers=headers) as resp:
+                assert resp.status == 200, await resp.text()
+                return dict(await resp.json())
+
+    assert (await ask())["backend"] == "local"
+    (engine,) = engine_children(server.proc.pid)
+    os.kill(engine, signal.SIGSEGV)
+    deadline = time.monotonic() + 30
+    while engine_children(server.proc.pid) in ([], [engine]) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    (restarted,) = engine_children(server.proc.pid)
+    assert restarted != engine and server.proc.returncode is None, "hearth serve must outlive its engine"
+    answer = await ask()
+    assert answer["backend"] == "local" and answer["answer"]
+    assert not Path(f"/proc/{engine}").exists(), "the crashed engine was reaped"
+    assert await server.stop() == 0
+    assert not Path(f"/proc/{restarted}").exists(), "SIGTERM to hearth serve stops its engine too"
+    logged = " ".join(line for line in server.log_lines)
+    assert "SIGSEGV" in logged

@@ -102,7 +102,7 @@ def bare(engine: EngineProcess, opts: GenOptions) -> Request:
         started = time.perf_counter()
         first = 0.0
         tokens = 0
-        async with engine.session().post("/completion", json=body) as resp:
+        async with engine.session().post("/completion", json=body, headers={"Connection": "close"}) as resp:
             async for raw in resp.content:
                 line = raw.strip()
                 if not line.startswith(b"data:"):

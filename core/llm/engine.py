@@ -166,6 +166,7 @@ class EngineProcess:
         self.restarts = 0
         self.crashes = 0
         self.load_seconds: float | None = None
+        self.generation = 0  # counts the engines that came up; a restart makes a new generation
         self.tail: deque[str] = deque(maxlen=_TAIL_LINES)
         self._proc: _Child | None = None
         self._dir: Path | None = None
@@ -227,20 +228,21 @@ class EngineProcess:
         if not self.ready:
             raise BackendUnavailable(self.last_error or "the local engine did not start")
 
-    async def recover(self) -> bool:
-        """After a failed connection: True once a restarted engine serves, False if it had not died.
+    async def recover(self, since: int) -> bool:
+        """After a failed connection to engine ``since`` (a :attr:`generation`): True once a newer one
+        serves, False if that engine had not died or no restart is near.
 
         A crash is seen by clients (their connection breaks) a moment before the supervisor reaps the
         process; this waits for the supervisor to notice and restart it instead of failing the request.
         """
-        proc = self._proc
-        if proc is None or self._supervisor is None or self._supervisor.done():
+        if self._supervisor is None or self._supervisor.done():
             return False
-        if not await proc.wait(2.0):
+        proc = self._proc
+        if self.generation == since and proc is not None and not await proc.wait(2.0):
             return False  # still running: the failure was something else
         deadline = time.monotonic() + self.settings.start_timeout_s
         while time.monotonic() < deadline and not self._stopping:
-            if self.state is EngineState.READY and self._proc is not proc:
+            if self.ready and self.generation > since:
                 return True
             if self.state is EngineState.BACKOFF and self._retry_at - time.monotonic() > 0.5:
                 return False  # restarting later: fall back now
@@ -360,6 +362,7 @@ class EngineProcess:
                 return False
             if await self._healthy(within=1.0):
                 self.load_seconds = time.perf_counter() - started
+                self.generation += 1
                 self.state = EngineState.READY
                 self.last_error = None
                 log.info(

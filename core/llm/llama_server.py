@@ -125,13 +125,15 @@ class LlamaServerBackend:
         """
         for attempt in (1, 2):
             sent = False
+            await self.load()
+            generation = self.engine.generation
             try:
                 async for chunk in self._stream_once(messages, options):
                     sent = True
                     yield chunk
                 return
             except BackendUnavailable:
-                if sent or attempt == 2 or self._engine is None or not await self._engine.recover():
+                if sent or attempt == 2 or not await self.engine.recover(generation):
                     raise
                 log.info("the local engine had died; sending the request to its restarted successor")
 

@@ -201,7 +201,9 @@ class EngineProcess:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 base_url="http://engine",
-                connector=aiohttp.UnixConnector(path=str(self.socket_path), limit=0, keepalive_timeout=2.0),
+                # No keep-alive: llama-server gives each open connection one of its HTTP threads, so
+                # idle pooled connections would hold threads that tokenize and health calls need.
+                connector=aiohttp.UnixConnector(path=str(self.socket_path), limit=0, force_close=True),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
             )
         return self._session
@@ -297,6 +299,8 @@ class EngineProcess:
             "--no-webui",
             "--slots",
             "--metrics",
+            # One HTTP thread per streaming slot, and spare ones for tokenize, health and /slots.
+            "--threads-http", str(s.parallel + 4),
         ]  # fmt: skip
         if s.n_threads:
             cmd += ["--threads", str(s.n_threads)]

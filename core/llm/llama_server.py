@@ -162,10 +162,7 @@ class LlamaServerBackend:
         first = True
         try:
             async with self.engine.session().post(
-                "/completion",
-                json=body,
-                timeout=aiohttp.ClientTimeout(sock_read=_READ_TIMEOUT_S),
-                headers={"Connection": "close"},  # a stream's connection is never reused half-read
+                "/completion", json=body, timeout=aiohttp.ClientTimeout(sock_read=_READ_TIMEOUT_S)
             ) as resp:
                 if resp.status != 200:
                     raise _status_error(resp.status, await resp.text())
@@ -235,22 +232,16 @@ class LlamaServerBackend:
         return list(data) if isinstance(data, list) else []
 
     async def _json(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        # These calls are idempotent: one retry covers a pooled connection the server closed meanwhile.
-        for attempt in (1, 2):
-            try:
-                async with self.engine.session().request(
-                    method, path, json=body, timeout=aiohttp.ClientTimeout(total=30)
-                ) as resp:
-                    text = await resp.text()
-                    if resp.status != 200:
-                        raise _status_error(resp.status, text)
-                    return json.loads(text)
-            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
-                if attempt == 2:
-                    raise BackendUnavailable(f"Cannot reach the local engine: {exc}") from exc
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                raise BackendUnavailable(f"Cannot reach the local engine: {exc}") from exc
-        raise AssertionError("unreachable")
+        try:
+            async with self.engine.session().request(
+                method, path, json=body, timeout=aiohttp.ClientTimeout(total=30)
+            ) as resp:
+                text = await resp.text()
+                if resp.status != 200:
+                    raise _status_error(resp.status, text)
+                return json.loads(text)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise BackendUnavailable(f"Cannot reach the local engine: {exc}") from exc
 
     async def aclose(self) -> None:
         """Stop the engine process."""

@@ -258,3 +258,48 @@ async def test_explain_falls_back_to_show_message_without_show_document(
         result = await editor.execute("hearth.explain", [{"uri": uri, "line": 4}])
         assert result["uri"] is None and editor.client.shown_documents == []
         assert any("**area** of a circle" in m.message for m in editor.client.messages)
+
+
+def _engine_socket(lsp_pid: int) -> str | None:
+    """The unix socket of the llama-server that `hearth lsp` (``lsp_pid``) started, if any."""
+    for task in Path(f"/proc/{lsp_pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            if argv and argv[0].endswith(b"llama-server") and b"--host" in argv:
+                return argv[argv.index(b"--host") + 1].decode()
+    return None
+
+
+@pytest.mark.llama
+async def test_cancel_request_frees_the_real_engines_slot(tmp_path: Path, bundled_model: Path) -> None:
+    import aiohttp
+
+    llm = {"local": {"n_ctx": 1024, "n_threads": 2, "parallel": 1}, "max_tokens": 2000, "routing": {"order": ["local"]}}
+    config = write_config(tmp_path, llm)
+    async for editor in start_editor(config, make_workspace(tmp_path)):
+        uri = editor.open("geometry.py")
+        params = types.ExecuteCommandParams(command="hearth.explain", arguments=[{"uri": uri, "line": 9}])
+        pending = asyncio.ensure_future(
+            editor.client.protocol.send_request_async(types.WORKSPACE_EXECUTE_COMMAND, params, msg_id="long")
+        )
+        pid = editor.client._server.pid  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+
+        async def processing(sock: str) -> bool:
+            async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=sock)) as http:
+                async with http.get("http://engine/slots") as resp:
+                    return any(s["is_processing"] for s in await resp.json())
+
+        sock = None
+        while sock is None or not await processing(sock):
+            assert loop.time() < deadline and not pending.done(), "the engine never started generating"
+            await asyncio.sleep(0.1)
+            sock = sock or await asyncio.to_thread(_engine_socket, pid)
+        editor.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="long"))
+        with pytest.raises(JsonRpcException, match="cancel"):
+            await asyncio.wait_for(pending, 10)
+        deadline = loop.time() + 10
+        while await processing(sock):  # the one slot is free again, long before 2000 tokens
+            assert loop.time() < deadline, "$/cancelRequest did not stop the generation in the engine"
+            await asyncio.sleep(0.05)

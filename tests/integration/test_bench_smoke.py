@@ -24,7 +24,7 @@ def test_llm_bench_prints_ratio(bundled_model: Path) -> None:
 @pytest.mark.llama
 def test_llm_concurrency_bench_prints_all_three_sides_and_ratios(bundled_model: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "bench/llm_concurrency.py", "--levels", "1,2", "--max-tokens", "4", "--parallel", "2"],
+        [sys.executable, "bench/llm_concurrency.py", "--levels", "1,2", "--max-tokens", "4", "--parallel", "2", "--rounds", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=240, check=True,
     ).stdout  # fmt: skip
     report = json.loads(out)

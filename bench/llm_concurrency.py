@@ -148,37 +148,45 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         "n_threads": args.threads,
         "n_gpu_layers": args.n_gpu_layers,
     }
+    if args.server_path:
+        common["server_path"] = Path(args.server_path)
     results: dict[str, Any] = {}
 
     # (a) today's serialized in-process path: one Llama, one slot.
-    inproc = LlamaCppBackend(LocalLLMSettings(engine="in_process", **common))  # type: ignore[arg-type]
-    router = Router(local=inproc, remote=None, queue=LocalQueue(max_depth=1000, capacity=1))
-    try:
-        run = through_router(router, opts)
-        results["in_process_serialized"] = await measure(run, args.levels, run, args.rounds)
-    finally:
-        await router.aclose()
+    if "in_process" in args.sides:
+        inproc = LlamaCppBackend(LocalLLMSettings(engine="in_process", **common))  # type: ignore[arg-type]
+        router = Router(local=inproc, remote=None, queue=LocalQueue(max_depth=1000, capacity=1))
+        try:
+            run = through_router(router, opts)
+            results["in_process_serialized"] = await measure(run, args.levels, run, args.rounds)
+        finally:
+            await router.aclose()
 
     # (b) the bare llama-server with the same slots, and (c) Hearth over it.
     settings = LocalLLMSettings(engine="server", parallel=args.parallel, **common)  # type: ignore[arg-type]
-    engine = EngineProcess(settings, model)
-    try:
-        await engine.ensure_ready()
-        run = bare(engine, opts)
-        results["bare_llama_server"] = await measure(run, args.levels, run, args.rounds)
-    finally:
-        await engine.stop()
-    server = LlamaServerBackend(settings)
-    router = Router(local=server, remote=None, queue=LocalQueue(max_depth=1000, capacity=args.parallel))
-    try:
-        run = through_router(router, opts)
-        results["hearth_llama_server"] = await measure(run, args.levels, run, args.rounds)
-    finally:
-        await router.aclose()
+    if "bare" in args.sides:
+        engine = EngineProcess(settings, model)
+        try:
+            await engine.ensure_ready()
+            run = bare(engine, opts)
+            results["bare_llama_server"] = await measure(run, args.levels, run, args.rounds)
+        finally:
+            await engine.stop()
+    if "hearth" in args.sides:
+        server = LlamaServerBackend(settings)
+        router = Router(local=server, remote=None, queue=LocalQueue(max_depth=1000, capacity=args.parallel))
+        try:
+            run = through_router(router, opts)
+            results["hearth_llama_server"] = await measure(run, args.levels, run, args.rounds)
+        finally:
+            await router.aclose()
     return results
 
 
 def ratios(results: dict[str, Any], levels: list[int]) -> dict[str, float]:
+    """Hearth against each baseline, per level (only when all three sides ran)."""
+    if not {"hearth_llama_server", "in_process_serialized", "bare_llama_server"} <= results.keys():
+        return {}
     hearth, inproc, bare_ = (
         results[k] for k in ("hearth_llama_server", "in_process_serialized", "bare_llama_server")
     )
@@ -210,9 +218,18 @@ def main() -> None:
         "--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)"
     )
     parser.add_argument("--repeat-penalty", type=float, default=1.0, help="repeat penalty (default 1.0: off)")
+    parser.add_argument(
+        "--server-path", default=None, help="llama-server binary (default: the installed one)"
+    )
+    parser.add_argument(
+        "--sides",
+        default="in_process,bare,hearth",
+        help="which sides to run (default in_process,bare,hearth)",
+    )
     parser.add_argument("--model", default=None, help="GGUF file (default: the bundled Gemma 3 270M)")
     args = parser.parse_args()
     args.levels = [int(x) for x in args.levels.split(",")]
+    args.sides = set(args.sides.split(","))
     results = asyncio.run(amain(args))
     build = inspect_build()
     print(
@@ -221,7 +238,9 @@ def main() -> None:
                 "benchmark": "llm_concurrency",
                 "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
                 "build": {"features": build.enabled_features, "portable": not build.problems},
-                "settings": {k: v for k, v in vars(args).items() if k != "model"},
+                "settings": {
+                    k: sorted(v) if isinstance(v, set) else v for k, v in vars(args).items() if k != "model"
+                },
                 "results": results,
                 "ratios": ratios(results, args.levels),
             },

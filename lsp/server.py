@@ -213,8 +213,17 @@ def build_server(settings: Settings, backend: CodeBackend) -> HearthServer:
 
     @server.feature(types.SHUTDOWN)
     async def _shutdown(ls: HearthServer, *args: Any) -> None:
-        for task in list(ls.running.values()):
+        running = dict(ls.running)
+        for task in running.values():
             task.cancel()
+        await asyncio.gather(*running.values(), return_exceptions=True)
+        # pygls then cancels the pending requests while iterating its table of them, and a cancelled
+        # request removes itself from that table ("dictionary changed size during iteration"):
+        # settle the futures of the commands cancelled above first.
+        for msg_id in running:
+            future = ls.protocol._request_futures.get(msg_id)
+            if future is not None and not future.done():
+                future.cancel()
         if ls._index_watch is not None:
             ls._index_watch.cancel()
         if ls.workspace_index is not None:

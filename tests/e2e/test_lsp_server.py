@@ -287,9 +287,12 @@ async def test_cancel_request_frees_the_real_engines_slot(tmp_path: Path, bundle
         deadline = loop.time() + 60
 
         async def processing(sock: str) -> bool:
-            async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=sock)) as http:
-                async with http.get("http://engine/slots") as resp:
-                    return any(s["is_processing"] for s in await resp.json())
+            try:
+                async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=sock)) as http:
+                    async with http.get("http://engine/slots") as resp:
+                        return resp.status == 200 and any(s["is_processing"] for s in await resp.json())
+            except aiohttp.ClientConnectionError:
+                return False  # still loading the model
 
         sock = None
         while sock is None or not await processing(sock):
@@ -303,3 +306,32 @@ async def test_cancel_request_frees_the_real_engines_slot(tmp_path: Path, bundle
         while await processing(sock):  # the one slot is free again, long before 2000 tokens
             assert loop.time() < deadline, "$/cancelRequest did not stop the generation in the engine"
             await asyncio.sleep(0.05)
+
+
+@pytest.mark.llama
+async def test_shutdown_while_the_engine_generates_is_clean(tmp_path: Path, bundled_model: Path) -> None:
+    llm = {"local": {"n_ctx": 1024, "n_threads": 2, "parallel": 1}, "max_tokens": 2000, "routing": {"order": ["local"]}}
+    config = write_config(tmp_path, llm)
+    async for editor in start_editor(config, make_workspace(tmp_path)):
+        uri = editor.open("geometry.py")
+        params = types.ExecuteCommandParams(command="hearth.explain", arguments=[{"uri": uri, "line": 9}])
+        pending = asyncio.ensure_future(
+            editor.client.protocol.send_request_async(types.WORKSPACE_EXECUTE_COMMAND, params, msg_id="busy")
+        )
+        pid = editor.client._server.pid  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while await asyncio.to_thread(_engine_socket, pid) is None:
+            assert loop.time() < deadline and not pending.done()
+            await asyncio.sleep(0.1)
+        engine = next(
+            int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()
+        )
+    # Leaving the loop sent shutdown and exit while the answer was being generated: no internal error,
+    # the command was cancelled, and the engine went with the server.
+    with pytest.raises(JsonRpcException):
+        await pending
+    deadline = loop.time() + 10
+    while Path(f"/proc/{engine}").exists():
+        assert loop.time() < deadline, "the engine outlived `hearth lsp`"
+        await asyncio.sleep(0.05)

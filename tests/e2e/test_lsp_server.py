@@ -260,6 +260,14 @@ async def test_explain_falls_back_to_show_message_without_show_document(
         assert any("**area** of a circle" in m.message for m in editor.client.messages)
 
 
+def _children(pid: int) -> list[int]:
+    return [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
 def _engine_socket(lsp_pid: int) -> str | None:
     """The unix socket of the llama-server that `hearth lsp` (``lsp_pid``) started, if any."""
     for task in Path(f"/proc/{lsp_pid}/task").iterdir():
@@ -324,14 +332,12 @@ async def test_shutdown_while_the_engine_generates_is_clean(tmp_path: Path, bund
         while await asyncio.to_thread(_engine_socket, pid) is None:
             assert loop.time() < deadline and not pending.done()
             await asyncio.sleep(0.1)
-        engine = next(
-            int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()
-        )
+        engine = _children(pid)[0]
     # Leaving the loop sent shutdown and exit while the answer was being generated: no internal error,
     # the command was cancelled, and the engine went with the server.
     with pytest.raises(JsonRpcException):
         await pending
     deadline = loop.time() + 10
-    while Path(f"/proc/{engine}").exists():
+    while _alive(engine):
         assert loop.time() < deadline, "the engine outlived `hearth lsp`"
         await asyncio.sleep(0.05)

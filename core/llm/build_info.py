@@ -32,6 +32,8 @@ class BuildReport:
     server_version: str | None = None
     server_error: str | None = None
     build_flags: str = ""
+    opt_in: str = ""  # HEARTH_LLAMA_CMAKE_ARGS the build was made with
+    shared_with_server: bool | None = None  # the binding loads the server build's own libraries
 
     @property
     def amx(self) -> bool:
@@ -49,14 +51,24 @@ class BuildReport:
         return [name for name, on in self.features.items() if on]
 
     @property
+    def native_opted_in(self) -> bool:
+        """A native build someone asked for (HEARTH_LLAMA_CMAKE_ARGS), for a CPU they know."""
+        return self.native and "-DGGML_NATIVE=ON" in self.opt_in
+
+    @property
     def problems(self) -> list[str]:
         """What makes this build unsafe to run on other machines."""
         found = []
         if self.amx:
             found.append("the AMX kernels are compiled in (they crash on Sapphire Rapids-class Xeons)")
-        if self.native:
+        if self.native and not self.native_opted_in:
             found.append(
                 "it is a native build (GGML_NATIVE=ON): it runs only on CPUs like the build machine's"
+            )
+        if self.shared_with_server is False:
+            found.append(
+                "llama-cpp-python carries a llama.cpp build of its own (pip compiles it native), not the "
+                "portable one deploy/install.sh made for llama-server"
             )
         return found
 
@@ -75,11 +87,19 @@ def inspect_build(server_path: Path | None = None) -> BuildReport:
     for lib in _cpu_libraries(report.libraries, report.server_path.parent):
         if _AMX_SYMBOL in lib.read_bytes():
             report.amx_symbol = True
+    binding = _cpu_libraries(report.libraries)
+    server = _cpu_libraries(report.server_path.parent)
+    if binding and server:
+        report.shared_with_server = {lib.stat().st_ino for lib in binding} == {
+            lib.stat().st_ino for lib in server
+        }
     info_file = report.server_path.parent / "BUILD_INFO"
     if info_file.is_file():
         for line in info_file.read_text().splitlines():
             if line.startswith("flags="):
                 report.build_flags = line[len("flags=") :]
+            elif line.startswith("opt_in="):
+                report.opt_in = line[len("opt_in=") :]
     try:
         out = subprocess.run(
             [str(report.server_path), "--version"], capture_output=True, text=True, timeout=20, check=False

@@ -13,11 +13,15 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from core.config import Settings
 from server.cli import State, pass_state
+
+if TYPE_CHECKING:
+    from core.llm.build_info import BuildReport
 
 _PACKAGES = (
     "hearth",
@@ -117,7 +121,7 @@ def _build(settings: Settings) -> list[Check]:
         Check(
             "llama.cpp CPU build",
             not report.problems,
-            f"uses {features}" + (f"; {'; '.join(report.problems)}" if report.problems else "; portable"),
+            f"uses {features}; " + ("; ".join(report.problems) or _build_kind(report)),
             rebuild,
         )
     ]
@@ -132,6 +136,12 @@ def _build(settings: Settings) -> list[Check]:
             )
         )
     return checks
+
+
+def _build_kind(report: BuildReport) -> str:
+    if report.native_opted_in:
+        return "native for this CPU (opted in with HEARTH_LLAMA_CMAKE_ARGS)"
+    return "portable"
 
 
 def _vram_fit(settings: Settings) -> Check | None:

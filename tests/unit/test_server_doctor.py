@@ -130,3 +130,17 @@ def test_the_build_cache_key_changes_with_the_flags() -> None:
     assert portable == key() and portable.startswith("0.3.36-")
     assert key(HEARTH_LLAMA_CMAKE_ARGS="-DGGML_NATIVE=ON") != portable, "a native build must not reuse the cache"
     assert key(HEARTH_LLAMA_VERSION="0.3.35") != portable
+
+
+def test_a_binding_with_its_own_build_or_an_opted_in_native_build(tmp_path: Path) -> None:
+    from core.llm.build_info import BuildReport
+
+    pip_built = BuildReport(features={"AVX2": True}, shared_with_server=False, server_path=tmp_path / "s")
+    assert any("llama-cpp-python carries a llama.cpp build of its own" in p for p in pip_built.problems)
+    opted = BuildReport(
+        features={"AVX2": True}, build_flags="-DGGML_NATIVE=OFF -DGGML_NATIVE=ON", opt_in="-DGGML_NATIVE=ON",
+        shared_with_server=True, server_path=tmp_path / "s",
+    )  # fmt: skip
+    assert opted.native and opted.native_opted_in and not opted.problems
+    amx = BuildReport(features={"AMX_INT8": True}, opt_in="-DGGML_NATIVE=ON", server_path=tmp_path / "s")
+    assert amx.problems, "AMX is refused even in an opted-in native build"

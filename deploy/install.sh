@@ -43,6 +43,12 @@ echo ">> installing Hearth${extras}"
 
 # 1. llama.cpp, built once and portably (deploy/build-llama.sh): llama-server, which Hearth runs
 #    as its local engine, and the shared libraries the Python binding loads.
+export PATH="$prefix/bin:$PATH"
+if ! command -v cmake >/dev/null 2>&1; then
+  echo ">> no cmake on PATH: installing it from PyPI into $prefix"
+  "${PIP[@]}" install --quiet "cmake>=3.21"
+fi
+command -v c++ >/dev/null 2>&1 || { echo "install.sh: llama.cpp needs a C/C++ compiler (Debian/Ubuntu: apt-get install build-essential)" >&2; exit 1; }
 build_args=()
 [ "$cuda" = 1 ] && build_args+=(--cuda)
 bash deploy/build-llama.sh "${build_args[@]}" "$llama_dir"

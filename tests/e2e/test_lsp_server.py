@@ -7,6 +7,7 @@ import ast
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lsprotocol import types
@@ -278,19 +279,30 @@ def _engine_socket(lsp_pid: int) -> str | None:
     return None
 
 
+ONE_SLOT_LONG_ANSWERS = {
+    "local": {"n_ctx": 1024, "n_threads": 2, "parallel": 1},
+    "max_tokens": 2000,
+    "routing": {"order": ["local"]},
+}
+
+
+def _long_explain(editor: Editor, msg_id: str) -> tuple[asyncio.Future[Any], int]:
+    """Start a 2000-token explain as request ``msg_id``; return it and the `hearth lsp` pid."""
+    uri = editor.open("geometry.py")
+    params = types.ExecuteCommandParams(command="hearth.explain", arguments=[{"uri": uri, "line": 9}])
+    pending = asyncio.ensure_future(
+        editor.client.protocol.send_request_async(types.WORKSPACE_EXECUTE_COMMAND, params, msg_id=msg_id)
+    )
+    return pending, editor.client._server.pid  # type: ignore[attr-defined]
+
+
 @pytest.mark.llama
 async def test_cancel_request_frees_the_real_engines_slot(tmp_path: Path, bundled_model: Path) -> None:
     import aiohttp
 
-    llm = {"local": {"n_ctx": 1024, "n_threads": 2, "parallel": 1}, "max_tokens": 2000, "routing": {"order": ["local"]}}
-    config = write_config(tmp_path, llm)
+    config = write_config(tmp_path, ONE_SLOT_LONG_ANSWERS)
     async for editor in start_editor(config, make_workspace(tmp_path)):
-        uri = editor.open("geometry.py")
-        params = types.ExecuteCommandParams(command="hearth.explain", arguments=[{"uri": uri, "line": 9}])
-        pending = asyncio.ensure_future(
-            editor.client.protocol.send_request_async(types.WORKSPACE_EXECUTE_COMMAND, params, msg_id="long")
-        )
-        pid = editor.client._server.pid  # type: ignore[attr-defined]
+        pending, pid = _long_explain(editor, "long")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60
 
@@ -318,15 +330,9 @@ async def test_cancel_request_frees_the_real_engines_slot(tmp_path: Path, bundle
 
 @pytest.mark.llama
 async def test_shutdown_while_the_engine_generates_is_clean(tmp_path: Path, bundled_model: Path) -> None:
-    llm = {"local": {"n_ctx": 1024, "n_threads": 2, "parallel": 1}, "max_tokens": 2000, "routing": {"order": ["local"]}}
-    config = write_config(tmp_path, llm)
+    config = write_config(tmp_path, ONE_SLOT_LONG_ANSWERS)
     async for editor in start_editor(config, make_workspace(tmp_path)):
-        uri = editor.open("geometry.py")
-        params = types.ExecuteCommandParams(command="hearth.explain", arguments=[{"uri": uri, "line": 9}])
-        pending = asyncio.ensure_future(
-            editor.client.protocol.send_request_async(types.WORKSPACE_EXECUTE_COMMAND, params, msg_id="busy")
-        )
-        pid = editor.client._server.pid  # type: ignore[attr-defined]
+        pending, pid = _long_explain(editor, "busy")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60
         while await asyncio.to_thread(_engine_socket, pid) is None:

@@ -196,3 +196,31 @@ async def test_an_engine_crash_does_not_take_serve_down(
     assert not alive(restarted), "SIGTERM to hearth serve stops its engine too"
     logged = " ".join(line for line in server.log_lines)
     assert "SIGSEGV" in logged
+
+
+@pytest.mark.llama
+async def test_readyz_says_why_the_engine_is_down_and_answers_still_come(
+    hearth_serve: Any, tmp_path: Path, openai_server: FakeOpenAI
+) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\x00garbage" * 100)
+    server = await hearth_serve(
+        {
+            "llm": {
+                "local": {"model_path": str(broken), "restart_backoff_max_s": 60},
+                "remote": {"base_url": openai_server.base_url, "api_key": "sk-test", "max_retries": 0},
+            }
+        }
+    )
+    token = await server.token("erin")
+    async with aiohttp.ClientSession(server.url) as http:
+        async with http.get("/readyz") as resp:
+            model = (await resp.json())["checks"]["model"]
+        async with http.post(
+            "/v1/ask", json={"question": "Anything?"}, headers={"Authorization": f"Bearer {token}"}
+        ) as resp:
+            answer = await resp.json()
+    assert "llm.local.model_path" in model["detail"] and "exited with status" in model["detail"], model
+    assert model["ok"], "with a remote API configured the server stays ready"
+    assert answer["backend"] == "remote" and answer["answer"] == openai_server.reply
+    assert await server.stop() == 0

@@ -141,6 +141,20 @@ class _Child:
         return True
 
 
+def _sweep_stale_dirs() -> None:
+    """Remove the socket directories of Hearth processes that died without cleaning up (kill -9)."""
+    for path in Path(tempfile.gettempdir()).glob("hearth-engine-*-*"):
+        try:
+            pid = int(path.name.split("-")[2])
+            if path.stat().st_uid != os.getuid():
+                continue
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, IndexError, OSError):
+            continue
+
+
 def _kill_left_behind(child: _Child) -> None:
     """Finalizer: an engine object dropped (or an interpreter exiting) without stop() kills its child."""
     child.send(kill=True)
@@ -183,7 +197,9 @@ class EngineProcess:
     def socket_path(self) -> Path:
         """The unix socket the server listens on (a private 0700 directory)."""
         if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="hearth-engine-"))
+            _sweep_stale_dirs()
+            self._dir = Path(tempfile.mkdtemp(prefix=f"hearth-engine-{os.getpid()}-"))
+            weakref.finalize(self, shutil.rmtree, str(self._dir), True)
         return self._dir / "llama.sock"
 
     @property

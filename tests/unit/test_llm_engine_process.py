@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -61,3 +62,30 @@ async def test_missing_model_file_is_caught_before_starting_anything(tmp_path: P
     with pytest.raises(BackendUnavailable, match="llm.local.model_path"):
         await backend.load()
     assert not backend.loaded and backend.down_reason is None
+
+
+def test_socket_directories_of_dead_processes_are_swept(tmp_path: Path) -> None:
+    import subprocess
+    import tempfile
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = Path(tempfile.mkdtemp(prefix=f"hearth-engine-{dead.pid}-"))
+    (stale / "llama.sock").write_text("")
+    mine = Path(tempfile.mkdtemp(prefix=f"hearth-engine-{os.getpid()}-"))
+    try:
+        engine = EngineProcess(LocalLLMSettings(), tmp_path / "m.gguf", server_path=tmp_path / "nope")
+        sock = engine.socket_path
+        assert not stale.exists(), "a dead process's socket directory is left behind"
+        assert mine.exists(), "a live process's directory must be kept"
+        assert sock.parent.name.startswith(f"hearth-engine-{os.getpid()}-")
+        del engine
+        import gc
+
+        gc.collect()
+        assert not sock.parent.exists(), "a dropped engine removes its directory"
+    finally:
+        import shutil
+
+        shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(mine, ignore_errors=True)

@@ -169,16 +169,13 @@ class EngineProcess:
         model_path: Path,
         *,
         server_path: Path | None = None,
-        extra_args: list[str] | None = None,
     ) -> None:
         self.settings = settings
         self.model_path = model_path
         self.server_path = server_path or settings.server_path or default_server_path()
-        self.extra_args = list(extra_args or [])
         self.state = EngineState.STOPPED
         self.last_error: str | None = None
         self.restarts = 0
-        self.crashes = 0
         self.load_seconds: float | None = None
         self.generation = 0  # counts the engines that came up; a restart makes a new generation
         self.tail: deque[str] = deque(maxlen=_TAIL_LINES)
@@ -320,7 +317,7 @@ class EngineProcess:
         ]  # fmt: skip
         if s.n_threads:
             cmd += ["--threads", str(s.n_threads)]
-        return cmd + self.extra_args
+        return cmd
 
     async def _supervise(self) -> None:
         consecutive = 0
@@ -335,7 +332,6 @@ class EngineProcess:
                     hung = await self._watch()
                 if self._stopping:
                     return
-                self.crashes += 1
                 if ok and time.monotonic() - started > _STABLE_AFTER_S:
                     consecutive = 0
                 consecutive += 1

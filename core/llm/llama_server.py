@@ -138,7 +138,6 @@ class LlamaServerBackend:
                 log.info("the local engine had died; sending the request to its restarted successor")
 
     async def _stream_once(self, messages: Sequence[Message], options: GenOptions) -> AsyncIterator[Chunk]:
-        await self.load()
         started = time.perf_counter()
         tokens = await self.prompt_tokens(messages, options)
         if self._chat:

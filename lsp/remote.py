@@ -13,6 +13,9 @@ Contract (``Authorization: Bearer TOKEN``; ``Accept: text/event-stream`` for str
 
 Without the Accept header the server answers the Answer JSON directly. A server that goes away, hangs
 or answers garbage becomes a one-sentence :class:`BackendUnavailable`, never a hung editor.
+
+The client is a :class:`~core.code.workbench.CodeModel`: the editor's loops (generate, write tests,
+run them, repair) run here, beside the workspace, and only the model calls travel.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import aiohttp
 
 from core.code.context import CodeContext
+from core.code.workbench import CodeModel
 from core.contracts import Answer, Delta, Retriever
 from core.errors import BackendError, BackendUnavailable, InputError
 from core.llm.base import Usage
@@ -141,9 +145,16 @@ class RemoteBackend:
         """POST /v1/ask."""
         return self._stream("/v1/ask", {"question": question})
 
-    async def enrich(self, ctx: CodeContext, retriever: Retriever | None = None) -> CodeContext:
+    async def with_workspace_context(
+        self, ctx: CodeContext, retriever: Retriever | None = None
+    ) -> CodeContext:
         """The server retrieves on its side; nothing to add here."""
         return ctx
+
+    @property
+    def model(self) -> CodeModel:
+        """This client: the model calls go over REST."""
+        return self
 
     async def aclose(self) -> None:
         """Close the HTTP session."""

@@ -85,8 +85,9 @@ def rewrite_target(source: str, line: int, failures: str) -> GenerationTarget:
     notes = "\n".join(f"# {row}"[:200] for row in text.splitlines())
     head = textwrap.dedent(_function_head(d.text))
     lines = source.splitlines()
-    return GenerationTarget("function", f"{notes}\n{head}", _indent_of(lines[d.start_line]), d.start_line,
-                            d.end_line, d.name)
+    return GenerationTarget(
+        "function", f"{notes}\n{head}", _indent_of(lines[d.start_line]), d.start_line, d.end_line, d.name
+    )
 
 
 def splice(source: str, target: GenerationTarget, code: str) -> str:

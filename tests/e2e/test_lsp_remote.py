@@ -31,6 +31,9 @@ class HearthServe:
             return "```python\ndef total(prices):\n    return sum(p for p in prices if p >= 0)\n```"
         if path.endswith("/ask"):
             return f"Remote answer to: {body['question']}"
+        if path.endswith("/tests"):
+            expected = 3 if body.get("failures") else 4  # right only once the failures come back
+            return f"```python\nfrom geometry import add\n\n\ndef test_add():\n    assert add(1, 2) == {expected}\n```"
         return "Remote explanation: it computes the area of a circle."
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -111,6 +114,22 @@ async def test_explain_and_generate_go_through_the_server(
     state.mode = "json"  # a server answering plain JSON works too
     answer = await editor.execute("hearth.ask", [{"question": "Where is area computed?"}])
     assert "Remote answer to: Where is area computed?" in answer["markdown"]
+
+
+async def test_tests_are_written_run_here_and_repaired_over_the_server(
+    editor: Editor, serve: tuple[HearthServe, web.AppRunner]
+) -> None:
+    """The loops run beside the workspace (the sandbox runs its files); only model calls travel."""
+    state, _ = serve
+    uri = editor.open("geometry.py")
+    made = await editor.execute("hearth.generateTests", [{"uri": uri, "line": 9}])
+    assert made["path"] == "tests/test_geometry.py" and "== 4" in made["code"]
+    fixed = await editor.execute("hearth.runTests", [{"uri": uri, "line": 9, "fix": "tests"}])
+    assert fixed["ok"] is True and fixed["repaired"] is True, fixed
+    assert "== 3" in (editor.root / "tests" / "test_geometry.py").read_text()  # noqa: ASYNC240
+    repair = [body for path, body, _ in state.requests if path == "/v1/code/tests"][-1]
+    assert "assert 3 == 4" in repair["failures"] and "== 4" in repair["previous"]
+    assert repair["path"] == "geometry.py" and "def add(a, b):" in repair["code"]
 
 
 async def test_server_going_away_mid_answer_is_a_clean_error(

@@ -137,6 +137,30 @@ async def test_empty_selection_and_unsupported_language_get_clear_errors(editor:
         await editor.execute("hearth.runTests", [{"uri": uri, "line": 9}])
 
 
+async def test_a_malformed_command_argument_is_refused_in_one_sentence(
+    editor: Editor, api: ScriptedAPI
+) -> None:
+    uri = editor.open("geometry.py")
+    with pytest.raises(JsonRpcException) as missing:
+        await editor.execute("hearth.generate", [])
+    assert missing.value.message == (
+        "hearth.generate needs an argument {'uri': ..., 'range': ...} (code actions pass it)."
+    )
+    with pytest.raises(JsonRpcException, match=r"^hearth.explain needs an argument"):
+        await editor.client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="hearth.explain")  # no arguments at all
+        )
+    with pytest.raises(JsonRpcException, match=r"^hearth.runTests needs .*'fix': 'tests' or 'code'"):
+        await editor.execute("hearth.runTests", [{"uri": uri, "line": 9, "fix": "everything"}])
+    with pytest.raises(JsonRpcException, match=r"^hearth.ask needs a question"):
+        await editor.execute("hearth.ask", [{"q": "Where is area computed?"}])
+    with pytest.raises(JsonRpcException, match=r"^Unknown command 'hearth.nope'; available: hearth.explain"):
+        await editor.execute("hearth.nope", [{"uri": uri}])
+    shown = [m.message for m in editor.client.messages if m.type == types.MessageType.Error]
+    assert len(shown) == 5 and all("\n" not in m and "Traceback" not in m for m in shown)
+    assert api.requests == []
+
+
 async def test_generate_tests_run_them_sandboxed_diagnose_and_repair(
     editor: Editor, api: ScriptedAPI
 ) -> None:

@@ -15,20 +15,20 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from core import metrics
 from core.errors import BackendError, BackendUnavailable, InputError
 from core.llm.base import Chunk, GenOptions, Message, Usage
-from core.llm.config import LocalLLMSettings
+from core.llm.config import LLMSettings, LocalLLMSettings
 from core.llm.prompting import completion_prompt, fit_max_tokens
 
 log = logging.getLogger(__name__)
 
 _DONE = object()
-_native_log: Any = None  # keeps the ctypes callback alive for the life of the process
+_native_log: object = None  # keeps the ctypes callback alive for the life of the process
 
 
 def _route_native_logs() -> None:
@@ -150,7 +150,10 @@ class LlamaCppBackend:
         self._llm = llm
         log.info(
             "loaded local model %s in %.2fs (n_ctx=%d, n_gpu_layers=%d, %s prompts)",
-            path, self.load_seconds, self.settings.n_ctx, self.settings.n_gpu_layers,
+            path,
+            self.load_seconds,
+            self.settings.n_ctx,
+            self.settings.n_gpu_layers,
             "chat-template" if self._chat else "completion",
         )
 
@@ -214,7 +217,7 @@ class LlamaCppBackend:
 
     def _generate(
         self, messages: Sequence[Message], options: GenOptions, usage: Usage, stop: threading.Event
-    ) -> Any:
+    ) -> Iterator[tuple[str, str | None]]:
         llm = self._llm
         n_ctx = self.settings.n_ctx
         common: dict[str, Any] = {
@@ -262,3 +265,8 @@ class LlamaCppBackend:
         llm, self._llm = self._llm, None
         if llm is not None:
             await asyncio.to_thread(llm.close)
+
+
+def from_settings(llm: LLMSettings) -> LlamaCppBackend:
+    """The ``in_process`` engine of ``llm.local`` (the ``hearth.llm_backends`` entry point of that name)."""
+    return LlamaCppBackend(llm.local)

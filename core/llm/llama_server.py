@@ -24,7 +24,7 @@ import aiohttp
 from core import metrics
 from core.errors import BackendError, BackendUnavailable, InputError
 from core.llm.base import Chunk, GenOptions, Message, Usage
-from core.llm.config import LocalLLMSettings
+from core.llm.config import LLMSettings, LocalLLMSettings
 from core.llm.engine import EngineProcess, EngineState
 from core.llm.gguf import gguf_has_key
 from core.llm.prompting import completion_prompt, fit_max_tokens
@@ -282,3 +282,8 @@ def _status_error(status: int, text: str) -> Exception:
     if status == 503:
         return BackendUnavailable(f"The local engine is not ready: {message}")
     return BackendError(f"The local engine answered HTTP {status}: {message}")
+
+
+def from_settings(llm: LLMSettings) -> LlamaServerBackend:
+    """The ``server`` engine of ``llm.local`` (the ``hearth.llm_backends`` entry point of that name)."""
+    return LlamaServerBackend(llm.local)

@@ -12,7 +12,7 @@ import openai
 from core import metrics
 from core.errors import BackendError, BackendTimeout, BackendUnavailable
 from core.llm.base import Chunk, GenOptions, Message, Usage
-from core.llm.config import RemoteLLMSettings
+from core.llm.config import LLMSettings, RemoteLLMSettings
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +117,8 @@ class OpenAICompatBackend:
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self._client.close()
+
+
+def from_settings(llm: LLMSettings) -> OpenAICompatBackend:
+    """The API of ``llm.remote`` (the ``hearth.llm_backends`` entry point ``openai``)."""
+    return OpenAICompatBackend(llm.remote)

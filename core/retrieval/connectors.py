@@ -1,35 +1,30 @@
-"""The connector registry: where documents come from, by name.
+"""What a document connector is, and the registry that finds one by name.
 
-Built-in connectors live in the top-level ``connectors`` package, which registers them when it
-is imported; this module imports it lazily (core never depends on it at import time). Third-party
-connectors register through the ``hearth.connectors`` entry point group::
-
-    from core.retrieval.connectors import register
+Connectors depend on this module, never the other way: the built-ins in the top-level
+``connectors`` package and third-party ones alike register through the ``hearth.connectors``
+entry point group (see :mod:`core.registry`)::
 
     class JiraConnector:
         Options = JiraOptions                    # pydantic model, extra="forbid"
         def __init__(self, source: SourceInfo, options: JiraOptions) -> None: ...
         def scan(self, ctx: ScanContext) -> AsyncIterator[Document | Skipped | Unchanged]: ...
 
-    register("jira", JiraConnector)
+    # pyproject.toml: [project.entry-points."hearth.connectors"]  jira = "hearth_jira:JiraConnector"
+    connector = build(SourceSpec(name="tickets", type="jira", ...), max_file_bytes)
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
 from core.errors import ConfigError
+from core.registry import Registry
 from core.retrieval.config import SourceSpec
 from core.retrieval.documents import Document, Skipped, Unchanged
-
-log = logging.getLogger(__name__)
 
 Item = Document | Skipped | Unchanged
 
@@ -64,51 +59,17 @@ class Connector(Protocol):
         ...
 
 
-# A connector class: a constructor taking the source info and validated options, and an ``Options``
-# attribute holding its pydantic options model.
+# A connector class: a constructor taking the source info and its validated options, and an ``Options``
+# attribute holding its pydantic options model (each connector has its own, so the type is open here).
 ConnectorFactory = Callable[[SourceInfo, Any], Connector]
 
 
-_REGISTRY: dict[str, ConnectorFactory] = {}
-_loaded = False
-
-
-def register(name: str, factory: ConnectorFactory) -> None:
-    """Make a connector available under ``name`` (the ``type`` of a source in hearth.yaml)."""
-    _REGISTRY[name] = factory
-
-
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    importlib.import_module("connectors")  # registers files, git, http
-    for ep in entry_points(group="hearth.connectors"):
-        try:
-            register(ep.name, ep.load())
-        except Exception:  # a broken plugin must not take the built-ins down
-            log.exception("could not load connector plugin %s", ep.name)
-
-
-def available() -> list[str]:
-    """Names of every registered connector."""
-    _load()
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> ConnectorFactory:
-    """The connector registered as ``name``."""
-    _load()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"Unknown connector '{name}'; available: {', '.join(available())}") from None
+CONNECTORS: Registry[ConnectorFactory] = Registry("connector", "hearth.connectors")
 
 
 def build(spec: SourceSpec, max_file_bytes: int) -> Connector:
     """The connector for ``spec`` with its options validated (a typo names the key)."""
-    factory = get(spec.type)
+    factory = CONNECTORS.get(spec.type)
     model: type[BaseModel] = getattr(factory, "Options", BaseModel)
     try:
         options = model.model_validate(spec.options())

@@ -1,7 +1,8 @@
 """Embedders by name: sentence_transformers (default, offline all-MiniLM-L6-v2), llama_cpp, openai.
 
 Models load lazily in a worker thread and are cached per process, so the CLI, the bots and the
-editor share one copy::
+editor share one copy. Each registers in :data:`EMBEDDERS` through the ``hearth.embedders`` entry
+point group, as a third-party embedder would (a class taking ``EmbedSettings``)::
 
     embedder = get_embedder(settings.embed)
     vectors = await embedder.embed(["How do I request leave?"])
@@ -16,12 +17,19 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
 from core.errors import ConfigError, RetrievalError
+from core.registry import Registry
 from core.retrieval.config import EmbedSettings
 
+if TYPE_CHECKING:
+    import openai
+    from llama_cpp import Llama
+    from sentence_transformers import SentenceTransformer
+
 log = logging.getLogger(__name__)
+M = TypeVar("M")
 
 
 class Embedder(Protocol):
@@ -38,16 +46,16 @@ class Embedder(Protocol):
         ...
 
 
-_MODELS: dict[tuple[str, str], Any] = {}
+_MODELS: dict[tuple[str, str], object] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _cached(kind: str, key: str, load: Callable[[], Any]) -> Any:
-    """One loaded model per (kind, key) per process."""
+def _cached(kind: str, key: str, load: Callable[[], M]) -> M:
+    """One loaded model per (kind, key) per process (the kind fixes the model's type)."""
     with _MODELS_LOCK:
         if (kind, key) not in _MODELS:
             _MODELS[(kind, key)] = load()
-        return _MODELS[(kind, key)]
+        return cast(M, _MODELS[(kind, key)])
 
 
 def bundled_embedder_path() -> Path:
@@ -97,12 +105,12 @@ class SentenceTransformersEmbedder(_Batched):
 
     name = "sentence_transformers"
 
-    def _model(self) -> Any:
+    def _model(self) -> SentenceTransformer:
         path = self.settings.model_path or bundled_embedder_path()
         if not path.exists():
             raise RetrievalError(f"No embedding model at {path} — fix embed.model_path.")
 
-        def load() -> Any:
+        def load() -> SentenceTransformer:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
@@ -132,14 +140,14 @@ class LlamaCppEmbedder(_Batched):
 
     name = "llama_cpp"
 
-    def _model(self) -> Any:
+    def _model(self) -> Llama:
         path = self.settings.model_path
         if path is None or not path.is_file():
             raise ConfigError(
                 "embed.backend is llama_cpp: set embed.model_path to a GGUF embedding model file."
             )
 
-        def load() -> Any:
+        def load() -> Llama:
             from llama_cpp import Llama
 
             try:
@@ -172,7 +180,7 @@ class OpenAIEmbedder(_Batched):
             raise ConfigError(
                 "embed.backend is openai: set embed.base_url (and embed.api_key if it needs one)."
             )
-        self._client: Any = None
+        self._client: openai.OpenAI | None = None
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         import openai
@@ -194,23 +202,10 @@ class OpenAIEmbedder(_Batched):
 
 
 EmbedderFactory = Callable[[EmbedSettings], Embedder]
-_REGISTRY: dict[str, EmbedderFactory] = {
-    "sentence_transformers": SentenceTransformersEmbedder,
-    "llama_cpp": LlamaCppEmbedder,
-    "openai": OpenAIEmbedder,
-}
-
-
-def register_embedder(name: str, factory: EmbedderFactory) -> None:
-    """Make an embedder available as ``embed.backend: name``."""
-    _REGISTRY[name] = factory
+# Built-ins (sentence_transformers, llama_cpp, openai) come from the entry points in pyproject.toml.
+EMBEDDERS: Registry[EmbedderFactory] = Registry("embedder", "hearth.embedders")
 
 
 def get_embedder(settings: EmbedSettings, name: str | None = None) -> Embedder:
     """The embedder named by ``embed.backend`` (or ``name``)."""
-    key = name or settings.backend
-    try:
-        factory = _REGISTRY[key]
-    except KeyError:
-        raise ConfigError(f"Unknown embedder '{key}'; available: {', '.join(sorted(_REGISTRY))}") from None
-    return factory(settings)
+    return EMBEDDERS.get(name or settings.backend)(settings)

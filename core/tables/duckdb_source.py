@@ -16,13 +16,13 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from core.errors import TableError
 from core.tables.catalog import ColumnInfo, TableInfo
-from core.tables.sources import QueryFailed, QueryResult, QueryTimeout, first_line, require_file
+from core.tables.sources import QueryResult, QueryTimeout, Row, first_line, query_error, require_file
 from core.tables.sqlite_source import quote_ident
 
 if TYPE_CHECKING:
@@ -62,14 +62,9 @@ class DuckDBConnection:
         except duckdb.InterruptException as exc:
             raise QueryTimeout("The query was stopped at its time limit.") from exc
         except duckdb.Error as exc:
-            if self._interrupted:
-                raise QueryTimeout("The query was stopped at its time limit.") from exc
-            raise QueryFailed(f"The database could not run the query: {first_line(exc)}.") from exc
-        return QueryResult(
-            [d[0] for d in description],
-            [tuple(r) for r in rows[:max_rows]],
-            more=len(rows) > max_rows,
-            types=[str(d[1]) for d in description],
+            raise query_error(exc, interrupted=self._interrupted) from exc
+        return QueryResult.capped(
+            [d[0] for d in description], rows, max_rows, [str(d[1]) for d in description]
         )
 
     def interrupt(self) -> None:
@@ -197,17 +192,17 @@ class DuckDBSource:
             tables = []
             for table, columns in cols.items():
                 q = quote_ident(table)
-                rows = _safe(lambda q=q: cur.execute(f"SELECT count(*) FROM {q}").fetchone()[0])  # type: ignore[index]
+                counted = _safe(cur, f"SELECT count(*) FROM {q}")
+                rows = int(counted[0][0]) if counted else None
                 infos = []
                 for column, typ in columns:
                     vals: tuple[str, ...] = ()
                     if samples and any(t in typ.upper() for t in _TEXTISH):
                         c = quote_ident(column)
                         got = _safe(
-                            lambda c=c, q=q: cur.execute(
-                                f"SELECT DISTINCT {c} FROM (SELECT {c} FROM {q} WHERE {c} IS NOT NULL "
-                                f"LIMIT 200) LIMIT {int(samples)}"
-                            ).fetchall()
+                            cur,
+                            f"SELECT DISTINCT {c} FROM (SELECT {c} FROM {q} WHERE {c} IS NOT NULL "
+                            f"LIMIT 200) LIMIT {int(samples)}",
                         )
                         vals = tuple(str(r[0])[:40] for r in got or ())
                     infos.append(ColumnInfo(column, typ, vals))
@@ -233,10 +228,11 @@ class DuckDBSource:
                 self._db = None
 
 
-def _safe(fn: Any) -> Any:
+def _safe(cur: duckdb.DuckDBPyConnection, sql: str) -> list[Row] | None:
+    """The rows of a catalog query, or None when DuckDB failed it (an unreadable file…)."""
     started = time.monotonic()
     try:
-        return fn()
+        return cur.execute(sql).fetchall()
     except duckdb.Error:
         log.debug("catalog query failed after %.1fs", time.monotonic() - started, exc_info=True)
         return None

@@ -9,14 +9,15 @@ server itself refuses writes and stops long statements; the wall-clock limit in
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.rows import TupleRow
 
 from core.errors import TableError
 from core.tables.catalog import ColumnInfo, TableInfo
-from core.tables.sources import QueryFailed, QueryResult, QueryTimeout, first_line
+from core.tables.sources import QueryResult, QueryTimeout, first_line, query_error
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -51,7 +52,7 @@ def ident(name: str) -> str:
 class PostgresConnection:
     """One read-only session."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[TupleRow]) -> None:
         self._conn = conn
         self._interrupted = False
 
@@ -66,12 +67,8 @@ class PostgresConnection:
         except pg_errors.QueryCanceled as exc:
             raise QueryTimeout("The query was stopped at its time limit.") from exc
         except psycopg.Error as exc:
-            if self._interrupted:
-                raise QueryTimeout("The query was stopped at its time limit.") from exc
-            raise QueryFailed(f"The database could not run the query: {first_line(exc)}.") from exc
-        return QueryResult(
-            columns, [tuple(r) for r in rows[:max_rows]], more=len(rows) > max_rows, types=types
-        )
+            raise query_error(exc, interrupted=self._interrupted) from exc
+        return QueryResult.capped(columns, rows, max_rows, types)
 
     def interrupt(self) -> None:
         """Ask the server to cancel the running statement."""
@@ -98,7 +95,7 @@ class PostgresSource:
         self.name = spec.name
         self._url = conninfo(spec.url.get_secret_value())
 
-    def _open(self, timeout_s: float) -> psycopg.Connection[Any]:
+    def _open(self, timeout_s: float) -> psycopg.Connection[TupleRow]:
         ms = max(1, int(timeout_s * 1000))
         options = (
             f"-c default_transaction_read_only=on -c statement_timeout={ms} "
@@ -133,7 +130,8 @@ class PostgresSource:
             tables = []
             for (schema, table), columns in grouped.items():
                 qualified = ident(schema) + "." + ident(table)
-                rows = _safe(conn, f"SELECT count(*) FROM {qualified}")
+                counted = _safe(conn, f"SELECT count(*) FROM {qualified}")
+                rows = int(counted[0][0]) if counted else None
                 infos = []
                 for column, typ in columns:
                     vals: tuple[str, ...] = ()
@@ -143,7 +141,6 @@ class PostgresSource:
                             conn,
                             f"SELECT DISTINCT {c} FROM (SELECT {c} FROM {qualified} WHERE {c} IS NOT NULL "
                             f"LIMIT 200) s LIMIT {int(samples)}",
-                            many=True,
                         )
                         vals = tuple(str(r[0])[:40] for r in got or ())
                     infos.append(ColumnInfo(column, typ.upper(), vals))
@@ -161,10 +158,10 @@ class PostgresSource:
         """Nothing is kept open."""
 
 
-def _safe(conn: psycopg.Connection[Any], sql: str, *, many: bool = False) -> Any:
+def _safe(conn: psycopg.Connection[TupleRow], sql: str) -> list[TupleRow] | None:
+    """The rows of a catalog query, or None when the database refused it (no rights on that table…)."""
     try:
-        cur = conn.execute(sql.encode())
-        return cur.fetchall() if many else cur.fetchone()[0]  # type: ignore[index]
+        return conn.execute(sql.encode()).fetchall()
     except psycopg.Error:
         log.debug("catalog query failed: %s", sql, exc_info=True)
         return None

@@ -3,7 +3,8 @@
 Every source opens connections that are read-only at the driver (SQLite ``mode=ro`` plus an
 authorizer, DuckDB ``read_only`` with file access locked to the source's own files, PostgreSQL
 ``default_transaction_read_only`` and ``statement_timeout``), so a statement that slipped past the
-guard still cannot change anything. Sources register by type::
+guard still cannot change anything. Sources register by type in :data:`TABLE_SOURCES`, the
+built-ins through the ``hearth.table_sources`` entry point group as a plugin would::
 
     source = make_source(spec, settings)
     result = await run_query(source, "SELECT 1", max_rows=100, timeout_s=5)
@@ -15,12 +16,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from core.errors import ConfigError, TableError
+from core.errors import TableError
+from core.registry import Registry
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -41,15 +43,34 @@ class QueryFailed(TableError):
     """The database refused or failed the query (unknown column, type error…); says the database's reason."""
 
 
+# One row as the driver returns it: values of whatever Python type the column maps to.
+Row = tuple[Any, ...]
+
+
 @dataclass
 class QueryResult:
     """Rows of one query: at most ``max_rows``; ``more`` says the database had more."""
 
     columns: list[str]
-    rows: list[tuple[Any, ...]]
+    rows: list[Row]
     more: bool = False
     elapsed_ms: float = 0.0
     types: list[str] = field(default_factory=list)
+
+    @classmethod
+    def capped(
+        cls, columns: list[str], fetched: Sequence[Sequence[object]], max_rows: int, types: Sequence[str] = ()
+    ) -> QueryResult:
+        """The result of ``fetched`` (fetched as ``max_rows + 1`` rows, so ``more`` can be told)."""
+        rows = [tuple(r) for r in fetched[:max_rows]]
+        return cls(columns, rows, more=len(fetched) > max_rows, types=list(types))
+
+
+def query_error(exc: Exception, *, interrupted: bool) -> TableError:
+    """What a failed statement becomes: a timeout when we stopped it, else the database's reason."""
+    if interrupted:
+        return QueryTimeout("The query was stopped at its time limit.")
+    return QueryFailed(f"The database could not run the query: {first_line(exc)}.")
 
 
 class Connection(Protocol):
@@ -88,46 +109,14 @@ class TableSource(Protocol):
 
 
 SourceFactory = Callable[["TableSourceSpec", "Settings"], TableSource]
-_FACTORIES: dict[str, Callable[[], SourceFactory]] = {}
-
-
-def register_source(kind: str, loader: Callable[[], SourceFactory]) -> None:
-    """Register a source type; ``loader`` imports the driver only when the type is used."""
-    _FACTORIES[kind] = loader
-
-
-def _duckdb() -> SourceFactory:
-    from core.tables.duckdb_source import DuckDBSource
-
-    return DuckDBSource
-
-
-def _sqlite() -> SourceFactory:
-    from core.tables.sqlite_source import SQLiteSource
-
-    return SQLiteSource
-
-
-def _postgres() -> SourceFactory:
-    from core.tables.postgres_source import PostgresSource
-
-    return PostgresSource
-
-
-register_source("csv", _duckdb)
-register_source("parquet", _duckdb)
-register_source("sqlite", _sqlite)
-register_source("postgres", _postgres)
+# Built-ins (csv and parquet through DuckDB, sqlite, postgres) come from the entry points in
+# pyproject.toml, so a driver loads only when a source of its type is configured.
+TABLE_SOURCES: Registry[SourceFactory] = Registry("table source type", "hearth.table_sources")
 
 
 def make_source(spec: TableSourceSpec, settings: Settings) -> TableSource:
     """The source for ``spec``; an unknown type names the known ones."""
-    loader = _FACTORIES.get(spec.type)
-    if loader is None:
-        raise ConfigError(
-            f"Unknown table source type '{spec.type}'; available: {', '.join(sorted(_FACTORIES))}"
-        )
-    return loader()(spec, settings)
+    return TABLE_SOURCES.get(spec.type)(spec, settings)
 
 
 def first_line(exc: BaseException) -> str:

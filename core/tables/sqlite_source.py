@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from core.errors import TableError
 from core.tables.catalog import ColumnInfo, TableInfo
-from core.tables.sources import QueryFailed, QueryResult, QueryTimeout, first_line, require_file
+from core.tables.sources import QueryResult, Row, first_line, query_error, require_file
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -52,11 +52,8 @@ class SQLiteConnection:
             cur = self._conn.execute(sql)
             rows = cur.fetchmany(max_rows + 1)
         except sqlite3.Error as exc:
-            if self._interrupted:
-                raise QueryTimeout("The query was stopped at its time limit.") from exc
-            raise QueryFailed(f"The database could not run the query: {first_line(exc)}.") from exc
-        columns = [d[0] for d in cur.description or ()]
-        return QueryResult(columns, rows[:max_rows], more=len(rows) > max_rows)
+            raise query_error(exc, interrupted=self._interrupted) from exc
+        return QueryResult.capped([d[0] for d in cur.description or ()], rows, max_rows)
 
     def interrupt(self) -> None:
         """Abort the running statement."""
@@ -110,7 +107,8 @@ class SQLiteSource:
             for name in names:
                 q = quote_ident(name)
                 cols = [(r[1], (r[2] or "").upper()) for r in conn.execute(f"PRAGMA table_info({q})")]
-                rows = _safe(lambda q=q: conn.execute(f"SELECT count(*) FROM {q}").fetchone()[0])
+                counted = _safe(conn, f"SELECT count(*) FROM {q}")
+                rows = int(counted[0][0]) if counted else None
                 infos = []
                 for col, typ in cols:
                     vals: tuple[str, ...] = ()
@@ -132,16 +130,15 @@ class SQLiteSource:
 
 def _samples(conn: sqlite3.Connection, table: str, column: str, n: int) -> tuple[str, ...]:
     rows = _safe(
-        lambda: conn.execute(
-            f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL AND {column} != '' "
-            f"LIMIT {int(n)}"
-        ).fetchall()
+        conn,
+        f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL AND {column} != '' LIMIT {int(n)}",
     )
     return tuple(str(r[0])[:40] for r in rows or ())
 
 
-def _safe(fn: Any) -> Any:
+def _safe(conn: sqlite3.Connection, sql: str) -> list[Row] | None:
+    """The rows of a catalog query, or None when SQLite refused it."""
     try:
-        return fn()
+        return conn.execute(sql).fetchall()
     except sqlite3.Error:
         return None

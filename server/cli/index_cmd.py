@@ -204,9 +204,9 @@ def sources_list(state: State, as_json: bool) -> None:
 @sources.command("types")
 def sources_types() -> None:
     """The connector types a source can use."""
-    from core.retrieval.connectors import available
+    from core.retrieval.connectors import CONNECTORS
 
-    for name in available():
+    for name in CONNECTORS.names():
         click.echo(name)
 
 

@@ -243,7 +243,7 @@ async def test_queue_with_n_slots_runs_n_at_once_then_hands_free_slots_by_priori
 
 
 def test_router_built_from_settings_gives_the_queue_one_place_per_engine_slot(tmp_path: Path) -> None:
-    from core.assistant import build_router
+    from core.llm.registry import build_router
     from tests.fixtures.core import make_settings
 
     router = build_router(make_settings(tmp_path, llm={"local": {"parallel": 6}}))

@@ -72,7 +72,7 @@ async def test_qdrant_server_down_is_the_readyz_reason(aiohttp_client: Any, tmp_
 
 async def test_missing_model_file_without_remote_is_not_ready(aiohttp_client: Any, tmp_path: Path) -> None:
     settings = make_settings(tmp_path, llm={"local": {"model_path": str(tmp_path / "missing.gguf")}})
-    from core.assistant import build_router
+    from core.llm.registry import build_router
 
     client = await aiohttp_client(create_app(settings, assistant=Assistant(settings, build_router(settings))))
     body = await (await client.get("/readyz")).json()

@@ -1,0 +1,148 @@
+"""One registry shape: built-ins come from entry points like any plugin, fakes register the same way."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+
+from connectors.files import FilesConnector
+from core import registry as registry_module
+from core.errors import ConfigError
+from core.llm.fake import FakeBackend
+from core.llm.llama_cpp import LlamaCppBackend
+from core.llm.llama_server import LlamaServerBackend
+from core.llm.openai_compat import OpenAICompatBackend
+from core.llm.registry import LLM_BACKENDS, build_router
+from core.registry import Registry
+from core.retrieval.config import EmbedSettings
+from core.retrieval.connectors import CONNECTORS
+from core.retrieval.embedders import EMBEDDERS, SentenceTransformersEmbedder, get_embedder
+from core.tables.sources import TABLE_SOURCES
+from tests.fixtures.core import make_settings
+from tests.fixtures.retrieval import HashEmbedder
+
+
+def test_every_built_in_is_registered_through_its_entry_point_group() -> None:
+    assert CONNECTORS.names() == ["files", "git", "http"]
+    assert EMBEDDERS.names() == ["llama_cpp", "openai", "sentence_transformers"]
+    assert TABLE_SOURCES.names() == ["csv", "parquet", "postgres", "sqlite"]
+    assert LLM_BACKENDS.names() == ["in_process", "openai", "server"]
+    assert CONNECTORS.get("files") is FilesConnector
+    assert EMBEDDERS.get("sentence_transformers") is SentenceTransformersEmbedder
+
+
+@pytest.mark.parametrize(
+    ("reg", "name", "message"),
+    [
+        (CONNECTORS, "jira", "Unknown connector 'jira'; available: files, git, http"),
+        (
+            TABLE_SOURCES,
+            "mongo",
+            "Unknown table source type 'mongo'; available: csv, parquet, postgres, sqlite",
+        ),
+        (LLM_BACKENDS, "vllm", "Unknown LLM backend 'vllm'; available: in_process, openai, server"),
+    ],
+)
+def test_an_unknown_name_lists_the_known_ones(reg: Registry[object], name: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        reg.get(name)
+    assert str(info.value) == message
+
+
+def plugin_registry(monkeypatch: pytest.MonkeyPatch, *eps: EntryPoint) -> Registry[object]:
+    """A registry whose group holds ``eps``, as a third-party package's pyproject would add them."""
+    real = registry_module.entry_points
+
+    def fake_entry_points(*, group: str) -> list[EntryPoint]:
+        return (
+            [ep for ep in eps if ep.group == group]
+            if group == "hearth.test_plugins"
+            else list(real(group=group))
+        )
+
+    monkeypatch.setattr(registry_module, "entry_points", fake_entry_points)
+    return Registry("test plugin", "hearth.test_plugins")
+
+
+def test_a_third_party_entry_point_loads_when_first_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    ep = EntryPoint("hash", "tests.fixtures.retrieval:HashEmbedder", "hearth.test_plugins")
+    plugins = plugin_registry(monkeypatch, ep)
+    assert plugins.names() == ["hash"]
+    assert plugins.get("hash") is HashEmbedder
+
+
+def test_a_broken_plugin_is_a_config_error_naming_it_and_the_rest_still_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plugins = plugin_registry(
+        monkeypatch,
+        EntryPoint("broken", "hearth_no_such_plugin:Thing", "hearth.test_plugins"),
+        EntryPoint("hash", "tests.fixtures.retrieval:HashEmbedder", "hearth.test_plugins"),
+    )
+    with pytest.raises(
+        ConfigError, match=r"test plugin 'broken' \(hearth_no_such_plugin:Thing\) could not be loaded"
+    ):
+        plugins.get("broken")
+    assert plugins.get("hash") is HashEmbedder
+
+
+def test_a_registry_with_no_entry_points_says_hearth_may_not_be_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plugins = plugin_registry(monkeypatch)
+    with pytest.raises(ConfigError, match="available: none .*is Hearth installed"):
+        plugins.get("anything")
+
+
+def test_a_fake_registered_in_code_serves_its_name_and_the_built_in_comes_back() -> None:
+    settings = EmbedSettings()
+    with EMBEDDERS.registered("sentence_transformers", lambda s: HashEmbedder()):
+        assert isinstance(get_embedder(settings), HashEmbedder)
+    assert isinstance(get_embedder(settings), SentenceTransformersEmbedder)
+    with EMBEDDERS.registered("hash", lambda s: HashEmbedder()):
+        assert "hash" in EMBEDDERS.names() and isinstance(get_embedder(settings, "hash"), HashEmbedder)
+    assert "hash" not in EMBEDDERS.names()
+
+
+def test_build_router_takes_each_backend_from_the_registry(tmp_path: Path) -> None:
+    local, remote = FakeBackend(name="local-fake"), FakeBackend(name="remote-fake")
+    settings = make_settings(
+        tmp_path, llm={"local": {"engine": "in_process"}, "remote": {"base_url": "http://x/v1"}}
+    )
+    with (
+        LLM_BACKENDS.registered("in_process", lambda llm: local),
+        LLM_BACKENDS.registered("openai", lambda llm: remote),
+    ):
+        router = build_router(settings)
+    assert router.local is local and router.backends.get("remote") is remote and router.queue.capacity == 1
+
+
+def test_build_router_uses_the_built_in_backends(tmp_path: Path) -> None:
+    router = build_router(make_settings(tmp_path, llm={"remote": {"base_url": "http://127.0.0.1:9/v1"}}))
+    assert isinstance(router.local, LlamaServerBackend) and isinstance(router.backends.get("remote"), OpenAICompatBackend)
+    router = build_router(make_settings(tmp_path, llm={"local": {"engine": "in_process", "enabled": True}}))
+    assert isinstance(router.local, LlamaCppBackend) and "remote" not in router.backends
+    router = build_router(make_settings(tmp_path, llm={"local": {"enabled": False}}))
+    assert router.local is None
+
+
+def test_the_core_imports_no_connector_and_no_driver_until_one_is_used() -> None:
+    code = (
+        "import sys\n"
+        "import core.retrieval.connectors, core.retrieval.embedders, core.tables.sources, core.llm.registry\n"
+        "loaded = [m for m in ('connectors', 'duckdb', 'psycopg', 'llama_cpp', 'openai', 'sentence_transformers')"
+        " if m in sys.modules]\n"
+        "print(','.join(loaded))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[2],
+    )
+    assert out.stdout.strip() == ""

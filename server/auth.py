@@ -20,7 +20,6 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -65,7 +64,7 @@ class TokenInfo:
         """The ACL tokens a request made with this token carries."""
         return frozenset({"public", f"user:{self.user}", *self.acl})
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         """JSON form for `hearth tokens list --json`."""
         return {
             "id": self.id,
@@ -81,8 +80,10 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _info(row: Any) -> TokenInfo:
-    return TokenInfo(row.id, row.user_name, tuple(json.loads(row.acl)), row.created_at, row.revoked_at)
+def _info(row: sa.RowMapping) -> TokenInfo:
+    return TokenInfo(
+        row["id"], row["user_name"], tuple(json.loads(row["acl"])), row["created_at"], row["revoked_at"]
+    )
 
 
 class TokenStore:
@@ -126,17 +127,18 @@ class TokenStore:
             return None
         await self.db.ensure([api_tokens])
 
-        def lookup(conn: Connection) -> Any:
-            return conn.execute(api_tokens.select().where(api_tokens.c.id == match.group(1))).first()
+        def lookup(conn: Connection) -> TokenInfo | None:
+            query = api_tokens.select().where(api_tokens.c.id == match.group(1))
+            row = conn.execute(query).mappings().first()
+            if (
+                row is None
+                or row["revoked_at"] is not None
+                or not hmac.compare_digest(row["token_hash"], digest(token))
+            ):
+                return None
+            return _info(row)
 
-        row = await self.db.run(lookup)
-        if (
-            row is None
-            or row.revoked_at is not None
-            or not hmac.compare_digest(row.token_hash, digest(token))
-        ):
-            return None
-        return _info(row)
+        return await self.db.run(lookup)
 
     async def list(self, *, include_revoked: bool = False) -> list[TokenInfo]:
         """Every token, oldest first."""
@@ -146,7 +148,7 @@ class TokenStore:
             query = api_tokens.select().order_by(api_tokens.c.created_at)
             if not include_revoked:
                 query = query.where(api_tokens.c.revoked_at.is_(None))
-            return [_info(r) for r in conn.execute(query)]
+            return [_info(r) for r in conn.execute(query).mappings()]
 
         return await self.db.run(select)
 

@@ -12,7 +12,7 @@ import types
 import typing
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, SecretStr
@@ -32,7 +32,7 @@ _ENV_DEFAULTS = {"home": "~/.local/share/hearth   # $HEARTH_HOME, else $XDG_DATA
 _WIDTH = 100
 
 
-def _strip_optional(annotation: Any) -> Any:
+def _strip_optional(annotation: object) -> object:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) == 1:
@@ -40,12 +40,12 @@ def _strip_optional(annotation: Any) -> Any:
     return annotation
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
+def _model_of(annotation: object) -> type[BaseModel] | None:
     ann = _strip_optional(annotation)
     return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
 
 
-def _scalar(value: Any) -> str:
+def _scalar(value: object) -> str:
     if isinstance(value, SecretStr):
         value = "**********"
     if isinstance(value, Path):
@@ -63,7 +63,7 @@ def _comment(lines: list[str], text: str, indent: str) -> None:
         lines.append(f"{indent}# {line}")
 
 
-def _choices(annotation: Any) -> str:
+def _choices(annotation: object) -> str:
     ann = _strip_optional(annotation)
     if typing.get_origin(ann) is Literal:
         return " One of: " + ", ".join(str(a) for a in typing.get_args(ann)) + "."
@@ -73,7 +73,7 @@ def _choices(annotation: Any) -> str:
     return ""
 
 
-def _placeholder(name: str, info: FieldInfo) -> Any:
+def _placeholder(name: str, info: FieldInfo) -> object:
     if info.examples:
         return info.examples[0]
     ann = _strip_optional(info.annotation)
@@ -87,7 +87,7 @@ def _example_entry(model: type[BaseModel], indent: str, lines: list[str], *, bul
     first = True
     for name, info in model.model_fields.items():
         if info.is_required():
-            value: Any = _placeholder(name, info)
+            value = _placeholder(name, info)
         else:
             value = info.get_default(call_default_factory=True)
             if value is None or value == {} or value == [] or _model_of(info.annotation):
@@ -114,21 +114,16 @@ def _render_model(model: type[BaseModel], indent: str, lines: list[str], top: bo
             lines.append(f"{indent}{name}:")
             _render_model(sub, indent + "  ", lines)
             continue
-        default = info.get_default(call_default_factory=True)
-        if origin is list and args and _model_of(args[0]) is not None:
-            lines.append(f"{indent}{name}: {_scalar(default)}")
-            lines.append(f"{indent}# Example:")
-            lines.append(f"{indent}# {name}:")
-            _example_entry(_model_of(args[0]), indent, lines, bullet=True)  # type: ignore[arg-type]
-            continue
-        if origin is dict and len(args) == 2 and _model_of(args[1]) is not None:
-            lines.append(f"{indent}{name}: {_scalar(default)}")
-            lines.append(f"{indent}# Example:")
-            lines.append(f"{indent}# {name}:")
-            lines.append(f"{indent}#   <name>:")
-            _example_entry(_model_of(args[1]), indent, lines, bullet=False)  # type: ignore[arg-type]
-            continue
-        lines.append(f"{indent}{name}: {_scalar(default)}")
+        lines.append(f"{indent}{name}: {_scalar(info.get_default(call_default_factory=True))}")
+        # A list of sections (sources, tables) or a named map of them gets a commented example entry.
+        entry = _model_of(args[0]) if origin is list and args else None
+        if origin is dict and len(args) == 2:
+            entry = _model_of(args[1])
+        if entry is not None:
+            lines += [f"{indent}# Example:", f"{indent}# {name}:"]
+            if origin is dict:
+                lines.append(f"{indent}#   <name>:")
+            _example_entry(entry, indent, lines, bullet=origin is list)
 
 
 def render_example(settings_cls: type[BaseModel] = Settings) -> str:

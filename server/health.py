@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
@@ -93,7 +92,7 @@ async def _store(settings: Settings) -> Probe:
 async def _database(app: web.Application) -> Probe:
     db = app[DATABASE]
 
-    def ping(conn: Any) -> None:
+    def ping(conn: sa.Connection) -> None:
         conn.execute(sa.text("SELECT 1"))
 
     try:

@@ -17,7 +17,6 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -53,7 +52,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` as JSON."""
-        data: dict[str, Any] = {
+        data: dict[str, object] = {
             "ts": round(record.created, 3),
             "level": record.levelname,
             "logger": record.name,

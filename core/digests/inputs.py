@@ -10,11 +10,18 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from core.config import Settings
-from core.digests.config import DigestSpec
+from core.contracts import TablePart
+from core.digests import messages
+from core.digests.assistant import DigestAssistant, TableQueries
+from core.digests.config import ChatInput, DigestSpec, DocsInput
 from core.errors import HearthError, SQLRejected
+from core.render import markdown_table
+
+if TYPE_CHECKING:
+    from core.retrieval.sync import ChangedDoc as IndexedChange
 
 log = logging.getLogger(__name__)
 
@@ -64,111 +71,93 @@ class Gathered:
         return self.tracks_changes and self.complete and not self.docs and not self.chat
 
 
-def _field(record: Any, name: str, default: str = "") -> str:
-    value = record.get(name, default) if isinstance(record, dict) else getattr(record, name, default)
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="minutes")
-    return str(value) if value is not None else default
+async def changed_docs(settings: Settings, sources: list[str], since: datetime) -> list[IndexedChange]:
+    """Changed documents from the retrieval sync state (ImportError when retrieval is not installed)."""
+    from core.retrieval.sync import changed_since
+
+    return await changed_since(settings, sources, since)
 
 
-async def changed_docs(settings: Settings, sources: list[str], since: datetime) -> list[Any]:
-    """Records from the retrieval sync state (``core.retrieval.sync.changed_since``)."""
-    from core.retrieval.sync import changed_since  # ImportError when retrieval is not installed
-
-    return list(await changed_since(settings, sources, since))
-
-
-def render_rows(result: Any, limit: int = TABLE_ROWS) -> str:
-    """A Markdown table from whatever the table service returns (rows/columns, dicts, or text)."""
-    if isinstance(getattr(result, "markdown", None), str):
-        return str(result.markdown)
-    columns = getattr(result, "columns", None)
-    rows = getattr(result, "rows", None)
-    if rows is None and isinstance(result, list):
-        rows = result
-    if rows is None:
-        return str(result)[:2000]
-    rows = list(rows)
-    if columns is None:
-        columns = list(rows[0].keys()) if rows and isinstance(rows[0], dict) else []
-    columns = [str(c) for c in columns]
-    if not columns:
-        return "(no rows)"
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows[:limit]:
-        cells = [row.get(c) for c in columns] if isinstance(row, dict) else list(row)
-        lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-    if len(rows) > limit:
-        lines.append(f"(+{len(rows) - limit} more rows)")
-    if not rows:
-        lines.append("(no rows)")
-    return "\n".join(lines)
+def render_rows(part: TablePart, limit: int = TABLE_ROWS) -> str:
+    """The rows of a table answer as a Markdown table of at most ``limit`` rows."""
+    return markdown_table(
+        part.columns, part.rows, limit, more=messages.TABLE_MORE_ROWS, empty=messages.TABLE_NO_ROWS
+    )
 
 
 async def gather(
     spec: DigestSpec,
     settings: Settings,
-    assistant: Any,
+    assistant: DigestAssistant | None,
     since: datetime,
     until: datetime,
     chat_activity: ChatActivity | None = None,
 ) -> Gathered:
     """Collect every input of ``spec`` for the period (since, until]."""
     got = Gathered(since=since, until=until)
-    docs = spec.inputs.docs
-    if docs is not None:
-        got.tracks_changes = True
-        sources = docs.sources or [s.name for s in settings.sources]
-        try:
-            records = await changed_docs(settings, sources, since)
-        except ImportError:
-            got.complete = False
-            got.notes.append("Changed documents are not available: document retrieval is not installed.")
-        except HearthError as exc:
-            got.complete = False
-            log.warning("digest %s: reading changed docs failed", spec.name, exc_info=True)
-            got.notes.append(f"Changed documents could not be read: {exc}")
-        else:
-            found = [
-                ChangedDoc(
-                    _field(r, "title") or _field(r, "uri"),
-                    _field(r, "uri"),
-                    _field(r, "source"),
-                    _field(r, "updated_at"),
-                )
-                for r in records
-            ]
-            found.sort(key=lambda d: d.updated_at, reverse=True)
-            if len(found) > docs.max_items:
-                got.notes.append(f"{len(found) - docs.max_items} more changed document(s) not listed.")
-            got.docs = found[: docs.max_items]
+    if spec.inputs.docs is not None:
+        await _gather_docs(got, spec, settings, spec.inputs.docs)
     if spec.inputs.tables:
-        service = getattr(assistant, "tables", None)
-        for j, table in enumerate(spec.inputs.tables):
-            title = table.title or table.source
-            if service is None:
-                got.tables.append(TableResult(title, table.source, error="table queries are not available"))
-                continue
-            try:
-                result = await service.query(table.source, table.sql)
-            except SQLRejected as exc:
-                reason = f"inputs.tables[{j}] ({table.source}): the SQL guard rejected the query: {exc}"
-                got.rejected.append(reason)
-                got.tables.append(TableResult(title, table.source, error=f"query rejected: {exc}"))
-            except HearthError as exc:
-                log.warning("digest %s: table query %d failed", spec.name, j, exc_info=True)
-                got.tables.append(TableResult(title, table.source, error=str(exc)))
-            else:
-                got.tables.append(TableResult(title, table.source, markdown=render_rows(result)))
+        await _gather_tables(got, spec, assistant.tables if assistant is not None else None)
     if spec.inputs.chat is not None:
-        got.tracks_changes = True
-        if chat_activity is None:
-            got.complete = False
-            got.notes.append("Chat activity is not available: no chat history reader is installed.")
-        else:
-            try:
-                got.chat = list(await chat_activity(spec.inputs.chat.channels, since))
-            except HearthError as exc:
-                got.complete = False
-                got.notes.append(f"Chat activity could not be read: {exc}")
+        await _gather_chat(got, spec.inputs.chat, chat_activity)
     return got
+
+
+async def _gather_docs(got: Gathered, spec: DigestSpec, settings: Settings, docs: DocsInput) -> None:
+    got.tracks_changes = True
+    sources = docs.sources or [s.name for s in settings.sources]
+    try:
+        records = await changed_docs(settings, sources, got.since)
+    except ImportError:
+        got.complete = False
+        got.notes.append("Changed documents are not available: document retrieval is not installed.")
+        return
+    except HearthError as exc:
+        got.complete = False
+        log.warning("digest %s: reading changed docs failed", spec.name, exc_info=True)
+        got.notes.append(f"Changed documents could not be read: {exc}")
+        return
+    found = [
+        ChangedDoc(r.title or r.uri, r.uri, r.source, r.updated_at.isoformat(timespec="minutes"))
+        for r in records
+    ]
+    found.sort(key=lambda d: d.updated_at, reverse=True)
+    if len(found) > docs.max_items:
+        got.notes.append(f"{len(found) - docs.max_items} more changed document(s) not listed.")
+    got.docs = found[: docs.max_items]
+
+
+async def _gather_tables(got: Gathered, spec: DigestSpec, service: TableQueries | None) -> None:
+    for j, table in enumerate(spec.inputs.tables):
+        title = table.title or table.source
+        if service is None:
+            got.tables.append(TableResult(title, table.source, error="table queries are not available"))
+            continue
+        try:
+            answer = await service.query(table.source, table.sql)
+        except SQLRejected as exc:
+            reason = f"inputs.tables[{j}] ({table.source}): the SQL guard rejected the query: {exc}"
+            got.rejected.append(reason)
+            got.tables.append(TableResult(title, table.source, error=f"query rejected: {exc}"))
+        except HearthError as exc:
+            log.warning("digest %s: table query %d failed", spec.name, j, exc_info=True)
+            got.tables.append(TableResult(title, table.source, error=str(exc)))
+        else:
+            if answer.table is None:  # the contract says query() always has one; say so rather than crash
+                got.tables.append(TableResult(title, table.source, error=answer.text or "no rows came back"))
+            else:
+                got.tables.append(TableResult(title, table.source, markdown=render_rows(answer.table)))
+
+
+async def _gather_chat(got: Gathered, chat: ChatInput, chat_activity: ChatActivity | None) -> None:
+    got.tracks_changes = True
+    if chat_activity is None:
+        got.complete = False
+        got.notes.append("Chat activity is not available: no chat history reader is installed.")
+        return
+    try:
+        got.chat = list(await chat_activity(chat.channels, got.since))
+    except HearthError as exc:
+        got.complete = False
+        got.notes.append(f"Chat activity could not be read: {exc}")

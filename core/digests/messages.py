@@ -11,6 +11,8 @@ SUMMARY_UNAVAILABLE = "(The summary could not be written: {reason})"
 CHANGED_DOCS = "Changed documents"
 NOTES = "Notes"
 WRITTEN_BY = "Written by {model} ({backend})."
+TABLE_MORE_ROWS = "(+{count} more rows)"
+TABLE_NO_ROWS = "(no rows)"
 
 OWNER_FAILED = (
     "The digest '{name}' ({fire_time}) did not reach every destination: {problems}. "

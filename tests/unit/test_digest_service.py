@@ -13,12 +13,15 @@ import time_machine
 
 from core.assistant import Assistant
 from core.config import Settings
+from core.contracts import Answer, TablePart
 from core.db import Database
 from core.digests import inputs as digest_inputs
 from core.digests.service import DigestService
 from core.errors import SQLRejected
+from core.llm.base import Usage
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
+from core.retrieval.sync import ChangedDoc
 from tests.fixtures.core import make_settings
 
 MONDAY_9 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday
@@ -120,8 +123,12 @@ def no_retrieval(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Changed docs come from this list (the real sync state is covered in the integration test)."""
     changed: list[dict[str, Any]] = []
 
-    async def fake_changed(settings: Settings, sources: list[str], since: datetime) -> list[dict[str, Any]]:
-        return [d for d in changed if d["source"] in sources and d["updated_at"] >= since]
+    async def fake_changed(settings: Settings, sources: list[str], since: datetime) -> list[ChangedDoc]:
+        return [
+            ChangedDoc(d["uri"], d["uri"], d["title"], d["source"], d["updated_at"])
+            for d in changed
+            if d["source"] in sources and d["updated_at"] >= since
+        ]
 
     monkeypatch.setattr(digest_inputs, "changed_docs", fake_changed)
     return changed
@@ -318,12 +325,13 @@ async def test_no_changes_posts_a_short_note_or_skips(
 
 
 class RejectingTables:
-    """A table service whose guard rejects everything but SELECT 1."""
+    """A table service whose guard rejects everything but SELECT 1 (answers as TableService does)."""
 
-    async def query(self, source: str, sql: str) -> Any:
+    async def query(self, source: str, sql: str) -> Answer:
         if sql != "SELECT 1 AS one":
             raise SQLRejected("Only one SELECT statement is allowed.")
-        return [{"one": 1}]
+        part = TablePart(sql=sql, source=source, columns=["one"], rows=[[1]], chat_rows=20)
+        return Answer("1 row.", [], backend="none", model="", usage=Usage(), table=part)
 
 
 async def test_rejected_sql_is_recorded_and_owner_told(env: Callable[..., Env], tmp_path: Path) -> None:
@@ -348,5 +356,5 @@ async def test_rejected_sql_is_recorded_and_owner_told(env: Callable[..., Env], 
     assert run is not None and run.status == "posted"
     assert "inputs.tables[1] (tickets)" in (run.reason or "") and "Only one SELECT" in (run.reason or "")
     digest_text = slack.posts[0][1]
-    assert "| one |" in digest_text and "query rejected" in digest_text
+    assert "| one |" in digest_text and "| 1 |" in digest_text and "query rejected" in digest_text
     assert any(p[0] == "U0OWNER1" and "left out a table" in p[1] for p in slack.posts)

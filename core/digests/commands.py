@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import shlex
-from typing import Any
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
 from core.digests import messages
+from core.digests.config import SpecData
 from core.digests.service import DigestService
 from core.errors import DigestError, HearthError
 
@@ -24,11 +26,11 @@ log = logging.getLogger(__name__)
 _OPTIONS = {"template", "timezone", "post_to", "docs", "on_no_changes", "owner"}
 
 
-def parse_create(args: list[str], user: str, surface: str | None) -> dict[str, Any]:
+def parse_create(args: list[str], user: str, surface: str | None) -> SpecData:
     """The spec data of a ``create`` command; DigestError naming the field when malformed."""
     if len(args) < 2 or "=" in args[0] or "=" in args[1]:
         raise DigestError(messages.CMD_USAGE)
-    data: dict[str, Any] = {"name": args[0], "schedule": args[1]}
+    data: SpecData = {"name": args[0], "schedule": args[1]}
     for arg in args[2:]:
         key, sep, value = arg.partition("=")
         if not sep or key not in _OPTIONS:
@@ -120,11 +122,9 @@ async def handle_command(service: DigestService, text: str, user: str, *, surfac
         return messages.CMD_FAILED
 
 
-def _when(moment: Any, timezone: str) -> str:
+def _when(moment: datetime | None, timezone: str) -> str:
     if moment is None:
         return "never"
-    from zoneinfo import ZoneInfo
-
     return f"{moment.astimezone(ZoneInfo(timezone)):%a %d %b %Y %H:%M} {timezone}"
 
 

@@ -14,13 +14,16 @@
 
 Field checks (cron, time zone, destination shape) run when the spec is parsed; references to
 other sections (doc sources, table sources, DingTalk webhooks) are checked by
-:func:`check_references`, which the Settings tree calls once everything is loaded.
+:func:`check_references`, which the Settings tree calls once everything is loaded. This module
+does not import the Settings tree (it is part of it): it reads the sections it names through
+the :class:`References` protocol, which ``core.config.Settings`` satisfies.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -30,8 +33,8 @@ from core.section import Section
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
 
-    from core.config import Settings
-
+# A spec as data (chat commands, the state database); pydantic reads it, nothing else looks inside.
+SpecData = dict[str, object]
 SURFACES = ("slack", "dingtalk")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # A Slack destination: '#channel-name', or a channel / user / DM id (C…, G…, D…, U…, W…).
@@ -179,7 +182,45 @@ class DigestSpec(Section):
         return cron_trigger(self.schedule, self.timezone)
 
 
-def check_references(spec: DigestSpec, settings: Settings, where: str) -> None:
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class _Webhooks(Protocol):
+    @property
+    def webhooks(self) -> Mapping[str, object]: ...
+
+
+class References(Protocol):
+    """The sections of the Settings tree a digest spec may name."""
+
+    @property
+    def sources(self) -> Sequence[_Named]:
+        """Document sources."""
+        ...
+
+    @property
+    def tables(self) -> Sequence[_Named]:
+        """Table sources."""
+        ...
+
+    @property
+    def dingtalk(self) -> _Webhooks:
+        """DingTalk, with its named webhooks."""
+        ...
+
+
+class Configured(References, Protocol):
+    """The Settings tree as :func:`check_all` reads it."""
+
+    @property
+    def digests(self) -> Sequence[DigestSpec]:
+        """The digests of hearth.yaml."""
+        ...
+
+
+def check_references(spec: DigestSpec, settings: References, where: str) -> None:
     """Raise ValueError naming the field of ``where`` that names a missing source or webhook."""
     doc_sources = [s.name for s in settings.sources]
     table_sources = [t.name for t in settings.tables]
@@ -213,13 +254,13 @@ def check_references(spec: DigestSpec, settings: Settings, where: str) -> None:
         )
 
 
-def check_all(settings: Settings) -> None:
+def check_all(settings: Configured) -> None:
     """Check every configured digest's references (called by the Settings validator)."""
     for i, spec in enumerate(settings.digests):
         check_references(spec, settings, f"digests[{i}]")
 
 
-def spec_from_data(data: dict[str, Any], settings: Settings, where: str = "digest") -> DigestSpec:
+def spec_from_data(data: SpecData, settings: References, where: str = "digest") -> DigestSpec:
     """Parse and fully check a spec that did not come from hearth.yaml (chat, the state DB)."""
     spec = DigestSpec.model_validate(data)
     check_references(spec, settings, where)

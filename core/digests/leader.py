@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -156,7 +156,7 @@ class AdvisoryLock:
                 log.debug("closing the lock connection failed", exc_info=True)
 
 
-def leader_lock(db: Database, holder: str, lease_s: float = 60.0) -> Any:
+def leader_lock(db: Database, holder: str, lease_s: float = 60.0) -> LeaderLock:
     """The right lock for ``db``'s dialect."""
     if db.dialect == "postgresql":
         return AdvisoryLock(db)

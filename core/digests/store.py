@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from core.db import Database, metadata
+from core.digests.config import SpecData
 
 digest_runs = sa.Table(
     "digest_runs",
@@ -94,12 +95,23 @@ class RunRecord:
     notes: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_row(cls, row: Any) -> RunRecord:
-        """Build from a SQLAlchemy row."""
-        data = dict(row._mapping)
+    def from_row(cls, row: RowMapping) -> RunRecord:
+        """Build from a row's mapping."""
+        data = dict(row)
         deliveries = {k: Delivery(**v) for k, v in json.loads(data.pop("deliveries") or "{}").items()}
         notes = json.loads(data.pop("notes") or "[]")
         return cls(**data, deliveries=deliveries, notes=notes)
+
+
+def _write_held(conn: Connection, run: RunRecord, holder: str, values: dict[str, object]) -> None:
+    """Write ``values`` to ``run``'s row while ``holder`` still holds it; LostClaim when not."""
+    done = conn.execute(
+        digest_runs.update()
+        .where(digest_runs.c.id == run.id, digest_runs.c.holder == holder, digest_runs.c.status == "running")
+        .values(**values)
+    )
+    if done.rowcount != 1:
+        raise LostClaim(f"run {run.digest}@{run.fire_time} is no longer held by {holder}")
 
 
 class RunStore:
@@ -154,30 +166,19 @@ class RunStore:
                     digest_runs.c.digest == digest, digest_runs.c.fire_time == fire_time
                 )
             ).one()
-            return RunRecord.from_row(row)
+            return RunRecord.from_row(row._mapping)
 
         return await self.db.run(work)
 
-    async def update(self, run: RunRecord, **values: Any) -> None:
+    async def update(self, run: RunRecord, **values: object) -> None:
         """Write ``values`` plus deliveries/notes and extend the lease; LostClaim if not ours."""
         holder, lease_s = self.holder, self.lease_s
-        values = dict(values)
         values["deliveries"] = json.dumps({k: vars(v) for k, v in run.deliveries.items()})
         values["notes"] = json.dumps(run.notes)
 
         def work(conn: Connection) -> None:
             values["lease_until"] = time.time() + lease_s
-            done = conn.execute(
-                digest_runs.update()
-                .where(
-                    digest_runs.c.id == run.id,
-                    digest_runs.c.holder == holder,
-                    digest_runs.c.status == "running",
-                )
-                .values(**values)
-            )
-            if done.rowcount != 1:
-                raise LostClaim(f"run {run.digest}@{run.fire_time} is no longer held by {holder}")
+            _write_held(conn, run, holder, values)
 
         await self.db.run(work)
         for key, value in values.items():
@@ -189,17 +190,7 @@ class RunStore:
         holder, lease_s = self.holder, self.lease_s
 
         def work(conn: Connection) -> None:
-            done = conn.execute(
-                digest_runs.update()
-                .where(
-                    digest_runs.c.id == run.id,
-                    digest_runs.c.holder == holder,
-                    digest_runs.c.status == "running",
-                )
-                .values(lease_until=time.time() + lease_s)
-            )
-            if done.rowcount != 1:
-                raise LostClaim(f"run {run.digest}@{run.fire_time} is no longer held by {holder}")
+            _write_held(conn, run, holder, {"lease_until": time.time() + lease_s})
 
         await self.db.run(work)
 
@@ -226,7 +217,7 @@ class RunStore:
                 .order_by(digest_runs.c.until.desc())
                 .limit(1)
             ).first()
-            return RunRecord.from_row(row) if row is not None else None
+            return RunRecord.from_row(row._mapping) if row is not None else None
 
         return await self.db.run(work)
 
@@ -240,20 +231,20 @@ class RunStore:
                 .order_by(digest_runs.c.fire_time.desc(), digest_runs.c.id.desc())
                 .limit(limit)
             ).all()
-            return [RunRecord.from_row(r) for r in rows]
+            return [RunRecord.from_row(r._mapping) for r in rows]
 
         return await self.db.run(work)
 
-    async def saved_specs(self) -> dict[str, tuple[dict[str, Any], str]]:
+    async def saved_specs(self) -> dict[str, tuple[SpecData, str]]:
         """Chat-created specs: name -> (spec data, created_by)."""
 
-        def work(conn: Connection) -> dict[str, tuple[dict[str, Any], str]]:
+        def work(conn: Connection) -> dict[str, tuple[SpecData, str]]:
             rows = conn.execute(sa.select(digest_specs)).all()
             return {r.name: (json.loads(r.spec), r.created_by) for r in rows}
 
         return await self.db.run(work)
 
-    async def save_spec(self, name: str, data: dict[str, Any], user: str) -> bool:
+    async def save_spec(self, name: str, data: SpecData, user: str) -> bool:
         """Store a chat-created spec; False when the name is taken."""
 
         def work(conn: Connection) -> bool:

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.contracts import Answer, Request
 from core.digests import messages
+from core.digests.assistant import DigestAssistant
 from core.digests.config import DigestSpec
 from core.digests.inputs import Gathered
+from core.digests.schedule import fire_key
 from core.errors import BackendError, PromptError
 from core.llm.base import Priority
 
@@ -25,6 +27,31 @@ SUMMARY_CHARS = 600
 _SENTENCE_END = re.compile(r"[.!?。！？](?=\s|$)")
 
 
+@dataclass(frozen=True)
+class Draft:
+    """A composed digest and what it covers."""
+
+    text: str
+    since: str
+    until: str
+    notes: list[str]
+    reason: str | None
+    skip: bool
+
+
+async def write(spec: DigestSpec, got: Gathered, assistant: DigestAssistant | None) -> Draft:
+    """The digest of what was gathered: the facts, with the model's summary unless nothing changed."""
+    span = period(spec, got.since, got.until)
+    if got.nothing_changed:
+        text = compose_no_changes(spec, span)
+    else:
+        summary, credit = await summarise(spec, assistant, got, span)
+        text = compose(spec, got, span, summary, credit)
+    skip = got.nothing_changed and spec.on_no_changes == "skip"
+    reason = "; ".join(got.rejected) or None
+    return Draft(text, fire_key(got.since), fire_key(got.until), got.notes, reason, skip)
+
+
 def period(spec: DigestSpec, since: datetime, until: datetime) -> str:
     """'16 Nov 2026 09:00 – 23 Nov 2026 09:00 (Asia/Shanghai)'."""
     tz = ZoneInfo(spec.timezone)
@@ -32,7 +59,9 @@ def period(spec: DigestSpec, since: datetime, until: datetime) -> str:
     return f"{since.astimezone(tz):{fmt}} – {until.astimezone(tz):{fmt}} ({spec.timezone})"
 
 
-async def summarise(spec: DigestSpec, assistant: Any, got: Gathered, span: str) -> tuple[str, str]:
+async def summarise(
+    spec: DigestSpec, assistant: DigestAssistant | None, got: Gathered, span: str
+) -> tuple[str, str]:
     """The model's short summary and a 'written by' line; a note instead when the model fails."""
     request = Request(
         text=f"digest {spec.name}", user="hearth-digest", surface="digest", priority=Priority.DIGEST

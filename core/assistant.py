@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from core.config import Settings
 from core.contracts import Answer, Citation, Delta, Hit, Request, Retriever
 from core.errors import InputError
-from core.llm.base import Chunk, GenOptions, LLMBackend, Usage
-from core.llm.queue import LocalQueue
+from core.llm.base import Chunk, GenOptions, Usage
+from core.llm.registry import build_router
 from core.llm.router import Router
 from core.prompts.registry import PromptRegistry, RenderedPrompt
 
@@ -43,28 +43,6 @@ class Limits:
 
     max_question_chars: int
     prompt_budget_chars: int
-
-
-def build_router(settings: Settings) -> Router:
-    """The router over the configured local and remote backends."""
-    local: LLMBackend | None = None
-    remote: LLMBackend | None = None
-    slots = 1
-    if settings.llm.local.enabled and settings.llm.local.engine == "server":
-        from core.llm.llama_server import LlamaServerBackend
-
-        local = LlamaServerBackend(settings.llm.local)
-        slots = settings.llm.local.parallel
-    elif settings.llm.local.enabled:
-        from core.llm.llama_cpp import LlamaCppBackend
-
-        local = LlamaCppBackend(settings.llm.local)
-    if settings.llm.remote.base_url:
-        from core.llm.openai_compat import OpenAICompatBackend
-
-        remote = OpenAICompatBackend(settings.llm.remote)
-    queue = LocalQueue(settings.llm.queue.max_depth, settings.llm.queue.max_wait_s, capacity=slots)
-    return Router(local=local, remote=remote, routing=settings.llm.routing, queue=queue)
 
 
 class Assistant:
@@ -110,18 +88,25 @@ class Assistant:
         return replace(opts, **overrides)
 
     def check_question(self, request: Request) -> tuple[str, list[str]]:
-        """Validate the question text; return it (possibly truncated) and any notices."""
+        """Validate the question text; return it stripped, and notices (none today).
+
+        Longer questions than the model's budget are refused, never silently cut: the end of a
+        question is often the part that matters.
+        """
         text = request.text.strip()
         if not text:
-            raise InputError("Please ask a question — the message was empty.")
+            raise InputError("Please ask a question — the message was empty.", key="empty")
         if "\x00" in text:
-            raise InputError("The question contains binary data; please send plain text.")
-        notices: list[str] = []
+            raise InputError("The question contains binary data; please send plain text.", key="binary")
         limit = self.limits.max_question_chars
         if len(text) > limit:
-            notices.append(f"Your question was {len(text):,} characters; only the first {limit:,} were used.")
-            text = text[:limit]
-        return text, notices
+            raise InputError(
+                f"The question is {len(text):,} characters; the limit is {limit:,}. Please shorten it.",
+                key="too_long",
+                length=len(text),
+                limit=limit,
+            )
+        return text, []
 
     async def ask(self, request: Request) -> Answer:
         """Answer a question; see :meth:`ask_stream`."""

@@ -32,6 +32,7 @@ from core.assistant import Assistant  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.contracts import Request  # noqa: E402
 from core.db import Database  # noqa: E402
+from core.intake import Intake  # noqa: E402
 from core.llm.fake import FakeBackend  # noqa: E402
 from core.llm.queue import LocalQueue  # noqa: E402
 from core.llm.router import Router  # noqa: E402
@@ -117,7 +118,7 @@ async def lazy_bot(home: Path, n: int, delay_s: float, words: int, real: bool) -
         )
         assistant = make_assistant(settings, delay_s, words, real)
         db = Database(settings.database_url)
-        bot = SlackBot(settings, assistant, db)
+        bot = SlackBot(settings, Intake(settings, lambda: assistant, db=db), db)
         await bot.start()
         app = web.Application()
         app[SLACK_BOT] = bot

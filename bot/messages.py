@@ -5,6 +5,8 @@ Keep them short, friendly and free of internals: no tracebacks, no exception nam
 
 from __future__ import annotations
 
+from core.refusals import Reason
+
 # --- shared -------------------------------------------------------------------------------
 EMPTY_QUESTION = "Ask me something — for example `/ask how do I request time off?`"
 QUESTION_TOO_LONG = "That message is {length:,} characters; I can take up to {limit:,}. Please shorten it."
@@ -35,7 +37,6 @@ SLACK_TABLES_UNAVAILABLE = (
 )
 SLACK_TABLE_ERROR = "I couldn't answer that from the tables: {reason}"
 SLACK_SQL = "SQL"
-SLACK_ROWS_MORE = "…and {count:,} more row(s)"
 SLACK_CONTINUED = "(continued)"
 SLACK_FEEDBACK_UP = "👍"
 SLACK_FEEDBACK_DOWN = "👎"
@@ -103,4 +104,41 @@ DINGTALK_ZH: dict[str, str] = {
     "DINGTALK_EXPLAIN_EMPTY": "请在 `解释` 后附上要解释的代码，例如：`解释 print(1 + 1)`。",
     "DINGTALK_REPLY_TITLE": "Hearth",
     "DINGTALK_DIGESTS_UNAVAILABLE": "此 Hearth 未运行定时摘要，请联系管理员启用。",
+}
+
+
+# --- refusals: what the chat surfaces say for each of the core's reasons (core.refusals.Reason) ---
+REFUSALS: dict[Reason, str] = {
+    Reason.DUPLICATE: "",
+    Reason.EMPTY: EMPTY_QUESTION,
+    Reason.EMPTY_CODE: "Paste the code after the command, for example `/explain print(1 + 1)`.",
+    Reason.TOO_LONG: QUESTION_TOO_LONG,
+    Reason.BINARY: "I can only read plain text — please send the question as text.",
+    Reason.RATE_LIMITED: RATE_LIMITED,
+    Reason.NOT_READY: MODEL_DOWN,
+    Reason.MODEL_DOWN: MODEL_DOWN,
+    Reason.RETRIEVAL_DOWN: "Sorry — the document search is not available right now. Please try again shortly.",
+    Reason.TABLES_UNAVAILABLE: SLACK_TABLES_UNAVAILABLE,
+    Reason.CODE_UNAVAILABLE: "Code generation is not set up on this Hearth.",
+    Reason.SQL_REJECTED: "I couldn't answer that from the tables: the query was refused ({reason})",
+    Reason.TABLE_ERROR: SLACK_TABLE_ERROR,
+    Reason.BAD_INPUT: "I can't work with that: {detail}",
+    Reason.ERROR: GENERIC_ERROR,
+}
+REFUSALS_ZH: dict[Reason, str] = {
+    Reason.DUPLICATE: "",
+    Reason.EMPTY: DINGTALK_ZH["EMPTY_QUESTION"],
+    Reason.EMPTY_CODE: DINGTALK_ZH["DINGTALK_EXPLAIN_EMPTY"],
+    Reason.TOO_LONG: DINGTALK_ZH["QUESTION_TOO_LONG"],
+    Reason.BINARY: "目前只能读取纯文本，请以文字形式发送问题。",
+    Reason.RATE_LIMITED: DINGTALK_ZH["RATE_LIMITED"],
+    Reason.NOT_READY: DINGTALK_ZH["MODEL_DOWN"],
+    Reason.MODEL_DOWN: DINGTALK_ZH["MODEL_DOWN"],
+    Reason.RETRIEVAL_DOWN: "抱歉，文档搜索暂时不可用，请稍后再试。",
+    Reason.TABLES_UNAVAILABLE: DINGTALK_ZH["DINGTALK_TABLES_UNAVAILABLE"],
+    Reason.CODE_UNAVAILABLE: "此 Hearth 尚未配置代码生成。",
+    Reason.SQL_REJECTED: "无法根据数据表回答：查询被拒绝（{reason}）",
+    Reason.TABLE_ERROR: "无法根据数据表回答：{reason}",
+    Reason.BAD_INPUT: "无法处理这个请求：{detail}",
+    Reason.ERROR: DINGTALK_ZH["GENERIC_ERROR"],
 }

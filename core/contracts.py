@@ -1,10 +1,11 @@
-"""The values that cross from surfaces into the core and back: Request, Hit, Citation, Answer."""
+"""The values that cross from surfaces into the core and back: Request, Hit, Citation, TablePart, Answer."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from core.llm.base import Priority, Usage
@@ -99,6 +100,39 @@ class Citation:
         }
 
 
+# A table cell as it crosses into JSON (dates and decimals arrive as ISO strings and floats).
+Cell = str | int | float | bool | None
+
+
+@dataclass
+class TablePart:
+    """The structured half of a table answer: the SQL that ran, its rows, and files for the rest.
+
+    ``rows`` holds every fetched row (up to the source's ``max_rows``); a chat surface shows the
+    first ``chat_rows`` and attaches ``csv`` (written when there are more). ``chart`` is a PNG
+    when the result has a shape worth drawing. Surfaces render it with ``core.render``.
+    """
+
+    sql: str
+    source: str
+    columns: list[str]
+    rows: list[list[Cell]]
+    chat_rows: int
+    chart: Path | None = None
+    csv: Path | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form (paths as strings)."""
+        return {
+            "sql": self.sql,
+            "source": self.source,
+            "columns": list(self.columns),
+            "rows": [list(r) for r in self.rows],
+            "chart": str(self.chart) if self.chart else None,
+            "csv": str(self.csv) if self.csv else None,
+        }
+
+
 @dataclass
 class Answer:
     """What every surface renders: the text, its sources, and who produced it."""
@@ -111,9 +145,11 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     request_id: str = ""
+    table: TablePart | None = None  # set on answers to table questions; ``text`` is then one sentence
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON contract of `hearth ask --json` (other issues extend it, never break it)."""
+        extra: dict[str, Any] = {} if self.table is None else {"table": self.table.as_dict()}
         return {
             "answer": self.text,
             "citations": [c.as_dict() for c in self.citations],
@@ -123,6 +159,7 @@ class Answer:
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "notices": list(self.notices),
             "request_id": self.request_id,
+            **extra,
         }
 
 

@@ -19,7 +19,9 @@
     └── DigestError                 a digest spec or run failed
 
 ``str(exc)`` is always a sentence a person can act on; the cause is chained with
-``raise ... from exc`` so the log keeps the detail.
+``raise ... from exc`` so the log keeps the detail. An error a surface words in its own language
+carries a refusal ``key`` (a ``core.refusals.Reason`` value) and the ``values`` that sentence
+needs: ``InputError("...", key="empty")``; ``core.refusals.refusal_for`` reads them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ from __future__ import annotations
 
 class HearthError(Exception):
     """Base of every error Hearth raises on purpose."""
+
+    def __init__(self, message: str = "", *, key: str | None = None, **values: str | int | float) -> None:
+        super().__init__(message)
+        self.key = key
+        self.values = values
 
 
 class ConfigError(HearthError):

@@ -1,8 +1,16 @@
-"""Prometheus metrics the engine records; `hearth serve` exposes them at /metrics."""
+"""Every Prometheus metric Hearth records, in one module; `hearth serve` exposes them at /metrics.
+
+``METRICS`` is the intake's observer: each question from each surface is counted once, where it ends.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from core.intake import Outcome
 
 QUEUE_DEPTH = Gauge("hearth_local_queue_depth", "Requests waiting for the local model.")
 QUEUE_WAIT = Histogram(
@@ -30,3 +38,31 @@ ERRORS = Counter("hearth_errors_total", "Errors by kind and surface.", ["kind", 
 ENGINE_RESTARTS = Counter(
     "hearth_engine_restarts_total", "Restarts of the local llama-server engine after a crash or a hang."
 )
+
+# Every question from every surface (Socket Mode and Stream mode never touch HTTP).
+ANSWERS = Counter(
+    "hearth_answers_total",
+    "Answered requests by surface, action and outcome.",
+    ["surface", "action", "status"],
+)
+ANSWER_SECONDS = Histogram(
+    "hearth_answer_seconds",
+    "Time to a complete answer by surface and action.",
+    ["surface", "action"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
+
+
+class Metrics:
+    """The intake's observer that counts outcomes; errors are labelled by refusal reason and surface."""
+
+    def observe(self, outcome: Outcome) -> None:
+        """Count one finished question."""
+        surface, action = outcome.ask.request.surface, outcome.ask.kind.value
+        ANSWERS.labels(surface, action, outcome.status).inc()
+        ANSWER_SECONDS.labels(surface, action).observe(outcome.duration_ms / 1000)
+        if outcome.status == "error" and outcome.refusal is not None:
+            ERRORS.labels(outcome.refusal.reason.value, surface).inc()
+
+
+METRICS = Metrics()

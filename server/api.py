@@ -22,23 +22,25 @@ import base64
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core import metrics
-from core.assistant import Assistant
-from core.config import Settings
+from core.audit import AuditEntry
 from core.contracts import Answer, Delta, Request, Turn
-from core.errors import BackendError, HearthError, InputError, RetrievalError, SQLRejected, TableError
+from core.errors import HearthError
+from core.intake import Ask, Code, Kind
 from core.llm.base import Priority
-from server.audit import AuditEntry
+from core.refusals import ENGLISH, Reason, Refusal, refusal_for
+from core.services import Services
+from core.tables.service import table_json
 from server.auth import TOKEN_INFO, TokenInfo
 from server.observability import REQUEST_ID_KEY, ApiError, error_response
-from server.state import ASSISTANT, AUDIT, LIFECYCLE
+from server.state import AUDIT, INTAKE, LIFECYCLE
 
 log = logging.getLogger(__name__)
 
@@ -167,18 +169,48 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         raise BadRequest(_field_error(exc)) from None
 
 
-# --- helpers ----------------------------------------------------------------------------------
-def _status_for(exc: HearthError) -> tuple[int, str]:
-    """HTTP status and error code for an engine error."""
-    if isinstance(exc, InputError):
-        return 400, "bad_request"
-    if isinstance(exc, SQLRejected):
-        return 422, "rejected"
-    if isinstance(exc, BackendError | RetrievalError):
-        return 503, "unavailable"
-    if isinstance(exc, TableError):
-        return 422, "table_error"
-    return 500, "error"
+# --- refusals in HTTP terms ------------------------------------------------------------------
+# Each reason of the core's intake as (HTTP status, error code); the sentence is core.refusals.ENGLISH.
+STATUS: dict[Reason, tuple[int, str]] = {
+    Reason.DUPLICATE: (409, "duplicate"),
+    Reason.EMPTY: (400, "bad_request"),
+    Reason.EMPTY_CODE: (400, "bad_request"),
+    Reason.TOO_LONG: (400, "bad_request"),
+    Reason.BINARY: (400, "bad_request"),
+    Reason.BAD_INPUT: (400, "bad_request"),
+    Reason.RATE_LIMITED: (429, "rate_limited"),
+    Reason.NOT_READY: (503, "unavailable"),
+    Reason.MODEL_DOWN: (503, "unavailable"),
+    Reason.RETRIEVAL_DOWN: (503, "unavailable"),
+    Reason.TABLES_UNAVAILABLE: (501, "not_implemented"),
+    Reason.CODE_UNAVAILABLE: (501, "not_implemented"),
+    Reason.SQL_REJECTED: (422, "rejected"),
+    Reason.TABLE_ERROR: (422, "table_error"),
+    Reason.ERROR: (500, "internal"),
+}
+
+
+def refusal_message(refusal: Refusal) -> str:
+    """The English sentence for ``refusal``, with the core's detail where it says more (never for bugs)."""
+    text = refusal.text(ENGLISH)
+    if refusal.detail and refusal.reason is not Reason.ERROR and refusal.detail not in text:
+        text = f"{text} ({refusal.detail})"
+    return text
+
+
+def refusal_response(refusal: Refusal) -> web.Response:
+    """The JSON error for a refusal (503s say when to retry)."""
+    status, code = STATUS[refusal.reason]
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return error_response(status, code, refusal_message(refusal), headers)
+
+
+def _sse(event: str, data: dict[str, object]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def _refusal_event(refusal: Refusal) -> bytes:
+    return _sse("error", {"code": STATUS[refusal.reason][1], "message": refusal_message(refusal)})
 
 
 def make_request(
@@ -207,75 +239,65 @@ def wants_stream(request: web.Request) -> bool:
     return "text/event-stream" in request.headers.get("Accept", "")
 
 
-def assistant_of(request: web.Request) -> Assistant:
-    """The assistant, or 503 while it is still starting (or failed to), or shutting down."""
+def _check_draining(request: web.Request) -> None:
     if request.app[LIFECYCLE].draining:
         raise ApiError(503, "unavailable", SHUTTING_DOWN, {"Retry-After": "5"})
-    assistant = request.app.get(ASSISTANT)
-    if assistant is None:
-        reason = request.app[LIFECYCLE].assistant_error or "still starting"
-        raise ApiError(503, "unavailable", f"Hearth is not ready: {reason}.", {"Retry-After": "5"})
-    return assistant
 
 
-def not_available(what: str, fix: str) -> web.Response:
-    """501 for a capability this server does not have."""
-    return error_response(501, "not_implemented", f"{what} is not available on this server — {fix}.")
+Render = Callable[[Answer], Awaitable[dict[str, object]]]
 
 
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+async def answer(request: web.Request, ask: Ask, *, render: Render | None = None) -> web.StreamResponse:
+    """Put ``ask`` through the intake; answer as JSON or SSE (refused before work: a JSON error).
 
-
-async def respond(
-    request: web.Request, action: str, req: Request, stream: AsyncIterator[Delta | Answer]
-) -> web.StreamResponse:
-    """Send an answer stream as JSON or SSE, audit it, and make it cancellable."""
-    entry = AuditEntry(
-        user=req.user, surface=req.surface, action=action, question=req.text, request_id=req.request_id
-    )
-    started = time.perf_counter()
-    lifecycle = request.app[LIFECYCLE]
-    try:
-        with lifecycle.track():
-            if wants_stream(request):
-                return await _respond_sse(request, stream, entry)
-            return await _respond_json(request, stream, entry)
-    finally:
-        entry.duration_ms = (time.perf_counter() - started) * 1000
-        request.app[AUDIT].record(entry)
+    ``render`` shapes the JSON answer (and makes the endpoint JSON-only).
+    """
+    _check_draining(request)
+    intake = request.app[INTAKE]
+    refusal = await intake.admit(ask)
+    if refusal is not None:
+        return refusal_response(refusal)
+    with request.app[LIFECYCLE].track():
+        if render is None and wants_stream(request):
+            return await _respond_sse(request, intake.answer(ask))
+        return await _respond_json(request, intake.answer(ask), render or _as_json)
 
 
 async def _respond_json(
-    request: web.Request, stream: AsyncIterator[Delta | Answer], entry: AuditEntry
+    request: web.Request, events: AsyncIterator[Delta | Answer | Refusal], render: Render
 ) -> web.StreamResponse:
-    answer: Answer | None = None
     try:
-        async for event in stream:
+        async for event in events:
+            if isinstance(event, Refusal):
+                return refusal_response(event)
             if isinstance(event, Answer):
-                answer = event
-    except HearthError as exc:
-        status, code = _status_for(exc)
-        entry.status, entry.error = "error", str(exc)
-        metrics.ERRORS.labels(type(exc).__name__, entry.surface).inc()
-        log.warning("%s failed: %s", entry.action, exc)
-        return error_response(status, code, str(exc), {"Retry-After": "5"} if status == 503 else None)
+                return web.json_response(await render(event))
     except asyncio.CancelledError:
-        entry.status = "cancelled"
         if request.app[LIFECYCLE].draining:
             _uncancel()
             return error_response(503, "unavailable", SHUTTING_DOWN, {"Retry-After": "5"})
         raise
-    except Exception:
-        entry.status, entry.error = "error", "internal error"
-        raise  # the middleware logs it and answers 500 without the detail
-    assert answer is not None
-    entry.with_answer(answer)
-    return web.json_response(answer.as_dict())
+    raise HearthError("the intake ended without an answer")
+
+
+def _answer_json(answer: Answer) -> dict[str, object]:
+    if answer.table is None:
+        return answer.as_dict()
+    return table_json(answer) | {"request_id": answer.request_id}
+
+
+async def _as_json(answer: Answer) -> dict[str, object]:
+    return _answer_json(answer)
+
+
+async def _with_chart(answer: Answer) -> dict[str, object]:
+    """A table answer with its chart inline, since the client cannot read the server's disk."""
+    chart = answer.table.chart if answer.table is not None else None
+    return _answer_json(answer) | {"chart_png_base64": await asyncio.to_thread(_png_base64, chart)}
 
 
 async def _respond_sse(
-    request: web.Request, stream: AsyncIterator[Delta | Answer], entry: AuditEntry
+    request: web.Request, events: AsyncIterator[Delta | Answer | Refusal]
 ) -> web.StreamResponse:
     resp = web.StreamResponse(
         headers={
@@ -285,45 +307,51 @@ async def _respond_sse(
             "X-Request-Id": request[REQUEST_ID_KEY],
         }
     )
+    # A request refused before any text (bad code, an unknown language) is a JSON 4xx, not a stream;
+    # the server's own failures (no model) stay an `error` event, as the stream contract says.
+    try:
+        first = await anext(events, None)
+    except asyncio.CancelledError:
+        if not request.app[LIFECYCLE].draining:
+            raise
+        _uncancel()
+        await _aclose(events)
+        return error_response(503, "unavailable", SHUTTING_DOWN, {"Retry-After": "5"})
+    if isinstance(first, Refusal) and STATUS[first.reason][0] < 500:
+        return refusal_response(first)
     await resp.prepare(request)
     try:
-        async for event in stream:
+        async for event in _prepend(first, events):
             if isinstance(event, Delta):
                 await resp.write(_sse("delta", {"text": event.text}))
             elif isinstance(event, Answer):
-                entry.with_answer(event)
-                await resp.write(_sse("answer", event.as_dict()))
-    except HearthError as exc:
-        _, code = _status_for(exc)
-        entry.status, entry.error = "error", str(exc)
-        metrics.ERRORS.labels(type(exc).__name__, entry.surface).inc()
-        log.warning("%s failed mid-stream: %s", entry.action, exc)
-        await _try_write(resp, _sse("error", {"code": code, "message": str(exc)}))
+                await resp.write(_sse("answer", _answer_json(event)))
+            else:
+                await _try_write(resp, _refusal_event(event))
     except ConnectionError:
         # The client went away between two events: stop generating, free the model.
-        entry.status = "cancelled"
-        await _aclose(stream)
+        await _aclose(events)
         return resp
     except asyncio.CancelledError:
-        entry.status = "cancelled"
         if not request.app[LIFECYCLE].draining:
             raise  # the client disconnected: nobody to tell
         _uncancel()
-        await _aclose(stream)
+        await _aclose(events)
         await _try_write(resp, _sse("error", {"code": "unavailable", "message": SHUTTING_DOWN}))
-    except Exception:
-        # A bug, not a refusal: the log gets the traceback, the client one sentence (headers are sent).
-        log.exception("%s failed mid-stream", entry.action)
-        entry.status, entry.error = "error", "internal error"
-        metrics.ERRORS.labels("internal", entry.surface).inc()
-        await _aclose(stream)
-        message = "Something went wrong on the server; the log has the details under this request id."
-        await _try_write(resp, _sse("error", {"code": "internal", "message": message}))
     try:
         await resp.write_eof()
     except ConnectionError:
         pass
     return resp
+
+
+async def _prepend(
+    first: Delta | Answer | Refusal | None, rest: AsyncIterator[Delta | Answer | Refusal]
+) -> AsyncIterator[Delta | Answer | Refusal]:
+    if first is not None:
+        yield first
+    async for event in rest:
+        yield event
 
 
 def _uncancel() -> None:
@@ -332,8 +360,8 @@ def _uncancel() -> None:
         task.uncancel()
 
 
-async def _aclose(stream: AsyncIterator[Any]) -> None:
-    close = getattr(stream, "aclose", None)
+async def _aclose(events: AsyncIterator[object]) -> None:
+    close = getattr(events, "aclose", None)
     if close is not None:
         try:
             await close()
@@ -352,34 +380,33 @@ async def _try_write(resp: web.StreamResponse, data: bytes) -> None:
 async def ask(request: web.Request) -> web.StreamResponse:
     """POST /v1/ask: answer a question from the docs the token may read."""
     body = await read_body(request, AskBody)
-    assistant = assistant_of(request)
-    req = make_request(request, body.question, history=body.history)
-
-    def start() -> AsyncIterator[Delta | Answer]:
-        assistant.check_question(req)  # refuse bad input with a 400 before any event is sent
-        return assistant.ask_stream(req)
-
-    return await _stream_call(request, "ask", req, start)
+    return await answer(request, Ask(Kind.ASK, make_request(request, body.question, history=body.history)))
 
 
 async def search(request: web.Request) -> web.StreamResponse:
     """POST /v1/search: the hybrid-search hits the token may read."""
     body = await read_body(request, SearchBody)
-    assistant = assistant_of(request)
-    if assistant.retriever is None:
-        return not_available("Search", "configure document sources and run 'hearth index'")
+    _check_draining(request)
+    engine = request.app[INTAKE].engine
+    if engine is None:
+        return refusal_response(request.app[INTAKE].not_ready())
+    if engine.retriever is None:
+        return error_response(
+            501,
+            "not_implemented",
+            "Search is not available on this server — configure document sources and run 'hearth index'.",
+        )
     req = make_request(request, body.query)
     entry = AuditEntry(
         user=req.user, surface=req.surface, action="search", question=req.text, request_id=req.request_id
     )
     started = time.perf_counter()
     try:
-        hits = await assistant.retriever.search(body.query, acl=req.acl, k=body.k)
+        hits = await engine.retriever.search(body.query, acl=req.acl, k=body.k)
         entry.sources = [h.uri for h in hits]
     except HearthError as exc:
         entry.status, entry.error = "error", str(exc)
-        status, code = _status_for(exc)
-        return error_response(status, code, str(exc))
+        return refusal_response(refusal_for(exc))
     finally:
         entry.duration_ms = (time.perf_counter() - started) * 1000
         request.app[AUDIT].record(entry)
@@ -389,35 +416,12 @@ async def search(request: web.Request) -> web.StreamResponse:
 async def tables_ask(request: web.Request) -> web.StreamResponse:
     """POST /v1/tables/ask: a question answered with guarded SQL over the tables the token may query."""
     body = await read_body(request, TablesAskBody)
-    assistant = assistant_of(request)
-    tables = getattr(assistant, "tables", None)
-    if tables is None:
-        return not_available("Table questions", "declare table sources under 'tables:' in hearth.yaml")
-    req = make_request(request, body.question)
-    entry = AuditEntry(
-        user=req.user, surface=req.surface, action="tables.ask", question=req.text, request_id=req.request_id
-    )
-    started = time.perf_counter()
-    try:
-        with request.app[LIFECYCLE].track():
-            result = await tables.ask(body.question, source=body.source, acl=req.acl, priority=req.priority)
-        data = result.as_dict()
-        entry.sources = [data["source"]] if data.get("source") else []
-        entry.backend, entry.model = str(data.get("backend") or ""), str(data.get("model") or "")
-    except HearthError as exc:
-        entry.status, entry.error = "error", str(exc)
-        status, code = _status_for(exc)
-        return error_response(status, code, str(exc))
-    finally:
-        entry.duration_ms = (time.perf_counter() - started) * 1000
-        request.app[AUDIT].record(entry)
-    data["chart_png_base64"] = await asyncio.to_thread(_png_base64, data.get("chart"))
-    data["request_id"] = req.request_id
-    return web.json_response(data)
+    ask = Ask(Kind.TABLES, make_request(request, body.question), source=body.source)
+    return await answer(request, ask, render=_with_chart)
 
 
-def _png_base64(path: str | None) -> str | None:
-    """The chart image inline, since the client cannot read the server's disk."""
+def _png_base64(path: Path | None) -> str | None:
+    """The chart as base64, or None when there is none (or it cannot be read)."""
     if not path:
         return None
     try:
@@ -426,90 +430,33 @@ def _png_base64(path: str | None) -> str | None:
         return None
 
 
+def _code_ask(request: web.Request, kind: Kind, body: ExplainBody | GenerateBody | TestsBody) -> Ask:
+    what = {Kind.EXPLAIN: "explain", Kind.GENERATE: "generate", Kind.TESTS: "tests for"}[kind]
+    req = make_request(request, f"{what} {body.path or body.language} code", priority=Priority.EDITOR)
+    code = Code(
+        body.code,
+        body.language,
+        body.path,
+        body.context,
+        failures=getattr(body, "failures", None),
+        previous=getattr(body, "previous", None),
+    )
+    return Ask(kind, req, code=code)
+
+
 async def code_explain(request: web.Request) -> web.StreamResponse:
     """POST /v1/code/explain: a Markdown explanation of the code."""
-    body = await read_body(request, ExplainBody)
-    assistant = assistant_of(request)
-    req = make_request(request, f"explain {body.path or body.language} code", priority=Priority.EDITOR)
-    code = getattr(assistant, "code", None)
-    if code is not None and hasattr(code, "explain_stream"):
-        return await _stream_call(
-            request,
-            "code.explain",
-            req,
-            lambda: code.explain_stream(body.code, body.language, body.path, body.context, request=req),
-        )
-    return await _stream_call(
-        request,
-        "code.explain",
-        req,
-        lambda: assistant.complete_stream(
-            "explain", req, code=body.code, language=body.language, path=body.path, context=body.context
-        ),
-    )
+    return await answer(request, _code_ask(request, Kind.EXPLAIN, await read_body(request, ExplainBody)))
 
 
 async def code_generate(request: web.Request) -> web.StreamResponse:
     """POST /v1/code/generate: the model's implementation of a comment, docstring or function head."""
-    body = await read_body(request, GenerateBody)
-    code = getattr(assistant_of(request), "code", None)
-    if code is None or not hasattr(code, "generate_stream"):
-        return not_available("Code generation", "this server was built without the code service")
-    req = make_request(request, f"generate {body.path or body.language} code", priority=Priority.EDITOR)
-    return await _stream_call(
-        request,
-        "code.generate",
-        req,
-        lambda: code.generate_stream(
-            body.code, body.language, body.path, body.context, failures=body.failures, request=req
-        ),
-    )
+    return await answer(request, _code_ask(request, Kind.GENERATE, await read_body(request, GenerateBody)))
 
 
 async def code_tests(request: web.Request) -> web.StreamResponse:
     """POST /v1/code/tests: a test module for the code."""
-    body = await read_body(request, TestsBody)
-    code = getattr(assistant_of(request), "code", None)
-    if code is None or not hasattr(code, "tests_stream"):
-        return not_available("Test generation", "this server was built without the code service")
-    req = make_request(request, f"tests for {body.path or body.language} code", priority=Priority.EDITOR)
-    return await _stream_call(
-        request,
-        "code.tests",
-        req,
-        lambda: code.tests_stream(
-            body.code,
-            body.language,
-            body.path,
-            body.context,
-            failures=body.failures,
-            previous=body.previous,
-            request=req,
-        ),
-    )
-
-
-async def _stream_call(
-    request: web.Request, action: str, req: Request, make: Callable[[], AsyncIterator[Delta | Answer]]
-) -> web.StreamResponse:
-    """Start an answer stream; input refused before streaming becomes a JSON error (and an audit row)."""
-    try:
-        stream = make()
-    except HearthError as exc:
-        status, code = _status_for(exc)
-        request.app[AUDIT].record(
-            AuditEntry(
-                user=req.user,
-                surface=req.surface,
-                action=action,
-                question=req.text,
-                request_id=req.request_id,
-                status="error",
-                error=str(exc),
-            )
-        )
-        return error_response(status, code, str(exc))
-    return await respond(request, action, req, stream)
+    return await answer(request, _code_ask(request, Kind.TESTS, await read_body(request, TestsBody)))
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -519,7 +466,7 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(document())
 
 
-ROUTES: list[tuple[str, str, Any]] = [
+ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/v1/ask", ask),
     ("POST", "/v1/search", search),
     ("POST", "/v1/tables/ask", tables_ask),
@@ -530,7 +477,7 @@ ROUTES: list[tuple[str, str, Any]] = [
 ]
 
 
-def mount(app: web.Application, settings: Settings) -> None:
-    """Add the REST API routes."""
+def mount(app: web.Application, services: Services) -> None:
+    """Add the REST API routes (their questions go through ``services.intake``, kept as ``app[INTAKE]``)."""
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)

@@ -1,8 +1,9 @@
 """The aiohttp application of `hearth serve`.
 
 ``create_app(settings)`` builds the app: request ids, JSON errors and metrics (middleware),
-bearer-token auth on /v1, /healthz, /readyz, /metrics, and every surface's routes. Surfaces add
-theirs with a *mount* function registered in ``MOUNTS``: ``mount(app, settings) -> None``.
+bearer-token auth on /v1, /healthz, /readyz, /metrics, and every surface's routes. It is the
+composition root: it builds the state database, the audit log and the intake once, and hands them
+to each surface's *mount* in ``MOUNTS`` as a ``core.services.Services``: ``mount(app, services)``.
 
 Opened and closed in ``cleanup_ctx`` generators: the state database (``app[DATABASE]``), the
 audit log (``app[AUDIT]``) and the assistant (``app[ASSISTANT]``). If the assistant cannot be
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import warnings
 from collections.abc import AsyncIterator, Callable
@@ -22,28 +22,29 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.dingtalk import http as dingtalk_http
+from bot.slack import http as slack_http
 from core.assistant import Assistant
+from core.audit import AuditLog, audit_log
 from core.config import Settings
 from core.db import Database
+from core.intake import Intake
+from core.metrics import METRICS
 from core.ratelimit import RateLimiter
-from server.audit import AuditLog, audit_answers, audit_log
+from core.services import Services
+from server import api, digests
 from server.auth import LIMITER, TOKENS, TokenStore, api_tokens, require_token
 from server.health import healthz, readyz
 from server.observability import metrics_handler, observe
-from server.state import ASSISTANT, AUDIT, DATABASE, LIFECYCLE, SETTINGS, Lifecycle
+from server.state import ASSISTANT, AUDIT, DATABASE, INTAKE, LIFECYCLE, SETTINGS, Lifecycle
 
-__all__ = ["ASSISTANT", "AUDIT", "DATABASE", "LIFECYCLE", "MOUNTS", "SETTINGS", "create_app"]
+__all__ = ["ASSISTANT", "AUDIT", "DATABASE", "INTAKE", "LIFECYCLE", "MOUNTS", "SETTINGS", "create_app"]
 
 log = logging.getLogger(__name__)
 
-Mount = Callable[[web.Application, Settings], None]
-# "module:function" of each surface's mount; a mount returns at once when its surface is disabled.
-MOUNTS: list[str] = [
-    "server.api:mount",
-    "bot.dingtalk.http:mount",
-    "bot.slack.http:mount",
-    "server.digests:mount",
-]
+Mount = Callable[[web.Application, Services], None]
+# Each surface's mount; a mount returns at once when its surface is disabled.
+MOUNTS: list[Mount] = [api.mount, dingtalk_http.mount, slack_http.mount, digests.mount]
 
 # Seconds between attempts to build the assistant after a failed start (doubling up to the cap).
 RETRY_START_S = 2.0
@@ -55,32 +56,41 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
     app = web.Application(
         client_max_size=settings.server.max_body_bytes, middlewares=[observe, require_token]
     )
+    life = Lifecycle()
     app[SETTINGS] = settings
-    app[LIFECYCLE] = Lifecycle()
+    app[LIFECYCLE] = life
     app[LIMITER] = RateLimiter(settings.server.rate_limit_per_minute)
+    # The composition root: one database, one audit log, one intake, handed to every surface.
+    db = Database(settings.database_url)
+    audit = AuditLog(db)
+    intake = Intake(
+        settings,
+        lambda: app.get(ASSISTANT),
+        db=db,
+        observers=[audit, METRICS],
+        not_ready=lambda: life.assistant_error or "still starting",
+    )
+    app[DATABASE], app[AUDIT], app[INTAKE] = db, audit, intake
+    app[TOKENS] = TokenStore(db)
+    services = Services(
+        settings, db, intake, engine=lambda: app.get(ASSISTANT), digests=lambda: app.get(digests.DIGESTS)
+    )
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
-        db = Database(settings.database_url)
-        app[DATABASE] = db
-        app[TOKENS] = TokenStore(db)
         try:
             # Create the tables now, so concurrent first requests never race on DDL.
             await db.ensure([api_tokens, audit_log])
         except Exception as exc:  # noqa: BLE001 - the database may be down: /readyz says so, calls retry
             log.error("state database unavailable at start (%s); will retry on use", exc)
-        audit = AuditLog(db)
         audit.start()
-        app[AUDIT] = audit
         yield
         await audit.aclose()
         await db.aclose()
 
     async def assistant_ctx(app: web.Application) -> AsyncIterator[None]:
         owned = assistant is None
-        life = app[LIFECYCLE]
         starter: asyncio.Task[None] | None = None
         if assistant is not None:
-            audit_answers(assistant, app[AUDIT])
             app[ASSISTANT] = assistant
         else:
             tried = asyncio.Event()
@@ -111,10 +121,8 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
-    for spec in MOUNTS:
-        module, _, func = spec.partition(":")
-        mount: Mount = getattr(importlib.import_module(module), func)
-        mount(app, settings)
+    for mount in MOUNTS:
+        mount(app, services)
     return app
 
 
@@ -149,7 +157,6 @@ async def _start_assistant(
             log.warning("the local model did not load at start: %s", exc)
         finally:
             life.model_loading = False
-    audit_answers(built, app[AUDIT])
     with warnings.catch_warnings():
         # After a retry the app has started: aiohttp frowns on changing a running app's state,
         # but surfaces look the engine up per request (app.get(ASSISTANT)), so late is fine.

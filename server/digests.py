@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiohttp import web
 
+from bot.dingtalk.poster import DingTalkPoster
+from bot.slack.activity import SlackChatActivity
+from bot.slack.poster import SlackPoster
 from core.config import Settings
 from core.contracts import Poster
-from core.db import Database
 from core.digests.inputs import ChatActivity
 from core.digests.service import DigestService
+from core.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -31,45 +32,20 @@ RETRY_MAX_S = 60.0
 
 DIGESTS = web.AppKey("digests", DigestService)
 
-# surface -> (module, class) of its Poster; each is optional until its surface is installed.
-POSTERS: dict[str, tuple[str, str]] = {
-    "slack": ("bot.slack.poster", "SlackPoster"),
-    "dingtalk": ("bot.dingtalk.poster", "DingTalkPoster"),
-}
-
-
-def _configured(settings: Settings, surface: str) -> bool:
-    if surface == "slack":
-        return settings.slack.bot_token is not None
-    if surface == "dingtalk":
-        return bool(settings.dingtalk.webhooks)
-    return False
-
 
 def build_posters(settings: Settings) -> dict[str, Poster]:
-    """A poster for every surface that is configured and installed."""
+    """A poster for every surface that is configured (Slack: a bot token; DingTalk: named webhooks)."""
     posters: dict[str, Poster] = {}
-    for surface, (module, name) in POSTERS.items():
-        if not _configured(settings, surface):
-            continue
-        try:
-            cls: Any = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            log.warning("digests cannot post to %s: %s.%s is not installed", surface, module, name)
-            continue
-        factory = getattr(cls, "from_settings", None)
-        posters[surface] = factory(settings) if factory is not None else cls(getattr(settings, surface))
+    if settings.slack.bot_token is not None:
+        posters["slack"] = SlackPoster.from_settings(settings)
+    if settings.dingtalk.webhooks:
+        posters["dingtalk"] = DingTalkPoster(settings.dingtalk)
     return posters
 
 
 def build_chat_activity(settings: Settings) -> ChatActivity | None:
-    """The reader of ``inputs.chat``: Slack channel history when Slack is configured and installed."""
-    if not _configured(settings, "slack"):
-        return None
-    try:
-        from bot.slack.activity import SlackChatActivity
-    except ImportError:
-        log.warning("digests cannot read chat activity: bot.slack.activity is not installed")
+    """The reader of ``inputs.chat``: Slack channel history when a Slack bot token is set."""
+    if settings.slack.bot_token is None:
         return None
     return SlackChatActivity.from_settings(settings)
 
@@ -104,22 +80,20 @@ async def _start(service: DigestService) -> None:
         return
 
 
-def mount(app: web.Application, settings: Settings) -> None:
+def mount(app: web.Application, services: Services) -> None:
     """Run the digest scheduler for the app's lifetime."""
-    from server.app import ASSISTANT
+    settings = services.settings
 
     async def digests_ctx(app: web.Application) -> AsyncIterator[None]:
         posters = build_posters(settings)
-        db = Database(settings.database_url)
         # The engine may still be loading (serve retries it in the background): resolve it per run.
         service = DigestService(
-            settings, lambda: app.get(ASSISTANT), posters, db, chat_activity=build_chat_activity(settings)
+            settings, services.engine, posters, services.db, chat_activity=build_chat_activity(settings)
         )
         try:
             service.check_templates()  # a configuration mistake: refuse to start, naming the field
         except BaseException:
             await close_posters(posters)
-            await db.aclose()
             raise
         app[DIGESTS] = service
         # A database that is down must not stop `hearth serve` (/readyz reports it): retry the start.
@@ -130,6 +104,5 @@ def mount(app: web.Application, settings: Settings) -> None:
             await starter
         await service.stop()
         await close_posters(posters)
-        await db.aclose()
 
     app.cleanup_ctx.append(digests_ctx)

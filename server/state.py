@@ -11,14 +11,16 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from core.assistant import Assistant
+from core.audit import AuditLog
 from core.config import Settings
 from core.db import Database
-from server.audit import AuditLog
+from core.intake import Intake
 
 SETTINGS = web.AppKey("settings", Settings)
 ASSISTANT = web.AppKey("assistant", Assistant)
 DATABASE = web.AppKey("database", Database)
 AUDIT = web.AppKey("audit", AuditLog)
+INTAKE = web.AppKey("intake", Intake)
 
 
 @dataclass

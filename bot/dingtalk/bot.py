@@ -4,7 +4,7 @@ Both transports (Stream mode and HTTP callback) call :meth:`DingTalkBot.dispatch
 at once and answers in a background task the bot keeps track of (finished or cancelled on
 :meth:`DingTalkBot.aclose`)::
 
-    bot = DingTalkBot(settings, assistant, db=db, replier=replier)
+    bot = DingTalkBot(settings, intake, db=db, replier=replier)     # intake: core.intake.Intake
     bot.dispatch(Incoming.from_payload(payload))
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from bot.dingtalk import commands
 from bot.dingtalk.card import CardStream
@@ -22,21 +22,24 @@ from bot.dingtalk.commands import Kind
 from bot.dingtalk.memory import ConversationMemory
 from bot.dingtalk.message import Incoming
 from bot.dingtalk.openapi import DingTalkAPIError, OpenAPI
-from bot.dingtalk.render import answer_markdown, clip, table_markdown
+from bot.dingtalk.render import answer_markdown
 from bot.dingtalk.reply import Replier
-from bot.dingtalk.texts import Lang, pick_language, say
+from bot.dingtalk.texts import Lang, pick_language, refusal_text, say
 from bot.identity import acl_for
-from core.assistant import Assistant
 from core.config import Settings
 from core.contracts import Answer, Delta, Request
 from core.db import Database
-from core.errors import BackendError, HearthError, InputError, TableError
-from core.llm.base import Usage
-from core.ratelimit import RateLimiter
+from core.intake import Ask, Code, Intake
+from core.intake import Kind as AskKind
+from core.refusals import Reason, Refusal
+
+if TYPE_CHECKING:
+    from core.digests.service import DigestService
 
 log = logging.getLogger(__name__)
 
-Events = AsyncIterator[Delta | Answer]
+Events = AsyncIterator[Delta | Answer | Refusal]
+_KINDS = {Kind.ASK: AskKind.ASK, Kind.DATA: AskKind.TABLES, Kind.EXPLAIN: AskKind.EXPLAIN}
 
 
 class DingTalkBot:
@@ -45,7 +48,7 @@ class DingTalkBot:
     def __init__(
         self,
         settings: Settings,
-        assistant: Assistant | Callable[[], Assistant | None],
+        intake: Intake,
         *,
         db: Database,
         replier: Replier,
@@ -53,25 +56,19 @@ class DingTalkBot:
         memory: ConversationMemory | None = None,
         clock: Callable[[], float] = time.monotonic,
         thinking_after_s: float = 3.0,
-        digests: Callable[[], Any | None] | None = None,
+        digests: Callable[[], DigestService | None] | None = None,
     ) -> None:
         self.settings = settings
         self.config = settings.dingtalk
-        self._assistant = assistant
+        self.intake = intake
         self.db = db
         self.replier = replier
         self.api = api
         self.memory = memory or ConversationMemory()
-        self.limiter = RateLimiter(self.config.rate_limit_per_minute, clock=clock)
         self.clock = clock
         self.thinking_after_s = thinking_after_s
         self._digests = digests  # the digest service of `hearth serve` (None while disabled)
         self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def assistant(self) -> Assistant | None:
-        """The engine (None while `hearth serve` is still building it)."""
-        return self._assistant if isinstance(self._assistant, Assistant) else self._assistant()
 
     # --- lifecycle ------------------------------------------------------------------------
     def dispatch(self, incoming: Incoming) -> asyncio.Task[None]:
@@ -113,12 +110,10 @@ class DingTalkBot:
                 log.exception("DingTalk apology for message %s could not be sent", incoming.msg_id)
 
     async def _handle(self, incoming: Incoming) -> None:
-        if not await self.db.first_time("dingtalk", incoming.msg_id):
-            log.info("DingTalk message %s was already handled; ignoring the duplicate", incoming.msg_id)
-            return
         lang = pick_language(self.config.language, incoming.text or "")
         if incoming.text is None:
-            await self._say(incoming, lang, say("DINGTALK_NOT_TEXT", lang))
+            if await self.db.first_time("dingtalk", incoming.msg_id):
+                await self._say(incoming, lang, say("DINGTALK_NOT_TEXT", lang))
             return
         command = commands.parse(incoming.text)
         if incoming.is_group and not command.explicit and not incoming.in_at_list:
@@ -131,39 +126,31 @@ class DingTalkBot:
             "group" if incoming.is_group else "1:1",
             len(command.text),
         )
-        if command.kind is Kind.HELP:
-            await self._say(incoming, lang, say("DINGTALK_HELP", lang))
+        if command.kind in (Kind.HELP, Kind.DIGEST):
+            if not await self.db.first_time("dingtalk", incoming.msg_id):
+                return
+            if command.kind is Kind.HELP:
+                await self._say(incoming, lang, say("DINGTALK_HELP", lang))
+            else:
+                await self._digest(incoming, lang, command.text)
             return
-        if command.kind is Kind.DIGEST:
-            await self._digest(incoming, lang, command.text)
+        ask = self.ask_for(incoming, command)
+        refusal = await self.intake.admit(ask)
+        if refusal is not None:
+            if refusal.reason is not Reason.DUPLICATE:
+                await self._say(incoming, lang, refusal_text(refusal, lang))
             return
-        if not command.text:
-            key = "DINGTALK_EXPLAIN_EMPTY" if command.kind is Kind.EXPLAIN else "EMPTY_QUESTION"
-            await self._say(incoming, lang, say(key, lang))
-            return
-        limit = self.config.max_question_chars
-        if len(command.text) > limit:
-            await self._say(
-                incoming, lang, say("QUESTION_TOO_LONG", lang, length=len(command.text), limit=limit)
-            )
-            return
-        wait = self.limiter.check(incoming.staff_id)
-        if wait > 0:
-            await self._say(incoming, lang, say("RATE_LIMITED", lang, seconds=max(1.0, wait)))
-            return
-        assistant = self.assistant
-        if assistant is None:
-            log.warning("DingTalk message %s arrived before the engine was ready", incoming.msg_id)
-            await self._say(incoming, lang, say("MODEL_DOWN", lang))
-            return
-        request = self.request_for(incoming, command.text)
-        events = self._events(assistant, command, request)
-        if events is None:
-            await self._say(incoming, lang, say("DINGTALK_TABLES_UNAVAILABLE", lang))
-            return
-        answer = await self._answer(incoming, events, lang)
+        answer = await self._answer(incoming, self.intake.answer(ask), lang)
         if answer is not None and command.kind is Kind.ASK:
             self.memory.remember(incoming.conversation_id, command.text, answer.text)
+
+    def ask_for(self, incoming: Incoming, command: commands.Command) -> Ask:
+        """The core's view of one command from ``incoming``."""
+        request = self.request_for(incoming, command.text)
+        code = None
+        if command.kind is Kind.EXPLAIN:
+            code = Code(*commands.code_and_language(command.text))
+        return Ask(_KINDS[command.kind], request, code=code, once=incoming.msg_id)
 
     def request_for(self, incoming: Incoming, text: str) -> Request:
         """The core Request for ``text``: the sender's ACL in this conversation and its memory."""
@@ -185,17 +172,6 @@ class DingTalkBot:
             history=self.memory.history(incoming.conversation_id),
         )
 
-    @staticmethod
-    def _events(assistant: Assistant, command: commands.Command, request: Request) -> Events | None:
-        """The core use case for ``command`` (None: table questions are not configured)."""
-        if command.kind is Kind.EXPLAIN:
-            code, language = commands.code_and_language(command.text)
-            return assistant.complete_stream("explain", request, code=code, language=language)
-        if command.kind is Kind.DATA:
-            tables = getattr(assistant, "tables", None)
-            return None if tables is None else _table_events(tables, request)
-        return assistant.ask_stream(request)
-
     async def _answer(self, incoming: Incoming, events: Events, lang: Lang) -> Answer | None:
         """Stream ``events`` into a card when one is configured, else reply once with the final Markdown."""
         card = await self._start_card(incoming)
@@ -204,28 +180,17 @@ class DingTalkBot:
             thinking = asyncio.create_task(self._thinking(incoming, lang))
         answer: Answer | None = None
         parts: list[str] = []
+        text, failed = "", True
         try:
             async for event in events:
                 if isinstance(event, Answer):
                     answer = event
+                    text, failed = answer_markdown(answer, lang), False
+                elif isinstance(event, Refusal):
+                    text = refusal_text(event, lang)
                 elif card is not None:
                     parts.append(event.text)
                     await _quietly(card.update("".join(parts)))
-            assert answer is not None, "the use case ended without an Answer"
-            text, failed = answer_markdown(answer, lang), False
-        except BackendError as exc:
-            log.warning("DingTalk message %s: no model could answer: %s", incoming.msg_id, exc)
-            text, failed = say("MODEL_DOWN", lang), True
-        except (InputError, TableError) as exc:
-            # Both are sentences written for the asker (an empty question, SQL the guard refused…).
-            log.info("DingTalk message %s refused: %s", incoming.msg_id, exc)
-            text, failed = str(exc), True
-        except HearthError as exc:
-            log.error("DingTalk message %s failed: %s", incoming.msg_id, exc)
-            text, failed = say("GENERIC_ERROR", lang), True
-        except Exception:
-            log.exception("DingTalk message %s failed", incoming.msg_id)
-            text, failed = say("GENERIC_ERROR", lang), True
         finally:
             if thinking is not None:
                 thinking.cancel()
@@ -265,7 +230,7 @@ class DingTalkBot:
         await self.replier.markdown(incoming, say("DINGTALK_REPLY_TITLE", lang), text)
 
 
-async def _quietly(call: Any) -> bool:
+async def _quietly(call: Awaitable[object]) -> bool:
     """Await a DingTalk API call; log and return False when DingTalk refuses it."""
     try:
         await call
@@ -273,26 +238,3 @@ async def _quietly(call: Any) -> bool:
     except DingTalkAPIError as exc:
         log.warning("DingTalk card call failed: %s", exc)
         return False
-
-
-async def _table_events(tables: Any, request: Request) -> Events:
-    """Ask the table capability (``assistant.tables``: ``TableService.ask``) and render its result."""
-    result = await tables.ask(request.text, acl=request.acl, priority=request.priority)
-    columns, rows = list(result.columns or []), list(result.rows or [])
-    # The SQL is shown below in a code block, so drop the answer's own "SQL: …" line.
-    lines = str(result.answer or "").splitlines()
-    sentence = "\n".join(line for line in lines if not line.startswith("SQL:"))
-    parts = [sentence.strip()]
-    if columns:
-        parts.append(table_markdown(columns, rows))
-    if result.sql:
-        parts.append(f"```sql\n{clip(str(result.sql), 1500)}\n```")
-    yield Answer(
-        "\n\n".join(p for p in parts if p),
-        [],
-        result.backend,
-        result.model,
-        Usage(),
-        notices=list(result.notices),
-        request_id=request.request_id,
-    )

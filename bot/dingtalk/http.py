@@ -1,6 +1,6 @@
 """Mounts the DingTalk bot in `hearth serve`: ``POST /dingtalk/callback`` (HTTP mode) or the Stream client.
 
-Registered in ``server.app.MOUNTS`` as ``"bot.dingtalk.http:mount"``; it returns at once unless
+``mount(app, services)`` is listed in ``server.app.MOUNTS``; it returns at once unless
 ``dingtalk.enabled``. The bot, its HTTP session and (in Stream mode) the WebSocket client are
 opened and closed in one ``cleanup_ctx`` generator.
 """
@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -24,8 +23,8 @@ from bot.dingtalk.reply import Replier
 from bot.dingtalk.signing import CallbackRejected, verify_callback
 from bot.dingtalk.stream import StreamClient
 from core.config import Settings
-from core.db import Database
 from core.errors import ConfigError, InputError
+from core.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -52,30 +51,28 @@ def check_settings(settings: Settings) -> None:
         )
 
 
-def mount(app: web.Application, settings: Settings) -> None:
+def mount(app: web.Application, services: Services) -> None:
     """Add the DingTalk bot to ``app`` when it is enabled."""
+    settings = services.settings
     if not settings.dingtalk.enabled:
         return
     check_settings(settings)
-    app.cleanup_ctx.append(_bot_ctx)
+    app.cleanup_ctx.append(lambda app: _bot_ctx(app, services))
     if settings.dingtalk.mode == "http":
         app.router.add_post("/dingtalk/callback", callback)
     log.info("DingTalk bot mounted in %s mode", settings.dingtalk.mode)
 
 
-async def _bot_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Open the bot's session, database and transport; on shutdown finish or cancel its work."""
-    from server.app import ASSISTANT, SETTINGS
-
-    settings = app[SETTINGS]
+async def _bot_ctx(app: web.Application, services: Services) -> AsyncIterator[None]:
+    """Open the bot's session and transport; on shutdown finish or cancel its work."""
+    settings = services.settings
     cfg = settings.dingtalk
     session = aiohttp.ClientSession()
-    db = Database(settings.database_url)
     poster = DingTalkPoster(cfg, session=session)
     api = OpenAPI(session, cfg) if cfg.client_id and cfg.client_secret else None
     replier = Replier(session, cfg, api=api, poster=poster)
     bot = DingTalkBot(
-        settings, lambda: app.get(ASSISTANT), db=db, replier=replier, api=api, digests=_digest_service(app)
+        settings, services.intake, db=services.db, replier=replier, api=api, digests=services.digests
     )
     app[BOT] = bot
     app[POSTER] = poster
@@ -92,28 +89,11 @@ async def _bot_ctx(app: web.Application) -> AsyncIterator[None]:
         await bot.aclose(settings.server.shutdown_timeout_s)
         await poster.aclose(min(5.0, settings.server.shutdown_timeout_s))
         await session.close()
-        await db.aclose()
-
-
-def _digest_service(app: web.Application) -> Callable[[], Any | None]:
-    """A lookup of the digest service that `server.digests` mounts (None when it is not running)."""
-
-    def lookup() -> Any | None:
-        try:
-            from server.digests import DIGESTS
-        except ImportError:
-            return None
-        return app.get(DIGESTS)
-
-    return lookup
 
 
 async def callback(request: web.Request) -> web.Response:
     """The outgoing-robot endpoint: verify, acknowledge at once, answer in the background."""
-    from server.app import SETTINGS
-
-    settings = request.app[SETTINGS]
-    secret = settings.dingtalk.client_secret
+    secret = request.app[BOT].config.client_secret
     assert secret is not None  # check_settings
     try:
         verify_callback(

@@ -15,6 +15,12 @@ MAX_MARKDOWN_CHARS = 6000
 def answer_markdown(answer: Answer, lang: Lang) -> str:
     """The full reply for ``answer``."""
     parts = [answer.text.strip() or say("NOT_FOUND", lang)]
+    if answer.table is not None:
+        if answer.table.columns:
+            parts.append(
+                table_markdown(answer.table.columns, answer.table.rows, limit=answer.table.chat_rows)
+            )
+        parts.append(f"```sql\n{clip(answer.table.sql, 1500)}\n```")
     if answer.citations:
         parts.append(sources_markdown(answer.citations, lang))
     parts.extend(f"> {notice}" for notice in answer.notices)

@@ -6,6 +6,7 @@ import re
 from typing import Any, Literal
 
 from bot import messages
+from core.refusals import Refusal
 
 Lang = Literal["zh", "en"]
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -26,3 +27,8 @@ def say(key: str, lang: Lang, **values: Any) -> str:
     if not template:
         template = getattr(messages, key)
     return template.format(**values) if values else template
+
+
+def refusal_text(refusal: Refusal, lang: Lang) -> str:
+    """The core's refusal in ``lang``, from the chat catalogue."""
+    return refusal.text(messages.REFUSALS_ZH if lang == "zh" else messages.REFUSALS)

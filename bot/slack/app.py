@@ -2,7 +2,7 @@
 
 ::
 
-    bot = create_slack_bot(settings, assistant, db)
+    bot = SlackBot(settings, intake, db)                      # intake: core.intake.Intake
     response = await bot.app.async_dispatch(bolt_request)   # HTTP (bot.slack.http) or Socket Mode
     await bot.aclose()                                      # waits for answers still streaming
 
@@ -35,18 +35,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import messages
 from bot.slack import render
 from bot.slack.access import SlackAccess
-from bot.slack.answering import Answerer, Kind, Question
+from bot.slack.answering import Answerer, Command, Question
 from bot.slack.feedback import FeedbackStore, slack_answers, slack_feedback
 from bot.slack.inbound import plain_text
-from core.assistant import Assistant
 from core.config import Settings, SlackSettings
 from core.db import Database, seen_events
 from core.errors import ConfigError
-from core.ratelimit import RateLimiter
+from core.intake import Intake
 
 log = logging.getLogger(__name__)
 
-_COMMANDS: dict[str, Kind] = {"/ask": "ask", "/data": "data", "/explain": "explain"}
+_COMMANDS: dict[str, Command] = {"/ask": "ask", "/data": "data", "/explain": "explain"}
 _FEEDBACK = re.compile(rf"^{render.FEEDBACK_ACTION}_(up|down)$")
 
 
@@ -101,7 +100,7 @@ class SlackBot:
     def __init__(
         self,
         settings: Settings,
-        assistant: Assistant | Callable[[], Assistant | None],
+        intake: Intake,
         db: Database,
         *,
         client: AsyncWebClient | None = None,
@@ -111,7 +110,7 @@ class SlackBot:
         s = settings.slack
         check_settings(s)
         self.settings = s
-        self.assistant = assistant
+        self.intake = intake
         self.db = db
         self.client = client or make_client(s)
         # The digest service (`/digest …`), when `hearth serve` runs one; looked up per command.
@@ -131,13 +130,7 @@ class SlackBot:
         self.app.listener_runner.lazy_listener_runner = self.runner
         self.feedback = FeedbackStore(db)
         self.answerer = Answerer(
-            s,
-            assistant,
-            db,
-            self.client,
-            access=SlackAccess(s, self.client, clock=clock),
-            limiter=RateLimiter(s.rate_limit_per_minute, clock=clock),
-            feedback=self.feedback,
+            s, intake, self.client, access=SlackAccess(s, self.client, clock=clock), feedback=self.feedback
         )
         self._register()
 
@@ -309,8 +302,3 @@ class SlackBot:
             task.cancel()
         if self.runner.tasks:
             await asyncio.gather(*self.runner.tasks, return_exceptions=True)
-
-
-def create_slack_bot(settings: Settings, assistant: Assistant, db: Database) -> SlackBot:
-    """The Slack bot for these settings (its ``.app`` is the slack-bolt AsyncApp)."""
-    return SlackBot(settings, assistant, db)

@@ -1,8 +1,8 @@
 """The Slack bot inside `hearth serve`: ``POST /slack/events`` (HTTP mode) or a Socket Mode connection.
 
-``mount(app, settings)`` is listed in ``server.app.MOUNTS``; it returns at once unless
-``slack.enabled``. The bot, its database and (in Socket Mode) the WebSocket are opened and closed
-in one ``cleanup_ctx`` generator.
+``mount(app, services)`` is listed in ``server.app.MOUNTS``; it returns at once unless
+``slack.enabled``. The bot and (in Socket Mode) the WebSocket are opened and closed in one
+``cleanup_ctx`` generator; the database and the intake are the server's (``core.services``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.slack.app import SlackBot, check_settings
-from core.config import Settings
-from core.db import Database
+from core.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +24,13 @@ SLACK_BOT = web.AppKey("slack_bot", SlackBot)
 PATH = "/slack/events"
 
 
-def mount(app: web.Application, settings: Settings) -> None:
+def mount(app: web.Application, services: Services) -> None:
     """Add the Slack bot to `hearth serve` when ``slack.enabled``."""
+    settings = services.settings
     if not settings.slack.enabled:
         return
     check_settings(settings.slack)
-    app.cleanup_ctx.append(_slack_ctx)
+    app.cleanup_ctx.append(lambda app: _slack_ctx(app, services))
     if settings.slack.mode == "http":
         add_routes(app)
 
@@ -40,13 +40,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(PATH, handle)
 
 
-async def _slack_ctx(app: web.Application) -> AsyncIterator[None]:
-    from server.app import ASSISTANT, SETTINGS
-
-    settings = app[SETTINGS]
-    db = Database(settings.database_url)
-    # The engine may still be starting (or retrying) in the background: look it up per question.
-    bot = SlackBot(settings, lambda: app.get(ASSISTANT), db, digests=lambda: _digest_service(app))
+async def _slack_ctx(app: web.Application, services: Services) -> AsyncIterator[None]:
+    settings = services.settings
+    bot = SlackBot(settings, services.intake, services.db, digests=services.digests)
     await bot.start()
     app[SLACK_BOT] = bot
     socket = None
@@ -65,16 +61,6 @@ async def _slack_ctx(app: web.Application) -> AsyncIterator[None]:
         if socket is not None:
             await socket.close_async()  # type: ignore[no-untyped-call]
         await bot.aclose(settings.server.shutdown_timeout_s)
-        await db.aclose()
-
-
-def _digest_service(app: web.Application) -> Any:
-    """The digest service `hearth serve` runs, if any."""
-    try:
-        from server.digests import DIGESTS
-    except ImportError:
-        return None
-    return app.get(DIGESTS)
 
 
 def payload_problem(body: Any) -> str | None:

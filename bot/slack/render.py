@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bot import messages
-from core.contracts import Answer, Citation
+from core.contracts import Answer, Cell, Citation
+from core.tables import render as tables_render
 
 # One section block holds at most 3000 characters; a message is one section of the answer.
 MESSAGE_CHARS = 2900
@@ -206,25 +207,7 @@ def notice_blocks(text: str) -> list[dict[str, Any]]:
     return [section(text)]
 
 
-def text_table(
-    columns: Sequence[str], rows: Sequence[Sequence[Any]], max_rows: int = 15, max_width: int = 24
-) -> str:
-    """A small monospace table for a code block (Slack has no table block for bots)."""
-
-    def cell(value: Any) -> str:
-        s = "" if value is None else str(value)
-        s = s.replace("\n", " ").replace("`", "'")
-        return s if len(s) <= max_width else s[: max_width - 1] + "…"
-
-    shown = [[cell(v) for v in row] for row in rows[:max_rows]]
-    header = [cell(c) for c in columns]
-    widths = [max([len(header[i])] + [len(r[i]) for r in shown if i < len(r)]) for i in range(len(header))]
-    lines = [
-        "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)).rstrip(),
-        "  ".join("-" * w for w in widths),
-    ]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in shown]
-    table = "```\n" + escape("\n".join(lines)) + "\n```"
-    if len(rows) > max_rows:
-        table += "\n_" + messages.SLACK_ROWS_MORE.format(count=len(rows) - max_rows) + "_"
-    return table
+def text_table(columns: Sequence[str], rows: Sequence[Sequence[Cell]], max_rows: int = 15) -> str:
+    """The core's monospace table in a code block (Slack has no table block for bots)."""
+    # A section block holds 3000 characters: cut the table inside the fence, never the fence.
+    return "```\n" + escape(tables_render.text_table(columns, rows, max_rows=max_rows))[:2980] + "\n```"

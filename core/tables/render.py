@@ -18,11 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from core.contracts import Cell
+
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}(-\d{2})?([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
 _CELL_CHARS = 40
 
 
-def json_value(value: Any) -> Any:
+def json_value(value: object) -> Cell:
     """A JSON-safe form of a database value."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
@@ -37,7 +39,7 @@ def json_value(value: Any) -> Any:
     return str(value)
 
 
-def json_rows(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+def json_rows(rows: Sequence[Sequence[object]]) -> list[list[Cell]]:
     """Rows as JSON-safe lists."""
     return [[json_value(v) for v in row] for row in rows]
 

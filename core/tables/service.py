@@ -4,7 +4,8 @@
 
     service = TableService(settings, router, prompts)
     answer = await service.ask("How many tickets did each team close?", acl=frozenset({"public"}))
-    answer.as_dict()   # {"sql", "columns", "rows", "answer", "chart", …}
+    answer.text, answer.table    # one sentence; the TablePart (sql, columns, rows, chart, csv)
+    table_json(answer)           # {"sql", "columns", "rows", "answer", "chart", …}
     await service.query("tickets", "SELECT count(*) FROM tickets")   # SQL a person wrote, same guard
 """
 
@@ -15,19 +16,19 @@ import datetime as dt
 import logging
 import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.config import Settings
+from core.contracts import Answer, TablePart
 from core.errors import InputError, SQLRejected, TableError
-from core.llm.base import GenOptions, Priority, collect
+from core.llm.base import GenOptions, Priority, Usage, collect
 from core.llm.router import Router
 from core.prompts.registry import PromptRegistry
 from core.tables.catalog import SourceCatalog, rank_tables, schema_for_prompt, tokens
 from core.tables.config import TableSourceSpec
 from core.tables.guard import GuardedSQL, guard_sql
-from core.tables.render import chart_title, draw_chart, json_rows, summary, text_table, write_csv
+from core.tables.render import chart_title, draw_chart, json_rows, summary, write_csv
 from core.tables.sources import QueryFailed, QueryResult, TableSource, make_source, run_query
 from core.tables.sql_text import extract_sql
 
@@ -43,47 +44,23 @@ class NotSQL(TableError):
     """The model's reply held no SQL query."""
 
 
-@dataclass
-class TableAnswer:
-    """The result of a table question or query: the SQL, the rows, a sentence, and files for the rest."""
-
-    sql: str
-    columns: list[str]
-    rows: list[list[Any]]
-    answer: str
-    chart: Path | None
-    source: str
-    table: str = ""
-    csv: Path | None = None
-    notices: list[str] = field(default_factory=list)
-    backend: str = "none"
-    model: str = ""
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    def as_markdown(self) -> str:
-        """Chat form: the sentence, the SQL and the table in code blocks, then the notes."""
-        sentence = self.answer.split("\nSQL: ", 1)[0]
-        parts = [sentence, f"```sql\n{self.sql}\n```"]
-        if self.columns:
-            parts.append(f"```\n{self.table}\n```")
-        parts += [f"_{note}_" for note in self.notices]
-        return "\n".join(parts)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON contract of `hearth tables ask --json` (extend it, never break it)."""
-        return {
-            "sql": self.sql,
-            "columns": self.columns,
-            "rows": self.rows,
-            "answer": self.answer,
-            "chart": str(self.chart) if self.chart else None,
-            "csv": str(self.csv) if self.csv else None,
-            "source": self.source,
-            "notices": list(self.notices),
-            "backend": self.backend,
-            "model": self.model,
-            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
-        }
+def table_json(answer: Answer) -> dict[str, Any]:
+    """The JSON contract of `hearth tables ask --json` and POST /v1/tables/ask (extend it, never break it)."""
+    part = answer.table
+    assert part is not None, "not a table answer"
+    return {
+        "sql": part.sql,
+        "columns": list(part.columns),
+        "rows": [list(r) for r in part.rows],
+        "answer": answer.text,
+        "chart": str(part.chart) if part.chart else None,
+        "csv": str(part.csv) if part.csv else None,
+        "source": part.source,
+        "notices": list(answer.notices),
+        "backend": answer.backend,
+        "model": answer.model,
+        "timings_ms": {k: round(v, 1) for k, v in answer.timings_ms.items()},
+    }
 
 
 def worked_examples(question: str, catalog: SourceCatalog) -> list[dict[str, str]]:
@@ -212,17 +189,21 @@ class TableService:
         source: str | None = None,
         acl: frozenset[str] | None = None,
         priority: Priority = Priority.CHAT,
-    ) -> TableAnswer:
+        request_id: str = "",
+    ) -> Answer:
         """Answer ``question`` from the tables ``acl`` may read: model SQL, guarded, run, rendered."""
         started = time.perf_counter()
         text = " ".join(question.split())
         if not text:
-            raise InputError("Please ask a question about the data — the message was empty.")
+            raise InputError("Please ask a question about the data — the message was empty.", key="empty")
         if "\x00" in text:
-            raise InputError("The question contains binary data; please send plain text.")
+            raise InputError("The question contains binary data; please send plain text.", key="binary")
         if len(text) > _MAX_QUESTION_CHARS:
             raise InputError(
-                f"The question is {len(text):,} characters; keep it under {_MAX_QUESTION_CHARS:,}."
+                f"The question is {len(text):,} characters; keep it under {_MAX_QUESTION_CHARS:,}.",
+                key="too_long",
+                length=len(text),
+                limit=_MAX_QUESTION_CHARS,
             )
         if self.router is None:
             raise TableError(
@@ -244,7 +225,7 @@ class TableService:
         timings = {"catalog": (time.perf_counter() - started) * 1000}
         result, guarded, backend, model = await self._write_and_run(text, catalog, priority, timings)
         answer = await self._present(catalog.source, guarded, result, text)
-        answer.backend, answer.model = backend, model
+        answer.backend, answer.model, answer.request_id = backend, model, request_id
         answer.notices.extend(f"Skipped a source: {reason}" for reason in skipped)
         timings["total"] = (time.perf_counter() - started) * 1000
         answer.timings_ms = timings
@@ -341,7 +322,7 @@ class TableService:
 
     # --- query ---------------------------------------------------------------------------
 
-    async def query(self, source: str, sql: str, *, acl: frozenset[str] | None = None) -> TableAnswer:
+    async def query(self, source: str, sql: str, *, acl: frozenset[str] | None = None) -> Answer:
         """Run SQL a person wrote on ``source``, through the same guard and limits."""
         started = time.perf_counter()
         spec = self.spec(source, acl)
@@ -359,9 +340,7 @@ class TableService:
 
     # --- presentation --------------------------------------------------------------------
 
-    async def _present(
-        self, source: str, guarded: GuardedSQL, result: QueryResult, title: str
-    ) -> TableAnswer:
+    async def _present(self, source: str, guarded: GuardedSQL, result: QueryResult, title: str) -> Answer:
         """Sentence, chat table, CSV for long results, chart where it helps, notes on caps."""
         notices: list[str] = []
         n = len(result.rows)
@@ -390,17 +369,16 @@ class TableService:
         sentence = summary(
             result.columns, result.rows, more=result.more or (guarded.limit_added and n >= guarded.limit)
         )
-        return TableAnswer(
+        part = TablePart(
             sql=guarded.sql,
-            columns=result.columns,
-            rows=json_rows(result.rows),
-            answer=f"{sentence}\nSQL: {guarded.sql}",
-            chart=chart,
             source=source,
-            table=text_table(result.columns, result.rows, max_rows=self.limits.chat_rows),
+            columns=list(result.columns),
+            rows=json_rows(result.rows),
+            chat_rows=self.limits.chat_rows,
+            chart=chart,
             csv=csv_path,
-            notices=notices,
         )
+        return Answer(sentence, [], "none", "", Usage(), notices=notices, table=part)
 
     async def aclose(self) -> None:
         """Close sources that keep connections open."""

@@ -11,7 +11,7 @@ import click
 import sqlalchemy as sa
 
 from core.db import Database
-from server.audit import audit_log
+from core.audit import audit_log
 from server.cli import State, pass_state
 
 

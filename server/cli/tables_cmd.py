@@ -10,8 +10,10 @@ from typing import TypeVar
 
 import click
 
+from core.contracts import Answer
 from core.errors import TableError
-from core.tables.service import TableAnswer, TableService
+from core.tables.render import text_table
+from core.tables.service import TableService, table_json
 from server.cli import State, pass_state
 
 T = TypeVar("T")
@@ -59,16 +61,18 @@ def _run(state: State, with_model: bool, work: Callable[[TableService], Awaitabl
     return asyncio.run(main())
 
 
-def render_answer(answer: TableAnswer) -> str:
+def render_answer(answer: Answer) -> str:
     """The readable form: the sentence and SQL, the table, then notes, files and the model line."""
-    lines = [answer.answer, ""]
-    if answer.columns:
-        lines += [answer.table, ""]
+    part = answer.table
+    assert part is not None, "a table command answers with a table"
+    lines = [answer.text, f"SQL: {part.sql}", ""]
+    if part.columns:
+        lines += [text_table(part.columns, part.rows, max_rows=part.chat_rows), ""]
     lines += [f"Note: {n}" for n in answer.notices]
-    if answer.chart:
-        lines.append(f"Chart: {answer.chart}")
+    if part.chart:
+        lines.append(f"Chart: {part.chart}")
     served = f"{answer.model} ({answer.backend})" if answer.model else "no model"
-    lines.append(f"— source {answer.source}, {served}, {answer.timings_ms.get('total', 0) / 1000:.1f}s")
+    lines.append(f"— source {part.source}, {served}, {answer.timings_ms.get('total', 0) / 1000:.1f}s")
     return "\n".join(lines).rstrip()
 
 
@@ -127,7 +131,7 @@ def ask_cmd(state: State, question: str, source: str | None, as_json: bool, acl:
         question = sys.stdin.read()
     answer = _run(state, True, lambda s: s.ask(question, source=source, acl=_acl(acl)))
     click.echo(
-        json.dumps(answer.as_dict(), ensure_ascii=False, indent=2) if as_json else render_answer(answer)
+        json.dumps(table_json(answer), ensure_ascii=False, indent=2) if as_json else render_answer(answer)
     )
 
 
@@ -145,5 +149,5 @@ def query_cmd(state: State, sql: str, source: str, as_json: bool, acl: tuple[str
         sql = sys.stdin.read()
     answer = _run(state, False, lambda s: s.query(source, sql, acl=_acl(acl)))
     click.echo(
-        json.dumps(answer.as_dict(), ensure_ascii=False, indent=2) if as_json else render_answer(answer)
+        json.dumps(table_json(answer), ensure_ascii=False, indent=2) if as_json else render_answer(answer)
     )

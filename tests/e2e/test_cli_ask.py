@@ -82,15 +82,15 @@ async def test_empty_question_exit_1_with_a_plain_message() -> None:
 
 
 @pytest.mark.llama
-async def test_question_from_stdin_and_huge_question_is_truncated_not_a_crash(
+async def test_question_from_stdin_and_huge_question_is_refused_not_a_crash(
     tmp_path: Path, bundled_model: Path
 ) -> None:
     cfg = tmp_path / "hearth.yaml"
     cfg.write_text("llm:\n  local:\n    n_ctx: 1024\n  max_tokens: 8\n")
     code, out, err = await hearth("ask", "--json", "-", config=cfg, stdin=("why " * 30000).encode())
-    assert code == 0, err
-    data = json.loads(out)
-    assert any("only the first" in n for n in data["notices"])
+    assert code == 1 and "120,000 characters; the limit is" in err and "Traceback" not in err
+    code, out, err = await hearth("ask", "--json", "-", config=cfg, stdin=b"why is the sky blue?")
+    assert code == 0, err and json.loads(out)["answer"]
 
 
 @pytest.mark.llama

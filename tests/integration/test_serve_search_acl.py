@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from core.assistant import Assistant
+from core.audit import recent
 from core.config import Settings
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
 from core.retrieval.search import DocsRetriever
 from core.retrieval.sync import Indexer
 from server.app import AUDIT, DATABASE, create_app
-from server.audit import recent
 from server.auth import TOKENS
 from tests.fixtures.retrieval import HashEmbedder
 

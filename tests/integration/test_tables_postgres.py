@@ -95,11 +95,11 @@ async def test_query_runs_and_renders_a_time_series(service: TableService) -> No
         "SELECT date_trunc('month', opened)::date AS month, count(*) AS opened "
         "FROM tickets GROUP BY 1 ORDER BY 1",
     )
-    assert answer.columns == ["month", "opened"] and answer.rows[0][0] == "2026-05-01"
-    assert sum(r[1] for r in answer.rows) == 500
-    assert answer.chart is not None and answer.chart.exists()
+    assert answer.table.columns == ["month", "opened"] and answer.table.rows[0][0] == "2026-05-01"
+    assert sum(r[1] for r in answer.table.rows) == 500
+    assert answer.table.chart is not None and answer.table.chart.exists()
     schema = await service.query("warehouse", "SELECT severity FROM ops.incidents ORDER BY id")
-    assert schema.rows == [["sev1"], ["sev2"]]
+    assert schema.table.rows == [["sev1"], ["sev2"]]
 
 
 async def test_hostile_statements_are_refused_and_data_is_unchanged(
@@ -156,7 +156,7 @@ async def test_a_query_that_runs_forever_is_cancelled(
 
 async def test_a_million_rows_are_capped_with_a_note(service: TableService) -> None:
     answer = await service.query("warehouse", "SELECT i FROM generate_series(1, 1000000) AS g(i)")
-    assert len(answer.rows) == 1000 and answer.csv is not None
+    assert len(answer.table.rows) == 1000 and answer.table.csv is not None
     assert any("LIMIT 1,000 was added" in n for n in answer.notices)
 
 
@@ -174,7 +174,7 @@ async def test_ask_uses_the_postgres_template_and_repairs(
     service = table_service_factory(table_settings(tmp_path, [spec]), backend)
     before = fingerprint(warehouse)
     answer = await service.ask("How many tickets did each team close?")
-    assert answer.rows[0] == ["platform", 121]
+    assert answer.table.rows[0] == ["platform", 121]
     assert "PostgreSQL" in backend.calls[0].messages[-1].content
     assert 'column "closed_at" does not exist' in backend.calls[1].messages[-1].content
     assert fingerprint(warehouse) == before

@@ -11,7 +11,8 @@ import pytest
 
 from core.errors import InputError, SQLRejected, TableError
 from core.llm.fake import FakeBackend
-from core.tables.service import TableService
+from core.tables.render import text_table
+from core.tables.service import TableService, table_json
 from core.tables.sources import QueryFailed, QueryTimeout, run_query
 from tests.fixtures.tables import DemoTables, file_digest, scripted, sqlite_fingerprint, table_settings
 from tests.unit.test_tables_guard import HOSTILE
@@ -46,25 +47,29 @@ async def test_query_answers_with_numbers_table_and_bar_chart(service: TableServ
         "tickets",
         "SELECT team, count(*) AS closed FROM tickets WHERE status = 'closed' GROUP BY team ORDER BY 2 DESC",
     )
-    assert answer.columns == ["team", "closed"]
-    assert answer.rows[0] == ["platform", 121] and len(answer.rows) == 5
-    assert "platform: 121" in answer.answer and answer.sql in answer.answer
-    assert answer.sql.endswith("LIMIT 1000")
-    assert answer.chart is not None and answer.chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert answer.csv is None
-    assert "platform |    121" in answer.table
-    markdown = answer.as_markdown()
-    assert markdown.startswith("closed by team: platform: 121") and f"```sql\n{answer.sql}\n```" in markdown
-    data = answer.as_dict()
-    assert {"sql", "columns", "rows", "answer", "chart"} <= set(data) and data["chart"] == str(answer.chart)
+    assert answer.table.columns == ["team", "closed"]
+    assert answer.table.rows[0] == ["platform", 121] and len(answer.table.rows) == 5
+    # The sentence is the answer alone: the SQL travels in the structured part, never in the text.
+    assert answer.text.startswith("closed by team: platform: 121") and "SQL" not in answer.text
+    assert answer.table.sql.endswith("LIMIT 1000")
+    assert answer.table.chart is not None and answer.table.chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert answer.table.csv is None
+    assert "platform |    121" in text_table(
+        answer.table.columns, answer.table.rows, max_rows=answer.table.chat_rows
+    )
+    data = table_json(answer)
+    assert {"sql", "columns", "rows", "answer", "chart"} <= set(data) and data["chart"] == str(
+        answer.table.chart
+    )
+    assert data["answer"] == answer.text and answer.as_dict()["table"]["sql"] == answer.table.sql
 
 
 async def test_time_series_on_csv_gets_a_line_chart(service: TableService) -> None:
     answer = await service.query(
         "sales", "SELECT month, sum(revenue) AS revenue FROM sales GROUP BY month ORDER BY month"
     )
-    assert len(answer.rows) == 12 and answer.rows[0][0] == "2025-11-01"
-    assert answer.chart is not None and answer.chart.exists()
+    assert len(answer.table.rows) == 12 and answer.table.rows[0][0] == "2025-11-01"
+    assert answer.table.chart is not None and answer.table.chart.exists()
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "duckdb"])
@@ -129,23 +134,24 @@ async def test_a_query_that_runs_forever_is_stopped_at_the_timeout(
         await service.query(source, FOREVER)
     assert time.monotonic() - started < 5
     # The source still works afterwards.
-    assert (await service.query(source, f"SELECT count(*) FROM {source}")).rows[0][0] in (500, 144)
+    assert (await service.query(source, f"SELECT count(*) FROM {source}")).table.rows[0][0] in (500, 144)
 
 
 async def test_a_million_row_result_is_capped_with_a_note_and_a_csv(service: TableService) -> None:
     answer = await service.query("sales", "SELECT * FROM range(1000000) AS t(i)")
-    assert len(answer.rows) == 1000
+    assert len(answer.table.rows) == 1000
     assert any("LIMIT 1,000 was added" in n for n in answer.notices)
-    assert answer.csv is not None and any(str(answer.csv) in n for n in answer.notices)
-    with answer.csv.open() as fh:
+    assert answer.table.csv is not None and any(str(answer.table.csv) in n for n in answer.notices)
+    with answer.table.csv.open() as fh:
         assert sum(1 for _ in csv.reader(fh)) == 1001
-    assert answer.table.count("\n") < 30  # the chat table shows chat_rows, not everything
+    shown = text_table(answer.table.columns, answer.table.rows, max_rows=answer.table.chat_rows)
+    assert shown.count("\n") < 30  # the chat table shows chat_rows, not everything
     lowered = await service.query(
         "tickets",
         "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 1000000) "
         "SELECT n FROM r LIMIT 5000000",
     )
-    assert len(lowered.rows) == 1000 and lowered.sql.endswith("LIMIT 1000")
+    assert len(lowered.table.rows) == 1000 and lowered.table.sql.endswith("LIMIT 1000")
 
 
 async def test_missing_column_gets_the_database_reason(service: TableService) -> None:
@@ -171,9 +177,9 @@ async def test_ask_runs_the_models_sql_and_answers(
     )
     service = _ask_service(tmp_path, demo_tables, table_service_factory, backend)
     answer = await service.ask("How many tickets did each team close?")
-    assert answer.source == "tickets" and answer.backend == "local" and answer.model == "fake-model"
-    assert answer.rows[0] == ["platform", 121]
-    assert "platform: 121" in answer.answer
+    assert answer.table.source == "tickets" and answer.backend == "local" and answer.model == "fake-model"
+    assert answer.table.rows[0] == ["platform", 121]
+    assert "platform: 121" in answer.text
     prompt = backend.calls[0].messages[-1].content
     assert "CREATE TABLE tickets" in prompt and "How many tickets did each team close?" in prompt
     assert "CREATE TABLE sales" not in prompt  # the other source's tables stay out
@@ -187,7 +193,7 @@ async def test_ask_accepts_a_base_model_continuation_and_prose_with_a_fence(
     answer = await _ask_service(tmp_path, demo_tables, table_service_factory, backend).ask(
         "How many open tickets?"
     )
-    assert answer.rows == [[77]] and answer.answer.startswith("The answer is 77")
+    assert answer.table.rows == [[77]] and answer.text.startswith("The answer is 77")
     fenced = FakeBackend(
         reply="Sure! Here is the query:\n```sql\nSELECT region, sum(revenue) AS revenue "
         "FROM sales GROUP BY region\n```"
@@ -195,7 +201,7 @@ async def test_ask_accepts_a_base_model_continuation_and_prose_with_a_fence(
     answer = await _ask_service(tmp_path, demo_tables, table_service_factory, fenced).ask(
         "revenue per region", source="sales"
     )
-    assert answer.source == "sales" and len(answer.rows) == 4
+    assert answer.table.source == "sales" and len(answer.table.rows) == 4
 
 
 async def test_bad_sql_is_repaired_with_the_database_error(
@@ -213,7 +219,7 @@ async def test_bad_sql_is_repaired_with_the_database_error(
     assert len(backend.calls) == 2
     repair_prompt = backend.calls[1].messages[-1].content
     assert "no such column: team_id" in repair_prompt and "SELECT team_id" in repair_prompt
-    assert answer.rows[0] == ["platform", 148]
+    assert answer.table.rows[0] == ["platform", 148]
     assert _fingerprint(demo_tables) == before
 
 
@@ -225,7 +231,7 @@ async def test_hostile_model_output_is_refused_then_repaired(
     answer = await _ask_service(tmp_path, demo_tables, table_service_factory, backend).ask(
         "how many tickets?"
     )
-    assert answer.rows == [[500]]
+    assert answer.table.rows == [[500]]
     assert "changes data" in backend.calls[1].messages[-1].content
     assert _fingerprint(demo_tables) == before
 
@@ -257,7 +263,7 @@ async def test_ask_picks_the_source_whose_tables_fit_the_question(
     answer = await _ask_service(tmp_path, demo_tables, table_service_factory, backend).ask(
         "units sold per product"
     )
-    assert answer.source == "sales"
+    assert answer.table.source == "sales"
     assert "CREATE TABLE sales" in backend.calls[0].messages[-1].content
 
 
@@ -274,10 +280,10 @@ async def test_acl_hides_sources_the_asker_may_not_read(
         await service.query("sales", "SELECT count(*) FROM sales", acl=public)
     with pytest.raises(TableError, match="Unknown table source 'sales'"):
         await service.ask("revenue?", source="sales", acl=public)
-    assert (await service.query("sales", "SELECT count(*) FROM sales", acl=frozenset({"finance"}))).rows == [
+    assert (await service.query("sales", "SELECT count(*) FROM sales", acl=frozenset({"finance"}))).table.rows == [
         [144]
     ]
-    assert (await service.query("sales", "SELECT count(*) FROM sales")).rows == [[144]]  # the operator
+    assert (await service.query("sales", "SELECT count(*) FROM sales")).table.rows == [[144]]  # the operator
 
 
 async def test_empty_question_and_missing_file_get_clear_errors(
@@ -298,7 +304,7 @@ async def test_a_broken_source_is_skipped_when_asking_across_sources(
     backend = FakeBackend(reply="SELECT count(*) AS n FROM tickets")
     service = table_service_factory(table_settings(tmp_path, specs), backend)
     answer = await service.ask("how many tickets?")
-    assert answer.rows == [[500]]
+    assert answer.table.rows == [[500]]
     assert any("Skipped a source" in n and "gone.db does not exist" in n for n in answer.notices)
     errors: list[str] = []
     assert [c.source for c in await service.catalogs(errors=errors)] == ["tickets", "sales"]
@@ -324,11 +330,11 @@ async def test_parquet_files_and_csv_directories_become_tables(
         {"name": "exports", "type": "csv", "path": str(folder)},
     ]
     service = table_service_factory(table_settings(tmp_path, specs))
-    assert (await service.query("pq", "SELECT count(*), sum(units) FROM pq")).rows[0][0] == 144
+    assert (await service.query("pq", "SELECT count(*), sum(units) FROM pq")).table.rows[0][0] == 144
     catalog = await service.catalog("exports")
     assert sorted(t.name for t in catalog.tables) == ["products", "t_2026_regions"]
     joined = await service.query("exports", "SELECT count(*) FROM t_2026_regions r, products p")
-    assert joined.rows == [[4]]
+    assert joined.table.rows == [[4]]
     with pytest.raises(SQLRejected, match="read_parquet"):
         await service.query("exports", f"SELECT * FROM read_parquet('{tmp_path}/sales.parquet')")
 
@@ -339,8 +345,8 @@ async def test_concurrent_queries_share_a_source_safely(service: TableService) -
     sqls = [f"SELECT count(*) FROM sales WHERE units > {i}" for i in range(8)]
     sqls += [f"SELECT count(*) FROM tickets WHERE id > {i}" for i in range(8)]
     results = await asyncio.gather(*(service.query("sales" if "sales" in s else "tickets", s) for s in sqls))
-    assert [r.rows[0][0] for r in results[8:]] == [500 - i for i in range(8)]
-    assert all(isinstance(r.rows[0][0], int) for r in results[:8])
+    assert [r.table.rows[0][0] for r in results[8:]] == [500 - i for i in range(8)]
+    assert all(isinstance(r.table.rows[0][0], int) for r in results[:8])
 
 
 async def test_with_many_tables_only_relevant_ones_reach_the_prompt(
@@ -363,7 +369,7 @@ async def test_with_many_tables_only_relevant_ones_reach_the_prompt(
     spec = [{"name": "billing", "type": "sqlite", "path": str(path)}]
     service = table_service_factory(table_settings(tmp_path, spec, prompt_tables=3), backend)
     answer = await service.ask("total invoice amount per customer")
-    assert answer.rows == [["acme", 15]]
+    assert answer.table.rows == [["acme", 15]]
     prompt = backend.calls[0].messages[-1].content
     assert "CREATE TABLE invoices" in prompt and "CREATE TABLE customers" in prompt
     assert prompt.count("CREATE TABLE") <= 3 and "audit_1 " not in prompt

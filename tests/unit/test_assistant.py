@@ -54,13 +54,19 @@ async def test_binary_question_is_refused(fake_assistant: Assistant) -> None:
         await fake_assistant.ask(Request(text="abc\x00def"))
 
 
-async def test_huge_question_is_truncated_with_a_notice(
+async def test_huge_question_is_refused_with_its_length_and_the_limit(
     fake_assistant: Assistant, fake_backend: FakeBackend
 ) -> None:
-    answer = await fake_assistant.ask(Request(text="why? " * 20000))
-    assert answer.notices and "only the first" in answer.notices[0]
-    prompt = fake_backend.calls[0].messages[-1].content
-    assert len(prompt) < fake_assistant.limits.prompt_budget_chars
+    # Cutting a question silently drops its end, often the part that matters: refuse it instead.
+    with pytest.raises(InputError, match="99,999 characters; the limit is") as caught:
+        await fake_assistant.ask(Request(text="why? " * 20000))
+    assert caught.value.key == "too_long" and caught.value.values["length"] == 99_999
+    assert fake_backend.calls == []
+    fits = await fake_assistant.ask(Request(text="why? " * (fake_assistant.limits.max_question_chars // 6)))
+    assert (
+        fits.text
+        and len(fake_backend.calls[0].messages[-1].content) < fake_assistant.limits.prompt_budget_chars
+    )
 
 
 async def test_answer_cites_what_the_model_cited(tmp_path: Path) -> None:

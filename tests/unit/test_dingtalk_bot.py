@@ -75,7 +75,7 @@ async def test_duplicate_msg_id_is_answered_once(
 ) -> None:
     settings = dingtalk_settings(tmp_path, dingtalk_gateway)
     message = robot_message("How do I deploy?", gateway=dingtalk_gateway, msg_id="msg-42")
-    caplog.set_level(logging.INFO, "bot.dingtalk")
+    caplog.set_level(logging.INFO, "core.intake")
     async with bot_rig(settings, fake_assistant, dingtalk_gateway) as rig:
         await rig.send(message)
         await rig.send(dict(message))
@@ -84,7 +84,7 @@ async def test_duplicate_msg_id_is_answered_once(
         await rig.send(dict(message))
     assert len(dingtalk_gateway.replies("cid-1to1")) == 1
     assert len(fake_backend.calls) == 1
-    assert "msg-42 was already handled" in caplog.text
+    assert "msg-42 was already answered" in caplog.text
 
 
 class RecordingRetriever:
@@ -182,7 +182,7 @@ def sales_db(path: Path) -> Path:
             "SELECT month, revenue FROM sales ORDER BY month",
             ["| month | revenue |", "| 2026-03 | 12 |", "```sql"],
         ),
-        ("DELETE FROM sales", ["Could not answer from the tables"]),
+        ("DELETE FROM sales", ["无法根据数据表回答：Could not answer from the tables"]),
     ],
     ids=["select", "hostile"],
 )

@@ -11,11 +11,11 @@ import pytest
 from aiohttp import web
 
 from core.assistant import Assistant
+from core.audit import recent
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
 from server import api
-from server.app import AUDIT, DATABASE, create_app
-from server.audit import recent
+from server.app import ASSISTANT, AUDIT, DATABASE, INTAKE, create_app
 from server.auth import TOKENS
 from server.openapi import document
 from tests.fixtures.core import make_settings
@@ -108,7 +108,7 @@ async def test_token_acl_becomes_the_request_acl(client: Any) -> None:
             seen.append(acl)
             return []
 
-    client.app[api.ASSISTANT].retriever = Retriever()
+    client.app[ASSISTANT].retriever = Retriever()
     resp = await client.post("/v1/search", json={"query": "leave policy", "k": 3}, headers=client.auth)
     assert resp.status == 200 and (await resp.json())["hits"] == []
     assert seen == [frozenset({"public", "user:alice", "group:eng"})]
@@ -146,7 +146,7 @@ async def test_code_explain_streams_through_the_explain_template(client: Any) ->
 async def test_code_generate_and_tests_stream_through_the_code_service(client: Any) -> None:
     from core.code.service import CodeService
 
-    assistant = client.app[api.ASSISTANT]
+    assistant = client.app[ASSISTANT]
     assistant.code = CodeService(assistant)
     body = {"code": 'def add(a, b):\n    """Add two numbers."""\n', "language": "python", "path": "calc.py"}
     sse = client.auth | {"Accept": "text/event-stream", "X-Hearth-Surface": "lsp"}
@@ -167,7 +167,7 @@ async def test_code_generate_and_tests_stream_through_the_code_service(client: A
     assert (await resp.json())["message"] and len(client.backend.calls) == calls
     rows = await _audit_rows(client)
     assert [(r["action"], r["surface"], r["status"]) for r in rows[:3]] == [
-        ("code.tests", "lsp", "error"),
+        ("code.tests", "lsp", "refused"),
         ("code.tests", "rest", "ok"),
         ("code.generate", "lsp", "ok"),
     ]
@@ -279,7 +279,7 @@ async def test_client_disconnect_mid_stream_cancels_generation(aiohttp_client: A
     )
     assert (await resp.content.readline()).startswith(b"event: delta")
     resp.close()  # the client goes away
-    queue = client.app[api.ASSISTANT].router.queue
+    queue = client.app[ASSISTANT].router.queue
     for _ in range(200):
         if backend.cancelled and not queue.busy:
             break
@@ -387,29 +387,33 @@ async def test_a_client_trickling_its_body_gets_408(client: Any, monkeypatch: py
     assert client.backend.calls == []
 
 
-async def test_chat_surfaces_are_audited_through_the_shared_assistant(client: Any) -> None:
-    from core.contracts import Request
+async def test_chat_surfaces_are_audited_through_the_shared_intake(client: Any) -> None:
+    from core.contracts import Answer, Request
+    from core.intake import Ask, Code, Kind
 
-    assistant = client.app[api.ASSISTANT]
-    answer = await assistant.ask(Request(text="Where is the VPN guide?", user="U123", surface="slack"))
-    events = [
+    intake = client.app[INTAKE]
+    slack = [
         e
-        async for e in assistant.complete_stream(
-            "explain", Request(text="x", user="d1", surface="dingtalk"), code="print(1)", language="python"
+        async for e in intake.run(
+            Ask(Kind.ASK, Request(text="Where is the VPN guide?", user="U123", surface="slack"))
         )
     ]
-    assert answer.text == "Hearth fake answer." and events
+    code = Code("print(1)", "python")
+    explain = Ask(Kind.EXPLAIN, Request(text="x", user="d1", surface="dingtalk"), code=code)
+    events = [e async for e in intake.run(explain)]
+    assert isinstance(slack[-1], Answer) and slack[-1].text == "Hearth fake answer."
+    assert isinstance(events[-1], Answer)
     await client.post("/v1/ask", json={"question": "rest one"}, headers=client.auth)
     rows = await _audit_rows(client)
     assert [(r["surface"], r["user_name"], r["action"]) for r in rows] == [
         ("rest", "alice", "ask"),
-        ("dingtalk", "d1", "complete.explain"),
+        ("dingtalk", "d1", "code.explain"),
         ("slack", "U123", "ask"),
     ]
     assert rows[2]["question"] == "Where is the VPN guide?" and rows[2]["backend"] == "local"
     metrics = await (await client.get("/metrics")).text()
     assert 'hearth_answers_total{action="ask",status="ok",surface="slack"}' in metrics
-    assert 'hearth_answer_seconds_count{action="complete.explain",surface="dingtalk"}' in metrics
+    assert 'hearth_answer_seconds_count{action="code.explain",surface="dingtalk"}' in metrics
 
 
 async def test_draining_server_refuses_new_answers_and_finishes_running_ones(
@@ -445,7 +449,7 @@ async def test_drain_cancels_answers_that_outlive_the_grace(aiohttp_client: Any,
     assert await client.app[LIFECYCLE].drain(0.2) == 1
     rest = (await resp.content.read()).decode()
     assert "event: error" in rest and "restarting" in rest
-    assert backend.cancelled == 1 and not client.app[api.ASSISTANT].router.queue.busy
+    assert backend.cancelled == 1 and not client.app[ASSISTANT].router.queue.busy
 
 
 async def test_a_bug_mid_stream_ends_with_a_generic_error_event(aiohttp_client: Any, tmp_path: Path) -> None:

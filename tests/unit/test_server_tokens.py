@@ -87,8 +87,8 @@ def test_tokens_cli_create_list_revoke() -> None:
 async def test_audit_cli_shows_the_newest_entries(tmp_path: Path) -> None:
     import asyncio
 
+    from core.audit import AuditEntry, AuditLog
     from core.config import Settings
-    from server.audit import AuditEntry, AuditLog
 
     db = Database(Settings().database_url)  # the CLI's database ($HEARTH_HOME from the fixture)
     log = AuditLog(db)

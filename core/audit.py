@@ -5,6 +5,9 @@ an answer and a cancelled request is still recorded; :meth:`AuditLog.aclose` flu
 on shutdown. Secrets and API tokens are never written (only the user name a token belongs to)::
 
     audit.record(AuditEntry(user="alice", surface="rest", action="ask", question="…"))
+
+It is an observer of the intake (``core.intake.Observer``): every question from every surface is
+recorded once, where it ends.
 """
 
 from __future__ import annotations
@@ -13,32 +16,18 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Connection
 
-from core.contracts import Answer, Request
+from core.contracts import Answer
 from core.db import Database, metadata
-from core.errors import HearthError
+from core.intake import Outcome
 
 log = logging.getLogger(__name__)
-
-# Every audited request, from every surface (Socket Mode and Stream mode never touch HTTP).
-ANSWERS = Counter(
-    "hearth_answers_total",
-    "Answered requests by surface, action and outcome.",
-    ["surface", "action", "status"],
-)
-ANSWER_SECONDS = Histogram(
-    "hearth_answer_seconds",
-    "Time to a complete answer by surface and action.",
-    ["surface", "action"],
-    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
-)
 
 MAX_TEXT = 4000
 _QUEUE_LIMIT = 10_000
@@ -88,6 +77,8 @@ class AuditEntry:
     def with_answer(self, answer: Answer) -> AuditEntry:
         """Fill in what the answer says about sources, backend, model, usage and timings."""
         self.sources = [c.uri for c in answer.citations]
+        if answer.table is not None:
+            self.sources = [answer.table.source]
         self.backend = answer.backend
         self.model = answer.model
         self.prompt_tokens = answer.usage.prompt_tokens
@@ -122,10 +113,26 @@ class AuditLog:
         if self._task is None:
             self._task = asyncio.create_task(self._writer(), name="hearth-audit-writer")
 
+    def observe(self, outcome: Outcome) -> None:
+        """Record how one question ended (the intake calls this for every surface)."""
+        ask = outcome.ask
+        entry = AuditEntry(
+            user=ask.request.user,
+            surface=ask.request.surface,
+            action=ask.kind.value,
+            question=ask.request.text,
+            request_id=ask.request.request_id,
+            status=outcome.status,
+            duration_ms=outcome.duration_ms,
+        )
+        if outcome.answer is not None:
+            entry.with_answer(outcome.answer)
+        if outcome.refusal is not None:
+            entry.error = outcome.refusal.detail or outcome.refusal.reason.value
+        self.record(entry)
+
     def record(self, entry: AuditEntry) -> None:
-        """Queue ``entry`` (and count it in the metrics); never blocks and never raises."""
-        ANSWERS.labels(entry.surface, entry.action, entry.status).inc()
-        ANSWER_SECONDS.labels(entry.surface, entry.action).observe(entry.duration_ms / 1000)
+        """Queue ``entry``; never blocks and never raises."""
         if self._queue.qsize() >= _QUEUE_LIMIT:
             self.dropped += 1
             log.warning("audit queue full (%d); dropping an entry", _QUEUE_LIMIT)
@@ -198,65 +205,3 @@ async def recent(db: Database, limit: int = 50) -> list[dict[str, Any]]:
         return [dict(r) for r in rows]
 
     return await db.run(select)
-
-
-# Surfaces whose requests arrive through the REST API, which audits them itself (with HTTP detail).
-REST_SURFACES = frozenset({"rest", "lsp", "cli", "web"})
-
-
-def audit_answers(assistant: Any, audit: AuditLog, *, skip: frozenset[str] = REST_SURFACES) -> None:
-    """Record every answer ``assistant`` streams for the chat surfaces (Slack, DingTalk, digests…).
-
-    The surfaces call ``assistant.ask_stream`` / ``complete_stream`` themselves; wrapping the two on
-    this one instance audits all of them without each surface having to remember to.
-    """
-    for name in ("ask_stream", "complete_stream"):
-        original = getattr(assistant, name, None)
-        if original is None or getattr(original, "_hearth_audited", False):
-            continue
-        wrapped = _audited(original, name, audit, skip)
-        wrapped._hearth_audited = True
-        setattr(assistant, name, wrapped)
-
-
-def _audited(original: Any, name: str, audit: AuditLog, skip: frozenset[str]) -> Any:
-    async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        template: Any = None
-        if name == "ask_stream":
-            found = args[0] if args else kwargs.get("request")
-        else:
-            template = args[0] if args else kwargs.get("template")
-            found = args[1] if len(args) > 1 else kwargs.get("request")
-        if not isinstance(found, Request) or found.surface in skip:
-            async for event in original(*args, **kwargs):
-                yield event
-            return
-        action = "ask" if template is None else f"complete.{template}"
-        request: Request = found
-        entry = AuditEntry(
-            user=request.user,
-            surface=request.surface,
-            action=action,
-            question=request.text,
-            request_id=request.request_id,
-        )
-        started = time.perf_counter()
-        try:
-            async for event in original(*args, **kwargs):
-                if isinstance(event, Answer):
-                    entry.with_answer(event)
-                yield event
-        except (asyncio.CancelledError, GeneratorExit):
-            entry.status = "cancelled"
-            raise
-        except HearthError as exc:
-            entry.status, entry.error = "error", str(exc)
-            raise
-        except Exception as exc:
-            entry.status, entry.error = "error", type(exc).__name__
-            raise
-        finally:
-            entry.duration_ms = (time.perf_counter() - started) * 1000
-            audit.record(entry)
-
-    return stream

@@ -1,0 +1,100 @@
+"""Why the core did not answer, as a key that each surface words in its own catalogue.
+
+The intake (``core.intake``) ends a question with either an ``Answer`` or a ``Refusal``. A surface
+never reads an exception: it looks the refusal's ``reason`` up in its catalogue and formats it
+with ``values``::
+
+    async for event in intake.run(ask):
+        if isinstance(event, Refusal):
+            await reply(event.text(CHAT_EN))          # Slack; DingTalk picks CHAT_ZH for Chinese
+
+``ENGLISH`` is the core's own wording, used by the REST API, the editor and the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from core.errors import (
+    BackendError,
+    HearthError,
+    InputError,
+    RetrievalError,
+    SandboxError,
+    SQLRejected,
+    TableError,
+)
+
+Value = str | int | float
+
+
+class Reason(StrEnum):
+    """Every reason the intake can give; each catalogue has a sentence for each."""
+
+    DUPLICATE = "duplicate"  # the platform delivered the message again: say nothing
+    EMPTY = "empty"
+    EMPTY_CODE = "empty_code"
+    TOO_LONG = "too_long"  # values: length, limit
+    BINARY = "binary"
+    RATE_LIMITED = "rate_limited"  # values: seconds
+    NOT_READY = "not_ready"  # values: reason (English, for operators)
+    MODEL_DOWN = "model_down"
+    RETRIEVAL_DOWN = "retrieval_down"
+    TABLES_UNAVAILABLE = "tables_unavailable"
+    CODE_UNAVAILABLE = "code_unavailable"
+    SQL_REJECTED = "sql_rejected"  # values: reason
+    TABLE_ERROR = "table_error"  # values: reason
+    BAD_INPUT = "bad_input"  # values: detail (the core's sentence, English)
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The core's "no": a reason, the values its sentence needs, and the English detail for logs."""
+
+    reason: Reason
+    values: Mapping[str, Value] = field(default_factory=dict)
+    detail: str = ""
+
+    def text(self, catalogue: Mapping[Reason, str]) -> str:
+        """The sentence for this refusal in ``catalogue``."""
+        return catalogue[self.reason].format(**self.values)
+
+
+ENGLISH: dict[Reason, str] = {
+    Reason.DUPLICATE: "This request was already answered.",
+    Reason.EMPTY: "Please ask a question — the message was empty.",
+    Reason.EMPTY_CODE: "Nothing to work on: select some code, or put the cursor inside a function.",
+    Reason.TOO_LONG: "The question is {length:,} characters; the limit is {limit:,}. Please shorten it.",
+    Reason.BINARY: "The message contains binary data; please send plain text.",
+    Reason.RATE_LIMITED: "Too many questions; please wait {seconds:.0f}s and try again.",
+    Reason.NOT_READY: "Hearth is not ready: {reason}.",
+    Reason.MODEL_DOWN: "No model is available to answer right now; please try again in a few minutes.",
+    Reason.RETRIEVAL_DOWN: "The document search is not available right now; please try again shortly.",
+    Reason.TABLES_UNAVAILABLE: "Table questions are not set up — declare table sources under 'tables:'.",
+    Reason.CODE_UNAVAILABLE: "The code service is not available on this server.",
+    Reason.SQL_REJECTED: "The SQL was refused: {reason}",
+    Reason.TABLE_ERROR: "{reason}",
+    Reason.BAD_INPUT: "{detail}",
+    Reason.ERROR: "Something went wrong while answering; the log has the details.",
+}
+
+
+def refusal_for(exc: HearthError) -> Refusal:
+    """The refusal an engine error stands for (its own ``key`` when it carries one)."""
+    detail = str(exc)
+    if exc.key:
+        return Refusal(Reason(exc.key), dict(exc.values), detail)
+    if isinstance(exc, SQLRejected):
+        return Refusal(Reason.SQL_REJECTED, {"reason": detail}, detail)
+    if isinstance(exc, TableError):
+        return Refusal(Reason.TABLE_ERROR, {"reason": detail}, detail)
+    if isinstance(exc, InputError | SandboxError):
+        return Refusal(Reason.BAD_INPUT, {"detail": detail}, detail)
+    if isinstance(exc, BackendError):
+        return Refusal(Reason.MODEL_DOWN, {}, detail)
+    if isinstance(exc, RetrievalError):
+        return Refusal(Reason.RETRIEVAL_DOWN, {}, detail)
+    return Refusal(Reason.ERROR, {}, detail)

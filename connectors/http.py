@@ -8,7 +8,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -20,6 +19,9 @@ from core.retrieval.connectors import Item, ScanContext, SourceInfo
 from core.retrieval.documents import Document, Skipped, Unchanged
 
 log = logging.getLogger(__name__)
+
+# What the cursor keeps per page between runs: its ETag and Last-Modified, for a conditional GET.
+PageMemo = dict[str, dict[str, str]]
 
 
 class HttpOptions(BaseModel):
@@ -99,7 +101,7 @@ class HttpConnector:
         return pages
 
     async def _fetch(
-        self, session: aiohttp.ClientSession, url: str, lastmod: str, ctx: ScanContext, cursor: dict[str, Any]
+        self, session: aiohttp.ClientSession, url: str, lastmod: str, ctx: ScanContext, cursor: PageMemo
     ) -> Item:
         doc_id = f"{self.source.name}:{url}"
         headers: dict[str, str] = {}
@@ -150,7 +152,7 @@ class HttpConnector:
     async def scan(self, ctx: ScanContext) -> AsyncIterator[Item]:
         """Fetch every page (a few at a time); unreachable pages are skipped and keep their last version."""
         timeout = aiohttp.ClientTimeout(total=self.options.timeout_s)
-        cursor: dict[str, Any] = {}
+        cursor: PageMemo = {}
         async with aiohttp.ClientSession(
             timeout=timeout, headers={"User-Agent": self.options.user_agent}
         ) as session:

@@ -23,9 +23,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from core.contracts import Answer
+from core.contracts import Answer, Outcome
 from core.db import Database, metadata
-from core.intake import Outcome
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from core.llm.base import Priority, Usage
+from core.refusals import Refusal
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,54 @@ class Delta:
     """A piece of answer text as it streams."""
 
     text: str
+
+
+# --- what the intake (core.intake) takes and reports ----------------------------------------
+Status = Literal["ok", "refused", "error", "cancelled"]
+
+
+class Kind(StrEnum):
+    """What is asked; the value is the audit action."""
+
+    ASK = "ask"
+    TABLES = "tables.ask"
+    EXPLAIN = "code.explain"
+    GENERATE = "code.generate"
+    TESTS = "code.tests"
+
+
+@dataclass(frozen=True)
+class Code:
+    """The code a code question is about."""
+
+    code: str
+    language: str
+    path: str | None = None
+    context: str | None = None
+    failures: str | None = None  # errors of an earlier attempt (a repair round)
+    previous: str | None = None  # the previous test file (a tests repair round)
+
+
+@dataclass
+class Ask:
+    """One question from any surface: the core ``Request`` (who, where, the text) and its kind."""
+
+    kind: Kind
+    request: Request
+    code: Code | None = None
+    source: str | None = None  # a table source to limit a table question to
+    once: str | None = None  # the platform's id for the message: answered at most once
+
+
+@dataclass
+class Outcome:
+    """How one ask ended, for the observers."""
+
+    ask: Ask
+    status: Status
+    answer: Answer | None = None
+    refusal: Refusal | None = None
+    duration_ms: float = 0.0
 
 
 class Poster(Protocol):

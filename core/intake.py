@@ -21,11 +21,10 @@ import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.config import Settings
-from core.contracts import Answer, Delta, Request
+from core.contracts import Answer, Ask, Code, Delta, Kind, Outcome
 from core.errors import HearthError
 from core.ratelimit import RateLimiter
 from core.refusals import Reason, Refusal, refusal_for
@@ -33,10 +32,11 @@ from core.refusals import Reason, Refusal, refusal_for
 if TYPE_CHECKING:
     from core.assistant import Assistant
 
+__all__ = ["Ask", "Code", "Event", "FirstTime", "Intake", "Kind", "Observer", "Outcome"]
+
 log = logging.getLogger(__name__)
 
 Event = Delta | Answer | Refusal
-Status = Literal["ok", "refused", "error", "cancelled"]
 # Refusals that are about the request itself (the asker can fix them); the rest are the server's.
 _ASKERS = {
     Reason.EMPTY,
@@ -49,50 +49,6 @@ _ASKERS = {
     Reason.TABLES_UNAVAILABLE,
     Reason.CODE_UNAVAILABLE,
 }
-
-
-class Kind(StrEnum):
-    """What is asked; the value is the audit action."""
-
-    ASK = "ask"
-    TABLES = "tables.ask"
-    EXPLAIN = "code.explain"
-    GENERATE = "code.generate"
-    TESTS = "code.tests"
-
-
-@dataclass(frozen=True)
-class Code:
-    """The code a code question is about."""
-
-    code: str
-    language: str
-    path: str | None = None
-    context: str | None = None
-    failures: str | None = None  # errors of an earlier attempt (a repair round)
-    previous: str | None = None  # the previous test file (a tests repair round)
-
-
-@dataclass
-class Ask:
-    """One question from any surface: the core ``Request`` (who, where, the text) and its kind."""
-
-    kind: Kind
-    request: Request
-    code: Code | None = None
-    source: str | None = None  # a table source to limit a table question to
-    once: str | None = None  # the platform's id for the message: answered at most once
-
-
-@dataclass
-class Outcome:
-    """How one ask ended, for the observers."""
-
-    ask: Ask
-    status: Status
-    answer: Answer | None = None
-    refusal: Refusal | None = None
-    duration_ms: float = 0.0
 
 
 class Observer(Protocol):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
-    from core.intake import Outcome
+    from core.contracts import Outcome
 
 QUEUE_DEPTH = Gauge("hearth_local_queue_depth", "Requests waiting for the local model.")
 QUEUE_WAIT = Histogram(

@@ -44,22 +44,38 @@ def test_malformed_shapes_are_named(body):
     assert payload_problem(body)
 
 
+def services(settings):
+    """What `hearth serve` hands a mount (nothing here is opened: mount only reads the settings)."""
+    from core.db import Database
+    from core.intake import Intake
+    from core.services import Services
+
+    db = Database(settings.database_url)
+    return Services(settings, db, Intake(settings, lambda: None, db=db), lambda: None, lambda: None)
+
+
 def test_mount_is_a_no_op_when_disabled(tmp_path):
     app = web.Application()
-    mount(app, make_settings(tmp_path))
+    mount(app, services(make_settings(tmp_path)))
     assert not list(app.router.routes()) and not app.cleanup_ctx
 
 
 def test_mount_names_the_missing_key(tmp_path):
     with pytest.raises(ConfigError, match="slack.signing_secret"):
-        mount(web.Application(), make_settings(tmp_path, slack={"enabled": True, "bot_token": "xoxb-1"}))
+        mount(
+            web.Application(),
+            services(make_settings(tmp_path, slack={"enabled": True, "bot_token": "xoxb-1"})),
+        )
     with pytest.raises(ConfigError, match="slack.app_token"):
         mount(
             web.Application(),
-            make_settings(tmp_path, slack={"enabled": True, "mode": "socket", "bot_token": "x"}),
+            services(make_settings(tmp_path, slack={"enabled": True, "mode": "socket", "bot_token": "x"})),
         )
     with pytest.raises(ConfigError, match="slack.bot_token"):
-        mount(web.Application(), make_settings(tmp_path, slack={"enabled": True, "signing_secret": "s"}))
+        mount(
+            web.Application(),
+            services(make_settings(tmp_path, slack={"enabled": True, "signing_secret": "s"})),
+        )
 
 
 def test_manifest_declares_what_the_bot_handles():

@@ -1,0 +1,137 @@
+"""The same bad inputs through every surface: each refusal comes from the one intake, in that surface's words.
+
+Slack runs through real slack_sdk against the fake Slack API, DingTalk through the fake DingTalk
+gateway (English and Chinese), REST through `hearth serve`'s app on loopback. Each case names the
+core's reason; the expected sentence is looked up in the surface's own catalogue, so a surface
+that words a refusal itself (or lets an exception's text through) fails here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import messages
+from core.assistant import Assistant
+from core.llm.fake import FakeBackend
+from core.llm.router import Router
+from core.refusals import ENGLISH, Reason, Refusal
+from server.api import STATUS, refusal_message
+from server.app import INTAKE, create_app
+from server.auth import TOKENS
+from tests.fixtures.core import make_settings
+from tests.fixtures.dingtalk_gateway import FakeDingTalk, bot_rig, dingtalk_settings, robot_message
+from tests.fixtures.slack_api import FakeSlackApi, command_body
+
+LONG = 50_000
+
+
+def engine(settings: Any, backend: FakeBackend) -> Assistant:
+    return Assistant(settings, Router(local=backend, remote=None, routing=settings.llm.routing))
+
+
+# (case id, the question's kind on chat, its text, the engine is up?, the reason the core gives)
+CASES: list[tuple[str, str, str, bool, Reason]] = [
+    ("empty", "ask", "   ", True, Reason.EMPTY),
+    ("too-long", "ask", "x" * LONG, True, Reason.TOO_LONG),
+    ("binary", "ask", "abc\x00def", True, Reason.BINARY),
+    ("engine-down", "ask", "How do I deploy?", False, Reason.NOT_READY),
+    ("no-tables", "data", "How many tickets?", True, Reason.TABLES_UNAVAILABLE),
+    ("no-code", "explain", "   ", True, Reason.EMPTY_CODE),
+]
+IDS = [c[0] for c in CASES]
+
+
+def expected(catalogue: dict[Reason, str], reason: Reason, limit: int) -> str:
+    values = {"length": LONG, "limit": limit} if reason is Reason.TOO_LONG else {}
+    return Refusal(reason, values).text(catalogue)
+
+
+@pytest.mark.parametrize(("case", "kind", "text", "up", "reason"), CASES, ids=IDS)
+async def test_slack_words_each_refusal_from_its_catalogue(
+    make_slack: Callable[..., Any],
+    slack_api: FakeSlackApi,
+    tmp_path: Path,
+    case: str,
+    kind: str,
+    text: str,
+    up: bool,
+    reason: Reason,
+) -> None:
+    backend = FakeBackend(reply="never")
+    assistant = engine(make_settings(tmp_path), backend)
+    h = await make_slack((lambda: assistant) if up else (lambda: None))
+    await h.send(command_body(f"/{kind}", text, response_url=slack_api.response_url()))
+    await h.bot.drain()
+    [hook] = slack_api.of("response_url")
+    limit = h.bot.intake.limit_for("slack")
+    assert hook.args["text"] == expected(messages.REFUSALS, reason, limit)
+    assert hook.args["response_type"] == "ephemeral" and backend.calls == []
+    assert not slack_api.of("chat.postMessage")  # refused before anything was posted in the channel
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize(("case", "kind", "text", "up", "reason"), CASES, ids=IDS)
+async def test_dingtalk_words_each_refusal_in_the_askers_language(
+    tmp_path: Path,
+    dingtalk_gateway: FakeDingTalk,
+    lang: str,
+    case: str,
+    kind: str,
+    text: str,
+    up: bool,
+    reason: Reason,
+) -> None:
+    settings = dingtalk_settings(tmp_path, dingtalk_gateway, language=lang)
+    backend = FakeBackend(reply="never")
+    assistant = engine(settings, backend)
+    words = {"ask": "/ask", "data": "/data", "explain": "/explain"}
+    if lang == "zh":
+        words = {"ask": "问", "data": "数据", "explain": "解释"}
+    async with bot_rig(settings, (lambda: assistant) if up else (lambda: None), dingtalk_gateway) as rig:
+        await rig.send(robot_message(f"{words[kind]} {text}", gateway=dingtalk_gateway))
+        limit = rig.bot.intake.limit_for("dingtalk")
+    [reply] = dingtalk_gateway.replies("cid-1to1")
+    catalogue = messages.REFUSALS_ZH if lang == "zh" else messages.REFUSALS
+    # The command word counts toward the length the asker sent.
+    length = len(text) if reason is not Reason.TOO_LONG else LONG
+    assert reply == Refusal(
+        reason, {"length": length, "limit": limit} if reason is Reason.TOO_LONG else {}
+    ).text(catalogue)
+    assert backend.calls == []
+
+
+REST_ROUTES = {
+    "ask": ("/v1/ask", lambda text: {"question": text}),
+    "data": ("/v1/tables/ask", lambda text: {"question": text}),
+    "explain": ("/v1/code/explain", lambda text: {"code": text, "language": "python"}),
+}
+
+
+@pytest.mark.parametrize(("case", "kind", "text", "up", "reason"), CASES, ids=IDS)
+async def test_rest_answers_each_refusal_with_its_status_and_sentence(
+    aiohttp_client: Any, tmp_path: Path, case: str, kind: str, text: str, up: bool, reason: Reason
+) -> None:
+    settings = make_settings(tmp_path)
+    backend = FakeBackend(reply="never")
+    app = create_app(settings, assistant=engine(settings, backend) if up else None)
+    client = await aiohttp_client(app) if up else None
+    if client is None:
+        # No engine: `hearth serve` with the engine still starting (its build never finishes here).
+        app = create_app(settings, assistant=engine(settings, backend))
+        client = await aiohttp_client(app)
+        app[INTAKE]._engine = lambda: None  # the engine is gone, as while serve retries its build
+    _, token = await client.app[TOKENS].create("alice", ["group:eng"])
+    path, body = REST_ROUTES[kind]
+    resp = await client.post(path, json=body(text), headers={"Authorization": f"Bearer {token}"})
+    data = await resp.json()
+    limit = client.app[INTAKE].limit_for("rest")
+    refusal = Refusal(reason, {"length": LONG, "limit": limit} if reason is Reason.TOO_LONG else {})
+    if reason is Reason.NOT_READY:
+        refusal = client.app[INTAKE].not_ready()
+    assert (resp.status, data["error"]["code"]) == STATUS[reason]
+    assert data["message"] == refusal_message(refusal) == refusal.text(ENGLISH)
+    assert backend.calls == []

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
@@ -59,7 +59,9 @@ class HearthProtocol(LanguageServerProtocol):
             task.cancel()
 
     @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
-    def lsp_workspace__execute_command(self, params: types.ExecuteCommandParams) -> Generator[Any, Any, Any]:
+    def lsp_workspace__execute_command(
+        self, params: types.ExecuteCommandParams
+    ) -> Generator[object, object, object]:
         """pygls structures the arguments from the handler's annotations; what it cannot is refused here."""
         if params.arguments is None:
             params.arguments = []  # so a missing argument is refused like a wrong one
@@ -80,7 +82,7 @@ class HearthServer(LanguageServer):
         self.code = CodeWorkbench(
             backend.model, Sandbox(settings.sandbox), repair_attempts=settings.sandbox.repair_attempts
         )
-        self.running: dict[MsgId, asyncio.Task[Any]] = {}
+        self.running: dict[MsgId, asyncio.Task[object]] = {}
         self.diagnosed: set[str] = set()  # workspace-relative files holding Hearth diagnostics
         self.workspace_index: WorkspaceIndex | None = None
         self._index_watch: asyncio.Future[None] | None = None
@@ -142,7 +144,7 @@ class HearthServer(LanguageServer):
         return RequestFailed(message)
 
     async def _begin_progress(
-        self, token: str, title: str, task: asyncio.Task[Any] | None, *, cancellable: bool = True
+        self, token: str, title: str, task: asyncio.Task[object] | None, *, cancellable: bool = True
     ) -> Progress:
         caps = self.client_capabilities.window
         if not (caps and caps.work_done_progress):

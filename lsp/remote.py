@@ -73,7 +73,7 @@ class RemoteBackend:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
 
-    async def _stream(self, path: str, payload: dict[str, Any]) -> AsyncIterator[Delta | Answer]:
+    async def _stream(self, path: str, payload: dict[str, str]) -> AsyncIterator[Delta | Answer]:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         where = f"{self.url}{path}"
@@ -163,9 +163,9 @@ class RemoteBackend:
             self._session = None
 
 
-def _payload(code: str, language: str, path: str | None, **optional: str | None) -> dict[str, Any]:
+def _payload(code: str, language: str, path: str | None, **optional: str | None) -> dict[str, str]:
     """The request body; optional fields (context, failures, previous) only when set."""
-    payload: dict[str, Any] = {"code": code, "language": language}
+    payload = {"code": code, "language": language}
     if path:
         payload["path"] = path
     payload.update({k: v for k, v in optional.items() if v})

@@ -13,13 +13,18 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
 from core.config import DatabaseSettings, Settings
 from core.contracts import Hit
 from core.retrieval.config import SourceSpec
+
+if TYPE_CHECKING:  # loaded on the first sync, so an editor that never indexes never imports them
+    from core.retrieval.embedders import Embedder
+    from core.retrieval.search import DocsRetriever
+    from core.retrieval.sync import Indexer
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +94,12 @@ def workspace_settings(settings: Settings, root: Path) -> Settings:
 class WorkspaceIndex:
     """Background, single-flight incremental indexing of one folder, and search over it."""
 
-    def __init__(self, settings: Settings, root: Path, *, embedder: Any = None) -> None:
+    def __init__(self, settings: Settings, root: Path, *, embedder: Embedder | None = None) -> None:
         self.settings = workspace_settings(settings, root)
         self.root = root
         self._embedder = embedder
-        self._indexer: Any = None
-        self._retriever: Any = None
+        self._indexer: Indexer | None = None
+        self._retriever: DocsRetriever | None = None
         self._task: asyncio.Task[None] | None = None
         self._again = False
         self.synced = asyncio.Event()
@@ -153,8 +158,7 @@ class WorkspaceIndex:
         """Chunks of the workspace relevant to ``query`` (nothing until the first sync is done)."""
         if self._retriever is None:
             return []
-        hits: Sequence[Hit] = await self._retriever.search(query, acl=acl, k=k)
-        return hits
+        return await self._retriever.search(query, acl=acl, k=k)
 
     async def aclose(self) -> None:
         """Stop indexing and close the store."""

@@ -61,8 +61,11 @@ def _ensure_neovim() -> str:
     nvim = shutil.which("nvim")
     if nvim is None:
         # Debian bookworm ships Neovim 0.7.2; install it for this test when it is missing.
-        for step in (["apt-get", "install", "-y", "-q", "neovim"], ["apt-get", "update", "-q"],
-                     ["apt-get", "install", "-y", "-q", "neovim"]):
+        for step in (
+            ["apt-get", "install", "-y", "-q", "neovim"],
+            ["apt-get", "update", "-q"],
+            ["apt-get", "install", "-y", "-q", "neovim"],
+        ):
             subprocess.run(step, capture_output=True, timeout=300, check=False)
             nvim = shutil.which("nvim")
             if nvim is not None:

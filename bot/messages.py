@@ -19,6 +19,8 @@ FOOTER = "Answered by {model} ({where})"
 LOCAL = "local"
 REMOTE = "remote"
 SOURCES = "Sources"
+TABLE_MORE = "…and {count:,} more row(s)"
+TABLE_EMPTY = "(no rows)"
 
 # --- slack --------------------------------------------------------------------------------
 SLACK_HELP = (
@@ -31,11 +33,6 @@ SLACK_HELP = (
     "• `/hearth help` — this message"
 )
 SLACK_ASKED = "<@{user}> asked: {question}"
-SLACK_EXPLAIN_EMPTY = "Paste the code after the command, for example `/explain print(1 + 1)`."
-SLACK_TABLES_UNAVAILABLE = (
-    "Table questions are not set up on this Hearth yet — ask the team to configure `tables`."
-)
-SLACK_TABLE_ERROR = "I couldn't answer that from the tables: {reason}"
 SLACK_SQL = "SQL"
 SLACK_CONTINUED = "(continued)"
 SLACK_FEEDBACK_UP = "👍"
@@ -73,10 +70,6 @@ DINGTALK_HELP = (
     "中文：`问 …`、`数据 …`、`解释 …`、`摘要 …`、`帮助`"
 )
 DINGTALK_NOT_TEXT = "I can only read text messages — please type your question."
-DINGTALK_TABLES_UNAVAILABLE = (
-    "Table questions are not set up on this Hearth yet — ask the team to configure `tables`."
-)
-DINGTALK_EXPLAIN_EMPTY = "Send the code to explain after `/explain`, for example `/explain print(1 + 1)`."
 DINGTALK_REPLY_TITLE = "Hearth"
 DINGTALK_DIGESTS_UNAVAILABLE = "Digests are not running on this Hearth — ask the team to enable them."
 DINGTALK_ZH: dict[str, str] = {
@@ -91,6 +84,8 @@ DINGTALK_ZH: dict[str, str] = {
     "LOCAL": "本地",
     "REMOTE": "远程",
     "SOURCES": "来源",
+    "TABLE_MORE": "……另有 {count:,} 行",
+    "TABLE_EMPTY": "（无数据）",
     "DINGTALK_HELP": (
         "**Hearth** 根据团队的文档和数据表回答问题。\n\n"
         "- `问 <问题>` 或 `/ask <问题>`（单聊中直接输入即可）— 查询文档\n"
@@ -100,8 +95,6 @@ DINGTALK_ZH: dict[str, str] = {
         "- `帮助` 或 `/help` — 显示本帮助"
     ),
     "DINGTALK_NOT_TEXT": "目前只能读取文字消息，请直接输入问题。",
-    "DINGTALK_TABLES_UNAVAILABLE": "此 Hearth 尚未配置数据表查询，请联系管理员配置 `tables`。",
-    "DINGTALK_EXPLAIN_EMPTY": "请在 `解释` 后附上要解释的代码，例如：`解释 print(1 + 1)`。",
     "DINGTALK_REPLY_TITLE": "Hearth",
     "DINGTALK_DIGESTS_UNAVAILABLE": "此 Hearth 未运行定时摘要，请联系管理员启用。",
 }
@@ -118,24 +111,24 @@ REFUSALS: dict[Reason, str] = {
     Reason.NOT_READY: MODEL_DOWN,
     Reason.MODEL_DOWN: MODEL_DOWN,
     Reason.RETRIEVAL_DOWN: "Sorry — the document search is not available right now. Please try again shortly.",
-    Reason.TABLES_UNAVAILABLE: SLACK_TABLES_UNAVAILABLE,
+    Reason.TABLES_UNAVAILABLE: "Table questions are not set up on this Hearth yet — ask the team to configure `tables`.",
     Reason.CODE_UNAVAILABLE: "Code generation is not set up on this Hearth.",
     Reason.SQL_REJECTED: "I couldn't answer that from the tables: the query was refused ({reason})",
-    Reason.TABLE_ERROR: SLACK_TABLE_ERROR,
+    Reason.TABLE_ERROR: "I couldn't answer that from the tables: {reason}",
     Reason.BAD_INPUT: "I can't work with that: {detail}",
     Reason.ERROR: GENERIC_ERROR,
 }
 REFUSALS_ZH: dict[Reason, str] = {
     Reason.DUPLICATE: "",
     Reason.EMPTY: DINGTALK_ZH["EMPTY_QUESTION"],
-    Reason.EMPTY_CODE: DINGTALK_ZH["DINGTALK_EXPLAIN_EMPTY"],
+    Reason.EMPTY_CODE: "请在 `解释` 后附上要解释的代码，例如：`解释 print(1 + 1)`。",
     Reason.TOO_LONG: DINGTALK_ZH["QUESTION_TOO_LONG"],
     Reason.BINARY: "目前只能读取纯文本，请以文字形式发送问题。",
     Reason.RATE_LIMITED: DINGTALK_ZH["RATE_LIMITED"],
     Reason.NOT_READY: DINGTALK_ZH["MODEL_DOWN"],
     Reason.MODEL_DOWN: DINGTALK_ZH["MODEL_DOWN"],
     Reason.RETRIEVAL_DOWN: "抱歉，文档搜索暂时不可用，请稍后再试。",
-    Reason.TABLES_UNAVAILABLE: DINGTALK_ZH["DINGTALK_TABLES_UNAVAILABLE"],
+    Reason.TABLES_UNAVAILABLE: "此 Hearth 尚未配置数据表查询，请联系管理员配置 `tables`。",
     Reason.CODE_UNAVAILABLE: "此 Hearth 尚未配置代码生成。",
     Reason.SQL_REJECTED: "无法根据数据表回答：查询被拒绝（{reason}）",
     Reason.TABLE_ERROR: "无法根据数据表回答：{reason}",

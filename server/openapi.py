@@ -1,6 +1,6 @@
 """The OpenAPI 3 document served at /v1/openapi.json.
 
-Request schemas come from the pydantic bodies in :mod:`server.api`, so they cannot drift; the
+Request schemas come from the pydantic bodies in :mod:`server.bodies`, so they cannot drift; the
 response shapes are written out here (a test checks every /v1 route is described).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server import api
+from server import bodies
 
 _ERROR = {
     "type": "object",
@@ -128,7 +128,7 @@ def _answer_op(summary: str, body: str, *, stream: bool = True) -> dict[str, Any
                 "name": "X-Hearth-Surface",
                 "in": "header",
                 "required": False,
-                "schema": {"type": "string", "enum": sorted(api._SURFACES)},
+                "schema": {"type": "string", "enum": sorted(bodies.SURFACES)},
                 "description": "Which client asks (recorded in the audit log); default rest.",
             }
         ],
@@ -146,7 +146,7 @@ def _answer_op(summary: str, body: str, *, stream: bool = True) -> dict[str, Any
 def document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
     schemas: dict[str, Any] = {"Error": _ERROR, "Answer": _ANSWER, "Citation": _CITATION, "Hit": _HIT}
-    for model in api.BODIES.values():
+    for model in bodies.BODIES.values():
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, sub in schema.pop("$defs", {}).items():
             schemas[name] = sub

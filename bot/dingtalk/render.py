@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from bot.dingtalk.texts import Lang, say
 from core.contracts import Answer, Citation
+from core.render import markdown_table
 
 # DingTalk rejects markdown messages over 20,000 bytes; stay well below with multi-byte text.
 MAX_MARKDOWN_CHARS = 6000
@@ -18,7 +18,13 @@ def answer_markdown(answer: Answer, lang: Lang) -> str:
     if answer.table is not None:
         if answer.table.columns:
             parts.append(
-                table_markdown(answer.table.columns, answer.table.rows, limit=answer.table.chat_rows)
+                markdown_table(
+                    answer.table.columns,
+                    answer.table.rows,
+                    answer.table.chat_rows,
+                    more=say("TABLE_MORE", lang),
+                    empty=say("TABLE_EMPTY", lang),
+                )
             )
         parts.append(f"```sql\n{clip(answer.table.sql, 1500)}\n```")
     if answer.citations:
@@ -47,27 +53,9 @@ def footer(answer: Answer, lang: Lang) -> str:
     return "---\n" + say("FOOTER", lang, model=answer.model or answer.backend, where=where)
 
 
-def table_markdown(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, limit: int = 20) -> str:
-    """A Markdown table of at most ``limit`` rows."""
-    if not columns:
-        return ""
-    lines = ["| " + " | ".join(_cell(c) for c in columns) + " |", "|" + " --- |" * len(columns)]
-    for i, row in enumerate(rows):
-        if i >= limit:
-            lines.append(f"| … | {' | '.join('' for _ in columns[1:])}")
-            break
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-    return "\n".join(lines)
-
-
 def clip(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters with an ellipsis."""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _cell(value: Any) -> str:
-    """One table cell: no pipes or newlines."""
-    return _escape(str(value)).replace("|", "\\|").replace("\n", " ")[:80]
 
 
 def _escape(text: str) -> str:

@@ -93,12 +93,19 @@ class HearthGroup(click.Group):
 
 @click.group(cls=HearthGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--config", "-c", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    "--config",
+    "-c",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
     help="hearth.yaml to use (default: $HEARTH_CONFIG, then ./hearth.yaml, then built-in defaults).",
 )
-@click.option("--log-level", default="WARNING", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-              help="Log verbosity on stderr.")
+@click.option(
+    "--log-level",
+    default="WARNING",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Log verbosity on stderr.",
+)
 @click.version_option(package_name="hearth")
 @click.pass_context
 def main(ctx: click.Context, config: Path | None, log_level: str) -> None:
@@ -112,4 +119,3 @@ def main(ctx: click.Context, config: Path | None, log_level: str) -> None:
     """
     setup_logging(log_level)
     ctx.obj = State(config)
-

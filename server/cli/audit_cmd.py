@@ -10,8 +10,8 @@ from typing import Any
 import click
 import sqlalchemy as sa
 
-from core.db import Database
 from core.audit import audit_log
+from core.db import Database
 from server.cli import State, pass_state
 
 

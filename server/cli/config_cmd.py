@@ -37,8 +37,13 @@ def path(state: State) -> None:
 
 
 @config.command("example")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write to this file instead of standard output.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write to this file instead of standard output.",
+)
 def example(output: str | None) -> None:
     """Print a hearth.yaml documenting every key with its default (deploy/hearth.example.yaml)."""
     from server.config_example import render_example

@@ -215,7 +215,9 @@ def _model(settings: Settings, load: bool) -> Check:
     fmt = "chat template" if backend.uses_chat_template else "completion prompts (base model)"
     engine = f"llama-server, {settings.llm.local.parallel} slots" if server else "in-process"
     return Check(
-        "local model", True, f"{path} ({size:.0f} MB) loads in {backend.load_seconds or 0:.2f}s ({engine}); {fmt}"
+        "local model",
+        True,
+        f"{path} ({size:.0f} MB) loads in {backend.load_seconds or 0:.2f}s ({engine}); {fmt}",
     )
 
 

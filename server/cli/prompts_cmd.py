@@ -42,8 +42,13 @@ def show(state: State, name: str) -> None:
 
 @prompts.command("render")
 @click.argument("name")
-@click.option("--var", "variables", multiple=True, metavar="KEY=VALUE",
-              help="An input; VALUE is parsed as JSON when it can be (lists, objects), else used as text.")
+@click.option(
+    "--var",
+    "variables",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An input; VALUE is parsed as JSON when it can be (lists, objects), else used as text.",
+)
 @pass_state
 def render(state: State, name: str, variables: tuple[str, ...]) -> None:
     """Render a template with --var inputs (default: the template's own example) and print the messages."""

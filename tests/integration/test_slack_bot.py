@@ -15,6 +15,7 @@ from core.contracts import Hit
 from core.errors import BackendUnavailable
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
+from core.refusals import Reason
 from tests.fixtures.core import make_settings
 from tests.fixtures.slack_api import BOT_ID, BOT_USER_ID, command_body, event_body
 from tests.fixtures.tables import table_settings
@@ -344,7 +345,7 @@ async def test_data_renders_answer_sql_table_and_chart(
     h = await make_slack()
     await h.send(command_body("/data", "tickets per team?", response_url=slack_api.response_url()))
     await h.bot.drain()
-    assert messages.SLACK_TABLES_UNAVAILABLE in slack_api.of("response_url")[-1].args["text"]
+    assert messages.REFUSALS[Reason.TABLES_UNAVAILABLE] in slack_api.of("response_url")[-1].args["text"]
 
     sql = (
         "SELECT team, count(*) AS closed FROM tickets WHERE status = 'closed' "

@@ -14,7 +14,7 @@ from core.assistant import Assistant
 from core.audit import recent
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
-from server import api
+from server import api, bodies
 from server.app import ASSISTANT, AUDIT, DATABASE, INTAKE, create_app
 from server.auth import TOKENS
 from server.openapi import document
@@ -356,7 +356,7 @@ async def test_openapi_describes_every_v1_route(client: Any) -> None:
         if r.resource is not None and r.resource.canonical.startswith("/v1/")
     }
     assert routes == served
-    for path, body in api.BODIES.items():
+    for path, body in bodies.BODIES.items():
         ref = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
         assert set(schema.get("required", [])) == {n for n, f in body.model_fields.items() if f.is_required()}
@@ -374,7 +374,7 @@ def test_api_handlers_are_coroutines() -> None:
 
 
 async def test_a_client_trickling_its_body_gets_408(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api, "BODY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(bodies, "BODY_TIMEOUT_S", 0.2)
 
     async def slow_body() -> Any:
         yield b'{"question": '

@@ -52,6 +52,19 @@ ANSWER_SECONDS = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 
+# The REST API, Slack's and DingTalk's HTTP callbacks (recorded by server.observability's middleware).
+HTTP_REQUESTS = Counter(
+    "hearth_http_requests_total",
+    "HTTP requests by route, surface and status.",
+    ["route", "surface", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "hearth_http_request_seconds",
+    "HTTP request latency by route and surface (streams: until the last byte).",
+    ["route", "surface"],
+    buckets=(0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
+
 
 class Metrics:
     """The intake's observer that counts outcomes; errors are labelled by refusal reason and surface."""

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core import metrics as core_metrics
 
@@ -29,18 +29,6 @@ REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("hearth_request
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 USER_KEY = web.RequestKey("user", str)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-REQUESTS = Counter(
-    "hearth_http_requests_total",
-    "HTTP requests by route, surface and status.",
-    ["route", "surface", "status"],
-)
-LATENCY = Histogram(
-    "hearth_http_request_seconds",
-    "HTTP request latency by route and surface (streams: until the last byte).",
-    ["route", "surface"],
-    buckets=(0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
-)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -186,8 +174,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         return response
     finally:
         elapsed = time.perf_counter() - started
-        REQUESTS.labels(route, surface, str(status)).inc()
-        LATENCY.labels(route, surface).observe(elapsed)
+        core_metrics.HTTP_REQUESTS.labels(route, surface, str(status)).inc()
+        core_metrics.HTTP_LATENCY.labels(route, surface).observe(elapsed)
         if route != "/metrics" and route not in ("/healthz", "/readyz"):
             log.info(
                 "%s %s %s",

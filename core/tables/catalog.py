@@ -10,9 +10,10 @@ tables worth the prompt's space without loading an embedder::
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from core.jsontypes import JsonObject
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class TableInfo:
     columns: tuple[ColumnInfo, ...]
     rows: int | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
         """JSON form used by `hearth tables list --json`."""
         return {
             "source": self.source,
@@ -65,6 +66,45 @@ class SourceCatalog:
     def names(self) -> set[str]:
         """Lower-case table names the guard lets queries read."""
         return {t.name.lower() for t in self.tables}
+
+
+# Rows of one catalog query, or None when the database refused it (no rights, an unreadable file…).
+CatalogQuery = Callable[[str], Sequence[Sequence[object]] | None]
+
+
+def quote_ident(name: str) -> str:
+    """A double-quoted SQL identifier (SQLite, DuckDB and PostgreSQL quote alike)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def read_tables(
+    source: str,
+    layout: Iterable[tuple[str, str, Sequence[tuple[str, str]]]],
+    query: CatalogQuery,
+    *,
+    samples: int,
+    textish: Sequence[str],
+    sample_sql: str,
+) -> list[TableInfo]:
+    """Each table of ``layout`` (name, quoted SQL name, [(column, type)]) with its row count and samples.
+
+    ``sample_sql`` is the dialect's distinct-values query with ``{table}``, ``{column}`` and ``{n}``;
+    samples are read for columns whose type contains one of ``textish`` (any case) or has no type.
+    """
+    marks = [t.upper() for t in textish]
+    tables = []
+    for name, sql_name, columns in layout:
+        counted = query(f"SELECT count(*) FROM {sql_name}")
+        count = counted[0][0] if counted else None
+        infos = []
+        for column, typ in columns:
+            vals: tuple[str, ...] = ()
+            if samples and (not typ or any(t in typ.upper() for t in marks)):
+                got = query(sample_sql.format(table=sql_name, column=quote_ident(column), n=int(samples)))
+                vals = tuple(str(r[0])[:40] for r in got or ())
+            infos.append(ColumnInfo(column, typ, vals))
+        tables.append(TableInfo(source, name, tuple(infos), count if isinstance(count, int) else None))
+    return tables
 
 
 def _comment_safe(text: str) -> str:

@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from core.errors import TableError
-from core.tables.catalog import ColumnInfo, TableInfo
+from core.tables.catalog import TableInfo, quote_ident, read_tables
 from core.tables.sources import QueryResult, QueryTimeout, Row, first_line, query_error, require_file
-from core.tables.sqlite_source import quote_ident
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -34,6 +33,10 @@ log = logging.getLogger(__name__)
 _READERS = {"csv": ("read_csv", ("*.csv", "*.tsv", "*.csv.gz")), "parquet": ("read_parquet", ("*.parquet",))}
 _STALE_S = 86_400.0  # views files older than this, left by processes that died, are removed
 _TEXTISH = ("VARCHAR", "DATE", "TIME", "ENUM")
+_SAMPLE_SQL = (
+    "SELECT DISTINCT {column} FROM (SELECT {column} FROM {table} WHERE {column} IS NOT NULL "
+    "LIMIT 200) LIMIT {n}"
+)
 
 
 def _literal(text: str) -> str:
@@ -189,25 +192,15 @@ class DuckDBSource:
                 "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position"
             ).fetchall():
                 cols.setdefault(table, []).append((column, typ))
-            tables = []
-            for table, columns in cols.items():
-                q = quote_ident(table)
-                counted = _safe(cur, f"SELECT count(*) FROM {q}")
-                rows = int(counted[0][0]) if counted else None
-                infos = []
-                for column, typ in columns:
-                    vals: tuple[str, ...] = ()
-                    if samples and any(t in typ.upper() for t in _TEXTISH):
-                        c = quote_ident(column)
-                        got = _safe(
-                            cur,
-                            f"SELECT DISTINCT {c} FROM (SELECT {c} FROM {q} WHERE {c} IS NOT NULL "
-                            f"LIMIT 200) LIMIT {int(samples)}",
-                        )
-                        vals = tuple(str(r[0])[:40] for r in got or ())
-                    infos.append(ColumnInfo(column, typ, vals))
-                tables.append(TableInfo(self.name, table, tuple(infos), rows))
-            return tables
+            layout = [(table, quote_ident(table), columns) for table, columns in cols.items()]
+            return read_tables(
+                self.name,
+                layout,
+                lambda sql: _safe(cur, sql),
+                samples=samples,
+                textish=_TEXTISH,
+                sample_sql=_SAMPLE_SQL,
+            )
         except duckdb.Error as exc:
             raise TableError(
                 f"Table source '{self.name}': cannot read the catalog ({first_line(exc)})."

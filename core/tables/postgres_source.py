@@ -16,7 +16,7 @@ from psycopg import errors as pg_errors
 from psycopg.rows import TupleRow
 
 from core.errors import TableError
-from core.tables.catalog import ColumnInfo, TableInfo
+from core.tables.catalog import TableInfo, quote_ident, read_tables
 from core.tables.sources import QueryResult, QueryTimeout, first_line, query_error
 
 if TYPE_CHECKING:
@@ -34,6 +34,10 @@ WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') AND c.table_sch
   AND t.table_type IN ('BASE TABLE', 'VIEW')
 ORDER BY c.table_schema, c.table_name, c.ordinal_position
 """
+_SAMPLE_SQL = (
+    "SELECT DISTINCT {column} FROM (SELECT {column} FROM {table} WHERE {column} IS NOT NULL "
+    "LIMIT 200) s LIMIT {n}"
+)
 
 
 def conninfo(url: str) -> str:
@@ -42,11 +46,6 @@ def conninfo(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql://" + url[len(prefix) :]
     return url
-
-
-def ident(name: str) -> str:
-    """A double-quoted identifier."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 class PostgresConnection:
@@ -127,26 +126,22 @@ class PostgresSource:
             grouped: dict[tuple[str, str], list[tuple[str, str]]] = {}
             for schema, table, column, typ in conn.execute(_CATALOG_SQL).fetchall():
                 grouped.setdefault((schema, table), []).append((column, typ))
-            tables = []
-            for (schema, table), columns in grouped.items():
-                qualified = ident(schema) + "." + ident(table)
-                counted = _safe(conn, f"SELECT count(*) FROM {qualified}")
-                rows = int(counted[0][0]) if counted else None
-                infos = []
-                for column, typ in columns:
-                    vals: tuple[str, ...] = ()
-                    if samples and any(t in typ for t in _TEXTISH):
-                        c = ident(column)
-                        got = _safe(
-                            conn,
-                            f"SELECT DISTINCT {c} FROM (SELECT {c} FROM {qualified} WHERE {c} IS NOT NULL "
-                            f"LIMIT 200) s LIMIT {int(samples)}",
-                        )
-                        vals = tuple(str(r[0])[:40] for r in got or ())
-                    infos.append(ColumnInfo(column, typ.upper(), vals))
-                name = table if schema == "public" else f"{schema}.{table}"
-                tables.append(TableInfo(self.name, name, tuple(infos), rows))
-            return tables
+            layout = [
+                (
+                    table if schema == "public" else f"{schema}.{table}",
+                    quote_ident(schema) + "." + quote_ident(table),
+                    [(column, typ.upper()) for column, typ in columns],
+                )
+                for (schema, table), columns in grouped.items()
+            ]
+            return read_tables(
+                self.name,
+                layout,
+                lambda sql: _safe(conn, sql),
+                samples=samples,
+                textish=_TEXTISH,
+                sample_sql=_SAMPLE_SQL,
+            )
         except psycopg.Error as exc:
             raise TableError(
                 f"Table source '{self.name}': cannot read the catalog ({first_line(exc)})."

@@ -16,7 +16,6 @@ import textwrap
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from core.contracts import Cell
 
@@ -44,7 +43,7 @@ def json_rows(rows: Sequence[Sequence[object]]) -> list[list[Cell]]:
     return [[json_value(v) for v in row] for row in rows]
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float, decimal.Decimal)):
@@ -53,7 +52,7 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def format_value(value: Any) -> str:
+def format_value(value: object) -> str:
     """How one value reads in a table or a sentence."""
     if value is None:
         return "NULL"
@@ -73,7 +72,7 @@ def format_value(value: Any) -> str:
     return text if len(text) <= _CELL_CHARS else text[: _CELL_CHARS - 1] + "…"
 
 
-def text_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, max_rows: int) -> str:
+def text_table(columns: Sequence[str], rows: Sequence[Sequence[object]], *, max_rows: int) -> str:
     """A monospace table of at most ``max_rows`` rows; numbers right-aligned."""
     shown = rows[:max_rows]
     cells = [[format_value(v) for v in row] for row in shown]
@@ -97,7 +96,7 @@ def text_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, max_row
     return "\n".join(out)
 
 
-def write_csv(directory: Path, stem: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
+def write_csv(directory: Path, stem: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Path:
     """Write the rows to ``directory/<stem>-<id>.csv`` and return the path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{_safe_stem(stem)}-{uuid.uuid4().hex[:8]}.csv"
@@ -114,7 +113,7 @@ def _safe_stem(stem: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-")[:40] or "result"
 
 
-def _as_time(value: Any) -> dt.datetime | None:
+def _as_time(value: object) -> dt.datetime | None:
     if isinstance(value, dt.datetime):
         return value
     if isinstance(value, dt.date):
@@ -128,7 +127,7 @@ def _as_time(value: Any) -> dt.datetime | None:
     return None
 
 
-def chart_kind(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str | None:
+def chart_kind(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str | None:
     """'line' for a time series, 'bar' for a category breakdown, None when a chart would not help."""
     if len(columns) < 2 or len(rows) < 2:
         return None
@@ -142,7 +141,7 @@ def chart_kind(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str | N
     return None
 
 
-def _comparable_series(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[int]:
+def _comparable_series(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> list[int]:
     """Numeric columns to plot together: up to four, on the same scale as the first (within 10x)."""
     numeric = [i for i in range(1, len(columns)) if all(_number(r[i]) is not None for r in rows)]
     if not numeric:
@@ -155,7 +154,7 @@ def _comparable_series(columns: Sequence[str], rows: Sequence[Sequence[Any]]) ->
     return [i for i in numeric if first / 10 <= peak(i) <= first * 10][:4]
 
 
-def chart_title(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def chart_title(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A title naming what is plotted against what ("revenue by month")."""
     kind = chart_kind(columns, rows)
     if kind == "line":
@@ -166,12 +165,13 @@ def chart_title(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def draw_chart(
-    directory: Path, stem: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str
+    directory: Path, stem: str, columns: Sequence[str], rows: Sequence[Sequence[object]], title: str
 ) -> Path | None:
     """Draw the chart ``chart_kind`` picks into a PNG and return its path (None when no chart fits)."""
     kind = chart_kind(columns, rows)
     if kind is None:
         return None
+    import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -180,7 +180,7 @@ def draw_chart(
     ax = fig.add_subplot()
     if kind == "line":
         points = sorted(((_as_time(r[0]) or dt.datetime.min, r) for r in rows), key=lambda p: p[0])
-        xs: list[Any] = [p[0] for p in points]
+        xs = np.array([p[0] for p in points], dtype="datetime64[us]")
         for i in _comparable_series(columns, rows):
             ax.plot(
                 xs,
@@ -206,7 +206,7 @@ def draw_chart(
     return path
 
 
-def summary(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, more: bool) -> str:
+def summary(columns: Sequence[str], rows: Sequence[Sequence[object]], *, more: bool) -> str:
     """One sentence that states the number(s)."""
     if not rows:
         return "No rows matched."

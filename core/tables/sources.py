@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.errors import TableError
 from core.registry import Registry
@@ -44,7 +44,7 @@ class QueryFailed(TableError):
 
 
 # One row as the driver returns it: values of whatever Python type the column maps to.
-Row = tuple[Any, ...]
+Row = tuple[object, ...]
 
 
 @dataclass

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from core.errors import TableError
-from core.tables.catalog import ColumnInfo, TableInfo
+from core.tables.catalog import TableInfo, quote_ident, read_tables
 from core.tables.sources import QueryResult, Row, first_line, query_error, require_file
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ _ALLOWED_ACTIONS = {
 }
 _DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
 _TEXTISH = ("CHAR", "TEXT", "CLOB", "DATE", "TIME")
+_SAMPLE_SQL = "SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL AND {column} != '' LIMIT {n}"
 
 
 def _authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
@@ -31,11 +32,6 @@ def _authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None,
     if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_FUNCTIONS:
         return sqlite3.SQLITE_DENY
     return sqlite3.SQLITE_OK
-
-
-def quote_ident(name: str) -> str:
-    """A double-quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 class SQLiteConnection:
@@ -103,20 +99,25 @@ class SQLiteSource:
                     "AND name NOT LIKE 'sqlite_%' ORDER BY name"
                 )
             ]
-            tables = []
-            for name in names:
-                q = quote_ident(name)
-                cols = [(r[1], (r[2] or "").upper()) for r in conn.execute(f"PRAGMA table_info({q})")]
-                counted = _safe(conn, f"SELECT count(*) FROM {q}")
-                rows = int(counted[0][0]) if counted else None
-                infos = []
-                for col, typ in cols:
-                    vals: tuple[str, ...] = ()
-                    if samples and (not typ or any(t in typ for t in _TEXTISH)):
-                        vals = _samples(conn, q, quote_ident(col), samples)
-                    infos.append(ColumnInfo(col, typ, vals))
-                tables.append(TableInfo(self.name, name, tuple(infos), rows))
-            return tables
+            layout = [
+                (
+                    name,
+                    quote_ident(name),
+                    [
+                        (r[1], (r[2] or "").upper())
+                        for r in conn.execute(f"PRAGMA table_info({quote_ident(name)})")
+                    ],
+                )
+                for name in names
+            ]
+            return read_tables(
+                self.name,
+                layout,
+                lambda sql: _safe(conn, sql),
+                samples=samples,
+                textish=_TEXTISH,
+                sample_sql=_SAMPLE_SQL,
+            )
         except sqlite3.Error as exc:
             raise TableError(
                 f"Table source '{self.name}': cannot read the catalog ({first_line(exc)})."
@@ -126,14 +127,6 @@ class SQLiteSource:
 
     def close(self) -> None:
         """Nothing is kept open."""
-
-
-def _samples(conn: sqlite3.Connection, table: str, column: str, n: int) -> tuple[str, ...]:
-    rows = _safe(
-        conn,
-        f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL AND {column} != '' LIMIT {int(n)}",
-    )
-    return tuple(str(r[0])[:40] for r in rows or ())
 
 
 def _safe(conn: sqlite3.Connection, sql: str) -> list[Row] | None:

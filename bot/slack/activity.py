@@ -16,14 +16,13 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
 from bot.slack.app import make_client
-from bot.slack.inbound import plain_text
+from bot.slack.inbound import field, plain_text
 from core.config import Settings, SlackSettings
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ def short(text: str, limit: int = TEXT_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def is_human(msg: Mapping[str, Any], bot_user_id: str | None) -> bool:
+def is_human(msg: Mapping[str, object], bot_user_id: str | None) -> bool:
     """True for a message a person wrote (not a bot, a join, a topic change, or Hearth itself)."""
     return (
         bool(msg.get("user"))
@@ -104,7 +103,7 @@ class SlackChatActivity:
                 lines.append(messages.SLACK_ACTIVITY_NOTE.format(channel=label, reason=reason))
                 continue
             for msg in raw:
-                text = short(plain_text(str(msg.get("text") or "")))
+                text = short(plain_text(field(msg, "text")))
                 if text:
                     lines.append(f"{label} · {await self._user_name(str(msg['user']))}: {text}")
         return lines
@@ -144,9 +143,9 @@ class SlackChatActivity:
             if not cursor:
                 return found
 
-    async def _history(self, channel_id: str, since: datetime) -> list[Mapping[str, Any]]:
+    async def _history(self, channel_id: str, since: datetime) -> list[Mapping[str, object]]:
         """Human messages after ``since``, oldest first, at most ``self.limit``."""
-        kept: list[Mapping[str, Any]] = []
+        kept: list[Mapping[str, object]] = []
         cursor: str | None = None
         bot = self._bot_user_id or None
         while len(kept) < self.limit:
@@ -164,7 +163,7 @@ class SlackChatActivity:
             if not cursor or not resp.get("has_more", True):
                 break
         # Pages come newest first: keep the newest ``limit``, then read them in order.
-        return sorted(kept[: self.limit], key=lambda m: float(m.get("ts") or 0))
+        return sorted(kept[: self.limit], key=lambda m: float(field(m, "ts") or 0))
 
     async def _user_name(self, user: str) -> str:
         """The person's display name (``users.info``, cached); the id when it cannot be read."""

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -55,7 +55,7 @@ class Produced:
     """What the final message shows: the Answer, extra blocks (SQL, table) and files to attach."""
 
     answer: Answer
-    extra: list[dict[str, Any]] = field(default_factory=list)
+    extra: list[render.Block] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
 
 

@@ -18,7 +18,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_bolt.lazy_listener.async_internals import to_runnable_function
@@ -35,13 +35,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import messages
 from bot.slack import render
 from bot.slack.access import SlackAccess
-from bot.slack.answering import Answerer, Command, Question
+from bot.slack.answering import Answerer, Command, Notify, Question
 from bot.slack.feedback import FeedbackStore, slack_answers, slack_feedback
-from bot.slack.inbound import plain_text
+from bot.slack.inbound import Payload, field, member, plain_text
 from core.config import Settings, SlackSettings
 from core.db import Database, seen_events
 from core.errors import ConfigError
 from core.intake import Intake
+
+if TYPE_CHECKING:  # the digest service is imported only when `hearth serve` runs one
+    from core.digests.service import DigestService
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +108,7 @@ class SlackBot:
         *,
         client: AsyncWebClient | None = None,
         clock: Callable[[], float] = time.monotonic,
-        digests: Callable[[], Any] | None = None,
+        digests: Callable[[], DigestService | None] | None = None,
     ) -> None:
         s = settings.slack
         check_settings(s)
@@ -149,9 +152,9 @@ class SlackBot:
     async def _ack(ack: AsyncAck) -> None:
         await ack()
 
-    async def _hearth(self, ack: AsyncAck, command: dict[str, Any]) -> None:
+    async def _hearth(self, ack: AsyncAck, command: Payload) -> None:
         """``/hearth help``: answered in the acknowledgement itself (no model work)."""
-        arg = str(command.get("text") or "").strip().lower()
+        arg = field(command, "text").strip().lower()
         text = (
             messages.SLACK_HELP
             if arg in ("", "help")
@@ -159,7 +162,7 @@ class SlackBot:
         )
         await ack(text=text, blocks=render.notice_blocks(text), response_type="ephemeral")
 
-    async def _digest(self, command: dict[str, Any], respond: AsyncRespond) -> None:
+    async def _digest(self, command: Payload, respond: AsyncRespond) -> None:
         """``/digest list|run|create|delete …``: handled by the digest service, answered privately."""
         service = self.digests()
         if service is None:
@@ -169,69 +172,51 @@ class SlackBot:
 
         try:
             reply = await handle_command(
-                service, plain_text(str(command.get("text") or "")), str(command["user_id"]), surface="slack"
+                service, plain_text(field(command, "text")), str(command["user_id"]), surface="slack"
             )
         except Exception:
             log.exception("slack: /digest failed")
             reply = messages.GENERIC_ERROR
         await respond(text=render.escape(reply), response_type="ephemeral")
 
-    async def _command(
-        self, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
-    ) -> None:
+    async def _command(self, command: Payload, respond: AsyncRespond, context: AsyncBoltContext) -> None:
         kind = _COMMANDS[str(command["command"])]
-        user, channel = str(command["user_id"]), str(command["channel_id"])
-        text = plain_text(str(command.get("text") or ""))
+        text = plain_text(field(command, "text"))
 
         async def notify(notice: str) -> None:
             await respond(text=notice, response_type="ephemeral", replace_original=False)
 
+        user = str(command["user_id"])
         shown = render.escape(text if len(text) <= 300 else text[:300] + "…")
         header = messages.SLACK_ASKED.format(user=user, question=f"`{command['command']}` {shown}")
-        await self.answerer.handle(
-            Question(
-                kind=kind,
-                user=user,
-                channel=channel,
-                text=text,
-                question_id=f"command:{command.get('trigger_id') or uuid.uuid4().hex}",
-                notify=notify,
-                header=header,
-                header_fallback=header,
-            ),
-            bot_user_id=context.bot_user_id,
-            bot_id=context.bot_id,
+        question = Question(
+            kind=kind,
+            user=user,
+            channel=str(command["channel_id"]),
+            text=text,
+            question_id=f"command:{field(command, 'trigger_id') or uuid.uuid4().hex}",
+            notify=notify,
+            header=header,
+            header_fallback=header,
         )
+        await self.answerer.handle(question, bot_user_id=context.bot_user_id, bot_id=context.bot_id)
 
-    async def _mention(self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
+    async def _mention(self, event: Payload, body: Payload, context: AsyncBoltContext) -> None:
         """@Hearth in a channel: answer in the thread (the mention's own thread, or a new one)."""
-        user, channel, ts = str(event.get("user") or ""), str(event["channel"]), str(event["ts"])
-        if not user or event.get("bot_id"):
+        if not field(event, "user") or event.get("bot_id"):
             return
-        thread = str(event.get("thread_ts") or ts)
+        thread = field(event, "thread_ts") or None
+        reply_thread = thread or str(event["ts"])
+        channel, user = str(event["channel"]), field(event, "user")
 
         async def notify(notice: str) -> None:
-            await self.client.chat_postEphemeral(channel=channel, user=user, text=notice, thread_ts=thread)
+            await self.client.chat_postEphemeral(
+                channel=channel, user=user, text=notice, thread_ts=reply_thread
+            )
 
-        await self.answerer.handle(
-            Question(
-                kind="ask",
-                user=user,
-                channel=channel,
-                text=plain_text(str(event.get("text") or ""), context.bot_user_id),
-                question_id=f"event:{body.get('event_id') or ts}",
-                notify=notify,
-                reply_thread=thread,
-                history_thread=str(event["thread_ts"]) if event.get("thread_ts") else None,
-                message_ts=ts,
-            ),
-            bot_user_id=context.bot_user_id,
-            bot_id=context.bot_id,
-        )
+        await self._message(event, body, context, notify, reply_thread=reply_thread, history_thread=thread)
 
-    async def _direct_message(
-        self, event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
+    async def _direct_message(self, event: Payload, body: Payload, context: AsyncBoltContext) -> None:
         """A DM to the bot (other message events are acknowledged and ignored)."""
         if (
             event.get("channel_type") != "im"
@@ -240,32 +225,43 @@ class SlackBot:
             or not event.get("user")
         ):
             return
-        user, channel, ts = str(event["user"]), str(event["channel"]), str(event["ts"])
-        thread = str(event["thread_ts"]) if event.get("thread_ts") else None
+        thread = field(event, "thread_ts") or None
+        channel = str(event["channel"])
 
         async def notify(notice: str) -> None:
             await self.client.chat_postMessage(channel=channel, text=notice, thread_ts=thread)
 
-        await self.answerer.handle(
-            Question(
-                kind="ask",
-                user=user,
-                channel=channel,
-                text=plain_text(str(event.get("text") or ""), context.bot_user_id),
-                question_id=f"event:{body.get('event_id') or ts}",
-                notify=notify,
-                reply_thread=thread,
-                history_thread=thread,
-                message_ts=ts,
-            ),
-            bot_user_id=context.bot_user_id,
-            bot_id=context.bot_id,
-        )
+        await self._message(event, body, context, notify, reply_thread=thread, history_thread=thread)
 
-    async def _vote(self, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def _message(
+        self,
+        event: Payload,
+        body: Payload,
+        context: AsyncBoltContext,
+        notify: Notify,
+        *,
+        reply_thread: str | None,
+        history_thread: str | None,
+    ) -> None:
+        """Answer a message event (a mention or a DM); its history stops before the message itself."""
+        ts = str(event["ts"])
+        question = Question(
+            kind="ask",
+            user=field(event, "user"),
+            channel=str(event["channel"]),
+            text=plain_text(field(event, "text"), context.bot_user_id),
+            question_id=f"event:{field(body, 'event_id') or ts}",
+            notify=notify,
+            reply_thread=reply_thread,
+            history_thread=history_thread,
+            message_ts=ts,
+        )
+        await self.answerer.handle(question, bot_user_id=context.bot_user_id, bot_id=context.bot_id)
+
+    async def _vote(self, body: Payload, action: Payload) -> None:
         """👍/👎 on an answer: store the vote, thank the person privately."""
-        direction, _, answer_id = str(action.get("value") or "").partition(":")
-        user = str((body.get("user") or {}).get("id") or "")
+        direction, _, answer_id = field(action, "value").partition(":")
+        user = field(member(body, "user"), "id")
         if direction not in ("up", "down") or not answer_id or not user:
             log.warning("slack: ignoring a malformed feedback action")
             return
@@ -273,8 +269,8 @@ class SlackBot:
         if question_id is None:
             log.warning("slack: feedback for unknown answer %s", answer_id)
             return
-        channel = str((body.get("channel") or {}).get("id") or "")
-        thread = (body.get("message") or {}).get("thread_ts")
+        channel = field(member(body, "channel"), "id")
+        thread = field(member(body, "message"), "thread_ts") or None
         if channel:
             try:
                 await self.client.chat_postEphemeral(

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
-from bot.slack.inbound import plain_text
+from bot.slack.inbound import field, plain_text
 from core.contracts import Turn
 
 log = logging.getLogger(__name__)
@@ -19,12 +18,12 @@ _SUMMARY_ITEM_CHARS = 80
 
 
 def turns_from(
-    raw: Sequence[Mapping[str, Any]], *, bot_user_id: str | None, bot_id: str | None, before_ts: str
+    raw: Sequence[Mapping[str, object]], *, bot_user_id: str | None, bot_id: str | None, before_ts: str
 ) -> list[Turn]:
     """Messages older than ``before_ts`` as turns; consecutive messages of one side are joined."""
     turns: list[Turn] = []
     for msg in raw:
-        ts = str(msg.get("ts", ""))
+        ts = field(msg, "ts")
         if not ts or float(ts) >= float(before_ts):
             continue
         mine = (
@@ -32,7 +31,7 @@ def turns_from(
             and (bot_id is None or msg.get("bot_id") == bot_id)
             or (bot_user_id is not None and msg.get("user") == bot_user_id)
         )
-        text = plain_text(str(msg.get("text") or ""), bot_user_id)
+        text = plain_text(field(msg, "text"), bot_user_id)
         if (
             not text
             or text in (messages.THINKING,)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -63,7 +62,7 @@ async def _slack_ctx(app: web.Application, services: Services) -> AsyncIterator[
         await bot.aclose(settings.server.shutdown_timeout_s)
 
 
-def payload_problem(body: Any) -> str | None:
+def payload_problem(body: object) -> str | None:
     """Why a parsed Slack payload is malformed, or None when its shape is one Slack sends."""
     if not isinstance(body, Mapping) or not body:
         return "empty or non-object payload"

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+
+# A JSON object as Slack sends it (bolt's ``body``, ``event``, ``command``, ``action``; Web API
+# messages). Bolt types these ``dict[str, Any]``; we read them as ``object`` and narrow.
+Payload = dict[str, object]
 
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 _CHANNEL = re.compile(r"<#([CG][A-Z0-9]+)(?:\|([^>]*))?>")
@@ -28,6 +33,18 @@ _LANGUAGE_HINTS: list[tuple[str, re.Pattern[str]]] = [
     ("shell", re.compile(r"^\s*(#!/bin/(ba)?sh|\$ |sudo |apt-get |export \w+=)", re.M)),
     ("yaml", re.compile(r"^\w[\w-]*:\s*(\n\s+- |\S)", re.M)),
 ]
+
+
+def field(payload: Mapping[str, object], key: str) -> str:
+    """``payload[key]`` as text: '' when absent, null, or not a scalar."""
+    value = payload.get(key)
+    return "" if value is None or isinstance(value, (Mapping, list)) else str(value)
+
+
+def member(payload: Mapping[str, object], key: str) -> Mapping[str, object]:
+    """The object under ``payload[key]`` (empty when absent or not an object)."""
+    value = payload.get(key)
+    return value if isinstance(value, Mapping) else {}
 
 
 def unescape(text: str) -> str:

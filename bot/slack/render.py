@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from bot import messages
 from core.contracts import Answer, Cell, Citation
 from core.tables import render as tables_render
+
+# A Block Kit block as we build it and hand it to slack_sdk (which takes plain dicts).
+Block = dict[str, object]
 
 # One section block holds at most 3000 characters; a message is one section of the answer.
 MESSAGE_CHARS = 2900
@@ -126,17 +128,17 @@ def footer_text(answer: Answer) -> str | None:
     return messages.FOOTER.format(model=escape(answer.model or answer.backend), where=where)
 
 
-def section(text: str) -> dict[str, Any]:
+def section(text: str) -> Block:
     """A mrkdwn section block."""
     return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000] or " "}}
 
 
-def context(lines: Sequence[str]) -> dict[str, Any]:
+def context(lines: Sequence[str]) -> Block:
     """A context block (small grey text), at most 10 elements."""
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": line[:3000]} for line in lines[:10]]}
 
 
-def feedback_actions(answer_id: str) -> dict[str, Any]:
+def feedback_actions(answer_id: str) -> Block:
     """The 👍/👎 buttons; their value names the answer."""
     return {
         "type": "actions",
@@ -174,10 +176,10 @@ def final_blocks(
     *,
     header: str | None = None,
     last: bool = True,
-    extra: Sequence[dict[str, Any]] = (),
-) -> list[dict[str, Any]]:
+    extra: Sequence[Block] = (),
+) -> list[Block]:
     """Blocks of one message of a finished answer; the last one carries sources, footer and buttons."""
-    blocks: list[dict[str, Any]] = []
+    blocks: list[Block] = []
     if header:
         blocks.append(context([header]))
     blocks.append(section(part))
@@ -195,14 +197,14 @@ def final_blocks(
     return blocks
 
 
-def streaming_blocks(part: str, header: str | None = None) -> list[dict[str, Any]]:
+def streaming_blocks(part: str, header: str | None = None) -> list[Block]:
     """Blocks of a message while its text is still streaming."""
     blocks = [context([header])] if header else []
     blocks.append(section(part + " …" if part else messages.THINKING))
     return blocks
 
 
-def notice_blocks(text: str) -> list[dict[str, Any]]:
+def notice_blocks(text: str) -> list[Block]:
     """A plain one-section message (errors, limits, help)."""
     return [section(text)]
 

@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -50,7 +49,7 @@ class StreamingReply:
     posted: list[_Posted] = field(default_factory=list)
     _text: str = ""
 
-    async def _post(self, text: str, blocks: list[dict[str, Any]]) -> str:
+    async def _post(self, text: str, blocks: list[render.Block]) -> str:
         resp = await self.client.chat_postMessage(
             channel=self.channel,
             thread_ts=self.thread_ts,
@@ -62,7 +61,7 @@ class StreamingReply:
         # Later messages go to the same thread; in a DM without a thread they follow each other.
         return str(resp["ts"])
 
-    async def _update(self, msg: _Posted, text: str, blocks: list[dict[str, Any]], *, final: bool) -> None:
+    async def _update(self, msg: _Posted, text: str, blocks: list[render.Block], *, final: bool) -> None:
         wait = msg.updated_at + self.interval_s - self.clock()
         if wait > 0:
             if not final:
@@ -103,7 +102,7 @@ class StreamingReply:
                 # A message that has filled up gets its full text as soon as its own throttle allows.
                 await self._update(self.posted[i], part, render.streaming_blocks(part, header), final=False)
 
-    async def finish(self, answer: Answer, extra: Sequence[dict[str, Any]] = ()) -> list[str]:
+    async def finish(self, answer: Answer, extra: Sequence[render.Block] = ()) -> list[str]:
         """Show the finished answer; return the ts of every message it uses."""
         parts = render.answer_parts(answer, self.limit)
         for i, part in enumerate(parts):

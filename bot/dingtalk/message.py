@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from core.errors import InputError
+
+# A JSON object as DingTalk sends it (callbacks, Stream frames, OpenAPI answers) or as we send it;
+# what we read from one is ``object`` until narrowed.
+Payload = dict[str, object]
 
 ONE_TO_ONE = "1"
 GROUP = "2"
@@ -33,7 +36,7 @@ class Incoming:
         return self.conversation_type == GROUP
 
     @classmethod
-    def from_payload(cls, data: Any) -> Incoming:
+    def from_payload(cls, data: object) -> Incoming:
         """Parse the JSON DingTalk sends; raise InputError naming what is missing or malformed."""
         if not isinstance(data, Mapping):
             raise InputError("The DingTalk payload must be a JSON object.")
@@ -65,14 +68,14 @@ class Incoming:
         )
 
 
-def _str(value: Any) -> str:
+def _str(value: object) -> str:
     """A scalar field as a string ('' when absent)."""
     if value is None or isinstance(value, (dict, list)):
         return ""
     return str(value)
 
 
-def _text(data: Mapping[str, Any]) -> str | None:
+def _text(data: Mapping[str, object]) -> str | None:
     """The message text: ``text.content`` for text, the joined text parts of rich text, else None."""
     kind = data.get("msgtype", "text")
     if kind == "text":

@@ -14,12 +14,11 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
 import aiohttp
 
-from bot.dingtalk.message import Incoming
+from bot.dingtalk.message import Incoming, Payload
 from core.config import DingTalkSettings
 from core.errors import ConfigError, HearthError
 
@@ -35,6 +34,33 @@ class DingTalkAPIError(HearthError):
     def __init__(self, message: str, code: int | str | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+
+async def send_json(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    body: Mapping[str, object],
+    *,
+    client_timeout: aiohttp.ClientTimeout,
+    what: str,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[int, str, Payload]:
+    """One JSON call: (HTTP status, raw answer, the answer as an object — {} when it is not one).
+
+    A network failure or timeout becomes DingTalkAPIError saying ``what`` could not be reached.
+    """
+    try:
+        async with session.request(method, url, json=body, headers=headers, timeout=client_timeout) as resp:
+            raw = await resp.text()
+            status = resp.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise DingTalkAPIError(f"{what} could not be reached: {exc!r}") from exc
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        data = {}
+    return status, raw, data if isinstance(data, dict) else {}
 
 
 class OpenAPI:
@@ -71,10 +97,12 @@ class OpenAPI:
                 raise DingTalkAPIError(
                     "DingTalk returned no access token — check dingtalk.client_id/client_secret."
                 )
-            self._token = (token, self.wall() + float(data.get("expireIn", 7200)) - 300)
+            expires_in = data.get("expireIn", 7200)
+            lifetime = float(expires_in) if isinstance(expires_in, (int, float, str)) else 7200.0
+            self._token = (token, self.wall() + lifetime - 300)
             return token
 
-    async def call(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def call(self, method: str, path: str, body: Mapping[str, object]) -> Payload:
         """Call ``path`` with the access token; renew the token once when DingTalk answers 401."""
         try:
             return await self._send(method, path, body, token=await self.access_token())
@@ -85,28 +113,24 @@ class OpenAPI:
             return await self._send(method, path, body, token=await self.access_token())
 
     async def _send(
-        self, method: str, path: str, body: dict[str, Any], *, token: str | None
-    ) -> dict[str, Any]:
+        self, method: str, path: str, body: Mapping[str, object], *, token: str | None
+    ) -> Payload:
         """One HTTP call; non-2xx answers and network failures become DingTalkAPIError."""
         headers = {"Content-Type": "application/json"}
         if token is not None:
             headers["x-acs-dingtalk-access-token"] = token
-        try:
-            async with self.session.request(
-                method, self.base_url + path, json=body, headers=headers, timeout=self.timeout
-            ) as resp:
-                text = await resp.text()
-                if resp.status >= 300:
-                    raise DingTalkAPIError(
-                        f"DingTalk {path} answered HTTP {resp.status}: {text[:300]}", resp.status
-                    )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DingTalkAPIError(f"DingTalk {path} could not be reached: {exc!r}") from exc
-        try:
-            data = json.loads(text) if text else {}
-        except ValueError:
-            data = {}
-        return data if isinstance(data, dict) else {}
+        status, text, data = await send_json(
+            self.session,
+            method,
+            self.base_url + path,
+            body,
+            client_timeout=self.timeout,
+            headers=headers,
+            what=f"DingTalk {path}",
+        )
+        if status >= 300:
+            raise DingTalkAPIError(f"DingTalk {path} answered HTTP {status}: {text[:300]}", status)
+        return data
 
     async def send_markdown(self, incoming: Incoming, title: str, text: str) -> None:
         """Post Markdown to the message's conversation as the robot (no sessionWebhook needed)."""
@@ -130,7 +154,7 @@ class OpenAPI:
     async def create_card(self, incoming: Incoming, template_id: str, out_track_id: str) -> None:
         """Create an AI card in the message's conversation, in the 'processing' state."""
         robot_code = incoming.robot_code or self.robot_code
-        body: dict[str, Any] = {
+        body: Payload = {
             "cardTemplateId": template_id,
             "outTrackId": out_track_id,
             "cardData": {"cardParamMap": {CARD_CONTENT_KEY: "", "flowStatus": FLOW_PROCESSING}},

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 
 import aiohttp
 
-from bot.dingtalk.message import Incoming
-from bot.dingtalk.openapi import DingTalkAPIError, OpenAPI
+from bot.dingtalk.message import Incoming, Payload
+from bot.dingtalk.openapi import DingTalkAPIError, OpenAPI, send_json
 from bot.dingtalk.poster import DingTalkPoster
 from core.config import DingTalkSettings
 
@@ -66,20 +65,19 @@ class Replier:
     async def _session_post(self, incoming: Incoming, title: str, text: str) -> None:
         """POST a markdown message to the sessionWebhook."""
         assert incoming.session_webhook is not None
-        body: dict[str, object] = {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
+        body: Payload = {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
         if incoming.is_group:
             body["at"] = {"atUserIds": [incoming.staff_id]}
-        try:
-            async with self.session.post(incoming.session_webhook, json=body, timeout=self.timeout) as resp:
-                raw = await resp.text()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DingTalkAPIError(f"the sessionWebhook could not be reached: {exc!r}") from exc
-        try:
-            data = json.loads(raw) if raw else {}
-        except ValueError:
-            data = {}
-        code = data.get("errcode", 0) if isinstance(data, dict) else 0
+        status, raw, data = await send_json(
+            self.session,
+            "POST",
+            incoming.session_webhook,
+            body,
+            client_timeout=self.timeout,
+            what="the sessionWebhook",
+        )
+        errcode = data.get("errcode", 0)
+        code = errcode if isinstance(errcode, (int, str)) else None
         if status >= 300 or code not in (0, None):
             raise DingTalkAPIError(
                 f"the sessionWebhook answered HTTP {status}, errcode {code}: {raw[:200]}", code

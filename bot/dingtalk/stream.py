@@ -20,7 +20,6 @@ import logging
 import platform
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import quote_plus
 
 import requests
@@ -36,7 +35,7 @@ from dingtalk_stream import (
 from dingtalk_stream.version import VERSION_STRING
 from websockets.asyncio.client import ClientConnection
 
-from bot.dingtalk.message import Incoming
+from bot.dingtalk.message import Incoming, Payload
 from core.config import DingTalkSettings
 from core.errors import ConfigError, InputError
 
@@ -93,7 +92,7 @@ class StreamClient(DingTalkStreamClient):  # type: ignore[misc]
         self._runner: asyncio.Task[None] | None = None
         self._frames: set[asyncio.Task[None]] = set()
 
-    def open_connection(self) -> dict[str, Any] | None:
+    def open_connection(self) -> Payload | None:
         """Ask the gateway for a WebSocket endpoint and ticket (blocking: call it in a worker thread)."""
         body = {
             "clientId": self.credential.client_id,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Literal
 
 from bot import messages
 from core.refusals import Refusal
@@ -21,7 +21,7 @@ def pick_language(setting: str, text: str) -> Lang:
     return "zh" if _CJK.search(text or "") else "en"
 
 
-def say(key: str, lang: Lang, **values: Any) -> str:
+def say(key: str, lang: Lang, **values: object) -> str:
     """The catalogue sentence ``key`` (a constant name in bot/messages.py) in ``lang``, formatted."""
     template: str = messages.DINGTALK_ZH.get(key, "") if lang == "zh" else ""
     if not template:

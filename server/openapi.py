@@ -6,9 +6,25 @@ response shapes are written out here (a test checks every /v1 route is described
 
 from __future__ import annotations
 
-from typing import Any
-
 from server import bodies
+
+# A piece of the OpenAPI document (a JSON object as we build it).
+Schema = dict[str, object]
+
+
+def _flat(*fields: tuple[str, str]) -> Schema:
+    """An object schema of scalar properties: ``(name, JSON type)`` pairs."""
+    return {"type": "object", "properties": {k: {"type": t} for k, t in fields}}
+
+
+def _json(schema: Schema) -> Schema:
+    """A ``content`` map with one application/json schema."""
+    return {"application/json": {"schema": schema}}
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
 
 _ERROR = {
     "type": "object",
@@ -23,21 +39,15 @@ _ERROR = {
         "request_id": {"type": "string"},
     },
 }
-_CITATION = {
-    "type": "object",
-    "properties": {
-        k: {"type": t}
-        for k, t in (
-            ("number", "integer"),
-            ("title", "string"),
-            ("uri", "string"),
-            ("doc_id", "string"),
-            ("chunk_id", "string"),
-            ("location", "string"),
-            ("score", "number"),
-        )
-    },
-}
+_CITATION = _flat(
+    ("number", "integer"),
+    ("title", "string"),
+    ("uri", "string"),
+    ("doc_id", "string"),
+    ("chunk_id", "string"),
+    ("location", "string"),
+    ("score", "number"),
+)
 _ANSWER = {
     "type": "object",
     "required": ["answer", "citations", "backend", "model", "usage", "timings_ms", "notices", "request_id"],
@@ -55,23 +65,17 @@ _ANSWER = {
         "request_id": {"type": "string"},
     },
 }
-_HIT = {
-    "type": "object",
-    "properties": {
-        k: {"type": t}
-        for k, t in (
-            ("rank", "integer"),
-            ("score", "number"),
-            ("doc_id", "string"),
-            ("uri", "string"),
-            ("title", "string"),
-            ("text", "string"),
-            ("chunk_id", "string"),
-            ("location", "string"),
-            ("source", "string"),
-        )
-    },
-}
+_HIT = _flat(
+    ("rank", "integer"),
+    ("score", "number"),
+    ("doc_id", "string"),
+    ("uri", "string"),
+    ("title", "string"),
+    ("text", "string"),
+    ("chunk_id", "string"),
+    ("location", "string"),
+    ("source", "string"),
+)
 _TABLE_ANSWER = {
     "type": "object",
     "properties": {
@@ -97,28 +101,25 @@ _SSE_DOC = (
 )
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    text = {
-        400: "Malformed JSON or a bad field (the message names it).",
-        401: "Missing or invalid bearer token.",
-        413: "Body larger than server.max_body_bytes.",
-        429: "Rate limited; see Retry-After.",
-        501: "The capability is not configured on this server.",
-        503: "No model or store available now.",
-    }
-    return {
-        str(c): {
-            "description": text[c],
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        }
-        for c in codes
-    }
+_ERROR_TEXT = {
+    400: "Malformed JSON or a bad field (the message names it).",
+    401: "Missing or invalid bearer token.",
+    413: "Body larger than server.max_body_bytes.",
+    422: "The SQL was refused by the guard or failed on the data.",
+    429: "Rate limited; see Retry-After.",
+    501: "The capability is not configured on this server.",
+    503: "No model or store available now.",
+}
 
 
-def _answer_op(summary: str, body: str, *, stream: bool = True) -> dict[str, Any]:
-    content: dict[str, Any] = {"application/json": {"schema": {"$ref": "#/components/schemas/Answer"}}}
+def _answer_op(
+    summary: str, body: str, *, stream: bool = True, ok: Schema | None = None, errors: tuple[int, ...] = ()
+) -> Schema:
+    """A POST operation: ``body`` in, the Answer (or ``ok``) out, and the error responses it can give."""
+    content = _json(_ref("Answer"))
     if stream:
         content["text/event-stream"] = {"schema": {"type": "string"}}
+    codes = sorted({400, 401, 413, 429, 503, *errors})
     return {
         "summary": summary,
         "description": _SSE_DOC if stream else "",
@@ -132,62 +133,53 @@ def _answer_op(summary: str, body: str, *, stream: bool = True) -> dict[str, Any
                 "description": "Which client asks (recorded in the audit log); default rest.",
             }
         ],
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
-        },
+        "requestBody": {"required": True, "content": _json(_ref(body))},
         "responses": {
-            "200": {"description": "The answer.", "content": content},
-            **_errors(400, 401, 413, 429, 503),
+            "200": ok or {"description": "The answer.", "content": content},
+            **{str(c): {"description": _ERROR_TEXT[c], "content": _json(_ref("Error"))} for c in codes},
         },
     }
 
 
-def document() -> dict[str, Any]:
+def document() -> Schema:
     """The whole OpenAPI 3.1 document."""
-    schemas: dict[str, Any] = {"Error": _ERROR, "Answer": _ANSWER, "Citation": _CITATION, "Hit": _HIT}
+    schemas: Schema = {"Error": _ERROR, "Answer": _ANSWER, "Citation": _CITATION, "Hit": _HIT}
     for model in bodies.BODIES.values():
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, sub in schema.pop("$defs", {}).items():
             schemas[name] = sub
         schemas[model.__name__] = schema
-    search = _answer_op("Hybrid search over the documents the token may read.", "SearchBody", stream=False)
-    search["responses"]["200"] = {
-        "description": "Hits, best first.",
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "query": {"type": "string"},
-                        "hits": {"type": "array", "items": {"$ref": "#/components/schemas/Hit"}},
-                    },
-                }
-            }
-        },
-    }
-    search["responses"].update(_errors(501))
-    tables = _answer_op(
-        "Answer a question over the configured tables with guarded SQL.", "TablesAskBody", stream=False
-    )
-    tables["responses"]["200"] = {
-        "description": "The answer, the SQL that produced it and the rows (the `hearth tables ask --json` "
-        "shape), plus the chart inline as base64 PNG.",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TableAnswer"}}},
-    }
-    tables["responses"].update(_errors(501))
-    tables["responses"]["422"] = {
-        "description": "The SQL was refused by the guard or failed on the data.",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
     schemas["TableAnswer"] = _TABLE_ANSWER
+    hits: Schema = {
+        "type": "object",
+        "properties": {"query": {"type": "string"}, "hits": {"type": "array", "items": _ref("Hit")}},
+    }
+    search = _answer_op(
+        "Hybrid search over the documents the token may read.",
+        "SearchBody",
+        stream=False,
+        ok={"description": "Hits, best first.", "content": _json(hits)},
+        errors=(501,),
+    )
+    tables = _answer_op(
+        "Answer a question over the configured tables with guarded SQL.",
+        "TablesAskBody",
+        stream=False,
+        ok={
+            "description": "The answer, the SQL that produced it and the rows (the `hearth tables ask --json` "
+            "shape), plus the chart inline as base64 PNG.",
+            "content": _json(_ref("TableAnswer")),
+        },
+        errors=(501, 422),
+    )
     generate = _answer_op(
         "Implement a comment, docstring or function head; the answer streams the model's code.",
         "GenerateBody",
+        errors=(501,),
     )
-    generate["responses"].update(_errors(501))
-    tests = _answer_op("Write a pytest module for a piece of code; the answer streams the file.", "TestsBody")
-    tests["responses"].update(_errors(501))
+    tests = _answer_op(
+        "Write a pytest module for a piece of code; the answer streams the file.", "TestsBody", errors=(501,)
+    )
     return {
         "openapi": "3.1.0",
         "info": {

@@ -66,7 +66,7 @@ class Refusal:
 ENGLISH: dict[Reason, str] = {
     Reason.DUPLICATE: "This request was already answered.",
     Reason.EMPTY: "Please ask a question — the message was empty.",
-    Reason.EMPTY_CODE: "Nothing to work on: select some code, or put the cursor inside a function.",
+    Reason.EMPTY_CODE: "Nothing to work on: select some code, or put the cursor inside a function or class.",
     Reason.TOO_LONG: "The question is {length:,} characters; the limit is {limit:,}. Please shorten it.",
     Reason.BINARY: "The message contains binary data; please send plain text.",
     Reason.RATE_LIMITED: "Too many questions; please wait {seconds:.0f}s and try again.",
@@ -82,9 +82,23 @@ ENGLISH: dict[Reason, str] = {
 }
 
 
+class Refused(HearthError):
+    """A refusal carried through code that speaks in exceptions (the editor's use cases).
+
+    ``str(exc)`` is the sentence in the core's English catalogue; ``refusal_for`` gives the
+    refusal back unchanged, so it is never re-worded on the way out.
+    """
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.text(ENGLISH))
+        self.refusal = refusal
+
+
 def refusal_for(exc: HearthError) -> Refusal:
     """The refusal an engine error stands for (its own ``key`` when it carries one)."""
     detail = str(exc)
+    if isinstance(exc, Refused):
+        return exc.refusal
     if exc.key:
         return Refusal(Reason(exc.key), dict(exc.values), detail)
     if isinstance(exc, SQLRejected):

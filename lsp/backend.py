@@ -1,12 +1,23 @@
-"""Where the language server's model calls go: the in-process core or a remote `hearth serve`."""
+"""Where the language server's model calls go: the in-process core or a remote `hearth serve`.
+
+Either way a question passes the core's front door once: in process through ``core.intake``
+(:class:`FrontDoor`), remotely through the intake of the `hearth serve` the REST client talks to.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from core.assistant import Assistant
+from core.code.context import CodeContext
 from core.code.service import CodeService
 from core.code.workbench import CodeModel
+from core.contracts import Answer, Ask, Code, Delta, Kind, Request, Retriever
+from core.intake import Intake
+from core.llm.base import Priority
+from core.metrics import METRICS
+from core.refusals import Refusal, Refused
 
 
 class CodeBackend(Protocol):
@@ -24,14 +35,74 @@ class CodeBackend(Protocol):
         ...
 
 
+class FrontDoor:
+    """The code model behind the intake: every call is an ``Ask`` from the editor (checks, metrics)."""
+
+    def __init__(self, intake: Intake, code: CodeService, *, user: str = "editor") -> None:
+        self.intake = intake
+        self.code = code
+        self.user = user
+
+    def _request(self, text: str) -> Request:
+        return Request(text=text, user=self.user, surface="lsp", priority=Priority.EDITOR)
+
+    async def _run(self, ask: Ask) -> AsyncIterator[Delta | Answer]:
+        async for event in self.intake.run(ask):
+            if isinstance(event, Refusal):
+                raise Refused(event)
+            yield event
+
+    def _code(self, kind: Kind, code: Code) -> AsyncIterator[Delta | Answer]:
+        verb = {Kind.EXPLAIN: "explain", Kind.GENERATE: "generate", Kind.TESTS: "tests for"}[kind]
+        return self._run(Ask(kind, self._request(f"{verb} {code.path or code.language} code"), code=code))
+
+    def explain_stream(
+        self, code: str, language: str, path: str | None = None, context: str | None = None
+    ) -> AsyncIterator[Delta | Answer]:
+        """Explain ``code`` through the intake."""
+        return self._code(Kind.EXPLAIN, Code(code, language, path, context))
+
+    def generate_stream(
+        self, code: str, language: str, path: str | None = None, context: str | None = None
+    ) -> AsyncIterator[Delta | Answer]:
+        """Implement ``code`` through the intake."""
+        return self._code(Kind.GENERATE, Code(code, language, path, context))
+
+    def tests_stream(
+        self,
+        code: str,
+        language: str,
+        path: str | None = None,
+        context: str | None = None,
+        *,
+        failures: str | None = None,
+        previous: str | None = None,
+    ) -> AsyncIterator[Delta | Answer]:
+        """Write tests for ``code`` through the intake."""
+        return self._code(Kind.TESTS, Code(code, language, path, context, failures, previous))
+
+    def ask_stream(self, question: str) -> AsyncIterator[Delta | Answer]:
+        """Answer a question about the workspace through the intake."""
+        return self._run(Ask(Kind.ASK, self._request(question)))
+
+    async def with_workspace_context(
+        self, ctx: CodeContext, retriever: Retriever | None = None
+    ) -> CodeContext:
+        """Workspace context is gathered before the question reaches the front door."""
+        return await self.code.with_workspace_context(ctx, retriever)
+
+
 class InProcessBackend:
-    """Runs the core in this process (the default): the assistant's own code service."""
+    """Runs the core in this process (the default): the assistant's code service, behind the intake."""
 
     label = "in-process"
 
     def __init__(self, assistant: Assistant) -> None:
         self.assistant = assistant
-        self.model: CodeModel = assistant.code or CodeService(assistant)
+        if assistant.code is None:
+            assistant.code = CodeService(assistant)
+        intake = Intake(assistant.settings, lambda: assistant, observers=[METRICS])
+        self.model: CodeModel = FrontDoor(intake, assistant.code)
 
     async def aclose(self) -> None:
         """Free the model."""

@@ -15,7 +15,6 @@ from lsprotocol import types
 
 from core.code.workbench import Progress
 from core.contracts import Answer
-from core.errors import InputError
 from lsp import edits
 from lsp.contract import (
     ASK,
@@ -106,8 +105,7 @@ async def ask(ls: HearthServer, args: AskArgs) -> Shown:
     """Answer a question about the workspace."""
 
     async def work(report: Progress) -> Shown:
-        if not args.question.strip():
-            raise InputError("hearth.ask needs a question, e.g. {'question': 'Where is auth handled?'}.")
+        # An empty, binary or too-long question is refused by the core's intake, as on every surface.
         raw, answer = await ls.code.ask(args.question, on_delta=_streaming(report, "answering"))
         markdown = f"# {args.question.strip()[:80]}\n\n{answer.text.strip() or raw.strip()}{_footer(answer)}"
         return await _show(ls, markdown, "ask", answer)

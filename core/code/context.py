@@ -110,7 +110,8 @@ class CodeContext:
         if self.enclosing is not None:
             return self.enclosing.text[:MAX_CODE_CHARS]
         raise InputError(
-            "Nothing to work on: select some code, or put the cursor inside a function or class."
+            "Nothing to work on: select some code, or put the cursor inside a function or class.",
+            key="empty_code",
         )
 
     @property

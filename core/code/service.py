@@ -76,9 +76,11 @@ class CodeService:
         budget = self.assistant.limits.prompt_budget_chars
         code = code.strip("\n")
         if not code.strip():
-            raise InputError("Nothing to work on: select some code, or put the cursor inside a function.")
+            raise InputError("Nothing to work on: select some code.", key="empty_code")
         if "\x00" in code:
-            raise InputError("The selection contains binary data; Hearth works on text source code.")
+            raise InputError(
+                "The selection contains binary data; Hearth works on text source code.", key="binary"
+            )
         code = code[: budget // 2]
         if context:
             context = context[: max(0, budget // 2 - len(code))] or None

@@ -1,18 +1,20 @@
 """The same bad inputs through every surface: each refusal comes from the one intake, in that surface's words.
 
 Slack runs through real slack_sdk against the fake Slack API, DingTalk through the fake DingTalk
-gateway (English and Chinese), REST through `hearth serve`'s app on loopback. Each case names the
-core's reason; the expected sentence is looked up in the surface's own catalogue, so a surface
-that words a refusal itself (or lets an exception's text through) fails here.
+gateway (English and Chinese), REST through `hearth serve`'s app on loopback, the editor through
+the real `hearth lsp` process driven by pytest-lsp. Each case names the core's reason; the expected
+sentence is looked up in the surface's own catalogue, so a surface that words a refusal itself (or
+lets an exception's text through) fails here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pygls.exceptions import JsonRpcException
 
 from bot import messages
 from core.assistant import Assistant
@@ -22,6 +24,15 @@ from core.refusals import ENGLISH, Reason, Refusal
 from server.api import STATUS, refusal_message
 from server.app import INTAKE, create_app
 from server.auth import TOKENS
+from tests.e2e.lsp_rig import (
+    Editor,
+    ScriptedAPI,
+    make_workspace,
+    remote_llm,
+    start_api,
+    start_editor,
+    write_config,
+)
 from tests.fixtures.core import make_settings
 from tests.fixtures.dingtalk_gateway import FakeDingTalk, bot_rig, dingtalk_settings, robot_message
 from tests.fixtures.slack_api import FakeSlackApi, command_body
@@ -135,3 +146,39 @@ async def test_rest_answers_each_refusal_with_its_status_and_sentence(
     assert (resp.status, data["error"]["code"]) == STATUS[reason]
     assert data["message"] == refusal_message(refusal) == refusal.text(ENGLISH)
     assert backend.calls == []
+
+
+@pytest.fixture
+async def editor(tmp_path: Path) -> AsyncIterator[tuple[Editor, ScriptedAPI, Path]]:
+    api = ScriptedAPI(reply=lambda prompt: "never")
+    runner = await start_api(api)
+    config = write_config(tmp_path, remote_llm(api))
+    try:
+        async for ed in start_editor(config, make_workspace(tmp_path)):
+            yield ed, api, config
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_editor_words_each_refusal_from_the_core_catalogue(
+    editor: tuple[Editor, ScriptedAPI, Path],
+) -> None:
+    from core.config import load_settings
+
+    ed, api, config = editor
+    settings = load_settings(config, search=False)
+    limit = Assistant(settings, Router(local=None, remote=None)).limits.max_question_chars
+    uri = ed.open("geometry.py")
+    cases = [
+        ("hearth.ask", {"question": "   "}, Refusal(Reason.EMPTY)),
+        ("hearth.ask", {"question": "x" * LONG}, Refusal(Reason.TOO_LONG, {"length": LONG, "limit": limit})),
+        ("hearth.ask", {"question": "abc\x00def"}, Refusal(Reason.BINARY)),
+        ("hearth.explain", {"uri": uri, "line": 1}, Refusal(Reason.EMPTY_CODE)),  # a blank line, no function
+    ]
+    for command, argument, refusal in cases:
+        with pytest.raises(JsonRpcException) as caught:
+            await ed.execute(command, [argument])
+        assert caught.value.message == refusal.text(ENGLISH), command
+    shown = [m.message for m in ed.client.messages if m.type.name == "Error"]
+    assert shown == [refusal.text(ENGLISH) for _, _, refusal in cases]
+    assert api.requests == []

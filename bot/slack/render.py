@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from bot import messages
 from core.contracts import Answer, Cell, Citation
-from core.tables import render as tables_render
+from core.tables.render import text_table as core_text_table
 
 # A Block Kit block as we build it and hand it to slack_sdk (which takes plain dicts).
 Block = dict[str, object]
@@ -212,4 +212,4 @@ def notice_blocks(text: str) -> list[Block]:
 def text_table(columns: Sequence[str], rows: Sequence[Sequence[Cell]], max_rows: int = 15) -> str:
     """The core's monospace table in a code block (Slack has no table block for bots)."""
     # A section block holds 3000 characters: cut the table inside the fence, never the fence.
-    return "```\n" + escape(tables_render.text_table(columns, rows, max_rows=max_rows))[:2980] + "\n```"
+    return "```\n" + escape(core_text_table(columns, rows, max_rows=max_rows))[:2980] + "\n```"

@@ -1,0 +1,99 @@
+"""What the surfaces (bot/, lsp/) may use from the core: every name here, nothing else.
+
+A surface translates platform events into an ``Ask`` for the ``Intake`` and renders the events it
+gets back (``Delta``, ``Answer``, ``Refusal``). ``tests/unit/test_core_api.py`` checks that bot/ and
+lsp/ import from ``core`` only names listed in ``__all__``, so widening what a surface reaches is a
+visible change to this file. The server (``server/``) is the composition root and the operator's
+CLI: it builds the core from its parts and may reach further.
+"""
+
+from __future__ import annotations
+
+from core.assistant import Assistant
+from core.code.context import RUNNABLE, CodeContext, build_context, language_of
+from core.code.generation import GenerationTarget
+from core.code.sandbox import Sandbox
+from core.code.service import CodeService
+from core.code.testrun import Failure, PytestRun
+from core.code.workbench import CodeModel, CodeWorkbench, Fix, Progress, WrittenTests
+from core.config import DatabaseSettings, DingTalkSettings, Settings, SlackSettings
+from core.contracts import Answer, Ask, Cell, Citation, Code, Delta, Hit, Kind, Request, Retriever, Turn
+from core.db import Database, metadata, seen_events
+from core.digests.commands import handle_command
+from core.digests.service import DigestService
+from core.errors import BackendError, BackendUnavailable, ConfigError, HearthError, InputError
+from core.intake import Intake
+from core.llm.base import Priority, Usage
+from core.metrics import METRICS
+from core.refusals import ENGLISH, Reason, Refusal, Refused, refusal_for
+from core.render import markdown_table
+from core.retrieval.config import SourceSpec
+from core.retrieval.embedders import Embedder
+from core.retrieval.search import DocsRetriever
+from core.retrieval.sync import Indexer
+from core.services import Services
+from core.tables.render import text_table
+
+__all__ = [
+    # the front door
+    "Intake",
+    "Services",
+    "Ask",
+    "Kind",
+    "Code",
+    "Request",
+    "Turn",
+    "Delta",
+    "Answer",
+    "Citation",
+    "Hit",
+    "Cell",
+    "Refusal",
+    "Reason",
+    "Refused",
+    "ENGLISH",
+    "refusal_for",
+    "Priority",
+    "Usage",
+    "METRICS",
+    # rendering
+    "markdown_table",
+    "text_table",
+    # configuration, state, errors
+    "Settings",
+    "SlackSettings",
+    "DingTalkSettings",
+    "DatabaseSettings",
+    "Database",
+    "metadata",
+    "seen_events",
+    "HearthError",
+    "ConfigError",
+    "InputError",
+    "BackendError",
+    "BackendUnavailable",
+    # digests from chat
+    "DigestService",
+    "handle_command",
+    # the editor's workspace-side use cases (they run where the files are)
+    "Assistant",
+    "CodeService",
+    "CodeWorkbench",
+    "CodeModel",
+    "CodeContext",
+    "GenerationTarget",
+    "Fix",
+    "Progress",
+    "WrittenTests",
+    "PytestRun",
+    "Failure",
+    "Sandbox",
+    "RUNNABLE",
+    "build_context",
+    "language_of",
+    "Retriever",
+    "DocsRetriever",
+    "Embedder",
+    "Indexer",
+    "SourceSpec",
+]

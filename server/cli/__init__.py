@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
@@ -52,6 +54,12 @@ class State:
 
 
 pass_state = click.make_pass_decorator(State)
+_Command = TypeVar("_Command", bound=Callable[..., object])
+
+
+def json_option(help: str = "Print JSON.") -> Callable[[_Command], _Command]:
+    """The ``--json`` flag of every command that can print JSON (passed as ``as_json``)."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
 
 
 def setup_logging(level: str) -> None:

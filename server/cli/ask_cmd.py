@@ -10,7 +10,7 @@ import click
 
 from core.contracts import Answer, Delta, Request
 from core.engine import build_assistant
-from server.cli import State, pass_state
+from server.cli import State, json_option, pass_state
 
 
 def render_answer_footer(answer: Answer) -> str:
@@ -32,12 +32,7 @@ def render_answer_footer(answer: Answer) -> str:
 
 @click.command()
 @click.argument("question")
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print one JSON object: answer, citations, backend, model, usage, timings_ms.",
-)
+@json_option("Print one JSON object: answer, citations, backend, model, usage, timings_ms.")
 @click.option(
     "--acl",
     "acl",

@@ -5,28 +5,27 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 import click
 import sqlalchemy as sa
 
 from core.audit import audit_log
 from core.db import Database
-from server.cli import State, pass_state
+from server.cli import State, json_option, pass_state
 
 
-async def _rows(url: str, limit: int, user: str | None, surface: str | None) -> list[dict[str, Any]]:
+async def _rows(url: str, limit: int, user: str | None, surface: str | None) -> list[sa.RowMapping]:
     db = Database(url)
     try:
         await db.ensure([audit_log])
 
-        def select(conn: sa.Connection) -> list[dict[str, Any]]:
+        def select(conn: sa.Connection) -> list[sa.RowMapping]:
             query = audit_log.select().order_by(audit_log.c.id.desc()).limit(limit)
             if user:
                 query = query.where(audit_log.c.user_name == user)
             if surface:
                 query = query.where(audit_log.c.surface == surface)
-            return [dict(r) for r in conn.execute(query).mappings()]
+            return list(conn.execute(query).mappings())
 
         return await db.run(select)
     finally:
@@ -37,7 +36,7 @@ async def _rows(url: str, limit: int, user: str | None, surface: str | None) -> 
 @click.option("--limit", "-n", default=20, show_default=True, help="How many of the newest entries.")
 @click.option("--user", default=None, help="Only this user (token user, Slack or DingTalk id).")
 @click.option("--surface", default=None, help="Only this surface: rest, lsp, slack, dingtalk, …")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@json_option("One JSON object per line.")
 @pass_state
 def audit(state: State, limit: int, user: str | None, surface: str | None, as_json: bool) -> None:
     """Show the audit log, newest first: who asked what, the sources, the backend that answered."""
@@ -47,9 +46,8 @@ def audit(state: State, limit: int, user: str | None, surface: str | None, as_js
         return
     for row in rows:
         if as_json:
-            row["sources"] = json.loads(row["sources"])
-            row["timings"] = json.loads(row["timings"])
-            click.echo(json.dumps(row, ensure_ascii=False))
+            decoded = {**row, "sources": json.loads(row["sources"]), "timings": json.loads(row["timings"])}
+            click.echo(json.dumps(decoded, ensure_ascii=False))
             continue
         when = datetime.fromtimestamp(row["at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
         question = " ".join(row["question"].split())

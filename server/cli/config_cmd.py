@@ -8,7 +8,7 @@ import click
 import yaml
 
 from core.config import config_path_from
-from server.cli import State, pass_state
+from server.cli import State, json_option, pass_state
 
 
 @click.group()
@@ -17,7 +17,7 @@ def config() -> None:
 
 
 @config.command("show")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+@json_option("Print JSON instead of YAML.")
 @pass_state
 def show(state: State, as_json: bool) -> None:
     """Print the effective configuration (file + environment + defaults), secrets masked."""

@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypedDict, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
@@ -14,9 +14,21 @@ import click
 from core.db import Database
 from core.digests.service import DigestService
 from core.digests.store import RunRecord
-from server.cli import State, pass_state
+from server.cli import State, json_option, pass_state
 
 T = TypeVar("T")
+
+
+class _Listed(TypedDict):
+    """One digest as ``hearth digest list --json`` prints it."""
+
+    name: str
+    schedule: str
+    timezone: str
+    next_run: str
+    post_to: list[str]
+    last_run: str
+    origin: str
 
 
 async def _with_service(
@@ -65,13 +77,13 @@ def digest() -> None:
 
 
 @digest.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @pass_state
 def list_cmd(state: State, as_json: bool) -> None:
     """Each digest with its schedule, destinations and next run."""
 
-    async def work(service: DigestService) -> list[dict[str, Any]]:
-        rows = []
+    async def work(service: DigestService) -> list[_Listed]:
+        rows: list[_Listed] = []
         for name in sorted(service.specs):
             spec = service.specs[name]
             last = await service.store.history(name, 1)
@@ -140,7 +152,7 @@ def run_cmd(state: State, name: str, dry_run: bool) -> None:
 @digest.command("history")
 @click.argument("name")
 @click.option("--limit", default=20, show_default=True, help="Runs to show.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @pass_state
 def history_cmd(state: State, name: str, limit: int, as_json: bool) -> None:
     """Past runs of NAME, newest first, with each destination's outcome."""

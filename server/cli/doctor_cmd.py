@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 from core.config import Settings
-from server.cli import State, pass_state
+from server.cli import State, json_option, pass_state
 
 if TYPE_CHECKING:
     from core.llm.build_info import BuildReport
@@ -281,7 +281,7 @@ def run_checks(settings: Settings, *, load: bool = True) -> list[Check]:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@json_option("Print the checks as JSON.")
 @click.option("--no-load", is_flag=True, help="Do not load the model (faster; checks the file only).")
 @click.option(
     "--ready", is_flag=True, help="Quiet readiness probe: exit 0 only when every required check passes."

@@ -16,7 +16,7 @@ from rich.table import Table
 from core.config import Settings
 from core.contracts import Hit
 from core.retrieval.sync import Indexer, SourceReport, source_status
-from server.cli import State, pass_state
+from server.cli import State, json_option, pass_state
 
 
 class BarProgress:
@@ -85,7 +85,7 @@ async def _index(
 @click.option(
     "--rebuild", is_flag=True, help="Drop the index and the sync state first (after changing the embedder)."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the per-source summary as JSON.")
+@json_option("Print the per-source summary as JSON.")
 @pass_state
 def index(state: State, names: tuple[str, ...], rebuild: bool, as_json: bool) -> None:
     """Index the configured document sources: new and changed docs are embedded, vanished ones removed."""
@@ -126,9 +126,7 @@ async def _user_grants(settings: Settings, user: str) -> frozenset[str]:
 @click.command()
 @click.argument("query")
 @click.option("--k", "k", default=5, show_default=True, type=click.IntRange(1, 100), help="Results to show.")
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print [{rank, score, doc_id, uri, title, text, chunk_id}]."
-)
+@json_option("Print [{rank, score, doc_id, uri, title, text, chunk_id}].")
 @click.option(
     "--acl",
     "acl",
@@ -176,7 +174,7 @@ def sources() -> None:
 
 
 @sources.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @pass_state
 def sources_list(state: State, as_json: bool) -> None:
     """Each configured source, its document count and last sync."""
@@ -229,9 +227,7 @@ async def _evaluate(settings: Settings, file: Path) -> dict[str, dict[str, float
 
 @eval_group.command("retrieval")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--json", "as_json", is_flag=True, help='Print {"dense": {"recall@5": …, …}, "bm25": …, "hybrid": …}.'
-)
+@json_option('Print {"dense": {"recall@5": …, …}, "bm25": …, "hybrid": …}.')
 @pass_state
 def eval_retrieval(state: State, file: Path, as_json: bool) -> None:
     """recall@5, MRR@10 and nDCG@10 of dense, BM25 and hybrid search on FILE (JSON lines: query, relevant)."""

@@ -14,7 +14,7 @@ from core.contracts import Answer
 from core.errors import TableError
 from core.tables.render import text_table
 from core.tables.service import TableService, table_json
-from server.cli import State, pass_state
+from server.cli import State, json_option, pass_state
 
 T = TypeVar("T")
 
@@ -83,7 +83,7 @@ def tables() -> None:
 
 @tables.command("list")
 @click.option("--source", default=None, help="Only this source.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per table.")
+@json_option("Print JSON: one object per table.")
 @_ACL_OPTION
 @pass_state
 def list_cmd(state: State, source: str | None, as_json: bool, acl: tuple[str, ...]) -> None:
@@ -117,9 +117,7 @@ def list_cmd(state: State, source: str | None, as_json: bool, acl: tuple[str, ..
 @click.option(
     "--source", default=None, help="Ask this source (default: the one whose tables fit the question best)."
 )
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print JSON: sql, columns, rows, answer, chart, csv, notices…"
-)
+@json_option("Print JSON: sql, columns, rows, answer, chart, csv, notices…")
 @_ACL_OPTION
 @pass_state
 def ask_cmd(state: State, question: str, source: str | None, as_json: bool, acl: tuple[str, ...]) -> None:
@@ -138,9 +136,7 @@ def ask_cmd(state: State, question: str, source: str | None, as_json: bool, acl:
 @tables.command("query")
 @click.argument("sql")
 @click.option("--source", required=True, help="The source to run the SQL on.")
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print JSON: sql, columns, rows, answer, chart, csv, notices…"
-)
+@json_option("Print JSON: sql, columns, rows, answer, chart, csv, notices…")
 @_ACL_OPTION
 @pass_state
 def query_cmd(state: State, sql: str, source: str, as_json: bool, acl: tuple[str, ...]) -> None:

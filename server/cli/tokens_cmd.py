@@ -12,7 +12,7 @@ import click
 
 from core.db import Database
 from server.auth import TokenStore
-from server.cli import State, pass_state
+from server.cli import State, json_option, pass_state
 
 T = TypeVar("T")
 
@@ -41,7 +41,7 @@ def tokens() -> None:
     metavar="TOKEN",
     help="ACL token the holder gets, e.g. group:eng (repeatable). public and user:NAME are implied.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (id, user, acl, token).")
+@json_option("Print JSON (id, user, acl, token).")
 @pass_state
 def create(state: State, user: str, acl: tuple[str, ...], as_json: bool) -> None:
     """Create a token; it is printed once and cannot be shown again."""
@@ -59,7 +59,7 @@ def create(state: State, user: str, acl: tuple[str, ...], as_json: bool) -> None
 
 @tokens.command("list")
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked tokens.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @pass_state
 def list_(state: State, include_revoked: bool, as_json: bool) -> None:
     """List tokens (ids, users and ACLs; never the tokens themselves)."""

@@ -27,7 +27,14 @@ from core.llm.prompting import completion_prompt, fit_max_tokens
 
 log = logging.getLogger(__name__)
 
-_DONE = object()
+
+class _Done:
+    """The generating thread's last word: nothing more will come."""
+
+
+_DONE = _Done()
+# What the generating thread hands the event loop: a token and its finish reason, or its error, then _DONE.
+_Item = tuple[str, str | None] | BaseException | _Done
 _native_log: object = None  # keeps the ctypes callback alive for the life of the process
 
 
@@ -83,6 +90,8 @@ class LlamaCppBackend:
 
     def __init__(self, settings: LocalLLMSettings) -> None:
         self.settings = settings
+        # A llama_cpp.Llama: its streaming calls are typed as unions of the streamed and the whole
+        # response, so their parts are read as the dynamic values they are.
         self._llm: Any = None
         self._path: Path | None = settings.model_path
         self._load_lock = asyncio.Lock()
@@ -167,11 +176,11 @@ class LlamaCppBackend:
         """Generate in a worker thread and hand each token to the event loop as it appears."""
         await self.load()
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        queue: asyncio.Queue[_Item] = asyncio.Queue()
         stop = threading.Event()
         usage = Usage()
 
-        def put(item: Any) -> None:
+        def put(item: _Item) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def run() -> None:
@@ -192,7 +201,7 @@ class LlamaCppBackend:
         try:
             while True:
                 item = await queue.get()
-                if item is _DONE:
+                if isinstance(item, _Done):
                     break
                 if isinstance(item, BaseException):
                     if isinstance(item, BackendError | InputError):
@@ -220,7 +229,7 @@ class LlamaCppBackend:
     ) -> Iterator[tuple[str, str | None]]:
         llm = self._llm
         n_ctx = self.settings.n_ctx
-        common: dict[str, Any] = {
+        common: dict[str, object] = {
             "temperature": options.temperature,
             "top_p": options.top_p,
             "stream": True,

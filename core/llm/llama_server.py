@@ -15,14 +15,15 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, TypeVar
 
 import aiohttp
 
 from core import metrics
 from core.errors import BackendError, BackendUnavailable, InputError
+from core.jsontypes import JsonObject, JsonValue
 from core.llm.base import Chunk, GenOptions, Message, Usage
 from core.llm.config import LLMSettings, LocalLLMSettings
 from core.llm.engine import EngineProcess, EngineState
@@ -30,9 +31,24 @@ from core.llm.gguf import gguf_has_key
 from core.llm.prompting import completion_prompt, fit_max_tokens
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A stream that sends nothing for this long is a hung engine: the health check will restart it.
 _READ_TIMEOUT_S = 120.0
+
+
+class _CompletionBody(TypedDict):
+    """The request body of llama-server's native ``/completion`` endpoint, as Hearth sends it."""
+
+    prompt: list[int]
+    n_predict: int
+    temperature: float
+    top_p: float
+    repeat_penalty: float
+    seed: int
+    stop: list[str]
+    stream: bool
+    cache_prompt: bool
 
 
 class LlamaServerBackend:
@@ -145,7 +161,7 @@ class LlamaServerBackend:
         else:
             stops = list(dict.fromkeys([*options.stop, *options.completion_stop]))
         max_tokens = fit_max_tokens(len(tokens), options.max_tokens, self.settings.n_ctx)
-        body: dict[str, Any] = {
+        body: _CompletionBody = {
             "prompt": tokens,
             "n_predict": max_tokens,
             "temperature": options.temperature,
@@ -168,15 +184,16 @@ class LlamaServerBackend:
                 async for event in _events(resp):
                     if "error" in event:
                         raise BackendError(f"The local engine failed while generating: {_message(event)}")
-                    text = event.get("content") or ""
+                    content = event.get("content")
+                    text = content if isinstance(content, str) else ""
                     if text:
                         if first:
                             metrics.FIRST_TOKEN_SECONDS.labels("local").observe(time.perf_counter() - started)
                             first = False
                         yield Chunk(text=text)
                     if event.get("stop"):
-                        usage.completion_tokens = int(event.get("tokens_predicted") or 0)
-                        usage.prompt_tokens = int(event.get("tokens_evaluated") or usage.prompt_tokens)
+                        usage.completion_tokens = _int(event.get("tokens_predicted"), 0)
+                        usage.prompt_tokens = _int(event.get("tokens_evaluated"), usage.prompt_tokens)
                         finish = "length" if event.get("stop_type") == "limit" else "stop"
                         break
                 else:
@@ -205,7 +222,7 @@ class LlamaServerBackend:
             return await self._tokenize(prompt, add_special=True, parse_special=False)
         marks = [f"\x1dHEARTH-MESSAGE-{i}-{secrets.token_hex(8)}\x1d" for i in range(len(messages))]
         payload = [{"role": m.role.value, "content": mark} for m, mark in zip(messages, marks, strict=True)]
-        rendered: str = (await self._json("POST", "/apply-template", {"messages": payload}))["prompt"]
+        rendered = _field(await self._json("POST", "/apply-template", {"messages": payload}), "prompt", str)
         tokens: list[int] = []
         rest = rendered
         for message, mark in zip(messages, marks, strict=True):
@@ -223,14 +240,17 @@ class LlamaServerBackend:
         if not text:
             return []
         body = {"content": text, "add_special": add_special, "parse_special": parse_special}
-        return list((await self._json("POST", "/tokenize", body))["tokens"])
+        tokens = _field(await self._json("POST", "/tokenize", body), "tokens", list)
+        if not all(isinstance(t, int) for t in tokens):
+            raise BackendError("The local engine's /tokenize answered something other than token ids.")
+        return [t for t in tokens if isinstance(t, int)]
 
-    async def slot_states(self) -> list[dict[str, Any]]:
+    async def slot_states(self) -> list[JsonObject]:
         """The engine's slots as it reports them (``/slots``): id, is_processing, …."""
         data = await self._json("GET", "/slots")
-        return list(data) if isinstance(data, list) else []
+        return [slot for slot in data if isinstance(slot, dict)] if isinstance(data, list) else []
 
-    async def _json(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    async def _json(self, method: str, path: str, body: Mapping[str, object] | None = None) -> JsonValue:
         try:
             async with self.engine.session().request(
                 method, path, json=body, timeout=aiohttp.ClientTimeout(total=30)
@@ -238,7 +258,8 @@ class LlamaServerBackend:
                 text = await resp.text()
                 if resp.status != 200:
                     raise _status_error(resp.status, text)
-                return json.loads(text)
+                data: JsonValue = json.loads(text)
+                return data
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise BackendUnavailable(f"Cannot reach the local engine: {exc}") from exc
 
@@ -248,7 +269,7 @@ class LlamaServerBackend:
             await self._engine.stop()
 
 
-async def _events(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+async def _events(resp: aiohttp.ClientResponse) -> AsyncIterator[JsonObject]:
     """The JSON objects of a server-sent-event stream (``data: {...}`` lines)."""
     async for raw in resp.content:
         line = raw.strip()
@@ -257,10 +278,25 @@ async def _events(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]
         data = line[5:].strip()
         if data == b"[DONE]":
             return
-        yield json.loads(data)
+        event: JsonValue = json.loads(data)
+        if isinstance(event, dict):
+            yield event
 
 
-def _message(payload: dict[str, Any]) -> str:
+def _field(data: JsonValue, key: str, kind: type[T]) -> T:
+    """``data[key]`` of an engine answer, which must be a ``kind``; anything else is the engine's fault."""
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, kind):
+        raise BackendError(f"The local engine answered without a usable '{key}'.")
+    return value
+
+
+def _int(value: JsonValue, default: int) -> int:
+    """A count from an engine event (a missing, zero or non-numeric one is ``default``)."""
+    return int(value) if isinstance(value, (int, float)) and value else default
+
+
+def _message(payload: JsonObject) -> str:
     error = payload.get("error")
     if isinstance(error, dict):
         return str(error.get("message") or error)
@@ -269,11 +305,12 @@ def _message(payload: dict[str, Any]) -> str:
 
 def _status_error(status: int, text: str) -> Exception:
     try:
-        payload = json.loads(text)
+        payload: JsonValue = json.loads(text)
     except ValueError:
         payload = {"error": text[:200]}
     message = _message(payload) if isinstance(payload, dict) else text[:200]
-    kind = payload.get("error", {}).get("type") if isinstance(payload, dict) else None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    kind = error.get("type") if isinstance(error, dict) else None
     if kind == "exceed_context_size_error":
         return InputError(
             f"The prompt is too long for the model's context window ({message}) — shorten the question "

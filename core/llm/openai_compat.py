@@ -5,13 +5,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
 import openai
+from openai.types.chat import (
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionMessageParam,
+    ChatCompletionSystemMessageParam,
+    ChatCompletionUserMessageParam,
+)
 
 from core import metrics
 from core.errors import BackendError, BackendTimeout, BackendUnavailable
-from core.llm.base import Chunk, GenOptions, Message, Usage
+from core.llm.base import Chunk, GenOptions, Message, Role, Usage
 from core.llm.config import LLMSettings, RemoteLLMSettings
 
 log = logging.getLogger(__name__)
@@ -49,12 +54,6 @@ class OpenAICompatBackend:
 
     async def stream(self, messages: Sequence[Message], options: GenOptions) -> AsyncIterator[Chunk]:
         """Stream one chat completion."""
-        payload: list[Any] = [{"role": m.role.value, "content": m.content} for m in messages]
-        extra: dict[str, Any] = {}
-        if options.stop:
-            extra["stop"] = options.stop[:4]
-        if options.seed is not None:
-            extra["seed"] = options.seed
         started = time.perf_counter()
         usage = Usage()
         finish: str | None = None
@@ -63,13 +62,14 @@ class OpenAICompatBackend:
         try:
             response = await self._client.chat.completions.create(
                 model=self.settings.model,
-                messages=payload,
+                messages=[_message_param(m) for m in messages],
                 max_tokens=options.max_tokens,
                 temperature=options.temperature,
                 top_p=options.top_p,
                 stream=True,
                 stream_options={"include_usage": True},
-                **extra,
+                stop=options.stop[:4] or openai.omit,
+                seed=options.seed if options.seed is not None else openai.omit,
             )
             first = True
             async for event in response:
@@ -122,3 +122,12 @@ class OpenAICompatBackend:
 def from_settings(llm: LLMSettings) -> OpenAICompatBackend:
     """The API of ``llm.remote`` (the ``hearth.llm_backends`` entry point ``openai``)."""
     return OpenAICompatBackend(llm.remote)
+
+
+def _message_param(message: Message) -> ChatCompletionMessageParam:
+    """One message in the SDK's typed shape (the role picks the shape)."""
+    if message.role is Role.SYSTEM:
+        return ChatCompletionSystemMessageParam(role="system", content=message.content)
+    if message.role is Role.ASSISTANT:
+        return ChatCompletionAssistantMessageParam(role="assistant", content=message.content)
+    return ChatCompletionUserMessageParam(role="user", content=message.content)

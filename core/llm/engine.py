@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import weakref
 from collections import deque
@@ -35,12 +31,11 @@ import aiohttp
 
 from core import metrics
 from core.errors import BackendUnavailable
+from core.llm.child import Child, describe_exit, kill_left_behind, sweep_stale_dirs
 from core.llm.config import LocalLLMSettings
 
 log = logging.getLogger(__name__)
-engine_log = logging.getLogger("hearth.engine.llama_server")
 
-_PR_SET_PDEATHSIG = 1
 _TAIL_LINES = 40
 _STABLE_AFTER_S = 60.0  # an engine that ran this long resets the restart backoff
 _WAIT_FOR_RESTART_S = 1.0  # a request waits for a restart due this soon instead of falling back
@@ -58,106 +53,6 @@ class EngineState(StrEnum):
 def default_server_path() -> Path:
     """Where deploy/install.sh puts llama-server: ``<prefix>/lib/hearth-llama/llama-server``."""
     return Path(sys.prefix) / "lib" / "hearth-llama" / "llama-server"
-
-
-def _die_with_parent(parent: int) -> None:
-    """Runs in the child before exec: SIGKILL it when the parent dies; give up if it already has."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # pragma: no cover - not Linux: rely on stop()
-        return
-    if os.getppid() != parent:
-        os._exit(1)
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "is still running"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with status {code}"
-
-
-class _Child:
-    """One llama-server process: a thread reads its output, an event says when it has exited.
-
-    Plain ``subprocess`` rather than asyncio's: the process then belongs to no event loop, so an
-    engine left running when a loop closes (a CLI command, a test) is still killed cleanly.
-    """
-
-    def __init__(self, cmd: list[str], tail: deque[str]) -> None:
-        parent = os.getpid()
-        self.popen = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C in the terminal reaches Hearth, which stops the engine
-            preexec_fn=lambda: _die_with_parent(parent),
-        )
-        self.pid = self.popen.pid
-        self.exited = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
-        self._tail = tail
-        threading.Thread(target=self._pump, name=f"llama-server-{self.pid}", daemon=True).start()
-
-    @property
-    def returncode(self) -> int | None:
-        """The exit status once the process has exited and been reaped."""
-        return self.popen.returncode if self.exited.is_set() else None
-
-    def _pump(self) -> None:
-        assert self.popen.stdout is not None
-        with self.popen.stdout:
-            for raw in self.popen.stdout:
-                text = raw.decode("utf-8", "replace").rstrip()
-                if text:
-                    self._tail.append(text)
-                    engine_log.debug("%s", text)
-        self.popen.wait()
-        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
-            self._loop.call_soon_threadsafe(self.exited.set)
-
-    def send(self, *, kill: bool) -> None:
-        """SIGKILL or SIGTERM, if it is still running."""
-        if self.popen.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.kill() if kill else self.popen.terminate()
-
-    async def wait(self, within: float) -> bool:
-        """Whether it exited within ``within`` seconds."""
-        if self.exited.is_set():
-            # Not through wait_for: on Python 3.11 it swallows a cancellation that arrives while
-            # the awaited thing is already done, and the supervisor would outlive its loop.
-            return True
-        try:
-            await asyncio.wait_for(self.exited.wait(), within)
-        except TimeoutError:
-            return False
-        return True
-
-
-def _sweep_stale_dirs() -> None:
-    """Remove the socket directories of Hearth processes that died without cleaning up (kill -9)."""
-    for path in Path(tempfile.gettempdir()).glob("hearth-engine-*-*"):
-        try:
-            pid = int(path.name.split("-")[2])
-            if path.stat().st_uid != os.getuid():
-                continue
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-        except (ValueError, IndexError, OSError):
-            continue
-
-
-def _kill_left_behind(child: _Child) -> None:
-    """Finalizer: an engine object dropped (or an interpreter exiting) without stop() kills its child."""
-    child.send(kill=True)
 
 
 class EngineProcess:
@@ -179,7 +74,7 @@ class EngineProcess:
         self.load_seconds: float | None = None
         self.generation = 0  # counts the engines that came up; a restart makes a new generation
         self.tail: deque[str] = deque(maxlen=_TAIL_LINES)
-        self._proc: _Child | None = None
+        self._proc: Child | None = None
         self._dir: Path | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._attempted = asyncio.Event()  # set after each start attempt, ready or failed
@@ -194,7 +89,7 @@ class EngineProcess:
     def socket_path(self) -> Path:
         """The unix socket the server listens on (a private 0700 directory)."""
         if self._dir is None:
-            _sweep_stale_dirs()
+            sweep_stale_dirs()
             self._dir = Path(tempfile.mkdtemp(prefix=f"hearth-engine-{os.getpid()}-"))
             weakref.finalize(self, shutil.rmtree, str(self._dir), True)
         return self._dir / "llama.sock"
@@ -363,16 +258,16 @@ class EngineProcess:
         log.info("starting the local engine: %s", " ".join(cmd))
         started = time.perf_counter()
         try:
-            proc = self._proc = _Child(cmd, self.tail)
+            proc = self._proc = Child(cmd, self.tail)
         except OSError as exc:
             self.last_error = f"cannot run {self.server_path} (llm.local.server_path): {exc}"
             return False
-        weakref.finalize(self, _kill_left_behind, proc)
+        weakref.finalize(self, kill_left_behind, proc)
         deadline = time.monotonic() + self.settings.start_timeout_s
         while time.monotonic() < deadline:
             if proc.exited.is_set():
                 self.last_error = (
-                    f"llama-server {_describe_exit(proc.returncode)} while loading {self.model_path} "
+                    f"llama-server {describe_exit(proc.returncode)} while loading {self.model_path} "
                     f"(llm.local.model_path); its last lines: {self._tail_text()}"
                 )
                 return False
@@ -401,7 +296,7 @@ class EngineProcess:
         while not self._stopping:
             if await proc.wait(interval):
                 self.last_error = (
-                    f"llama-server {_describe_exit(proc.returncode)}; its last lines: {self._tail_text()}"
+                    f"llama-server {describe_exit(proc.returncode)}; its last lines: {self._tail_text()}"
                 )
                 return False
             if not await self._healthy(within=self.settings.health_timeout_s):

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
@@ -22,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from core.code.config import SandboxSettings
 from core.digests.config import DigestSpec
 from core.errors import ConfigError
+from core.jsontypes import JsonObject, JsonValue
 from core.llm.config import LLMSettings
 from core.retrieval.config import EmbedSettings, RetrievalSettings, SourceSpec, StoreSettings
 from core.section import Section
@@ -222,18 +224,19 @@ class Settings(BaseSettings):
             return self.database.url.get_secret_value()
         return f"sqlite:///{self.path('hearth.db')}"
 
-    def masked(self) -> dict[str, Any]:
+    def masked(self) -> JsonObject:
         """The effective configuration as plain data, with every secret replaced by '**********'."""
-        return self.model_dump(mode="json")
+        data: JsonObject = self.model_dump(mode="json")
+        return data
 
 
 def _known_keys(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> list[str]:
     """Field names valid at ``loc`` (best effort, for 'did you mean')."""
-    current: Any = model
+    current = model
     for part in loc[:-1]:
         if isinstance(part, int) or current is None:
             continue
-        field = getattr(current, "model_fields", {}).get(part)
+        field = current.model_fields.get(part)
         if field is None:
             return []
         ann = field.annotation
@@ -241,7 +244,7 @@ def _known_keys(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> li
         if args:
             ann = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), ann)
         current = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-    return list(getattr(current, "model_fields", {}))
+    return list(current.model_fields) if current is not None else []
 
 
 def describe_validation_error(exc: ValidationError, origin: str) -> str:
@@ -274,13 +277,13 @@ def config_path_from(explicit: Path | None) -> Path | None:
 def load_settings(path: Path | None = None, *, search: bool = True) -> Settings:
     """Read ``path`` (or the default location) and the environment into a validated Settings."""
     file = config_path_from(path) if search else path
-    data: dict[str, Any] = {}
+    data: dict[str, JsonValue] = {}
     origin = "environment and defaults"
     if file is not None:
         if not file.is_file():
             raise ConfigError(f"Config file {file} does not exist — pass --config PATH or set HEARTH_CONFIG.")
         try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+            loaded: JsonValue = yaml.safe_load(file.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(f"Config file {file} is not valid YAML: {exc}") from exc
         if loaded is None:
@@ -290,8 +293,11 @@ def load_settings(path: Path | None = None, *, search: bool = True) -> Settings:
         data = loaded
         origin = str(file)
         _resolve_relative_paths(data, file.parent.resolve())
+    # The file's sections are checked by Settings' own validation, not by their Python types; the
+    # constructor (not model_validate) is what also reads the environment.
+    build: Callable[..., Settings] = Settings
     try:
-        return Settings(**data)
+        return build(**data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, origin)) from exc
 
@@ -299,7 +305,7 @@ def load_settings(path: Path | None = None, *, search: bool = True) -> Settings:
 _PATH_KEYS = {"path", "model_path", "dir", "home"}
 
 
-def _resolve_relative_paths(node: Any, base: Path) -> None:
+def _resolve_relative_paths(node: JsonValue, base: Path) -> None:
     """Relative file paths in hearth.yaml are relative to the file, not the current directory."""
     if isinstance(node, dict):
         for key, value in node.items():

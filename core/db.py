@@ -11,11 +11,12 @@ with them; all calls run in a worker thread so the event loop never blocks::
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -42,7 +43,7 @@ def make_engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        def _pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")
@@ -102,7 +103,9 @@ class Database:
         def insert(conn: Connection) -> bool:
             try:
                 with conn.begin_nested():
-                    conn.execute(seen_events.insert().values(surface=surface, event_id=event_id, seen_at=time.time()))
+                    conn.execute(
+                        seen_events.insert().values(surface=surface, event_id=event_id, seen_at=time.time())
+                    )
             except IntegrityError:
                 return False
             return True

@@ -25,10 +25,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
-from jinja2 import StrictUndefined, TemplateError, UndefinedError
+from jinja2 import StrictUndefined, Template, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from core.errors import PromptError
@@ -70,7 +69,7 @@ class PromptTemplate:
     source: str
     path: Path
     builtin: bool
-    example: dict[str, Any] = field(default_factory=dict)
+    example: dict[str, object] = field(default_factory=dict)
     completion_stop: tuple[str, ...] = ()
 
     @property
@@ -159,13 +158,13 @@ class PromptRegistry:
                 f"Unknown prompt template '{name}'; available: {', '.join(self.names())}"
             ) from None
 
-    def _compile(self, tpl: PromptTemplate) -> Any:
+    def _compile(self, tpl: PromptTemplate) -> Template:
         try:
             return self._env.from_string(tpl.source)
         except TemplateError as exc:
             raise PromptError(f"Template {tpl.path} does not compile: {exc}") from exc
 
-    def render(self, name: str, **variables: Any) -> RenderedPrompt:
+    def render(self, name: str, **variables: object) -> RenderedPrompt:
         """Render ``name`` with ``variables`` into messages."""
         tpl = self.get(name)
         missing = [k for k in tpl.required if k not in variables]

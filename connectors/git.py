@@ -130,7 +130,8 @@ class GitConnector:
                 and selected(rel, self.options.include, self.options.exclude)
             ):
                 entries.append((rel, sha_b.decode(), int(size_b)))
-        previous = ctx.cursor.get("commit")
+        last = ctx.cursor.get("commit")
+        previous = last if isinstance(last, str) else None
         changed: set[str] | None = None
         if previous and previous != commit:
             diff = await self._git("diff", "--name-only", "-z", "--no-renames", previous, commit, check=False)

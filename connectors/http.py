@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from connectors.globs import matches
 from connectors.parsing import Unreadable, parse
 from core.errors import ConnectorError
+from core.jsontypes import JsonObject
 from core.retrieval.connectors import Item, ScanContext, SourceInfo
 from core.retrieval.documents import Document, Skipped, Unchanged
 
@@ -22,6 +23,13 @@ log = logging.getLogger(__name__)
 
 # What the cursor keeps per page between runs: its ETag and Last-Modified, for a conditional GET.
 PageMemo = dict[str, dict[str, str]]
+
+
+def _memo(cursor: JsonObject, url: str) -> dict[str, str]:
+    """What the last complete run kept for ``url`` (nothing when the cursor holds something else)."""
+    pages = cursor.get("pages")
+    memo = pages.get(url) if isinstance(pages, dict) else None
+    return {k: v for k, v in memo.items() if isinstance(v, str)} if isinstance(memo, dict) else {}
 
 
 class HttpOptions(BaseModel):
@@ -105,7 +113,7 @@ class HttpConnector:
     ) -> Item:
         doc_id = f"{self.source.name}:{url}"
         headers: dict[str, str] = {}
-        previous = ctx.cursor.get("pages", {}).get(url, {})
+        previous = _memo(ctx.cursor, url)
         if ctx.known.get(doc_id):
             if previous.get("etag"):
                 headers["If-None-Match"] = previous["etag"]
@@ -187,4 +195,4 @@ class HttpConnector:
             finally:
                 for task in tasks:
                     task.cancel()
-        ctx.cursor["pages"] = cursor
+        ctx.cursor["pages"] = {url: {**memo} for url, memo in cursor.items()}

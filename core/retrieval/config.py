@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import ConfigDict, Field, SecretStr
 
@@ -72,6 +72,6 @@ class SourceSpec(Section):
         description="Tokens allowed to read this source, e.g. public, group:eng, user:alice.",
     )
 
-    def options(self) -> dict[str, Any]:
+    def options(self) -> dict[str, object]:
         """The connector-specific options (everything except name, type and acl)."""
         return dict(self.model_extra or {})

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from core.errors import ConfigError
+from core.jsontypes import JsonObject
 from core.registry import Registry
 from core.retrieval.config import SourceSpec
 from core.retrieval.documents import Document, Skipped, Unchanged
@@ -48,7 +49,7 @@ class ScanContext:
     """
 
     known: dict[str, str] = field(default_factory=dict)
-    cursor: dict[str, Any] = field(default_factory=dict)
+    cursor: JsonObject = field(default_factory=dict)
 
 
 class Connector(Protocol):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from core.db import Database, metadata
+from core.jsontypes import JsonObject, JsonValue
 
 docs_table = sa.Table(
     "retrieval_docs",
@@ -106,19 +106,19 @@ class SyncState:
 
         await self.db.run(write)
 
-    async def source(self, source: str) -> tuple[float | None, dict[str, Any], dict[str, Any]]:
+    async def source(self, source: str) -> tuple[float | None, JsonObject, JsonObject]:
         """(last sync time, connector cursor, last summary) of a source."""
         await self.db.ensure(TABLES)
 
-        def read(conn: Connection) -> tuple[float | None, dict[str, Any], dict[str, Any]]:
+        def read(conn: Connection) -> tuple[float | None, JsonObject, JsonObject]:
             row = conn.execute(sa.select(sources_table).where(sources_table.c.source == source)).first()
             if row is None:
                 return None, {}, {}
-            return row.last_sync, json.loads(row.cursor), json.loads(row.summary)
+            return row.last_sync, _object(row.cursor), _object(row.summary)
 
         return await self.db.run(read)
 
-    async def finish_source(self, source: str, cursor: dict[str, Any], summary: dict[str, Any]) -> None:
+    async def finish_source(self, source: str, cursor: JsonObject, summary: JsonObject) -> None:
         """Record a completed sync (only then is the connector's cursor trusted next time)."""
 
         def write(conn: Connection) -> None:
@@ -162,3 +162,9 @@ class SyncState:
             return [DocState(**r._mapping) for r in conn.execute(stmt)]
 
         return await self.db.run(read)
+
+
+def _object(text: str) -> JsonObject:
+    """A JSON object column (an older or foreign value that is not an object reads as empty)."""
+    value: JsonValue = json.loads(text)
+    return value if isinstance(value, dict) else {}

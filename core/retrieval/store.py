@@ -13,12 +13,13 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from core.errors import RetrievalError
+from core.jsontypes import JsonObject
 from core.retrieval.config import StoreSettings
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class StoredChunk:
     id: str
     dense: list[float]
     sparse: tuple[list[int], list[float]]
-    payload: dict[str, Any]
+    payload: JsonObject
 
 
 def acl_filter(acl: frozenset[str] | None, extra: Sequence[models.Condition] = ()) -> models.Filter | None:
@@ -194,9 +195,7 @@ class ChunkStore:
             return 0
         cond = None
         if source:
-            cond = models.Filter(
-                must=[models.FieldCondition(key="source", match=models.MatchValue(value=source))]
-            )
+            cond = _source_filter(source)
         return (await (await self.client()).count(self.collection, count_filter=cond, exact=True)).count
 
     async def search(
@@ -218,49 +217,36 @@ class ChunkStore:
         client = await self.client()
         flt = acl_filter(acl)
         sparse_vec = models.SparseVector(indices=sparse[0], values=sparse[1]) if sparse else None
+        sparse_ok = sparse_vec is not None and bool(sparse_vec.indices)
+        threshold = min_similarity or None
+        query: list[float] | models.SparseVector | models.FusionQuery | None
+        using: str | None = None
+        prefetch: list[models.Prefetch] | None = None
+        if mode == "dense":
+            query, using = dense, DENSE
+        elif mode == "bm25":
+            if not sparse_ok:
+                return []
+            query, using, threshold = sparse_vec, SPARSE, None
+        else:
+            depth = max(limit * 4, 20)
+            prefetch = [
+                models.Prefetch(query=dense, using=DENSE, filter=flt, limit=depth, score_threshold=threshold)
+            ]
+            if sparse_ok:
+                prefetch.append(models.Prefetch(query=sparse_vec, using=SPARSE, filter=flt, limit=depth))
+            query, threshold = models.FusionQuery(fusion=models.Fusion.RRF), None
         try:
-            if mode == "dense":
-                result = await client.query_points(
-                    self.collection,
-                    query=dense,
-                    using=DENSE,
-                    query_filter=flt,
-                    limit=limit,
-                    with_payload=True,
-                    score_threshold=min_similarity or None,
-                )
-            elif mode == "bm25":
-                if sparse_vec is None or not sparse_vec.indices:
-                    return []
-                result = await client.query_points(
-                    self.collection,
-                    query=sparse_vec,
-                    using=SPARSE,
-                    query_filter=flt,
-                    limit=limit,
-                    with_payload=True,
-                )
-            else:
-                depth = max(limit * 4, 20)
-                prefetch = [
-                    models.Prefetch(
-                        query=dense,
-                        using=DENSE,
-                        filter=flt,
-                        limit=depth,
-                        score_threshold=min_similarity or None,
-                    )
-                ]
-                if sparse_vec is not None and sparse_vec.indices:
-                    prefetch.append(models.Prefetch(query=sparse_vec, using=SPARSE, filter=flt, limit=depth))
-                result = await client.query_points(
-                    self.collection,
-                    prefetch=prefetch,
-                    query=models.FusionQuery(fusion=models.Fusion.RRF),
-                    query_filter=flt,
-                    limit=limit,
-                    with_payload=True,
-                )
+            result = await client.query_points(
+                self.collection,
+                query=query,
+                using=using,
+                prefetch=prefetch,
+                query_filter=flt,
+                limit=limit,
+                with_payload=True,
+                score_threshold=threshold,
+            )
         except (ResponseHandlingException, UnexpectedResponse, OSError) as exc:
             raise RetrievalError(f"The vector store query failed: {exc}") from exc
         return list(result.points)

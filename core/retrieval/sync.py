@@ -15,13 +15,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol, TypedDict
 
 from core.config import Settings
 from core.db import Database
 from core.errors import ConfigError, ConnectorError
+from core.jsontypes import JsonObject
 from core.retrieval import connectors as registry
 from core.retrieval.chunking import Chunk, chunk_document
+from core.retrieval.config import SourceSpec
 from core.retrieval.documents import Document, Skipped, Unchanged
 from core.retrieval.embedders import Embedder, get_embedder
 from core.retrieval.sparse import document_vector
@@ -59,9 +61,9 @@ class SourceReport:
     seconds: float = 0.0
     error: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
         """JSON form (``skipped`` as [{uri, reason}])."""
-        data = asdict(self)
+        data: JsonObject = asdict(self)
         data["skipped"] = [{"uri": u, "reason": r} for u, r in self.skipped]
         data["seconds"] = round(self.seconds, 2)
         return data
@@ -107,7 +109,7 @@ class Indexer:
         self.state = SyncState(self.db)
         self.signature = index_signature(settings)
 
-    def specs(self, names: Sequence[str] | None) -> list[Any]:
+    def specs(self, names: Sequence[str] | None) -> list[SourceSpec]:
         """The configured sources named (all when ``names`` is empty)."""
         by_name = {s.name: s for s in self.settings.sources}
         if not by_name:
@@ -210,7 +212,7 @@ class Indexer:
             await self.store.delete_doc(doc_id)
             await self.state.delete_doc(source, doc_id)
             report.deleted += 1
-        await self.state.finish_source(source, ctx.cursor, {**report.as_dict(), "acl": sorted(acl)})
+        await self.state.finish_source(source, ctx.cursor, {**report.as_dict(), "acl": [*sorted(acl)]})
 
     def _version(self, doc: Document) -> str:
         return hashlib.sha256(f"{doc.content_hash}:{self.signature}".encode()).hexdigest()[:24]
@@ -310,16 +312,30 @@ async def changed_since(settings: Settings, sources: list[str], since: datetime)
     ]
 
 
-async def source_status(settings: Settings) -> list[dict[str, Any]]:
+class SourceStatus(TypedDict):
+    """One row of 'hearth sources list' (and of its --json)."""
+
+    name: str
+    type: str
+    acl: list[str]
+    docs: int
+    chunks: int
+    pending: int
+    last_sync: str | None
+    skipped: int
+
+
+async def source_status(settings: Settings) -> list[SourceStatus]:
     """Each configured source with its document and chunk counts and last sync (for 'hearth sources list')."""
     db = Database(settings.database_url)
     state = SyncState(db)
-    out = []
+    out: list[SourceStatus] = []
     try:
         for spec in settings.sources:
             docs = await state.docs(spec.name)
             last, _, summary = await state.source(spec.name)
             done = [d for d in docs.values() if d.content_hash]
+            skipped = summary.get("skipped")
             out.append(
                 {
                     "name": spec.name,
@@ -331,7 +347,7 @@ async def source_status(settings: Settings) -> list[dict[str, Any]]:
                     "last_sync": datetime.fromtimestamp(last, UTC).isoformat(timespec="seconds")
                     if last
                     else None,
-                    "skipped": len(summary.get("skipped", [])),
+                    "skipped": len(skipped) if isinstance(skipped, list) else 0,
                 }
             )
     finally:

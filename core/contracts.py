@@ -184,6 +184,16 @@ class Kind(StrEnum):
     EXPLAIN = "code.explain"
     GENERATE = "code.generate"
     TESTS = "code.tests"
+    DIGEST = "digest.summary"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A named template and its inputs, for kinds the core renders from operator-chosen templates."""
+
+    template: str
+    variables: dict[str, object] = field(default_factory=dict)
+    max_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +217,7 @@ class Ask:
     code: Code | None = None
     source: str | None = None  # a table source to limit a table question to
     once: str | None = None  # the platform's id for the message: answered at most once
+    prompt: Prompt | None = None  # a digest's summary template and inputs
 
 
 @dataclass

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from core.config import Settings
-from core.contracts import Answer, Ask, Code, Delta, Kind, Outcome
+from core.contracts import Answer, Ask, Code, Delta, Kind, Outcome, Prompt
 from core.errors import HearthError
 from core.ratelimit import RateLimiter
 from core.refusals import Reason, Refusal, refusal_for
@@ -32,7 +32,7 @@ from core.refusals import Reason, Refusal, refusal_for
 if TYPE_CHECKING:
     from core.assistant import Assistant
 
-__all__ = ["Ask", "Code", "Event", "FirstTime", "Intake", "Kind", "Observer", "Outcome"]
+__all__ = ["Ask", "Code", "Event", "FirstTime", "Intake", "Kind", "Observer", "Outcome", "Prompt"]
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +261,13 @@ def _tests(engine: Assistant, ask: Ask) -> AsyncIterator[Delta | Answer]:
     )
 
 
+def _digest(engine: Assistant, ask: Ask) -> AsyncIterator[Delta | Answer]:
+    p = ask.prompt
+    if p is None:
+        raise HearthError("a digest summary needs its template")
+    return engine.complete_stream(p.template, ask.request, max_tokens=p.max_tokens, **p.variables)
+
+
 def _code(ask: Ask) -> Code:
     if ask.code is None:
         raise HearthError(f"{ask.kind.value} needs code", key=Reason.EMPTY_CODE.value)
@@ -273,4 +280,5 @@ _USE_CASES: dict[Kind, Callable[[Assistant, Ask], AsyncIterator[Delta | Answer]]
     Kind.EXPLAIN: _explain,
     Kind.GENERATE: _generate,
     Kind.TESTS: _tests,
+    Kind.DIGEST: _digest,
 }

@@ -88,7 +88,12 @@ def mount(app: web.Application, services: Services) -> None:
         posters = build_posters(settings)
         # The engine may still be loading (serve retries it in the background): resolve it per run.
         service = DigestService(
-            settings, services.engine, posters, services.db, chat_activity=build_chat_activity(settings)
+            settings,
+            services.engine,
+            posters,
+            services.db,
+            chat_activity=build_chat_activity(settings),
+            intake=services.intake,  # summaries are audited and counted like every other answer
         )
         try:
             service.check_templates()  # a configuration mistake: refuse to start, naming the field

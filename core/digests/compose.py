@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from core.contracts import Answer, Request
+from core.contracts import Answer, Ask, Delta, Kind, Prompt, Request
 from core.digests import messages
-from core.digests.assistant import DigestAssistant
 from core.digests.config import DigestSpec
 from core.digests.inputs import Gathered
 from core.digests.schedule import fire_key
-from core.errors import BackendError, PromptError
 from core.llm.base import Priority
+from core.refusals import ENGLISH, Refusal
 
 log = logging.getLogger(__name__)
+
+Summarise = Callable[[Ask], AsyncIterator[Delta | Answer | Refusal]]
+"""The core's front door (``core.intake.Intake.run``): a digest's summary is one more ask."""
 
 SUMMARY_CHARS = 600
 _SENTENCE_END = re.compile(r"[.!?。！？](?=\s|$)")
@@ -39,13 +42,13 @@ class Draft:
     skip: bool
 
 
-async def write(spec: DigestSpec, got: Gathered, assistant: DigestAssistant | None) -> Draft:
+async def write(spec: DigestSpec, got: Gathered, summarise_with: Summarise) -> Draft:
     """The digest of what was gathered: the facts, with the model's summary unless nothing changed."""
     span = period(spec, got.since, got.until)
     if got.nothing_changed:
         text = compose_no_changes(spec, span)
     else:
-        summary, credit = await summarise(spec, assistant, got, span)
+        summary, credit = await summarise(spec, summarise_with, got, span)
         text = compose(spec, got, span, summary, credit)
     skip = got.nothing_changed and spec.on_no_changes == "skip"
     reason = "; ".join(got.rejected) or None
@@ -59,14 +62,12 @@ def period(spec: DigestSpec, since: datetime, until: datetime) -> str:
     return f"{since.astimezone(tz):{fmt}} – {until.astimezone(tz):{fmt}} ({spec.timezone})"
 
 
-async def summarise(
-    spec: DigestSpec, assistant: DigestAssistant | None, got: Gathered, span: str
-) -> tuple[str, str]:
-    """The model's short summary and a 'written by' line; a note instead when the model fails."""
+async def summarise(spec: DigestSpec, run: Summarise, got: Gathered, span: str) -> tuple[str, str]:
+    """The model's short summary and a 'written by' line; a note instead when the core refuses."""
     request = Request(
         text=f"digest {spec.name}", user="hearth-digest", surface="digest", priority=Priority.DIGEST
     )
-    variables = {
+    variables: dict[str, object] = {
         "digest": spec.name,
         "period": span,
         "docs": [vars(d) for d in got.docs],
@@ -74,25 +75,17 @@ async def summarise(
         "chat": got.chat,
         "notes": got.notes,
     }
-    answer: Answer | None = None
-    if assistant is None:
-        return messages.SUMMARY_UNAVAILABLE.format(reason="the model is still loading"), ""
-    try:
-        async for event in assistant.complete_stream(
-            spec.template, request, max_tokens=SUMMARY_TOKENS, **variables
-        ):
-            if isinstance(event, Answer):
-                answer = event
-    except BackendError as exc:
-        log.warning("digest %s: the model failed; posting without a summary", spec.name, exc_info=True)
-        return messages.SUMMARY_UNAVAILABLE.format(reason=exc), ""
-    except PromptError as exc:
-        log.error("digest %s: template %s failed", spec.name, spec.template, exc_info=True)
-        return messages.SUMMARY_UNAVAILABLE.format(reason=exc), ""
-    assert answer is not None
-    return trim_summary(answer.text), messages.WRITTEN_BY.format(
-        model=answer.model or "unknown model", backend=answer.backend
-    )
+    ask = Ask(Kind.DIGEST, request, prompt=Prompt(spec.template, variables, SUMMARY_TOKENS))
+    async for event in run(ask):
+        if isinstance(event, Refusal):
+            reason = event.detail or event.text(ENGLISH)
+            log.warning("digest %s: no summary (%s); posting the facts alone", spec.name, reason)
+            return messages.SUMMARY_UNAVAILABLE.format(reason=reason), ""
+        if isinstance(event, Answer):
+            return trim_summary(event.text), messages.WRITTEN_BY.format(
+                model=event.model or "unknown model", backend=event.backend
+            )
+    return messages.SUMMARY_UNAVAILABLE.format(reason="the model gave no answer"), ""
 
 
 # Enough for three plain sentences; the trim below still guards a model that rambles.

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from core.config import Settings
 from core.digests.assistant import DigestAssistant
-from core.digests.compose import Draft, write
+from core.digests.compose import Draft, Summarise, write
 from core.digests.config import DigestSpec
 from core.digests.inputs import ChatActivity, gather
 from core.digests.posting import Posting
@@ -41,12 +41,14 @@ class Runner:
         store: RunStore,
         posting: Posting,
         assistant: Callable[[], DigestAssistant | None],
+        summarise: Summarise,
         chat_activity: ChatActivity | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.posting = posting
         self.assistant = assistant
+        self.summarise = summarise
         self.chat_activity = chat_activity
         self.listeners: list[Callable[[RunRecord], None]] = []
         self._runs: set[asyncio.Future[RunRecord | None]] = set()
@@ -112,7 +114,7 @@ class Runner:
         since = await self._since(spec, when)
         assistant = self.assistant()
         got = await gather(spec, self.settings, assistant, since, utcnow(), self.chat_activity)
-        return await write(spec, got, assistant)
+        return await write(spec, got, self.summarise)
 
     async def _execute(self, spec: DigestSpec, run: RunRecord) -> RunRecord:
         """Finish a claimed run, keeping its lease alive; a failure is recorded, never left to resume forever."""

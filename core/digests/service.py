@@ -25,6 +25,7 @@ from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from core.assistant import Assistant
 from core.config import Settings
 from core.contracts import Poster
 from core.db import Database
@@ -38,6 +39,8 @@ from core.digests.runs import Runner
 from core.digests.schedule import fire_key, last_fire, next_fire, utcnow
 from core.digests.specs import SpecBook
 from core.digests.store import RunRecord, RunStore
+from core.intake import Intake
+from core.metrics import METRICS
 from core.prompts.registry import PromptRegistry
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ class DigestService:
         leader_lease_s: float = 60.0,
         run_lease_s: float = 300.0,
         lock: LeaderLock | None = None,
+        intake: Intake | None = None,
     ) -> None:
         self.settings = settings
         self.assistant = assistant
@@ -88,10 +92,22 @@ class DigestService:
             self.store,
             Posting(self.posters, self.store, backoff),
             lambda: self.assistant,
+            (intake or self._own_intake()).run,
             chat_activity,
         )
         self._loop_task: asyncio.Task[None] | None = None
         self.started = asyncio.Event()  # set once the first leader round is done
+
+    def _own_intake(self) -> Intake:
+        """The front door for summaries when none is handed in (`hearth digest run`, tests)."""
+
+        def engine() -> Assistant | None:
+            found = self.assistant
+            return found if isinstance(found, Assistant) else None
+
+        return Intake(
+            self.settings, engine, observers=[METRICS], not_ready=lambda: "the model is still loading"
+        )
 
     @property
     def assistant(self) -> DigestAssistant | None:

@@ -358,3 +358,32 @@ async def test_rejected_sql_is_recorded_and_owner_told(env: Callable[..., Env], 
     digest_text = slack.posts[0][1]
     assert "| one |" in digest_text and "| 1 |" in digest_text and "query rejected" in digest_text
     assert any(p[0] == "U0OWNER1" and "left out a table" in p[1] for p in slack.posts)
+
+
+async def test_the_summary_goes_through_the_front_door_and_a_failure_posts_the_facts(
+    env: Callable[..., Env],
+) -> None:
+    from core.contracts import Kind, Outcome
+    from core.errors import BackendUnavailable
+    from core.intake import Intake
+
+    seen: list[Outcome] = []
+
+    class Watch:
+        def observe(self, outcome: Outcome) -> None:
+            seen.append(outcome)
+
+    e = env(digest(post_to=[{"slack": "#eng"}]), backend=FakeBackend(error=BackendUnavailable("model gone")))
+    slack = RecordingPoster("slack")
+    holder: list[DigestService] = []
+    intake = Intake(e.settings, lambda: holder[0].assistant, observers=[Watch()])  # type: ignore[arg-type,return-value]
+    svc = e.service({"slack": slack}, intake=intake)
+    holder.append(svc)
+    await svc.open()
+    run = await svc.run("eng-weekly", fire_time=MONDAY_9)
+    # The model failed: the digest still posts its facts, with a note saying why there is no summary.
+    assert run is not None and run.status == "posted"
+    assert "model gone" in slack.posts[0][1] and "**eng-weekly**" in slack.posts[0][1]
+    [outcome] = seen
+    assert outcome.ask.kind is Kind.DIGEST and outcome.ask.request.surface == "digest"
+    assert outcome.status == "error" and outcome.refusal is not None

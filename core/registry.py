@@ -12,21 +12,34 @@ application) registers directly and wins over an entry point of the same name::
 
     CONNECTORS.register("jira", JiraConnector)
     factory = CONNECTORS.get("jira")      # unknown: ConfigError naming the known ones
+
+A settings field that names a plugin is a ``str`` checked against the group when ``hearth.yaml``
+loads, so a plugin is nameable there the moment it is installed or registered::
+
+    type: Annotated[str, registered_name("connector", "hearth.connectors")] = Field(...)
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from importlib.metadata import EntryPoint, entry_points
 from typing import Generic, TypeVar
+
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 
 from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# The names each registry knows, by entry point group (the settings check names without importing
+# the modules that define the registries, which import the settings).
+_NAMES: dict[str, Callable[[], list[str]]] = {}
 
 
 class Registry(Generic[T]):
@@ -37,6 +50,7 @@ class Registry(Generic[T]):
         self.group = group
         self._factories: dict[str, T] = {}
         self._entry_points: dict[str, EntryPoint] | None = None
+        _NAMES[group] = self.names
 
     def register(self, name: str, factory: T) -> None:
         """Make ``factory`` available as ``name`` (replacing an entry point or earlier registration)."""
@@ -69,11 +83,9 @@ class Registry(Generic[T]):
             return self._factories[name]
         ep = self._eps().get(name)
         if ep is None:
-            known = self.names()
-            hint = (
-                ", ".join(known) if known else f"none (no '{self.group}' entry points: is Hearth installed?)"
+            raise ConfigError(
+                f"Unknown {self.kind} '{name}'; available: {_available(self.names(), self.group)}"
             )
-            raise ConfigError(f"Unknown {self.kind} '{name}'; available: {hint}")
         try:
             factory: T = ep.load()
         except Exception as exc:  # a broken plugin is a configuration problem, said once, with its cause
@@ -88,3 +100,38 @@ class Registry(Generic[T]):
         if self._entry_points is None:
             self._entry_points = {ep.name: ep for ep in entry_points(group=self.group)}
         return self._entry_points
+
+
+def _available(known: list[str], group: str) -> str:
+    return ", ".join(known) if known else f"none (no '{group}' entry points: is Hearth installed?)"
+
+
+def names_in(group: str) -> list[str]:
+    """Every name the registry of ``group`` knows; its entry points alone until that registry exists."""
+    live = _NAMES.get(group)
+    return live() if live is not None else _entry_point_names(group)
+
+
+@functools.cache
+def _entry_point_names(group: str) -> list[str]:
+    # Installed packages do not change while the process runs; every settings load asks.
+    return sorted({ep.name for ep in entry_points(group=group)})
+
+
+def registered_name(kind: str, group: str, *, exclude: Collection[str] = ()) -> AfterValidator:
+    """A pydantic check that a settings value names a plugin of ``group`` (``exclude``: names not meant here).
+
+    The error names what is available; the settings loader puts the key in front of it.
+    """
+
+    def check(name: str) -> str:
+        known = [n for n in names_in(group) if n not in exclude]
+        if name not in known:
+            raise PydanticCustomError(
+                "unknown_plugin",
+                "Unknown {kind} '{name}'; available: {available}",
+                {"kind": kind, "name": name, "available": _available(known, group)},
+            )
+        return name
+
+    return AfterValidator(check)

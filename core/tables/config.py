@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated
 
 from pydantic import Field, SecretStr, model_validator
 
+from core.registry import registered_name
 from core.section import Section
+
+# Built-in types read from a file; a plugin's source may take a path or a url.
+_FILE_TYPES = frozenset({"csv", "parquet", "sqlite"})
 
 
 class TableSourceSpec(Section):
     """One table source."""
 
     name: str = Field(description="Unique source name used by --source and /data.")
-    type: Literal["csv", "parquet", "sqlite", "postgres"] = Field(description="Kind of source.")
+    type: Annotated[str, registered_name("table source type", "hearth.table_sources")] = Field(
+        description="Kind of source: csv, parquet, sqlite, postgres, or a plugin's name from the "
+        "hearth.table_sources entry points.",
+        examples=["csv"],
+    )
     path: Path | None = Field(None, description="File path for csv, parquet and sqlite sources.")
     url: SecretStr | None = Field(
         None, description="Connection URL for postgres sources (may hold a password)."
@@ -28,8 +36,10 @@ class TableSourceSpec(Section):
     def _needs_location(self) -> TableSourceSpec:
         if self.type == "postgres" and self.url is None:
             raise ValueError(f"table source '{self.name}' of type postgres needs 'url'")
-        if self.type != "postgres" and self.path is None:
+        if self.type in _FILE_TYPES and self.path is None:
             raise ValueError(f"table source '{self.name}' of type {self.type} needs 'path'")
+        if self.path is None and self.url is None:
+            raise ValueError(f"table source '{self.name}' of type {self.type} needs 'path' or 'url'")
         return self
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from connectors.files import FilesConnector
 from core import registry as registry_module
+from core.config import load_settings
 from core.errors import ConfigError
 from core.llm.fake import FakeBackend
 from core.llm.llama_cpp import LlamaCppBackend
@@ -21,7 +22,7 @@ from core.registry import Registry
 from core.retrieval.config import EmbedSettings
 from core.retrieval.connectors import CONNECTORS
 from core.retrieval.embedders import EMBEDDERS, SentenceTransformersEmbedder, get_embedder
-from core.tables.sources import TABLE_SOURCES
+from core.tables.sources import TABLE_SOURCES, make_source
 from tests.fixtures.core import make_settings
 from tests.fixtures.retrieval import HashEmbedder
 
@@ -123,7 +124,9 @@ def test_build_router_takes_each_backend_from_the_registry(tmp_path: Path) -> No
 
 def test_build_router_uses_the_built_in_backends(tmp_path: Path) -> None:
     router = build_router(make_settings(tmp_path, llm={"remote": {"base_url": "http://127.0.0.1:9/v1"}}))
-    assert isinstance(router.local, LlamaServerBackend) and isinstance(router.backends.get("remote"), OpenAICompatBackend)
+    assert isinstance(router.local, LlamaServerBackend) and isinstance(
+        router.backends.get("remote"), OpenAICompatBackend
+    )
     router = build_router(make_settings(tmp_path, llm={"local": {"engine": "in_process", "enabled": True}}))
     assert isinstance(router.local, LlamaCppBackend) and "remote" not in router.backends
     router = build_router(make_settings(tmp_path, llm={"local": {"enabled": False}}))
@@ -146,3 +149,79 @@ def test_the_core_imports_no_connector_and_no_driver_until_one_is_used() -> None
         cwd=Path(__file__).parents[2],
     )
     assert out.stdout.strip() == ""
+
+
+def _load(tmp_path: Path, text: str) -> object:
+    config = tmp_path / "hearth.yaml"
+    config.write_text(f"home: {tmp_path / 'home'}\n{text}", encoding="utf-8")
+    return load_settings(config)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        (
+            "tables:\n  - {name: erp, type: oracle, url: 'oracle://db/erp'}\n",
+            "tables.0.type: Unknown table source type 'oracle'; available: csv, parquet, postgres, sqlite",
+        ),
+        (
+            "embed:\n  backend: cohere\n",
+            "embed.backend: Unknown embedder 'cohere'; available: llama_cpp, openai, sentence_transformers",
+        ),
+        (
+            "llm:\n  local:\n    engine: vllm\n",
+            "llm.local.engine: Unknown local LLM engine 'vllm'; available: in_process, server",
+        ),
+        # The remote API's backend is not a local engine.
+        (
+            "llm:\n  local:\n    engine: openai\n",
+            "llm.local.engine: Unknown local LLM engine 'openai'; available: in_process, server",
+        ),
+    ],
+)
+def test_an_unknown_plugin_name_in_hearth_yaml_names_the_key_and_the_known_ones(
+    tmp_path: Path, yaml_text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, yaml_text)
+    assert message in str(info.value).splitlines()[1]
+
+
+class OracleSource:
+    """A third-party table source: only what the settings and make_source need."""
+
+    dialect = "oracle"
+
+    def __init__(self, spec: object, settings: object) -> None:
+        self.spec = spec
+
+
+def test_a_plugin_registered_through_the_registry_becomes_nameable_in_hearth_yaml(tmp_path: Path) -> None:
+    tables = "tables:\n  - {name: erp, type: oracle, url: 'oracle://db/erp'}\n"
+    with (
+        TABLE_SOURCES.registered("oracle", OracleSource),
+        EMBEDDERS.registered("hash", lambda s: HashEmbedder()),
+        LLM_BACKENDS.registered("vllm", lambda llm: FakeBackend(name="vllm")),
+    ):
+        settings = _load(tmp_path, tables + "embed:\n  backend: hash\nllm:\n  local:\n    engine: vllm\n")
+        assert isinstance(settings, type(make_settings(tmp_path)))
+        assert settings.tables[0].type == "oracle"
+        assert isinstance(make_source(settings.tables[0], settings), OracleSource)
+        assert isinstance(get_embedder(settings.embed), HashEmbedder)
+        local = build_router(settings).local
+        assert isinstance(local, FakeBackend) and local.name == "vllm"
+    with pytest.raises(ConfigError, match="Unknown table source type 'oracle'"):
+        _load(tmp_path, tables)
+
+
+def test_a_plugin_source_needs_a_path_or_a_url(tmp_path: Path) -> None:
+    with (
+        TABLE_SOURCES.registered("oracle", OracleSource),
+        pytest.raises(ConfigError, match="needs 'path' or 'url'"),
+    ):
+        _load(tmp_path, "tables:\n  - {name: erp, type: oracle}\n")
+
+
+def test_the_built_in_defaults_stay(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    assert (settings.llm.local.engine, settings.embed.backend) == ("server", "sentence_transformers")

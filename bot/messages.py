@@ -112,6 +112,10 @@ REFUSALS: dict[Reason, str] = {
     Reason.MODEL_DOWN: MODEL_DOWN,
     Reason.RETRIEVAL_DOWN: "Sorry — the document search is not available right now. Please try again shortly.",
     Reason.TABLES_UNAVAILABLE: "Table questions are not set up on this Hearth yet — ask the team to configure `tables`.",
+    Reason.TABLES_NO_ACCESS: "You don't have access to any table source — ask the team to add you to one.",
+    Reason.TABLE_NO_SQL: (
+        "I couldn't turn that into a query ({attempts} tries) — try naming the table and the columns."
+    ),
     Reason.CODE_UNAVAILABLE: "Code generation is not set up on this Hearth.",
     Reason.SQL_REJECTED: "I couldn't answer that from the tables: the query was refused ({reason})",
     Reason.TABLE_ERROR: "I couldn't answer that from the tables: {reason}",
@@ -129,6 +133,8 @@ REFUSALS_ZH: dict[Reason, str] = {
     Reason.MODEL_DOWN: DINGTALK_ZH["MODEL_DOWN"],
     Reason.RETRIEVAL_DOWN: "抱歉，文档搜索暂时不可用，请稍后再试。",
     Reason.TABLES_UNAVAILABLE: "此 Hearth 尚未配置数据表查询，请联系管理员配置 `tables`。",
+    Reason.TABLES_NO_ACCESS: "你没有任何数据表的访问权限，请联系管理员为你开通。",
+    Reason.TABLE_NO_SQL: "无法把这个问题转换成查询（已尝试 {attempts} 次），请写明表名和列名后再试。",
     Reason.CODE_UNAVAILABLE: "此 Hearth 尚未配置代码生成。",
     Reason.SQL_REJECTED: "无法根据数据表回答：查询被拒绝（{reason}）",
     Reason.TABLE_ERROR: "无法根据数据表回答：{reason}",

@@ -47,6 +47,8 @@ _ASKERS = {
     Reason.BAD_INPUT,
     Reason.SQL_REJECTED,
     Reason.TABLES_UNAVAILABLE,
+    Reason.TABLES_NO_ACCESS,
+    Reason.TABLE_NO_SQL,
     Reason.CODE_UNAVAILABLE,
 }
 

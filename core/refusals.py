@@ -43,6 +43,8 @@ class Reason(StrEnum):
     MODEL_DOWN = "model_down"
     RETRIEVAL_DOWN = "retrieval_down"
     TABLES_UNAVAILABLE = "tables_unavailable"
+    TABLES_NO_ACCESS = "tables_no_access"
+    TABLE_NO_SQL = "table_no_sql"  # values: attempts
     CODE_UNAVAILABLE = "code_unavailable"
     SQL_REJECTED = "sql_rejected"  # values: reason
     TABLE_ERROR = "table_error"  # values: reason
@@ -74,6 +76,11 @@ ENGLISH: dict[Reason, str] = {
     Reason.MODEL_DOWN: "No model is available to answer right now; please try again in a few minutes.",
     Reason.RETRIEVAL_DOWN: "The document search is not available right now; please try again shortly.",
     Reason.TABLES_UNAVAILABLE: "Table questions are not set up — declare table sources under 'tables:'.",
+    Reason.TABLES_NO_ACCESS: "You do not have access to any table source; ask the operator to add you to one.",
+    Reason.TABLE_NO_SQL: (
+        "The model did not write a SQL query for this question ({attempts} tries) — rephrase it with the "
+        "table and column names, or run your own SQL with 'hearth tables query'."
+    ),
     Reason.CODE_UNAVAILABLE: "The code service is not available on this server.",
     Reason.SQL_REJECTED: "The SQL was refused: {reason}",
     Reason.TABLE_ERROR: "{reason}",

@@ -70,6 +70,8 @@ STATUS: dict[Reason, tuple[int, str]] = {
     Reason.MODEL_DOWN: (503, "unavailable"),
     Reason.RETRIEVAL_DOWN: (503, "unavailable"),
     Reason.TABLES_UNAVAILABLE: (501, "not_implemented"),
+    Reason.TABLES_NO_ACCESS: (403, "forbidden"),
+    Reason.TABLE_NO_SQL: (422, "table_error"),
     Reason.CODE_UNAVAILABLE: (501, "not_implemented"),
     Reason.SQL_REJECTED: (422, "rejected"),
     Reason.TABLE_ERROR: (422, "table_error"),

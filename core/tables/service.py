@@ -176,9 +176,13 @@ class TableService:
     def _no_sources(self, acl: frozenset[str] | None) -> TableError:
         if not self.specs:
             return TableError(
-                "No table sources are configured — add a 'tables:' list to hearth.yaml (see the README)."
+                "No table sources are configured — add a 'tables:' list to hearth.yaml (see the README).",
+                key="tables_unavailable",
             )
-        return TableError("You do not have access to any table source; ask the operator to add you to one.")
+        return TableError(
+            "You do not have access to any table source; ask the operator to add you to one.",
+            key="tables_no_access",
+        )
 
     # --- ask -----------------------------------------------------------------------------
 
@@ -312,8 +316,9 @@ class TableService:
         if isinstance(error, NotSQL):
             return TableError(
                 f"The model did not write a SQL query for this question ({attempts} tries) — rephrase it "
-                "with the "
-                "table and column names, or run your own SQL with 'hearth tables query'."
+                "with the table and column names, or run your own SQL with 'hearth tables query'.",
+                key="table_no_sql",
+                attempts=attempts,
             )
         reason = str(error).rstrip(".")
         return TableError(

@@ -9,6 +9,7 @@ statement got past the guard. A changed data file (size or mtime) rebuilds the v
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import re
@@ -22,7 +23,15 @@ import duckdb
 
 from core.errors import TableError
 from core.tables.catalog import TableInfo, quote_ident, read_tables
-from core.tables.sources import QueryResult, QueryTimeout, Row, first_line, query_error, require_file
+from core.tables.sources import (
+    QueryResult,
+    QueryTimeout,
+    Row,
+    catalog_error,
+    first_line,
+    query_error,
+    require_file,
+)
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -193,18 +202,12 @@ class DuckDBSource:
             ).fetchall():
                 cols.setdefault(table, []).append((column, typ))
             layout = [(table, quote_ident(table), columns) for table, columns in cols.items()]
+            query = functools.partial(_safe, cur)
             return read_tables(
-                self.name,
-                layout,
-                lambda sql: _safe(cur, sql),
-                samples=samples,
-                textish=_TEXTISH,
-                sample_sql=_SAMPLE_SQL,
+                self.name, layout, query, samples=samples, textish=_TEXTISH, sample_sql=_SAMPLE_SQL
             )
         except duckdb.Error as exc:
-            raise TableError(
-                f"Table source '{self.name}': cannot read the catalog ({first_line(exc)})."
-            ) from exc
+            raise catalog_error(self.name, exc) from exc
         finally:
             timer.cancel()
             cur.close()

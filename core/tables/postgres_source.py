@@ -8,6 +8,7 @@ server itself refuses writes and stops long statements; the wall-clock limit in
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,7 @@ from psycopg.rows import TupleRow
 
 from core.errors import TableError
 from core.tables.catalog import TableInfo, quote_ident, read_tables
-from core.tables.sources import QueryResult, QueryTimeout, first_line, query_error
+from core.tables.sources import QueryResult, QueryTimeout, catalog_error, first_line, query_error
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -134,18 +135,12 @@ class PostgresSource:
                 )
                 for (schema, table), columns in grouped.items()
             ]
+            query = functools.partial(_safe, conn)
             return read_tables(
-                self.name,
-                layout,
-                lambda sql: _safe(conn, sql),
-                samples=samples,
-                textish=_TEXTISH,
-                sample_sql=_SAMPLE_SQL,
+                self.name, layout, query, samples=samples, textish=_TEXTISH, sample_sql=_SAMPLE_SQL
             )
         except psycopg.Error as exc:
-            raise TableError(
-                f"Table source '{self.name}': cannot read the catalog ({first_line(exc)})."
-            ) from exc
+            raise catalog_error(self.name, exc) from exc
         finally:
             conn.close()
 

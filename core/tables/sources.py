@@ -66,6 +66,11 @@ class QueryResult:
         return cls(columns, rows, more=len(fetched) > max_rows, types=list(types))
 
 
+def catalog_error(source: str, exc: Exception) -> TableError:
+    """What a failed catalog read becomes: the source's name and the database's reason."""
+    return TableError(f"Table source '{source}': cannot read the catalog ({first_line(exc)}).")
+
+
 def query_error(exc: Exception, *, interrupted: bool) -> TableError:
     """What a failed statement becomes: a timeout when we stopped it, else the database's reason."""
     if interrupted:

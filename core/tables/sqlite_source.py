@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from typing import TYPE_CHECKING
 
 from core.errors import TableError
 from core.tables.catalog import TableInfo, quote_ident, read_tables
-from core.tables.sources import QueryResult, Row, first_line, query_error, require_file
+from core.tables.sources import QueryResult, Row, catalog_error, first_line, query_error, require_file
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -110,18 +111,12 @@ class SQLiteSource:
                 )
                 for name in names
             ]
+            query = functools.partial(_safe, conn)
             return read_tables(
-                self.name,
-                layout,
-                lambda sql: _safe(conn, sql),
-                samples=samples,
-                textish=_TEXTISH,
-                sample_sql=_SAMPLE_SQL,
+                self.name, layout, query, samples=samples, textish=_TEXTISH, sample_sql=_SAMPLE_SQL
             )
         except sqlite3.Error as exc:
-            raise TableError(
-                f"Table source '{self.name}': cannot read the catalog ({first_line(exc)})."
-            ) from exc
+            raise catalog_error(self.name, exc) from exc
         finally:
             conn.close()
 

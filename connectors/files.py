@@ -14,7 +14,7 @@ from connectors.globs import selected
 from connectors.parsing import DEFAULT_EXCLUDE, DEFAULT_INCLUDE, Unreadable, parse
 from core.errors import ConnectorError
 from core.retrieval.connectors import Item, ScanContext, SourceInfo
-from core.retrieval.documents import Document, Skipped
+from core.retrieval.documents import Skipped
 
 
 class FilesOptions(BaseModel):
@@ -76,17 +76,7 @@ class FilesConnector:
             parsed = parse(rel, data)
         except Unreadable as exc:
             return Skipped(uri, str(exc))
-        return Document(
-            id=f"{self.source.name}:{rel}",
-            uri=uri,
-            title=parsed.title,
-            text=parsed.text,
-            acl=self.source.acl,
-            updated_at=mtime,
-            source=self.source.name,
-            kind=parsed.kind,
-            meta={**parsed.meta, "path": rel},
-        )
+        return parsed.document(self.source, f"{self.source.name}:{rel}", uri, mtime, path=rel)
 
     async def scan(self, ctx: ScanContext) -> AsyncIterator[Item]:
         """Every selected file, read and parsed in a worker thread."""

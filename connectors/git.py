@@ -14,7 +14,7 @@ from connectors.globs import selected
 from connectors.parsing import DEFAULT_EXCLUDE, DEFAULT_INCLUDE, Unreadable, parse
 from core.errors import ConnectorError
 from core.retrieval.connectors import Item, ScanContext, SourceInfo
-from core.retrieval.documents import Document, Skipped, Unchanged
+from core.retrieval.documents import Skipped, Unchanged
 
 log = logging.getLogger(__name__)
 
@@ -160,15 +160,8 @@ class GitConnector:
                 except Unreadable as exc:
                     yield Skipped(self.uri(rel), str(exc))
                     continue
-                yield Document(
-                    id=f"{self.source.name}:{rel}",
-                    uri=self.uri(rel),
-                    title=parsed.title,
-                    text=parsed.text,
-                    acl=self.source.acl,
-                    updated_at=times.get(rel, datetime.now(UTC)),
-                    source=self.source.name,
-                    kind=parsed.kind,
-                    meta={**parsed.meta, "path": rel, "commit": commit},
+                updated = times.get(rel, datetime.now(UTC))
+                yield parsed.document(
+                    self.source, f"{self.source.name}:{rel}", self.uri(rel), updated, path=rel, commit=commit
                 )
         ctx.cursor["commit"] = commit

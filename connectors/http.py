@@ -17,7 +17,7 @@ from connectors.parsing import Unreadable, parse
 from core.errors import ConnectorError
 from core.jsontypes import JsonObject
 from core.retrieval.connectors import Item, ScanContext, SourceInfo
-from core.retrieval.documents import Document, Skipped, Unchanged
+from core.retrieval.documents import Skipped, Unchanged
 
 log = logging.getLogger(__name__)
 
@@ -145,17 +145,7 @@ class HttpConnector:
             return Skipped(url, str(exc))
         cursor[url] = {k: v for k, v in (("etag", etag), ("last_modified", modified)) if v}
         updated = _http_time(modified) or _http_time(lastmod) or datetime.now(UTC)
-        return Document(
-            id=doc_id,
-            uri=url,
-            title=parsed.title,
-            text=parsed.text,
-            acl=self.source.acl,
-            updated_at=updated,
-            source=self.source.name,
-            kind=parsed.kind,
-            meta=parsed.meta,
-        )
+        return parsed.document(self.source, doc_id, url, updated)
 
     async def scan(self, ctx: ScanContext) -> AsyncIterator[Item]:
         """Fetch every page (a few at a time); unreachable pages are skipped and keep their last version."""

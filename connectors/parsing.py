@@ -5,7 +5,11 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import PurePosixPath
+
+from core.retrieval.connectors import SourceInfo
+from core.retrieval.documents import Document
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,22 @@ class Parsed:
     title: str
     kind: str
     meta: dict[str, str] = field(default_factory=dict)
+
+    def document(
+        self, source: SourceInfo, doc_id: str, uri: str, updated_at: datetime, **meta: str
+    ) -> Document:
+        """The indexable document of ``source`` this parse makes (``meta`` adds to the parser's own)."""
+        return Document(
+            id=doc_id,
+            uri=uri,
+            title=self.title,
+            text=self.text,
+            acl=source.acl,
+            updated_at=updated_at,
+            source=source.name,
+            kind=self.kind,
+            meta={**self.meta, **meta},
+        )
 
 
 def kind_for(name: str, content_type: str = "") -> str:

@@ -10,12 +10,20 @@ from sqlalchemy.engine import Connection
 
 from core.db import Database, metadata
 
+
+def _ids(*, per_user: bool) -> tuple[sa.Column[str], ...]:
+    """The answer, the person and the question, typed alike in both tables (a vote is one per person)."""
+    return (
+        sa.Column("answer_id", sa.String(64), primary_key=True),
+        sa.Column("user_id", sa.String(64), primary_key=per_user, nullable=False),
+        sa.Column("question_id", sa.String(255), nullable=False),
+    )
+
+
 slack_answers = sa.Table(
     "slack_answers",
     metadata,
-    sa.Column("answer_id", sa.String(64), primary_key=True),
-    sa.Column("question_id", sa.String(255), nullable=False),
-    sa.Column("user_id", sa.String(64), nullable=False),
+    *_ids(per_user=False),
     sa.Column("channel", sa.String(64), nullable=False),
     sa.Column("message_ts", sa.String(32), nullable=False),  # the answer's first message
     sa.Column("kind", sa.String(16), nullable=False),
@@ -29,9 +37,7 @@ slack_answers = sa.Table(
 slack_feedback = sa.Table(
     "slack_feedback",
     metadata,
-    sa.Column("answer_id", sa.String(64), primary_key=True),
-    sa.Column("user_id", sa.String(64), primary_key=True),
-    sa.Column("question_id", sa.String(255), nullable=False),
+    *_ids(per_user=True),
     sa.Column("vote", sa.Integer, nullable=False),  # +1 or -1
     sa.Column("at", sa.Float, nullable=False),
 )

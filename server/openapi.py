@@ -39,15 +39,16 @@ _ERROR = {
         "request_id": {"type": "string"},
     },
 }
-_CITATION = _flat(
-    ("number", "integer"),
-    ("title", "string"),
-    ("uri", "string"),
+# What a citation and a search hit both say about the chunk they point at.
+_CHUNK = (
+    ("score", "number"),
     ("doc_id", "string"),
+    ("uri", "string"),
+    ("title", "string"),
     ("chunk_id", "string"),
     ("location", "string"),
-    ("score", "number"),
 )
+_CITATION = _flat(("number", "integer"), *_CHUNK)
 _ANSWER = {
     "type": "object",
     "required": ["answer", "citations", "backend", "model", "usage", "timings_ms", "notices", "request_id"],
@@ -65,17 +66,7 @@ _ANSWER = {
         "request_id": {"type": "string"},
     },
 }
-_HIT = _flat(
-    ("rank", "integer"),
-    ("score", "number"),
-    ("doc_id", "string"),
-    ("uri", "string"),
-    ("title", "string"),
-    ("text", "string"),
-    ("chunk_id", "string"),
-    ("location", "string"),
-    ("source", "string"),
-)
+_HIT = _flat(("rank", "integer"), *_CHUNK, ("text", "string"), ("source", "string"))
 _TABLE_ANSWER = {
     "type": "object",
     "properties": {

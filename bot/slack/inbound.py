@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 
 # A JSON object as Slack sends it (bolt's ``body``, ``event``, ``command``, ``action``; Web API
-# messages). Bolt types these ``dict[str, Any]``; we read them as ``object`` and narrow.
+# messages). Bolt leaves their values untyped; we read them as ``object`` and narrow.
 Payload = dict[str, object]
 
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")

@@ -89,15 +89,27 @@ ENGLISH: dict[Reason, str] = {
 }
 
 
+def sentence(refusal: Refusal) -> str:
+    """The sentence for people who run or build on Hearth (the REST API, the editor, the CLI).
+
+    An engine error's own message is already a sentence to act on ("No model could answer: the
+    remote API rejected the credentials (401) — check llm.remote.api_key"), so it is used as it
+    is; a check's refusal reads from ``ENGLISH``. A bug's detail is never shown.
+    """
+    if refusal.detail and refusal.reason is not Reason.ERROR:
+        return refusal.detail
+    return refusal.text(ENGLISH)
+
+
 class Refused(HearthError):
     """A refusal carried through code that speaks in exceptions (the editor's use cases).
 
-    ``str(exc)`` is the sentence in the core's English catalogue; ``refusal_for`` gives the
-    refusal back unchanged, so it is never re-worded on the way out.
+    ``str(exc)`` is :func:`sentence`; ``refusal_for`` gives the refusal back unchanged, so it is
+    never re-worded on the way out.
     """
 
     def __init__(self, refusal: Refusal) -> None:
-        super().__init__(refusal.text(ENGLISH))
+        super().__init__(sentence(refusal))
         self.refusal = refusal
 
 

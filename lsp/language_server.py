@@ -26,7 +26,7 @@ from core.code.sandbox import Sandbox
 from core.code.workbench import CodeWorkbench, Progress
 from core.config import Settings
 from core.errors import HearthError, InputError
-from core.refusals import ENGLISH, refusal_for
+from core.refusals import refusal_for, sentence
 from lsp.backend import CodeBackend
 from lsp.contract import usage
 from lsp.workspace_index import WorkspaceIndex
@@ -137,7 +137,7 @@ class HearthServer(LanguageServer):
         """
         if isinstance(exc, HearthError):
             log.info("%s failed: %s", title, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-            message = refusal_for(exc).text(ENGLISH)  # the core's catalogue, as on every surface
+            message = sentence(refusal_for(exc))  # the core's catalogue, as on every surface
         else:
             log.error("%s failed", title, exc_info=exc)
             message = f"{title} failed unexpectedly ({type(exc).__name__}); the server log has the details."

@@ -33,7 +33,7 @@ from core.contracts import Answer, Delta, Request, Turn
 from core.errors import HearthError
 from core.intake import Ask, Code, Kind
 from core.llm.base import Priority
-from core.refusals import ENGLISH, Reason, Refusal, refusal_for
+from core.refusals import Reason, Refusal, refusal_for, sentence
 from core.services import Services
 from core.tables.service import table_json
 from server.auth import TOKEN_INFO, TokenInfo
@@ -79,19 +79,11 @@ STATUS: dict[Reason, tuple[int, str]] = {
 }
 
 
-def refusal_message(refusal: Refusal) -> str:
-    """The English sentence for ``refusal``, with the core's detail where it says more (never for bugs)."""
-    text = refusal.text(ENGLISH)
-    if refusal.detail and refusal.reason is not Reason.ERROR and refusal.detail not in text:
-        text = f"{text} ({refusal.detail})"
-    return text
-
-
 def refusal_response(refusal: Refusal) -> web.Response:
     """The JSON error for a refusal (503s say when to retry)."""
     status, code = STATUS[refusal.reason]
     headers = {"Retry-After": "5"} if status == 503 else None
-    return error_response(status, code, refusal_message(refusal), headers)
+    return error_response(status, code, sentence(refusal), headers)
 
 
 def _sse(event: str, data: dict[str, object]) -> bytes:
@@ -99,7 +91,7 @@ def _sse(event: str, data: dict[str, object]) -> bytes:
 
 
 def _refusal_event(refusal: Refusal) -> bytes:
-    return _sse("error", {"code": STATUS[refusal.reason][1], "message": refusal_message(refusal)})
+    return _sse("error", {"code": STATUS[refusal.reason][1], "message": sentence(refusal)})
 
 
 def make_request(

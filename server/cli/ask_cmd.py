@@ -8,8 +8,11 @@ import sys
 
 import click
 
-from core.contracts import Answer, Delta, Request
+from core.contracts import Answer, Ask, Delta, Kind, Request
 from core.engine import build_assistant
+from core.intake import Intake
+from core.metrics import METRICS
+from core.refusals import Refusal, Refused
 from server.cli import State, json_option, pass_state
 
 
@@ -58,9 +61,13 @@ def ask(state: State, question: str, as_json: bool, acl: tuple[str, ...]) -> Non
 
 async def _run(state: State, request: Request, *, stream: bool) -> Answer:
     assistant = build_assistant(state.settings)
+    # The same front door as every surface: its refusal is the sentence the command exits with.
+    intake = Intake(state.settings, lambda: assistant, observers=[METRICS])
     answer: Answer | None = None
     try:
-        async for event in assistant.ask_stream(request):
+        async for event in intake.run(Ask(Kind.ASK, request)):
+            if isinstance(event, Refusal):
+                raise Refused(event)
             if isinstance(event, Delta) and stream:
                 click.echo(event.text, nl=False)
             elif isinstance(event, Answer):

@@ -20,8 +20,8 @@ from bot import messages
 from core.assistant import Assistant
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
-from core.refusals import ENGLISH, Reason, Refusal
-from server.api import STATUS, refusal_message
+from core.refusals import ENGLISH, Reason, Refusal, sentence
+from server.api import STATUS
 from server.app import INTAKE, create_app
 from server.auth import TOKENS
 from tests.e2e.lsp_rig import (
@@ -144,7 +144,7 @@ async def test_rest_answers_each_refusal_with_its_status_and_sentence(
     if reason is Reason.NOT_READY:
         refusal = client.app[INTAKE].not_ready()
     assert (resp.status, data["error"]["code"]) == STATUS[reason]
-    assert data["message"] == refusal_message(refusal) == refusal.text(ENGLISH)
+    assert data["message"] == sentence(refusal) == refusal.text(ENGLISH)
     assert backend.calls == []
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from bot import messages
 from core.errors import InputError, SQLRejected, TableError
-from core.refusals import ENGLISH, Reason, Refusal, Refused, refusal_for
-from server.api import STATUS, refusal_message
+from core.refusals import ENGLISH, Reason, Refusal, Refused, refusal_for, sentence
+from server.api import STATUS
 
 VALUES = {"length": 5000, "limit": 4000, "seconds": 3.0, "reason": "why", "detail": "what", "attempts": 3}
 
@@ -39,5 +39,5 @@ def test_errors_map_to_their_reasons() -> None:
     refused = Refused(Refusal(Reason.EMPTY))
     assert str(refused) == ENGLISH[Reason.EMPTY] and refusal_for(refused) is refused.refusal
     # A bug's detail never reaches a REST client; a model failure's does.
-    assert refusal_message(Refusal(Reason.ERROR, {}, "secret stack")) == ENGLISH[Reason.ERROR]
-    assert "local: gone" in refusal_message(Refusal(Reason.MODEL_DOWN, {}, "local: gone"))
+    assert sentence(Refusal(Reason.ERROR, {}, "secret stack")) == ENGLISH[Reason.ERROR]
+    assert "local: gone" in sentence(Refusal(Reason.MODEL_DOWN, {}, "local: gone"))

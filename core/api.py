@@ -25,7 +25,7 @@ from core.errors import BackendError, BackendUnavailable, ConfigError, HearthErr
 from core.intake import Intake
 from core.llm.base import Priority, Usage
 from core.metrics import METRICS
-from core.refusals import ENGLISH, Reason, Refusal, Refused, refusal_for
+from core.refusals import ENGLISH, Reason, Refusal, Refused, refusal_for, sentence
 from core.render import markdown_table
 from core.retrieval.config import SourceSpec
 from core.retrieval.embedders import Embedder
@@ -53,6 +53,7 @@ __all__ = [
     "Refused",
     "ENGLISH",
     "refusal_for",
+    "sentence",
     "Priority",
     "Usage",
     "METRICS",

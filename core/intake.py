@@ -241,26 +241,20 @@ async def _tables(engine: Assistant, ask: Ask) -> AsyncIterator[Delta | Answer]:
 def _explain(engine: Assistant, ask: Ask) -> AsyncIterator[Delta | Answer]:
     c = _code(ask)
     if engine.code is not None:
-        return engine.code.explain_stream(c.code, c.language, c.path, c.context, request=ask.request)
+        return engine.code.explain_stream(c, request=ask.request)
     return engine.complete_stream(
         "explain", ask.request, code=c.code, language=c.language, path=c.path, context=c.context
     )
 
 
 def _generate(engine: Assistant, ask: Ask) -> AsyncIterator[Delta | Answer]:
-    c = _code(ask)
     assert engine.code is not None
-    return engine.code.generate_stream(
-        c.code, c.language, c.path, c.context, failures=c.failures, request=ask.request
-    )
+    return engine.code.generate_stream(_code(ask), request=ask.request)
 
 
 def _tests(engine: Assistant, ask: Ask) -> AsyncIterator[Delta | Answer]:
-    c = _code(ask)
     assert engine.code is not None
-    return engine.code.tests_stream(
-        c.code, c.language, c.path, c.context, failures=c.failures, previous=c.previous, request=ask.request
-    )
+    return engine.code.tests_stream(_code(ask), request=ask.request)
 
 
 def _digest(engine: Assistant, ask: Ask) -> AsyncIterator[Delta | Answer]:

@@ -56,30 +56,17 @@ class FrontDoor:
         verb = {Kind.EXPLAIN: "explain", Kind.GENERATE: "generate", Kind.TESTS: "tests for"}[kind]
         return self._run(Ask(kind, self._request(f"{verb} {code.path or code.language} code"), code=code))
 
-    def explain_stream(
-        self, code: str, language: str, path: str | None = None, context: str | None = None
-    ) -> AsyncIterator[Delta | Answer]:
+    def explain_stream(self, code: Code) -> AsyncIterator[Delta | Answer]:
         """Explain ``code`` through the intake."""
-        return self._code(Kind.EXPLAIN, Code(code, language, path, context))
+        return self._code(Kind.EXPLAIN, code)
 
-    def generate_stream(
-        self, code: str, language: str, path: str | None = None, context: str | None = None
-    ) -> AsyncIterator[Delta | Answer]:
+    def generate_stream(self, code: Code) -> AsyncIterator[Delta | Answer]:
         """Implement ``code`` through the intake."""
-        return self._code(Kind.GENERATE, Code(code, language, path, context))
+        return self._code(Kind.GENERATE, code)
 
-    def tests_stream(
-        self,
-        code: str,
-        language: str,
-        path: str | None = None,
-        context: str | None = None,
-        *,
-        failures: str | None = None,
-        previous: str | None = None,
-    ) -> AsyncIterator[Delta | Answer]:
+    def tests_stream(self, code: Code) -> AsyncIterator[Delta | Answer]:
         """Write tests for ``code`` through the intake."""
-        return self._code(Kind.TESTS, Code(code, language, path, context, failures, previous))
+        return self._code(Kind.TESTS, code)
 
     def ask_stream(self, question: str) -> AsyncIterator[Delta | Answer]:
         """Answer a question about the workspace through the intake."""

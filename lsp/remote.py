@@ -29,7 +29,7 @@ import aiohttp
 
 from core.code.context import CodeContext
 from core.code.workbench import CodeModel
-from core.contracts import Answer, Delta, Retriever
+from core.contracts import Answer, Code, Delta, Retriever
 from core.errors import BackendError, BackendUnavailable, InputError
 from core.llm.base import Usage
 
@@ -115,31 +115,17 @@ class RemoteBackend:
                 f"The Hearth server at {self.url} closed the stream before the answer — try again."
             )
 
-    def explain_stream(
-        self, code: str, language: str, path: str | None = None, context: str | None = None
-    ) -> AsyncIterator[Delta | Answer]:
+    def explain_stream(self, code: Code) -> AsyncIterator[Delta | Answer]:
         """POST /v1/code/explain."""
-        return self._stream("/v1/code/explain", _payload(code, language, path, context=context))
+        return self._stream("/v1/code/explain", _payload(code))
 
-    def generate_stream(
-        self, code: str, language: str, path: str | None = None, context: str | None = None
-    ) -> AsyncIterator[Delta | Answer]:
-        """POST /v1/code/generate (``code`` is the comment/docstring preamble)."""
-        return self._stream("/v1/code/generate", _payload(code, language, path, context=context))
+    def generate_stream(self, code: Code) -> AsyncIterator[Delta | Answer]:
+        """POST /v1/code/generate (``code.code`` is the comment/docstring preamble)."""
+        return self._stream("/v1/code/generate", _payload(code))
 
-    def tests_stream(
-        self,
-        code: str,
-        language: str,
-        path: str | None = None,
-        context: str | None = None,
-        *,
-        failures: str | None = None,
-        previous: str | None = None,
-    ) -> AsyncIterator[Delta | Answer]:
+    def tests_stream(self, code: Code) -> AsyncIterator[Delta | Answer]:
         """POST /v1/code/tests (a repair round adds the failures and the previous tests)."""
-        payload = _payload(code, language, path, context=context, failures=failures, previous=previous)
-        return self._stream("/v1/code/tests", payload)
+        return self._stream("/v1/code/tests", _payload(code))
 
     def ask_stream(self, question: str) -> AsyncIterator[Delta | Answer]:
         """POST /v1/ask."""
@@ -163,13 +149,15 @@ class RemoteBackend:
             self._session = None
 
 
-def _payload(code: str, language: str, path: str | None, **optional: str | None) -> dict[str, str]:
-    """The request body; optional fields (context, failures, previous) only when set."""
-    payload = {"code": code, "language": language}
-    if path:
-        payload["path"] = path
-    payload.update({k: v for k, v in optional.items() if v})
-    return payload
+def _payload(code: Code) -> dict[str, str]:
+    """The request body; the optional fields (path, context, failures, previous) only when set."""
+    optional = {
+        "path": code.path,
+        "context": code.context,
+        "failures": code.failures,
+        "previous": code.previous,
+    }
+    return {"code": code.code, "language": code.language} | {k: v for k, v in optional.items() if v}
 
 
 async def _raise_for_status(resp: aiohttp.ClientResponse, base: str) -> None:

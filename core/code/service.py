@@ -20,7 +20,7 @@ from typing import Protocol
 
 from core.code.context import CodeContext, require_runnable
 from core.code.generation import preamble_for_tests
-from core.contracts import Answer, Delta, Request, Retriever
+from core.contracts import Answer, Code, Delta, Request, Retriever
 from core.errors import InputError
 from core.llm.base import Priority
 
@@ -108,74 +108,46 @@ class CodeService:
         chunks = [f"# {h.uri} {h.location}\n{h.text[:800]}" for h in hits if not h.uri.endswith(own)]
         return ctx.with_retrieved(chunks)
 
-    def explain_stream(
-        self,
-        code: str,
-        language: str,
-        path: str | None = None,
-        context: str | None = None,
-        *,
-        request: Request | None = None,
-    ) -> AsyncIterator[Delta | Answer]:
-        """Stream a Markdown explanation of ``code`` (any language)."""
-        code, context = self._clip(code, context)
+    def explain_stream(self, code: Code, *, request: Request | None = None) -> AsyncIterator[Delta | Answer]:
+        """Stream a Markdown explanation of ``code.code`` (any language)."""
+        text, context = self._clip(code.code, code.context)
         return self.assistant.complete_stream(
             "explain",
-            _request(code, request),
-            code=code,
-            language=language or "text",
-            path=path,
+            _request(text, request),
+            code=text,
+            language=code.language or "text",
+            path=code.path,
             context=context,
         )
 
-    def generate_stream(
-        self,
-        code: str,
-        language: str,
-        path: str | None = None,
-        context: str | None = None,
-        *,
-        failures: str | None = None,
-        request: Request | None = None,
-    ) -> AsyncIterator[Delta | Answer]:
-        """Stream the model's continuation of ``code`` (a comment, TODO or function head to implement)."""
-        require_runnable(language, path or "code")
-        code, context = self._clip(code, context)
+    def generate_stream(self, code: Code, *, request: Request | None = None) -> AsyncIterator[Delta | Answer]:
+        """Stream the model's continuation of ``code.code`` (a comment, TODO or function head to implement)."""
+        require_runnable(code.language, code.path or "code")
+        text, context = self._clip(code.code, code.context)
         return self.assistant.complete_stream(
             "generate",
-            _request(code, request),
-            preamble=code,
-            language=language,
-            path=path,
+            _request(text, request),
+            preamble=text,
+            language=code.language,
+            path=code.path,
             context=context,
-            failures=failures,
+            failures=code.failures,
         )
 
-    def tests_stream(
-        self,
-        code: str,
-        language: str,
-        path: str | None = None,
-        context: str | None = None,
-        *,
-        failures: str | None = None,
-        previous: str | None = None,
-        request: Request | None = None,
-    ) -> AsyncIterator[Delta | Answer]:
-        """Stream a pytest module for ``code`` at workspace-relative ``path`` (continues the preamble)."""
-        require_runnable(language, path or "code")
-        code, context = self._clip(code, context)
-        preamble = preamble_for_tests(code, path or "module.py")
+    def tests_stream(self, code: Code, *, request: Request | None = None) -> AsyncIterator[Delta | Answer]:
+        """Stream a pytest module for ``code.code`` at workspace-relative ``code.path`` (continues the preamble)."""
+        require_runnable(code.language, code.path or "code")
+        text, context = self._clip(code.code, code.context)
         return self.assistant.complete_stream(
             "tests",
-            _request(code, request),
-            code=code,
-            language=language,
-            preamble=preamble,
-            path=path,
+            _request(text, request),
+            code=text,
+            language=code.language,
+            preamble=preamble_for_tests(text, code.path or "module.py"),
+            path=code.path,
             context=context,
-            failures=failures,
-            previous=previous[:3000] if previous else None,
+            failures=code.failures,
+            previous=code.previous[:3000] if code.previous else None,
         )
 
     def ask_stream(self, question: str, *, request: Request | None = None) -> AsyncIterator[Delta | Answer]:

@@ -36,7 +36,7 @@ from core.code.generation import (
 )
 from core.code.sandbox import Sandbox
 from core.code.testrun import PytestRun, run_pytest
-from core.contracts import Answer, Delta, Retriever
+from core.contracts import Answer, Code, Delta, Retriever
 from core.errors import InputError
 
 Fix = Literal["tests", "code"]
@@ -53,28 +53,15 @@ def _silent(message: str) -> None:
 class CodeModel(Protocol):
     """The model calls the code use cases make (in process: CodeService; over REST: lsp.remote)."""
 
-    def explain_stream(
-        self, code: str, language: str, path: str | None = None, context: str | None = None
-    ) -> AsyncIterator[Delta | Answer]:
+    def explain_stream(self, code: Code) -> AsyncIterator[Delta | Answer]:
         """Stream an explanation."""
         ...
 
-    def generate_stream(
-        self, code: str, language: str, path: str | None = None, context: str | None = None
-    ) -> AsyncIterator[Delta | Answer]:
+    def generate_stream(self, code: Code) -> AsyncIterator[Delta | Answer]:
         """Stream the continuation of a comment, TODO or function head."""
         ...
 
-    def tests_stream(
-        self,
-        code: str,
-        language: str,
-        path: str | None = None,
-        context: str | None = None,
-        *,
-        failures: str | None = None,
-        previous: str | None = None,
-    ) -> AsyncIterator[Delta | Answer]:
+    def tests_stream(self, code: Code) -> AsyncIterator[Delta | Answer]:
         """Stream a pytest module (a repair round adds the failures and the previous tests)."""
         ...
 
@@ -164,7 +151,7 @@ class CodeWorkbench:
         """The model's explanation of the selection (or the definition around it), raw and as an Answer."""
         code = ctx.code
         ctx = await self.model.with_workspace_context(ctx, retriever)
-        stream = self.model.explain_stream(code, ctx.language, ctx.path, ctx.prompt_context or None)
+        stream = self.model.explain_stream(Code(code, ctx.language, ctx.path, ctx.prompt_context or None))
         return await collect(stream, on_delta)
 
     async def ask(self, question: str, *, on_delta: Progress | None = None) -> tuple[str, Answer]:
@@ -179,7 +166,7 @@ class CodeWorkbench:
         target = find_target(ctx.source, ctx.start_line)
         ctx = await self.model.with_workspace_context(ctx, retriever)
         stream = self.model.generate_stream(
-            target.preamble, ctx.language, ctx.path, ctx.prompt_context or None
+            Code(target.preamble, ctx.language, ctx.path, ctx.prompt_context or None)
         )
         raw, answer = await collect(stream, on_delta)
         code = indent_block(extract_generated(raw, target), target.indent).rstrip("\n")
@@ -217,7 +204,7 @@ class CodeWorkbench:
         previous: str | None = None,
         on_delta: Progress | None = None,
     ) -> tuple[str, Answer]:
-        stream = self.model.tests_stream(code, "python", path, context, failures=failures, previous=previous)
+        stream = self.model.tests_stream(Code(code, "python", path, context, failures, previous))
         raw, answer = await collect(stream, on_delta)
         return extract_tests(raw, preamble_for_tests(code, path)), answer
 
@@ -306,7 +293,7 @@ class CodeWorkbench:
         async def propose(failures: str, current: str) -> str:
             spot = rewrite_target(current, ctx.start_line, failures)
             progress(f"asking the model to repair {spot.name}()")
-            raw, _ = await collect(self.model.generate_stream(spot.preamble, "python", ctx.path, None))
+            raw, _ = await collect(self.model.generate_stream(Code(spot.preamble, "python", ctx.path)))
             return splice(current, spot, extract_generated(raw, spot))
 
         rerunning = "re-running the tests against the repaired code"

@@ -10,7 +10,7 @@ import pytest
 
 from core.assistant import Assistant
 from core.code.service import CodeService
-from core.contracts import Answer, Delta
+from core.contracts import Answer, Code, Delta
 from core.errors import BackendUnavailable, InputError
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
@@ -49,9 +49,9 @@ async def remote(aiohttp_server: Any, tmp_path: Path) -> Any:
 async def test_every_editor_call_streams_an_answer(remote: Any) -> None:
     code = 'def add(a, b):\n    """Add two numbers."""\n'
     for stream in (
-        remote.explain_stream(code, "python", "calc.py"),
-        remote.generate_stream(code, "python", "calc.py"),
-        remote.tests_stream(code, "python", "calc.py", failures="assert add(1, 2) == 4"),
+        remote.explain_stream(Code(code, "python", "calc.py")),
+        remote.generate_stream(Code(code, "python", "calc.py")),
+        remote.tests_stream(Code(code, "python", "calc.py", failures="assert add(1, 2) == 4")),
         remote.ask_stream("What does add do?"),
     ):
         text, answer = await collect(stream)
@@ -63,7 +63,7 @@ async def test_every_editor_call_streams_an_answer(remote: Any) -> None:
 
 async def test_errors_reach_the_editor_as_one_sentence(remote: Any) -> None:
     with pytest.raises(InputError, match="Python"):
-        await collect(remote.generate_stream("fn main() {}", "rust", "main.rs"))
+        await collect(remote.generate_stream(Code("fn main() {}", "rust", "main.rs")))
     wrong = RemoteBackend(remote.base, "hth_000000000000_" + "x" * 43)
     with pytest.raises(BackendUnavailable, match="refused the token"):
         await collect(wrong.ask_stream("hi"))

@@ -13,7 +13,7 @@ from core.assistant import Assistant
 from core.code.context import build_context
 from core.code.service import CodeService
 from core.code.workbench import collect
-from core.contracts import Hit
+from core.contracts import Code, Hit
 from core.llm.base import Priority
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
@@ -34,7 +34,7 @@ def _service(tmp_path: Path, reply: object, retriever: object = None) -> tuple[C
 async def test_explain_streams_with_editor_priority(tmp_path: Path) -> None:
     code, backend = _service(tmp_path, "It adds two numbers.")
     raw, answer = await collect(
-        code.explain_stream("def add(a, b):\n    return a + b", "python", path="m.py")
+        code.explain_stream(Code("def add(a, b):\n    return a + b", "python", path="m.py"))
     )
     assert raw == "It adds two numbers." and answer.model == "fake-model"
     call = backend.calls[0]
@@ -45,14 +45,14 @@ async def test_explain_streams_with_editor_priority(tmp_path: Path) -> None:
 async def test_generate_refuses_other_languages(tmp_path: Path) -> None:
     code, backend = _service(tmp_path, "x")
     with pytest.raises(Exception, match="Python only"):
-        await collect(code.generate_stream("// TODO: sort", "go", path="main.go"))
+        await collect(code.generate_stream(Code("// TODO: sort", "go", path="main.go")))
     assert backend.calls == []
 
 
 async def test_empty_code_is_refused_before_the_model(tmp_path: Path) -> None:
     code, backend = _service(tmp_path, "x")
     with pytest.raises(Exception, match="Nothing to work on"):
-        await collect(code.explain_stream("\n\n", "python"))
+        await collect(code.explain_stream(Code("\n\n", "python")))
     assert backend.calls == []
 
 

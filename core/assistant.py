@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from core.config import Settings
 from core.contracts import Answer, Citation, Delta, Hit, Request, Retriever
-from core.errors import InputError
 from core.llm.base import Chunk, GenOptions, Usage
 from core.llm.registry import build_router
 from core.llm.router import Router
 from core.prompts.registry import PromptRegistry, RenderedPrompt
+from core.refusals import require_text
 
 if TYPE_CHECKING:
     from core.code.service import CodeService
@@ -94,18 +94,7 @@ class Assistant:
         question is often the part that matters.
         """
         text = request.text.strip()
-        if not text:
-            raise InputError("Please ask a question — the message was empty.", key="empty")
-        if "\x00" in text:
-            raise InputError("The question contains binary data; please send plain text.", key="binary")
-        limit = self.limits.max_question_chars
-        if len(text) > limit:
-            raise InputError(
-                f"The question is {len(text):,} characters; the limit is {limit:,}. Please shorten it.",
-                key="too_long",
-                length=len(text),
-                limit=limit,
-            )
+        require_text(text, self.limits.max_question_chars)
         return text, []
 
     async def ask(self, request: Request) -> Answer:

@@ -27,7 +27,7 @@ from core.config import Settings
 from core.contracts import Answer, Ask, Code, Delta, Kind, Outcome, Prompt
 from core.errors import HearthError
 from core.ratelimit import RateLimiter
-from core.refusals import Reason, Refusal, refusal_for
+from core.refusals import Reason, Refusal, check_text, refusal_for
 
 if TYPE_CHECKING:
     from core.assistant import Assistant
@@ -187,14 +187,8 @@ class Intake:
                 return Refusal(Reason.EMPTY_CODE)
             if "\x00" in ask.code.code:
                 return Refusal(Reason.BINARY)
-        else:
-            if not request.text.strip():
-                return Refusal(Reason.EMPTY)
-            limit = self.limit_for(request.surface)
-            if len(request.text) > limit:
-                return Refusal(Reason.TOO_LONG, {"length": len(request.text), "limit": limit})
-            if "\x00" in request.text:
-                return Refusal(Reason.BINARY)
+        elif (refused := check_text(request.text, self.limit_for(request.surface))) is not None:
+            return refused
         limiter = self._surfaces.get(request.surface, SurfaceLimits()).limiter
         wait = limiter.check(request.user) if limiter is not None else 0.0
         if wait > 0:

@@ -89,6 +89,24 @@ ENGLISH: dict[Reason, str] = {
 }
 
 
+def check_text(text: str, limit: int) -> Refusal | None:
+    """The refusal for a question's text (empty, over ``limit`` characters, binary), or None."""
+    if not text.strip():
+        return Refusal(Reason.EMPTY)
+    if len(text) > limit:
+        return Refusal(Reason.TOO_LONG, {"length": len(text), "limit": limit})
+    if "\x00" in text:
+        return Refusal(Reason.BINARY)
+    return None
+
+
+def require_text(text: str, limit: int) -> None:
+    """Raise the keyed ``InputError`` that :func:`check_text` describes (for callers past the intake)."""
+    refusal = check_text(text, limit)
+    if refusal is not None:
+        raise InputError(refusal.text(ENGLISH), key=refusal.reason.value, **refusal.values)
+
+
 def sentence(refusal: Refusal) -> str:
     """The sentence for people who run or build on Hearth (the REST API, the editor, the CLI).
 

@@ -21,10 +21,11 @@ from typing import Any
 
 from core.config import Settings
 from core.contracts import Answer, TablePart
-from core.errors import InputError, SQLRejected, TableError
+from core.errors import SQLRejected, TableError
 from core.llm.base import GenOptions, Priority, Usage, collect
 from core.llm.router import Router
 from core.prompts.registry import PromptRegistry
+from core.refusals import require_text
 from core.tables.catalog import SourceCatalog, rank_tables, schema_for_prompt, tokens
 from core.tables.config import TableSourceSpec
 from core.tables.guard import GuardedSQL, guard_sql
@@ -198,17 +199,7 @@ class TableService:
         """Answer ``question`` from the tables ``acl`` may read: model SQL, guarded, run, rendered."""
         started = time.perf_counter()
         text = " ".join(question.split())
-        if not text:
-            raise InputError("Please ask a question about the data — the message was empty.", key="empty")
-        if "\x00" in text:
-            raise InputError("The question contains binary data; please send plain text.", key="binary")
-        if len(text) > _MAX_QUESTION_CHARS:
-            raise InputError(
-                f"The question is {len(text):,} characters; keep it under {_MAX_QUESTION_CHARS:,}.",
-                key="too_long",
-                length=len(text),
-                limit=_MAX_QUESTION_CHARS,
-            )
+        require_text(text, _MAX_QUESTION_CHARS)
         if self.router is None:
             raise TableError(
                 "No model is available for table questions — use 'hearth tables query' with SQL instead."

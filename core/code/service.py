@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol, TypedDict
 
 from core.code.context import CodeContext, require_runnable
 from core.code.generation import preamble_for_tests
@@ -36,6 +36,14 @@ class PromptBudget(Protocol):
     def prompt_budget_chars(self) -> int:
         """Characters the rendered prompt may take."""
         ...
+
+
+class _Variables(TypedDict, total=False):
+    """What the generate and tests templates take beyond the language, path, context and failures."""
+
+    code: str
+    preamble: str
+    previous: str | None
 
 
 class PromptRunner(Protocol):
@@ -122,32 +130,39 @@ class CodeService:
 
     def generate_stream(self, code: Code, *, request: Request | None = None) -> AsyncIterator[Delta | Answer]:
         """Stream the model's continuation of ``code.code`` (a comment, TODO or function head to implement)."""
-        require_runnable(code.language, code.path or "code")
-        text, context = self._clip(code.code, code.context)
-        return self.assistant.complete_stream(
-            "generate",
-            _request(text, request),
-            preamble=text,
-            language=code.language,
-            path=code.path,
-            context=context,
-            failures=code.failures,
-        )
+        return self._runnable("generate", code, request, lambda text: _Variables(preamble=text))
 
     def tests_stream(self, code: Code, *, request: Request | None = None) -> AsyncIterator[Delta | Answer]:
         """Stream a pytest module for ``code.code`` at workspace-relative ``code.path`` (continues the preamble)."""
+        return self._runnable(
+            "tests",
+            code,
+            request,
+            lambda text: _Variables(
+                code=text,
+                preamble=preamble_for_tests(text, code.path or "module.py"),
+                previous=code.previous[:3000] if code.previous else None,
+            ),
+        )
+
+    def _runnable(
+        self,
+        template: str,
+        code: Code,
+        request: Request | None,
+        extra: Callable[[str], _Variables],
+    ) -> AsyncIterator[Delta | Answer]:
+        """A template over code Hearth can run (Python): the language check, the clip, the stream."""
         require_runnable(code.language, code.path or "code")
         text, context = self._clip(code.code, code.context)
         return self.assistant.complete_stream(
-            "tests",
+            template,
             _request(text, request),
-            code=text,
             language=code.language,
-            preamble=preamble_for_tests(text, code.path or "module.py"),
             path=code.path,
             context=context,
             failures=code.failures,
-            previous=code.previous[:3000] if code.previous else None,
+            **extra(text),
         )
 
     def ask_stream(self, question: str, *, request: Request | None = None) -> AsyncIterator[Delta | Answer]:

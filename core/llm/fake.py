@@ -22,15 +22,22 @@ class FakeBackend:
     """Streams scripted replies word by word.
 
     ``reply`` is a fixed string or a function of the messages; ``error`` is raised before the
-    first token; ``first_token_delay``/``token_delay`` simulate a slow model::
+    first token, or after ``fail_after`` word chunks were streamed when that is set (a model that
+    dies mid-answer); ``first_token_delay``/``token_delay`` simulate a slow model::
 
         backend = FakeBackend(reply="Paris is the capital.")
+        dying = FakeBackend(reply="one two three", error=BackendUnavailable("gone"), fail_after=2)
+
+    It models the ``LLMBackend`` Protocol (chunks, a final ``done`` chunk with usage, cancellation
+    by closing the stream); it does not model tokenisation (a word is a token), context limits or
+    sampling options, which it records but ignores.
     """
 
     reply: str | Callable[[Sequence[Message]], str] = "This is a fake answer."
     name: str = "fake"
     model_name: str = "fake-model"
     error: BaseException | None = None
+    fail_after: int | None = None
     first_token_delay: float = 0.0
     token_delay: float = 0.0
     calls: list[FakeCall] = field(default_factory=list)
@@ -45,7 +52,7 @@ class FakeBackend:
     async def stream(self, messages: Sequence[Message], options: GenOptions) -> AsyncIterator[Chunk]:
         """Yield the scripted reply in word-sized chunks."""
         self.calls.append(FakeCall(list(messages), options))
-        if self.error is not None:
+        if self.error is not None and self.fail_after is None:
             raise self.error
         text = self.reply(messages) if callable(self.reply) else self.reply
         words = text.split(" ")
@@ -53,9 +60,13 @@ class FakeBackend:
             if self.first_token_delay:
                 await asyncio.sleep(self.first_token_delay)
             for i, word in enumerate(words):
+                if self.error is not None and i == self.fail_after:
+                    raise self.error
                 if i and self.token_delay:
                     await asyncio.sleep(self.token_delay)
                 yield Chunk(text=word if i == 0 else " " + word)
+            if self.error is not None:  # fail_after reached the end of the reply: fail before done
+                raise self.error
         except (asyncio.CancelledError, GeneratorExit):
             # The asker went away (task cancelled or the stream closed early).
             self.cancelled += 1

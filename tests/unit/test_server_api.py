@@ -200,7 +200,10 @@ async def test_tables_ask_answers_with_sql_over_a_csv(aiohttp_client: Any, tmp_p
         json={"question": "How many units in total?"},
         headers={"Authorization": f"Bearer {outsider}"},
     )
-    assert resp.status >= 400 and "sales" not in (await resp.json())["message"].lower().split("'")
+    body = await resp.json()
+    # Someone without the table's grant is refused as if it did not exist: its name never leaks.
+    assert resp.status == 403 and body["error"]["code"] == "forbidden", body
+    assert "sales" not in json.dumps(body).lower()
 
 
 @pytest.mark.parametrize(
@@ -258,7 +261,7 @@ async def test_engine_errors_become_clean_json_without_tracebacks(
     assert (await _audit_rows(client))[0]["status"] == "error"
 
 
-async def test_backend_failure_mid_stream_ends_with_an_error_event(
+async def test_backend_failure_before_the_first_token_is_an_error_event(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
     from core.errors import BackendUnavailable
@@ -268,7 +271,32 @@ async def test_backend_failure_mid_stream_ends_with_an_error_event(
         "/v1/ask", json={"question": "x"}, headers=client.auth | {"Accept": "text/event-stream"}
     )
     events = parse_sse(await resp.text())
-    assert events[-1][0] == "error" and "No model could answer" in events[-1][1]["message"]
+    assert [e for e, _ in events] == ["error"]
+    assert "No model could answer" in events[0][1]["message"]
+
+
+async def test_backend_failure_mid_stream_ends_with_an_error_event(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    from core.errors import BackendUnavailable
+
+    died = "The local model stopped mid-answer; run 'hearth doctor'."
+    backend = FakeBackend(
+        reply="The VPN guide lives in the wiki", error=BackendUnavailable(died), fail_after=3
+    )
+    client = await start(aiohttp_client, tmp_path, backend)
+    resp = await client.post(
+        "/v1/ask", json={"question": "x"}, headers=client.auth | {"Accept": "text/event-stream"}
+    )
+    events = parse_sse(await resp.text())
+    # The deltas already sent stay sent; the stream then ends with one error event, no answer.
+    assert [e for e, _ in events] == ["delta", "delta", "delta", "error"]
+    assert "".join(d["text"] for e, d in events if e == "delta") == "The VPN guide"
+    # Tokens were already sent, so the router does not fall back: the engine's own sentence ends it.
+    assert events[-1][1] == {"code": "unavailable", "message": died}
+    assert (await _audit_rows(client))[0]["status"] == "error"
+    metrics = await (await client.get("/metrics")).text()
+    assert 'hearth_answers_total{action="ask",status="error",surface="rest"}' in metrics
 
 
 async def test_client_disconnect_mid_stream_cancels_generation(aiohttp_client: Any, tmp_path: Path) -> None:
@@ -452,16 +480,23 @@ async def test_drain_cancels_answers_that_outlive_the_grace(aiohttp_client: Any,
     assert backend.cancelled == 1 and not client.app[ASSISTANT].router.queue.busy
 
 
-async def test_a_bug_mid_stream_ends_with_a_generic_error_event(aiohttp_client: Any, tmp_path: Path) -> None:
-    client = await start(aiohttp_client, tmp_path, FakeBackend(error=RuntimeError("secret internal detail")))
+@pytest.mark.parametrize("fail_after", [None, 2], ids=["before-first-token", "after-two-deltas"])
+async def test_a_bug_mid_stream_ends_with_a_generic_error_event(
+    aiohttp_client: Any, tmp_path: Path, fail_after: int | None
+) -> None:
+    from core.refusals import ENGLISH, Reason
+
+    backend = FakeBackend(
+        reply="one two three four", error=RuntimeError("secret internal detail"), fail_after=fail_after
+    )
+    client = await start(aiohttp_client, tmp_path, backend)
     resp = await client.post(
         "/v1/ask", json={"question": "x"}, headers=client.auth | {"Accept": "text/event-stream"}
     )
     text = await resp.text()
     assert "secret internal detail" not in text and "Traceback" not in text
-    assert parse_sse(text)[-1] == (
-        "error",
-        {"code": "internal", "message": parse_sse(text)[-1][1]["message"]},
-    )
+    events = parse_sse(text)
+    assert [e for e, _ in events] == ["delta"] * (fail_after or 0) + ["error"]
+    assert events[-1] == ("error", {"code": "internal", "message": ENGLISH[Reason.ERROR]})
     rows = await _audit_rows(client)
     assert rows[0]["status"] == "error"

@@ -303,6 +303,44 @@ async def test_model_and_remote_down_gives_an_apology_without_traceback(make_sla
     assert "Traceback" not in everything and "CUDA" not in everything and "exploded" not in everything
 
 
+async def test_model_failing_mid_answer_ends_in_one_plain_sentence(make_slack, slack_api, tmp_path):
+    from core.audit import AuditLog, recent
+    from core.metrics import ANSWERS, Metrics
+
+    died = BackendUnavailable("llama-server died: CUDA error 700 in ggml.c")
+    words = " ".join(f"w{i}" for i in range(30))
+    backend = FakeBackend(reply=words, token_delay=0.05, error=died, fail_after=20)
+    audits: list[AuditLog] = []
+
+    def observers(db):
+        audit = AuditLog(db)
+        audit.start()
+        audits.append(audit)
+        return [audit, Metrics()]
+
+    errors_before = ANSWERS.labels("slack", "ask", "error")._value.get()
+    h = await make_slack(assistant_with(tmp_path, backend), observers=observers)
+    await h.send(command_body("/ask", "stream then die", response_url=slack_api.response_url()))
+    await h.bot.drain()
+    updates = slack_api.of("chat.update")
+    # Some of the answer was already on screen before the model died …
+    assert any("w0" in u.blocks_text() and u.blocks_text().endswith("…") for u in updates[:-1])
+    # … and what stays is one plain apology: no half answer, no footer, no detail, no traceback.
+    # (a slash command's reply keeps its "<@U1> asked:" header line above it)
+    assert updates[-1].blocks_text().splitlines()[1:] == [messages.MODEL_DOWN]
+    assert "w0" not in json.dumps(updates[-1].args)
+    assert len(slack_api.messages["C1"]) == 1 and "w0" not in slack_api.messages["C1"][0]["text"]
+    assert not finals(slack_api.calls)
+    everything = json.dumps([c.args for c in updates[-1:]])
+    assert "CUDA" not in everything and "Traceback" not in everything
+    await audits[0].flush()
+    rows = await recent(h.db)
+    assert [(r["surface"], r["status"]) for r in rows] == [("slack", "error")]
+    assert "CUDA error 700" in rows[0]["error"]  # the operator gets the detail, the user does not
+    assert ANSWERS.labels("slack", "ask", "error")._value.get() == errors_before + 1
+    await audits[0].aclose()
+
+
 async def test_limits_get_polite_messages(make_slack, slack_api, tmp_path):
     backend = FakeBackend(reply="ok")
     h = await make_slack(assistant_with(tmp_path, backend), rate_limit_per_minute=1)

@@ -16,10 +16,12 @@ from core.retrieval.embedders import get_embedder
 
 async def test_openai_embedder_batches_and_keeps_order(aiohttp_server: Any) -> None:
     requests: list[dict[str, Any]] = []
+    auth: list[str | None] = []
 
     async def embeddings(request: web.Request) -> web.Response:
         body = await request.json()
         requests.append(body)
+        auth.append(request.headers.get("Authorization"))
         if body["model"] == "broken":
             return web.json_response(
                 {"error": {"message": "bad model", "type": "invalid_request_error"}}, status=400
@@ -48,9 +50,11 @@ async def test_openai_embedder_batches_and_keeps_order(aiohttp_server: Any) -> N
     assert [len(r["input"]) for r in requests] == [2, 2, 1]
     assert await embedder.dimension() == 2
     broken = get_embedder(EmbedSettings(backend="openai", base_url=base, api_key="sk-test", model="broken"))
-    with pytest.raises(RetrievalError, match="embeddings endpoint"):
+    with pytest.raises(RetrievalError, match="embeddings endpoint") as raised:
         await broken.embed(["a"])
-    assert "sk-test" not in json.dumps(requests)
+    # The key travels as a bearer header on every request, and nowhere else (bodies, errors).
+    assert len(auth) == len(requests) >= 4 and set(auth) == {"Bearer sk-test"}
+    assert "sk-test" not in json.dumps(requests) and "sk-test" not in str(raised.value)
 
 
 @pytest.mark.llama

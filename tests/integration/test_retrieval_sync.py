@@ -91,7 +91,9 @@ async def test_a_killed_run_leaves_the_store_consistent_and_the_next_run_complet
     versions: dict[str, set[str]] = {}
     for c in mid:
         versions.setdefault(c["doc_id"], set()).add(c["version"])
+    assert versions and all(len(v) == 1 for v in versions.values()), versions
     assert any(d.startswith("public:extra") for d in versions)  # some of the new work survived
+    assert "public:leave.md" in versions and "public:expenses.md" in versions  # nothing old was lost
     reports = await sync(settings, HashEmbedder())
     final = await stored(settings)
     by_doc: dict[str, set[str]] = {}

@@ -6,7 +6,7 @@ DEV_STAMP := $(VENV)/.hearth-dev
 DEMO_HOME := $(CURDIR)/.hearth-demo
 DEMO := HEARTH_HOME=$(DEMO_HOME) HF_HUB_OFFLINE=1 $(BIN)/hearth --config deploy/demo/hearth.yaml
 
-.PHONY: install dev demo test bench lint clean
+.PHONY: install dev demo test bench lint clean vscode
 
 $(STAMP): pyproject.toml deploy/install.sh deploy/build-llama.sh
 	VENV=$(VENV) bash deploy/install.sh
@@ -36,6 +36,12 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/rest.py
 	$(BIN)/python bench/slack_ack.py
 	$(BIN)/python bench/retrieval.py
+
+# The VS Code extension as an installable .vsix in build/vscode (Node.js 20+ and npm; @vscode/vsce
+# and the extension's dependencies come from the npm registry). Install it with
+# `code --install-extension build/vscode/hearth-vscode-<version>.vsix`.
+vscode:
+	bash lsp/editors/vscode/build.sh build/vscode
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check core bot lsp connectors server tests bench

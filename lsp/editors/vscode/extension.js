@@ -1,5 +1,5 @@
 // Hearth for VS Code: starts `hearth lsp` over stdio; the code actions come from the server.
-// Install: `npm install` in this folder, then `npx @vscode/vsce package` and install the .vsix.
+// Install: `make vscode` in the repository root builds the .vsix (see README.md here).
 'use strict';
 const vscode = require('vscode');
 const { LanguageClient, TransportKind } = require('vscode-languageclient/node');

@@ -4,21 +4,53 @@
 #   deploy/install.sh --dev      plus test and lint tools
 #   deploy/install.sh --cuda     build llama.cpp (llama-server and the binding's libraries) with CUDA
 #   deploy/install.sh --system   install into the current interpreter, not editable (containers)
+#   deploy/install.sh --check    only check the prerequisites (Python >= 3.11 with venv, a C/C++ compiler)
+# PYTHON3 names the interpreter that creates the venv (default python3), e.g. PYTHON3=python3.11.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${VENV:-.venv}"
+PYTHON3="${PYTHON3:-python3}"
 extras=""
 cuda=0
 system=0
+check_only=0
 for arg in "$@"; do
   case "$arg" in
     --dev) extras="[dev]" ;;
     --cuda) cuda=1 ;;
     --system) system=1 ;;
+    --check) check_only=1 ;;
     *) echo "install.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
+
+# Prerequisites, each with one sentence saying what to install, before pip fails deep inside a build.
+check_prerequisites() {
+  local python="$PYTHON3" version
+  # An existing venv is what runs Hearth; otherwise the interpreter that will create it.
+  [ "$system" = 0 ] && [ -x "$VENV/bin/python" ] && python="$VENV/bin/python"
+  if ! command -v "$python" >/dev/null 2>&1; then
+    echo "install.sh: Hearth needs Python 3.11 or newer and there is no $python on PATH (Debian/Ubuntu: apt-get install python3 python3-venv)." >&2
+    return 1
+  fi
+  version="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "install.sh: Hearth needs Python 3.11 or newer, $python is $version (Ubuntu 22.04: apt-get install python3.11 python3.11-venv, then PYTHON3=python3.11 make demo)." >&2
+    return 1
+  fi
+  # Debian's python3 has a venv module that cannot create environments without python3-venv (ensurepip).
+  if [ "$python" = "$PYTHON3" ] && [ "$system" = 0 ] && ! "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    echo "install.sh: $python $version cannot create virtual environments (Debian/Ubuntu: apt-get install python$version-venv)." >&2
+    return 1
+  fi
+  if ! command -v c++ >/dev/null 2>&1; then
+    echo "install.sh: llama.cpp needs a C/C++ compiler (Debian/Ubuntu: apt-get install build-essential)" >&2
+    return 1
+  fi
+}
+check_prerequisites || exit 1
+[ "$check_only" = 1 ] && { echo ">> prerequisites: ok"; exit 0; }
 
 if [ "$system" = 1 ]; then
   PIP=(python3 -m pip)
@@ -26,7 +58,7 @@ if [ "$system" = 1 ]; then
 else
   if [ ! -x "$VENV/bin/python" ]; then
     echo ">> creating $VENV"
-    python3 -m venv "$VENV"
+    "$PYTHON3" -m venv "$VENV"
   fi
   PIP=("$VENV/bin/python" -m pip)
   target="-e ."
@@ -48,7 +80,6 @@ if ! command -v cmake >/dev/null 2>&1; then
   echo ">> no cmake on PATH: installing it from PyPI into $prefix"
   "${PIP[@]}" install --quiet "cmake>=3.21"
 fi
-command -v c++ >/dev/null 2>&1 || { echo "install.sh: llama.cpp needs a C/C++ compiler (Debian/Ubuntu: apt-get install build-essential)" >&2; exit 1; }
 build_args=()
 [ "$cuda" = 1 ] && build_args+=(--cuda)
 bash deploy/build-llama.sh "${build_args[@]}" "$llama_dir"

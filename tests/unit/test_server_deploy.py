@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,7 +79,9 @@ def test_dockerfile_is_multi_stage_cuda_and_uses_the_shared_install_script() -> 
     assert "nvidia/cuda" in stages[0] and "-devel-" in stages[0]
     assert "nvidia/cuda" in stages[1] and "-runtime-" in stages[1]
     assert re.search(r"bash deploy/install\.sh --system --cuda", text)
-    assert "GGML_NATIVE=ON" not in text and "CMAKE_ARGS" not in text, "the image must not bake in the build CPU"
+    assert "GGML_NATIVE=ON" not in text and "CMAKE_ARGS" not in text, (
+        "the image must not bake in the build CPU"
+    )
     assert "! grep -q ggml_backend_amx" in text
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0")
@@ -93,11 +97,88 @@ def test_install_script_accepts_the_dockerfile_options_and_make_uses_it() -> Non
     assert "--system)" in text and "--cuda)" in text and "deploy/build-llama.sh" in text
     build = (ROOT / "deploy" / "build-llama.sh").read_text(encoding="utf-8")
     subprocess.run(["bash", "-n", str(ROOT / "deploy" / "build-llama.sh")], check=True)
-    for flag in ("-DGGML_NATIVE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_TILE=OFF", "-DGGML_AVX512=OFF", "-DGGML_CUDA=ON"):
+    for flag in (
+        "-DGGML_NATIVE=OFF",
+        "-DGGML_AMX_INT8=OFF",
+        "-DGGML_AMX_TILE=OFF",
+        "-DGGML_AVX512=OFF",
+        "-DGGML_CUDA=ON",
+    ):
         assert flag in build, flag
     # The build cache is keyed by the flags, so a changed flag can never reuse an earlier (native) build.
     assert 'key_src="$VERSION $(uname -m) ${flags[*]} $compiler"' in build
-    assert "--no-cache-dir" in text, "pip's wheel cache (keyed by version only) must not hand back a native build"
+    assert "--no-cache-dir" in text, (
+        "pip's wheel cache (keyed by version only) must not hand back a native build"
+    )
     assert "deploy/install.sh" in (ROOT / "Makefile").read_text(encoding="utf-8")
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     assert ".venv" in ignored and ".git" in ignored
+
+
+def _fake_python3(tmp_path: Path, version: tuple[int, int, int], *, venv: bool) -> Path:
+    """A `python3` on PATH: the real interpreter, reporting another version, optionally without ensurepip."""
+    site = tmp_path / "site"
+    site.mkdir()
+    blocker = (
+        ""
+        if venv
+        else (
+            "class _NoEnsurepip:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'ensurepip':\n"
+            "            raise ModuleNotFoundError(\"No module named 'ensurepip'\")\n"
+            "sys.meta_path.insert(0, _NoEnsurepip())\n"
+        )
+    )
+    (site / "sitecustomize.py").write_text(
+        f"import sys\nsys.version_info = {version + ('final', 0)!r}\n{blocker}", encoding="utf-8"
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "python3"
+    fake.write_text(f'#!/bin/sh\nPYTHONPATH={site} exec {sys.executable} "$@"\n', encoding="utf-8")
+    fake.chmod(0o755)
+    return bin_dir
+
+
+def _check(tmp_path: Path, bin_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "VENV": str(tmp_path / "new-venv")}
+    env.pop("PYTHON3", None)
+    return subprocess.run(
+        ["bash", str(ROOT / "deploy" / "install.sh"), "--check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "venv", "sentence"),
+    [
+        (
+            (3, 10, 12),
+            True,
+            "Hearth needs Python 3.11 or newer, python3 is 3.10 (Ubuntu 22.04: apt-get install python3.11",
+        ),
+        (
+            (3, 12, 3),
+            False,
+            "python3 3.12 cannot create virtual environments (Debian/Ubuntu: apt-get install python3.12-venv)",
+        ),
+    ],
+)
+def test_install_script_names_a_missing_prerequisite_in_one_sentence(
+    tmp_path: Path, version: tuple[int, int, int], venv: bool, sentence: str
+) -> None:
+    done = _check(tmp_path, _fake_python3(tmp_path, version, venv=venv))
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("install.sh: ") and sentence in lines[0], done.stderr
+    assert not (tmp_path / "new-venv").exists(), "nothing is installed when a prerequisite is missing"
+
+
+def test_install_script_check_passes_with_python_3_11_and_venv(tmp_path: Path) -> None:
+    done = _check(tmp_path, _fake_python3(tmp_path, (3, 11, 9), venv=True))
+    assert done.returncode == 0, done.stderr
+    assert ">> prerequisites: ok" in done.stdout

@@ -182,3 +182,51 @@ def test_install_script_check_passes_with_python_3_11_and_venv(tmp_path: Path) -
     done = _check(tmp_path, _fake_python3(tmp_path, (3, 11, 9), venv=True))
     assert done.returncode == 0, done.stderr
     assert ">> prerequisites: ok" in done.stdout
+
+
+def test_compose_mounts_docs_tables_and_models_read_only_where_the_readme_says(compose: dict) -> None:
+    mounts = {}
+    for volume in compose["services"]["hearth"]["volumes"]:
+        host, target, *mode = volume.split(":")
+        mounts[target] = (host, mode)
+    for target, host in {"/models": "./models", "/srv/docs": "./docs", "/srv/tables": "./tables"}.items():
+        assert mounts[target] == (host, ["ro"]), target
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for host, target in (("models", "/models"), ("docs", "/srv/docs"), ("tables", "/srv/tables")):
+        assert f"| `deploy/{host}/` | `{target}` |" in readme, host
+    assert "path: /srv/docs/" in readme and "path: /srv/tables/" in readme
+    # A team's files stay out of git and out of the image's build context.
+    ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    assert {"deploy/docs", "deploy/tables", "deploy/models", "deploy/config"} <= set(ignored)
+
+
+def _stage(text: str, name: str) -> str:
+    parts = re.split(r"^FROM ", text, flags=re.M)
+    return next(p for p in parts if re.match(rf"\S+ AS {name}\b", p))
+
+
+def test_runtime_image_has_git_for_git_sources() -> None:
+    runtime = _stage(DOCKERFILE.read_text(encoding="utf-8"), "runtime")
+    install = re.search(r"apt-get install [^\n]*", runtime)
+    assert install and " git" in install.group(0).split("--no-install-recommends", 1)[1]
+    assert "safe.directory" in runtime, "mounted repositories belong to a host user, not hearth"
+    assert "/srv/docs" in runtime and "/srv/tables" in runtime
+
+
+def test_cuda_architectures_cover_volta_to_blackwell_with_a_toolkit_that_builds_them() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    build = _stage(text, "build")
+    default = re.search(r'^ARG CUDA_ARCHITECTURES="([^"]+)"', build, re.M)
+    assert default, "CUDA_ARCHITECTURES is a build argument of the build stage"
+    archs = {int(a) for a in default.group(1).split(";")}
+    assert {70, 75, 80, 86, 89, 90, 100, 120} <= archs
+    assert 'CUDA_ARCHITECTURES="${CUDA_ARCHITECTURES}"' in build
+    version = re.search(r"^ARG CUDA_VERSION=(\d+)\.(\d+)", text, re.M)
+    assert version
+    major, minor = int(version.group(1)), int(version.group(2))
+    # 100/120 need CUDA 12.8+; CUDA 13 dropped 70.
+    assert (12, 8) <= (major, minor) < (13, 0)
+    assert "nvcc --list-gpu-arch" in build, "an unsupported architecture fails early, naming the fix"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert default.group(1) in readme and "--build-arg CUDA_ARCHITECTURES=" in readme
+    assert "CUDA 12.8" in readme

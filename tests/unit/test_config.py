@@ -27,6 +27,12 @@ def test_defaults_without_any_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert settings.store_path == tmp_path / "home" / "qdrant"
 
 
+def test_tests_never_read_a_developers_hearth_yaml() -> None:
+    """The isolation fixture runs every test in an empty directory, so ./hearth.yaml is never found."""
+    repo = Path(__file__).resolve().parents[2]
+    assert Path.cwd() != repo and not any(Path.cwd().iterdir())
+
+
 def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     cfg = write(tmp_path, "llm:\n  local:\n    n_gpu_layers: 10\n    n_ctx: 2048\n")
     monkeypatch.setenv("HEARTH_LLM__LOCAL__N_GPU_LAYERS", "-1")

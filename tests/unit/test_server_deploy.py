@@ -230,3 +230,34 @@ def test_cuda_architectures_cover_volta_to_blackwell_with_a_toolkit_that_builds_
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert default.group(1) in readme and "--build-arg CUDA_ARCHITECTURES=" in readme
     assert "CUDA 12.8" in readme
+
+
+def test_slack_manifest_asks_only_for_history_the_bot_reads() -> None:
+    manifest = yaml.safe_load((ROOT / "deploy" / "slack-manifest.yaml").read_text(encoding="utf-8"))
+    scopes = manifest["oauth_config"]["scopes"]["bot"]
+    # Thread history of mentions (channels, private channels), DMs (message.im) and digests'
+    # channel activity; the bot receives no group-DM events, so it never reads mpim history.
+    assert sorted(s for s in scopes if s.endswith(":history")) == [
+        "channels:history",
+        "groups:history",
+        "im:history",
+    ]
+    assert not any(
+        e.startswith("message.mpim") for e in manifest["settings"]["event_subscriptions"]["bot_events"]
+    )
+
+
+def test_readme_walks_through_slack_setup_in_click_order() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Slack\n", 1)[1].split("\n## ", 1)[0]
+    steps = [
+        "**Create New App**",
+        "**Signing Secret**",
+        "**Bot User OAuth Token**",
+        "start `hearth serve`",
+        "**Event Subscriptions**",
+        "*Verified*",
+    ]
+    positions = [section.find(step) for step in steps]
+    assert -1 not in positions, dict(zip(steps, positions, strict=True))
+    assert positions == sorted(positions), "the URL is verified only once the server has the secret"

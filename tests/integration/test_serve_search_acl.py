@@ -39,9 +39,10 @@ async def test_search_and_ask_respect_the_token_acl(aiohttp_client: Any, corpus:
         assert resp.status == 200
         return {h["doc_id"].split(":")[0] for h in (await resp.json())["hits"]}
 
-    assert await sources(eng, "deploy rollback on-call stipend vacation salary") <= {"public", "eng"}
+    # Each query matches words in every source: what comes back is exactly what the ACL allows.
+    assert await sources(eng, "deploy rollback on-call stipend vacation salary") == {"public", "eng"}
     assert "eng" in await sources(eng, "deploy rollback")
-    assert await sources(guest, "deploy rollback on-call stipend salary bands") <= {"public"}
+    assert await sources(guest, "deploy rollback on-call stipend salary bands vacation") == {"public"}
 
     resp = await client.post(
         "/v1/ask",
@@ -56,9 +57,7 @@ async def test_search_and_ask_respect_the_token_acl(aiohttp_client: Any, corpus:
     assert answer["citations"][0]["uri"] in rows[0]["sources"]
     searches = [r for r in rows if r["action"] == "search"]
     assert len(searches) == 3 and all(r["status"] == "ok" for r in searches)
-    assert all(
-        '"eng' not in r["sources"] and "/eng/" not in r["sources"]
-        for r in searches
-        if r["user_name"] == "gus"
-    )
+    guests = [r["sources"] for r in searches if r["user_name"] == "gus"]
+    assert len(guests) == 1 and "/public/" in guests[0]
+    assert "/eng/" not in guests[0] and "/hr/" not in guests[0]
     assert any("/eng/" in r["sources"] for r in searches if r["user_name"] == "erin")

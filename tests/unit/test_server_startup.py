@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,25 +30,29 @@ async def test_engine_failing_at_start_is_retried_without_a_crash(
 ) -> None:
     settings = make_settings(tmp_path)
     attempts: list[int] = []
+    release = threading.Event()  # holds the retry until the "not ready" half has been checked
 
     def flaky_build(s: Any) -> Assistant:
         attempts.append(1)
         if len(attempts) == 1:
             raise RuntimeError("Qdrant at http://qdrant:6333 refused the connection")
+        release.wait(30)
         return Assistant(s, Router(local=FakeBackend(), remote=None))
 
     monkeypatch.setattr(app_module, "build_assistant", flaky_build)
     monkeypatch.setattr(app_module, "RETRY_START_S", 0.05)
     client = await aiohttp_client(create_app(settings))
     _, token = await client.app[TOKENS].create("alice", [])
-    body = await (await client.get("/readyz")).json()
-    if len(attempts) == 1:  # the retry may already have happened on a fast machine
+    try:
+        body = await (await client.get("/readyz")).json()
         assert not body["checks"]["assistant"]["ok"]
         assert "refused the connection" in body["checks"]["assistant"]["detail"]
         resp = await client.post(
             "/v1/ask", json={"question": "x"}, headers={"Authorization": f"Bearer {token}"}
         )
         assert resp.status == 503 and resp.headers["Retry-After"]
+    finally:
+        release.set()
     for _ in range(200):
         if len(attempts) >= 2 and client.app.get(app_module.ASSISTANT) is not None:
             break

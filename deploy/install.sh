@@ -44,6 +44,11 @@ check_prerequisites() {
     echo "install.sh: $python $version cannot create virtual environments (Debian/Ubuntu: apt-get install python$version-venv)." >&2
     return 1
   fi
+  # A `python3 -m venv` that failed for want of python3-venv leaves a venv without pip behind.
+  if [ "$python" = "$VENV/bin/python" ] && ! "$python" -m pip --version >/dev/null 2>&1; then
+    echo "install.sh: $VENV has no pip (it was created without python3-venv?); remove it (rm -rf $VENV) and run again." >&2
+    return 1
+  fi
   if ! command -v c++ >/dev/null 2>&1; then
     echo "install.sh: llama.cpp needs a C/C++ compiler (Debian/Ubuntu: apt-get install build-essential)" >&2
     return 1

@@ -184,6 +184,14 @@ def test_install_script_check_passes_with_python_3_11_and_venv(tmp_path: Path) -
     assert ">> prerequisites: ok" in done.stdout
 
 
+def test_install_script_names_a_half_made_venv(tmp_path: Path) -> None:
+    # What `python3 -m venv` leaves behind on Debian without python3-venv: an interpreter, no pip.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "new-venv")], check=True)
+    done = _check(tmp_path, _fake_python3(tmp_path, (3, 11, 9), venv=True))
+    assert done.returncode == 1
+    assert "new-venv has no pip" in done.stderr and "rm -rf" in done.stderr
+
+
 def test_compose_mounts_docs_tables_and_models_read_only_where_the_readme_says(compose: dict) -> None:
     mounts = {}
     for volume in compose["services"]["hearth"]["volumes"]:

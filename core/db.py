@@ -6,11 +6,22 @@ with them; all calls run in a worker thread so the event loop never blocks::
     db = Database(settings.database_url)
     await db.ensure([seen_events])
     fresh = await db.first_time("slack", event_id)
+
+Questions are answered exactly once through *claims* (``answer_claims``): a process claims an
+event with a lease before it answers and finishes the claim after the answer is posted. A retry
+that finds a live claim, or a finished one, is a duplicate; one whose claim's holder died (its
+lease ran out, or it was this host's process and is gone) is answered by whoever takes it over::
+
+    if await db.claim("slack", event_id, HOLDER, lease_s=60):
+        ...answer and post...
+        await db.finish("slack", event_id, HOLDER)
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -33,6 +44,45 @@ seen_events = sa.Table(
     sa.Column("event_id", sa.String(255), primary_key=True),
     sa.Column("seen_at", sa.Float, nullable=False),
 )
+
+
+answer_claims = sa.Table(
+    "answer_claims",
+    metadata,
+    sa.Column("surface", sa.String(32), primary_key=True),
+    sa.Column("event_id", sa.String(255), primary_key=True),
+    sa.Column("holder", sa.String(255), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # "claimed" | "done"
+    sa.Column("lease_until", sa.Float, nullable=False),
+    sa.Column("claimed_at", sa.Float, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+)
+
+
+def _start_time(pid: int) -> str:
+    """The kernel's start time of ``pid`` (clock ticks since boot), '' when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def process_holder() -> str:
+    """This process as a claim holder: host, pid and start time (a reused pid is another process)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
+
+
+def holder_gone(holder: str) -> bool:
+    """Whether ``holder`` was a process on this host that no longer runs (other hosts: unknown, False)."""
+    host, _, rest = holder.partition(":")
+    pid, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit() or not started:
+        return False
+    return _start_time(int(pid)) != started
+
+
+HOLDER = process_holder()
 
 
 def make_engine(url: str) -> Engine:
@@ -111,6 +161,74 @@ class Database:
             return True
 
         return await self.run(insert)
+
+    async def claim(
+        self, surface: str, event_id: str, holder: str = HOLDER, *, lease_s: float = 60.0
+    ) -> bool:
+        """Claim ``event_id`` to answer it; False when it is answered or a live process is answering it."""
+        await self.ensure([answer_claims])
+        now = time.time()
+        key = (answer_claims.c.surface == surface) & (answer_claims.c.event_id == event_id)
+
+        def take(conn: Connection) -> bool:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        answer_claims.insert().values(
+                            surface=surface,
+                            event_id=event_id,
+                            holder=holder,
+                            state="claimed",
+                            lease_until=now + lease_s,
+                            claimed_at=now,
+                            attempts=1,
+                        )
+                    )
+                return True
+            except IntegrityError:
+                pass
+            row = conn.execute(sa.select(answer_claims).where(key)).mappings().first()
+            if row is None or row["state"] != "claimed":
+                return False
+            if row["lease_until"] >= now and not holder_gone(str(row["holder"])):
+                return False
+            # The holder died before it finished: take the claim over (one winner, by the WHERE).
+            taken = conn.execute(
+                answer_claims.update()
+                .where(key & (answer_claims.c.holder == row["holder"]) & (answer_claims.c.state == "claimed"))
+                .values(holder=holder, lease_until=now + lease_s, attempts=answer_claims.c.attempts + 1)
+            )
+            return taken.rowcount == 1
+
+        return await self.run(take)
+
+    async def renew(
+        self, surface: str, event_id: str, holder: str = HOLDER, *, lease_s: float = 60.0
+    ) -> bool:
+        """Extend a claim this holder still has (an answer still streaming); False when it was lost."""
+        return await self._update_claim(surface, event_id, holder, lease_until=time.time() + lease_s)
+
+    async def finish(self, surface: str, event_id: str, holder: str = HOLDER) -> bool:
+        """Mark a claim answered: every later delivery of the event is a duplicate."""
+        return await self._update_claim(surface, event_id, holder, state="done")
+
+    async def release(self, surface: str, event_id: str, holder: str = HOLDER) -> bool:
+        """Give a claim up unanswered (the surface failed to post): the next delivery may take it."""
+        return await self._update_claim(surface, event_id, holder, lease_until=0.0)
+
+    async def _update_claim(self, surface: str, event_id: str, holder: str, **values: object) -> bool:
+        await self.ensure([answer_claims])
+        mine = (
+            (answer_claims.c.surface == surface)
+            & (answer_claims.c.event_id == event_id)
+            & (answer_claims.c.holder == holder)
+            & (answer_claims.c.state == "claimed")
+        )
+
+        def update(conn: Connection) -> bool:
+            return conn.execute(answer_claims.update().where(mine).values(**values)).rowcount == 1
+
+        return await self.run(update)
 
     async def aclose(self) -> None:
         """Dispose of the connection pool."""

@@ -16,6 +16,8 @@ say nothing. No exception leaves :meth:`Intake.run` except cancellation.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -32,7 +34,7 @@ from core.refusals import Reason, Refusal, check_text, refusal_for
 if TYPE_CHECKING:
     from core.assistant import Assistant
 
-__all__ = ["Ask", "Code", "Event", "FirstTime", "Intake", "Kind", "Observer", "Outcome", "Prompt"]
+__all__ = ["Ask", "Claims", "Code", "Event", "Intake", "Kind", "Observer", "Outcome", "Prompt"]
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +63,23 @@ class Observer(Protocol):
         ...
 
 
-class FirstTime(Protocol):
-    """The de-duplication store (``core.db.Database``)."""
+class Claims(Protocol):
+    """Who is answering which platform message (``core.db.Database``): exactly-once answers."""
 
-    def first_time(self, surface: str, key: str) -> Awaitable[bool]:
-        """True the first time ``key`` is seen on ``surface``."""
+    def claim(self, surface: str, event_id: str, *, lease_s: float = ...) -> Awaitable[bool]:
+        """Take ``event_id`` to answer it; False when it is answered or a live process is on it."""
+        ...
+
+    def renew(self, surface: str, event_id: str, *, lease_s: float = ...) -> Awaitable[bool]:
+        """Keep a claim alive while its answer is still being written."""
+        ...
+
+    def finish(self, surface: str, event_id: str) -> Awaitable[bool]:
+        """The answer is posted: later deliveries are duplicates."""
+        ...
+
+    def release(self, surface: str, event_id: str) -> Awaitable[bool]:
+        """Give the claim up unanswered, so a retry may answer it."""
         ...
 
 
@@ -86,7 +100,8 @@ class Intake:
         settings: Settings,
         engine: Callable[[], Assistant | None],
         *,
-        db: FirstTime | None = None,
+        db: Claims | None = None,
+        claim_lease_s: float = 60.0,
         observers: Iterable[Observer] = (),
         not_ready: Callable[[], str] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -95,6 +110,7 @@ class Intake:
         self._engine = engine
         self._not_ready = not_ready or (lambda: "the engine is still starting")
         self.db = db
+        self.claim_lease_s = claim_lease_s
         self.observers = list(observers)
         self._surfaces = {
             "slack": SurfaceLimits(settings.slack.rate_limit_per_minute, settings.slack.max_question_chars),
@@ -119,23 +135,71 @@ class Intake:
         return int(min(limit, own or math.inf, 10**9))
 
     async def run(self, ask: Ask) -> AsyncIterator[Event]:
-        """Stream the answer to ``ask``: deltas, then one Answer or one Refusal."""
-        refusal = await self.admit(ask)
-        if refusal is not None:
-            yield refusal
-            return
-        async for event in self.answer(ask):
-            yield event
+        """Stream the answer to ``ask``: deltas, then one Answer or one Refusal (claimed throughout)."""
+        async with self.turn(ask) as refusal:
+            if refusal is not None:
+                yield refusal
+                return
+            async for event in self.answer(ask):
+                yield event
 
-    async def admit(self, ask: Ask) -> Refusal | None:
-        """De-duplicate and check ``ask`` before any work; None: go ahead and call :meth:`answer`.
+    @contextlib.asynccontextmanager
+    async def turn(self, ask: Ask) -> AsyncIterator[Refusal | None]:
+        """Admit ``ask`` and hold its claim while the surface answers and posts; None: go ahead.
 
-        Surfaces that show something the moment a question is accepted (Slack's placeholder
-        message, REST's status line) call this and :meth:`answer` apart; the rest call :meth:`run`.
+        Exactly once: the platform message (``ask.once``) is claimed before any work and finished
+        when the block ends, so every later delivery is a duplicate; if the block fails the claim is
+        released and a retry answers it; if the process dies, the claim's holder is gone and the
+        next delivery takes it over. Surfaces that show something the moment a question is accepted
+        (Slack's placeholder) call :meth:`answer` inside the block; the rest call :meth:`run`.
         """
-        if ask.once and self.db is not None and not await self.db.first_time(ask.request.surface, ask.once):
-            log.info("%s: %s was already answered (a retry or a duplicate)", ask.request.surface, ask.once)
-            return Refusal(Reason.DUPLICATE)
+        claimed = False
+        if ask.once and self.db is not None:
+            claimed = await self.db.claim(ask.request.surface, ask.once, lease_s=self.claim_lease_s)
+            if not claimed:
+                log.info(
+                    "%s: %s was already answered, or is being answered (a retry or a duplicate)",
+                    ask.request.surface,
+                    ask.once,
+                )
+                yield Refusal(Reason.DUPLICATE)
+                return
+        beat = asyncio.create_task(self._keep(ask)) if claimed else None
+        try:
+            yield self.admit(ask)
+        except BaseException:
+            if claimed:
+                await self._settle(ask, finished=False)
+            raise
+        else:
+            if claimed:
+                await self._settle(ask, finished=True)
+        finally:
+            if beat is not None:
+                beat.cancel()
+
+    async def _keep(self, ask: Ask) -> None:
+        """Renew the claim while the answer is written (a long answer outlives one lease)."""
+        assert self.db is not None and ask.once
+        while True:
+            await asyncio.sleep(self.claim_lease_s / 3)
+            try:
+                await self.db.renew(ask.request.surface, ask.once, lease_s=self.claim_lease_s)
+            except Exception:  # noqa: BLE001 — the database may blink; the next beat tries again
+                log.warning("could not renew the claim on %s", ask.once, exc_info=True)
+
+    async def _settle(self, ask: Ask, *, finished: bool) -> None:
+        assert self.db is not None and ask.once
+        try:
+            if finished:
+                await self.db.finish(ask.request.surface, ask.once)
+            else:
+                await self.db.release(ask.request.surface, ask.once)
+        except Exception:  # noqa: BLE001 — the lease still ends the claim; the answer is not lost
+            log.warning("could not settle the claim on %s", ask.once, exc_info=True)
+
+    def admit(self, ask: Ask) -> Refusal | None:
+        """Check ``ask`` before any work (None: go ahead and call :meth:`answer`); observed when refused."""
         refusal = self.check(ask)
         if refusal is not None:
             log.info("%s %s refused: %s", ask.request.surface, ask.kind.value, refusal.reason.value)

@@ -135,7 +135,7 @@ async def answer(request: web.Request, ask: Ask, *, render: Render | None = None
     """
     _check_draining(request)
     intake = request.app[INTAKE]
-    refusal = await intake.admit(ask)
+    refusal = intake.admit(ask)  # REST has no platform retries to claim: each request is one ask
     if refusal is not None:
         return refusal_response(refusal)
     with request.app[LIFECYCLE].track():

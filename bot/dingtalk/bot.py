@@ -135,12 +135,12 @@ class DingTalkBot:
                 await self._digest(incoming, lang, command.text)
             return
         ask = self.ask_for(incoming, command)
-        refusal = await self.intake.admit(ask)
-        if refusal is not None:
-            if refusal.reason is not Reason.DUPLICATE:
-                await self._say(incoming, lang, refusal_text(refusal, lang))
-            return
-        answer = await self._answer(incoming, self.intake.answer(ask), lang)
+        async with self.intake.turn(ask) as refusal:
+            if refusal is not None:
+                if refusal.reason is not Reason.DUPLICATE:
+                    await self._say(incoming, lang, refusal_text(refusal, lang))
+                return
+            answer = await self._answer(incoming, self.intake.answer(ask), lang)
         if answer is not None and command.kind is Kind.ASK:
             self.memory.remember(incoming.conversation_id, command.text, answer.text)
 

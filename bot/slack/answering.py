@@ -81,25 +81,25 @@ class Answerer:
         """Answer ``q`` once, whatever Slack retries; never raises, never shows a traceback."""
         try:
             ask = self._ask(q, await self.access.acl(q.user, q.channel))
-            refusal = await self.intake.admit(ask)
-            if refusal is not None:
-                if refusal.reason is not Reason.DUPLICATE:
-                    await q.notify(refusal.text(messages.REFUSALS))
-                return
-            if q.history_thread and q.message_ts and self.intake.engine is not None:
-                budget = min(
-                    self.settings.history_max_chars, self.intake.engine.limits.prompt_budget_chars // 3
-                )
-                ask.request.history = await thread_history(
-                    self.client,
-                    q.channel,
-                    q.history_thread,
-                    before_ts=q.message_ts,
-                    bot_user_id=bot_user_id,
-                    bot_id=bot_id,
-                    budget_chars=budget,
-                )
-            await self._answer(q, ask)
+            async with self.intake.turn(ask) as refusal:
+                if refusal is not None:
+                    if refusal.reason is not Reason.DUPLICATE:
+                        await q.notify(refusal.text(messages.REFUSALS))
+                    return
+                if q.history_thread and q.message_ts and self.intake.engine is not None:
+                    budget = min(
+                        self.settings.history_max_chars, self.intake.engine.limits.prompt_budget_chars // 3
+                    )
+                    ask.request.history = await thread_history(
+                        self.client,
+                        q.channel,
+                        q.history_thread,
+                        before_ts=q.message_ts,
+                        bot_user_id=bot_user_id,
+                        bot_id=bot_id,
+                        budget_chars=budget,
+                    )
+                await self._answer(q, ask)  # the claim is finished once this has posted the answer
         except SlackApiError as exc:
             log.error(
                 "slack: Web API call failed while answering %s: %s", q.question_id, exc.response.get("error")

@@ -81,3 +81,44 @@ async def test_hearth_serve_answers_slack_once_across_a_restart(hearth_serve, op
     logs = "\n".join(server.log_lines + again.log_lines)
     assert "xoxb-test-token" not in logs and SIGNING_SECRET not in logs
     assert "sk-test" not in logs
+
+
+async def test_a_question_claimed_by_a_killed_process_is_answered_once_after_the_restart(
+    hearth_serve, openai_server, slack_api
+):
+    import asyncio
+    import signal
+
+    openai_server.plan = ["hang"]  # the first answer never finishes: the process dies while it waits
+    server = await hearth_serve(config(openai_server, slack_api))
+    mention = {
+        "type": "app_mention",
+        "user": "U1",
+        "text": f"<@{BOT_USER_ID}> are you there?",
+        "ts": "1700000950.000001",
+        "channel": "C1",
+        "event_ts": "1700000950.000001",
+    }
+    body = event_body(mention, event_id="EvKilled")
+    assert await post(server.url, body) == 200
+    for _ in range(600):  # claimed, placeholder posted, the model asked (and hanging)
+        if openai_server.requests:
+            break
+        await asyncio.sleep(0.05)
+    assert openai_server.requests and slack_api.of("chat.postMessage")
+    assert await server.stop(signal.SIGKILL) == -signal.SIGKILL
+
+    again = await hearth_serve(config(openai_server, slack_api))
+    # Slack retries the event it never saw answered: the dead process's claim is taken over.
+    assert await post(again.url, body, retry_num=1) == 200
+    await slack_api.wait_for(lambda calls: len(finals(calls)) == 1, within=60)
+    # Further retries, and a later question, give no second answer to it.
+    assert await post(again.url, body, retry_num=2) == 200
+    assert await post(again.url, command_body("/ask", "next?", response_url=slack_api.response_url())) == 200
+    await slack_api.wait_for(lambda calls: len(finals(calls)) == 2, within=60)
+    assert await post(again.url, body, retry_num=3) == 200
+    assert await again.stop() == 0
+    assert len(finals(slack_api.calls)) == 2  # one answer for the event, one for the later question
+    # Into the thread: the killed process's placeholder, then the one the answer replaced.
+    threads = [c.args.get("thread_ts") for c in slack_api.of("chat.postMessage")]
+    assert threads.count("1700000950.000001") == 2

@@ -267,11 +267,22 @@ async def test_workspace_index_feeds_explain_and_follows_saves(tmp_path: Path, a
         await editor.execute("hearth.explain", [{"uri": uri, "line": 4}])
         prompt = api.requests[-1]["messages"][-1]["content"]
         assert "pricing.py" in prompt and "Ten percent off orders over 100" in prompt
+        # The user edits pricing.py and saves it: the index follows, and Explain sees the new rule.
+        pricing = ws / "pricing.py"
+        pricing.write_text(
+            pricing.read_text().replace(
+                "Ten percent off orders over 100", "Fifteen percent off orders over 200"
+            )
+        )
         editor.client.text_document_did_save(
-            types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+            types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=pricing.as_uri()))
         )
         ends = await _index_runs_finished(editor, 2)
         assert "failed" not in ends[-1], ends
+        await editor.execute("hearth.explain", [{"uri": uri, "line": 4}])
+        prompt = api.requests[-1]["messages"][-1]["content"]
+        assert "Fifteen percent off orders over 200" in prompt
+        assert "Ten percent off orders over 100" not in prompt
 
 
 async def test_explain_falls_back_to_show_message_without_show_document(

@@ -236,6 +236,24 @@ async def test_acl_mapping_reaches_retrieval_and_only_cited_sources_are_links(
     assert len(slack_api.of("usergroups.users.list")) == 2  # cached for the second question
 
 
+async def test_what_a_slack_user_may_not_read_never_reaches_the_model(
+    make_slack, slack_api, tmp_path, corpus_retriever
+):
+    # The real store over the corpus: salaries.md is readable by group:hr (and user:alice) only.
+    question = "What are the salary bands for engineers, and the vacation payout?"
+    allowed = await corpus_retriever.search(question, acl=frozenset({"public", "group:hr"}), k=5)
+    assert allowed[0].doc_id == "hr:salaries.md"  # the question does find it for a reader …
+    backend = FakeBackend(reply="See [1].")
+    h = await make_slack(assistant_with(tmp_path, backend, corpus_retriever))
+    await h.send(command_body("/ask", question, user="U2", response_url=slack_api.response_url()))
+    await h.bot.drain()
+    [call] = backend.calls
+    prompt = call.messages[-1].content
+    assert "vacation days" in prompt  # … U2 is answered from what U2 may read …
+    assert "70k to 85k EUR" not in prompt and "Salary bands" not in prompt  # … and nothing else
+    assert "salaries.md" not in json.dumps([c.args for c in slack_api.calls])
+
+
 async def test_nothing_found_says_so_without_a_model_footer(make_slack, slack_api, tmp_path):
     backend = FakeBackend(reply="never used")
     h = await make_slack(assistant_with(tmp_path, backend, RecordingRetriever([])))

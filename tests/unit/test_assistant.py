@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,15 +17,19 @@ from tests.fixtures.core import make_settings
 
 
 class FakeRetriever:
-    """Returns fixed hits, filtered by ACL like the real store; records queries."""
+    """Returns its fixed hits (the first ``k``) and records each query.
 
-    def __init__(self, hits: list[tuple[Hit, set[str]]]) -> None:
+    It models the ``Retriever`` Protocol's shape only: it does not rank, and it does not filter by
+    ACL (the real store does; tests of who may read what use the real one, ``corpus_retriever``).
+    """
+
+    def __init__(self, hits: list[Hit]) -> None:
         self.hits = hits
         self.queries: list[tuple[str, frozenset[str] | None, int]] = []
 
     async def search(self, query: str, *, acl: frozenset[str] | None, k: int) -> Sequence[Hit]:
         self.queries.append((query, acl, k))
-        return [h for h, allowed in self.hits if acl is None or allowed & acl][:k]
+        return self.hits[:k]
 
 
 def hit(n: int, text: str = "Employees get 25 vacation days.", score: float = 0.5) -> Hit:
@@ -72,7 +77,7 @@ async def test_huge_question_is_refused_with_its_length_and_the_limit(
 async def test_answer_cites_what_the_model_cited(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     backend = FakeBackend(reply="New staff get 25 days [2].")
-    retriever = FakeRetriever([(hit(1, "Expenses are paid monthly."), {"public"}), (hit(2), {"public"})])
+    retriever = FakeRetriever([hit(1, "Expenses are paid monthly."), hit(2)])
     assistant = Assistant(settings, Router(local=backend, remote=None), retriever=retriever)
     answer = await assistant.ask(Request(text="How many vacation days?"))
     assert [c.number for c in answer.citations] == [2]
@@ -81,15 +86,33 @@ async def test_answer_cites_what_the_model_cited(tmp_path: Path) -> None:
     assert "[1] Doc 1" in prompt and "[2] Doc 2" in prompt
 
 
-async def test_acl_is_passed_to_retrieval_and_forbidden_text_never_reaches_the_model(tmp_path: Path) -> None:
+async def test_acl_is_passed_to_retrieval_and_forbidden_text_never_reaches_the_model(
+    tmp_path: Path, corpus_retriever: Any
+) -> None:
+    # The real store over the corpus: salaries.md is readable by group:hr and user:alice only.
     settings = make_settings(tmp_path)
     backend = FakeBackend(reply="ok")
-    secret = hit(9, "The acquisition closes on Friday.")
-    retriever = FakeRetriever([(hit(1), {"public"}), (secret, {"group:exec"})])
-    assistant = Assistant(settings, Router(local=backend, remote=None), retriever=retriever)
-    await assistant.ask(Request(text="news?", acl=frozenset({"public"})))
-    assert retriever.queries[0][1] == frozenset({"public"})
-    assert "acquisition" not in backend.calls[0].messages[-1].content
+    assistant = Assistant(settings, Router(local=backend, remote=None), retriever=corpus_retriever)
+    question = "What are the salary bands for engineers, and the vacation payout?"
+
+    async def prompt_for(acl: set[str]) -> tuple[str, str]:
+        before = len(backend.calls)
+        answer = await assistant.ask(Request(text=question, acl=frozenset(acl)))
+        return answer.text, " ".join(c.messages[-1].content for c in backend.calls[before:])
+
+    _, outsider = await prompt_for({"public", "group:eng"})
+    _, alice = await prompt_for({"public", "user:alice"})
+    assert "70k to 85k EUR" in alice  # the store does find it for someone allowed to read it …
+    assert "vacation days" in outsider  # the outsider's answer used what they may read …
+    assert "70k to 85k EUR" not in outsider and "Salary bands" not in outsider  # … and nothing else
+
+
+async def test_the_request_acl_is_what_retrieval_is_asked_with(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    retriever = FakeRetriever([hit(1)])
+    assistant = Assistant(settings, Router(local=FakeBackend(reply="ok"), remote=None), retriever=retriever)
+    await assistant.ask(Request(text="news?", acl=frozenset({"public", "group:eng"})))
+    assert [q[1] for q in retriever.queries] == [frozenset({"public", "group:eng"})]
 
 
 async def test_nothing_relevant_says_not_found_without_inventing(tmp_path: Path) -> None:
@@ -103,7 +126,7 @@ async def test_nothing_relevant_says_not_found_without_inventing(tmp_path: Path)
 async def test_sources_beyond_the_context_window_are_dropped_with_a_notice(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, llm={"local": {"n_ctx": 1024}, "max_tokens": 64})
     backend = FakeBackend(reply="fine [1]")
-    big = [(hit(i, "x" * 1500), {"public"}) for i in range(1, 6)]
+    big = [hit(i, "x" * 1500) for i in range(1, 6)]
     assistant = Assistant(settings, Router(local=backend, remote=None), retriever=FakeRetriever(big))
     answer = await assistant.ask(Request(text="q"))
     assert any("left out" in n for n in answer.notices)

@@ -136,5 +136,9 @@ async def test_hearth_serve_gives_the_digest_service_the_slack_reader(
     settings = make_settings(tmp_path, slack=slack_section(slack_api), digests=[spec])
     assistant = Assistant(settings, Router(local=FakeBackend(), remote=None, routing=settings.llm.routing))
     client = await aiohttp_client(create_app(settings, assistant=assistant))
-    assert isinstance(client.app[DIGESTS].chat_activity, SlackChatActivity)
+    seed(slack_api)
+    # The reader serve wired reads the configured workspace through the configured API.
+    lines = await client.app[DIGESTS].chat_activity(["#eng"], MONDAY_9 - timedelta(days=7))
+    assert lines[-1] == "#eng · U0CAROL: welcome me"
+    assert slack_api.of("conversations.history")[0].args["channel"] == "C0ENG0001"
     await assistant.aclose()

@@ -29,19 +29,20 @@ def test_shapes_slack_sends_pass(body):
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "named"),
     [
-        {},
-        [],
-        {"hello": "world"},
-        {"command": "/ask", "channel_id": "C1"},
-        {"type": "event_callback", "event": {"type": "app_mention"}},
-        {"type": "event_callback", "event_id": "E"},
-        {"type": "block_actions", "user": "U1"},
+        ({}, "empty or non-object payload"),
+        ([], "empty or non-object payload"),
+        ({"hello": "world"}, "unrecognised payload type"),
+        ({"command": "/ask", "channel_id": "C1"}, "slash command without user_id"),
+        ({"type": "event_callback", "event": {"type": "app_mention"}}, "event_callback without an event_id"),
+        ({"type": "event_callback", "event_id": "E"}, "event_callback without an event"),
+        ({"type": "block_actions", "user": "U1"}, "block_actions without user or actions"),
     ],
 )
-def test_malformed_shapes_are_named(body):
-    assert payload_problem(body)
+def test_malformed_shapes_are_named(body, named):
+    # The problem names what is missing (it is logged, so an operator can tell payloads apart).
+    assert payload_problem(body) == named
 
 
 def services(settings):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -101,8 +103,13 @@ def test_globs() -> None:
     assert not selected("a/.git/x.md", ["**/*.md"], ["**/.git/**"])
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+def git(repo: Path, *args: str, at: str | None = None) -> str:
+    """Run git in ``repo``; ``at`` (ISO 8601) is the commit's author and committer time."""
+    env = {**os.environ, "GIT_AUTHOR_DATE": at, "GIT_COMMITTER_DATE": at} if at else None
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env
+    )
+    return done.stdout
 
 
 async def test_git_reads_the_branch_with_commit_times_and_is_incremental(tmp_path: Path) -> None:
@@ -114,12 +121,14 @@ async def test_git_reads_the_branch_with_commit_times_and_is_incremental(tmp_pat
     (repo / "a.md").write_text("# A\n\nfirst", encoding="utf-8")
     (repo / "b.md").write_text("# B\n\nsecond", encoding="utf-8")
     git(repo, "add", ".")
-    git(repo, "commit", "-q", "-m", "one", "--date", "2026-01-02T03:04:05Z")
+    git(repo, "commit", "-q", "-m", "one", at="2024-01-02T03:04:05Z")
     spec = SourceSpec(name="wiki", type="git", path=str(repo), branch="main", acl=["group:eng"])
     ctx = registry.ScanContext()
     items = await scan(spec, ctx)
     assert sorted(i.id for i in items) == ["wiki:a.md", "wiki:b.md"]
     assert all(i.acl == ("group:eng",) for i in items)
+    # Each file's time is its last commit's, not the file's mtime (just now, when it was written).
+    assert {i.updated_at for i in items} == {datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)}
     first_commit = ctx.cursor["commit"]
     # An uncommitted edit in the work tree is not on the branch: nothing changes.
     (repo / "a.md").write_text("# A\n\nchanged", encoding="utf-8")
@@ -127,11 +136,13 @@ async def test_git_reads_the_branch_with_commit_times_and_is_incremental(tmp_pat
     ctx2 = registry.ScanContext(known=known, cursor={"commit": first_commit})
     again = await scan(spec, ctx2)
     assert all(isinstance(i, Unchanged) for i in again)
-    git(repo, "commit", "-q", "-am", "two")
+    os.utime(repo / "a.md", (1_000_000_000, 1_000_000_000))  # an mtime in 2001, far from both commits
+    git(repo, "commit", "-q", "-am", "two", at="2024-03-04T05:06:07Z")
     ctx3 = registry.ScanContext(known=known, cursor={"commit": first_commit})
     third = await scan(spec, ctx3)
     read = [i for i in third if isinstance(i, Document)]
     assert [i.id for i in read] == ["wiki:a.md"] and "changed" in read[0].text
-    assert read[0].updated_at.year >= 2026 and ctx3.cursor["commit"] != first_commit
+    assert read[0].updated_at == datetime(2024, 3, 4, 5, 6, 7, tzinfo=UTC)
+    assert ctx3.cursor["commit"] != first_commit
     with pytest.raises(ConnectorError, match="branch"):
         await scan(SourceSpec(name="wiki", type="git", path=str(repo), branch="nope"))

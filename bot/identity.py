@@ -5,6 +5,9 @@ the tokens configured for them, for their groups, and for the channel they ask i
 
     acl_for("slack", "U123", groups=["S01"], channel="C9", default=["public"],
             users={"U123": ["group:eng"]}, groups_map={"S01": ["group:ops"]}, channels_map={})
+
+An answer posted where others read it is built for its *audience* (:func:`audience_of`): the
+channel's grants, not the asker's.
 """
 
 from __future__ import annotations
@@ -32,3 +35,20 @@ def acl_for(
     if channel is not None:
         tokens.update((channels_map or {}).get(channel, ()))
     return frozenset(tokens)
+
+
+def audience_of(
+    channel: str | None,
+    *,
+    private: bool,
+    default: Iterable[str] = ("public",),
+    channels_map: Mapping[str, list[str]] | None = None,
+) -> frozenset[str] | None:
+    """The grants of everyone who sees an answer posted in ``channel``; None when only the asker does.
+
+    A channel's audience holds the surface's ``default_acl`` and the channel's configured grants —
+    never an asker's own user or group grants, which the other members may not share.
+    """
+    if private or channel is None:
+        return None
+    return frozenset(default) | frozenset((channels_map or {}).get(channel, ()))

@@ -47,6 +47,10 @@ SLACK_DIGESTS_UNAVAILABLE = (
     "Digest commands are not set up on this Hearth yet — ask the team to configure `digests`."
 )
 SLACK_LINK_REMOVED = "link removed"
+SLACK_WITHHELD = (
+    "This answer uses only sources everyone in this channel may read. {count} more document(s) that only "
+    "you can read were left out — send me a direct message for an answer that uses them."
+)
 SLACK_EMPTY_ANSWER = "The model gave an empty answer — please try rephrasing the question."
 SLACK_ACTIVITY_NOTE = "{channel} · (not read: {reason})"
 SLACK_ACTIVITY_NOT_FOUND = "no such channel — check the name in inputs.chat.channels"

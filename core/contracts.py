@@ -148,6 +148,8 @@ class Answer:
     notices: list[str] = field(default_factory=list)
     request_id: str = ""
     table: TablePart | None = None  # set on answers to table questions; ``text`` is then one sentence
+    # Sources the asker may read that were left out because the audience may not (see Ask.audience).
+    withheld: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON contract of `hearth ask --json` (other issues extend it, never break it)."""
@@ -218,6 +220,9 @@ class Ask:
     source: str | None = None  # a table source to limit a table question to
     once: str | None = None  # the platform's id for the message: answered at most once
     prompt: Prompt | None = None  # a digest's summary template and inputs
+    # The grants of everyone who will see the answer (a channel's); None: only the asker sees it.
+    # The answer is built from what this audience may read, never from the asker's private grants.
+    audience: frozenset[str] | None = None
 
 
 @dataclass

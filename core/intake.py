@@ -22,11 +22,11 @@ import logging
 import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from core.config import Settings
-from core.contracts import Answer, Ask, Code, Delta, Kind, Outcome, Prompt
+from core.contracts import Answer, Ask, Code, Delta, Kind, Outcome, Prompt, Request
 from core.errors import HearthError
 from core.ratelimit import RateLimiter
 from core.refusals import Reason, Refusal, check_text, refusal_for
@@ -266,10 +266,33 @@ class Intake:
             return Refusal(Reason.CODE_UNAVAILABLE)
         return None
 
-    def _use_case(self, ask: Ask) -> AsyncIterator[Delta | Answer]:
+    async def _use_case(self, ask: Ask) -> AsyncIterator[Delta | Answer]:
         engine = self.engine
         assert engine is not None
-        return _USE_CASES[ask.kind](engine, ask)
+        audience, asker = ask.audience, ask.request
+        if audience is not None:
+            # Everyone who will see the answer must be able to read every source it uses.
+            ask = replace(ask, request=replace(ask.request, acl=audience))
+        async for event in _USE_CASES[ask.kind](engine, ask):
+            if isinstance(event, Answer) and audience is not None and ask.kind is Kind.ASK:
+                event.withheld = await self._withheld(
+                    engine, asker.text, asker=asker, audience=audience
+                )
+            yield event
+
+    @staticmethod
+    async def _withheld(engine: Assistant, question: str, *, asker: Request, audience: frozenset[str]) -> int:
+        """How many documents the asker's own grants would have added (never their text)."""
+        retriever = engine.retriever
+        if retriever is None:
+            return 0
+        k, floor = engine.settings.retrieval.top_k, engine.settings.retrieval.min_score
+        try:
+            mine = await retriever.search(question, acl=asker.acl, k=k)
+            theirs = await retriever.search(question, acl=audience, k=k)
+        except HearthError:
+            return 0  # only an offer: the answer itself stands
+        return len({h.doc_id for h in mine if h.score >= floor} - {h.doc_id for h in theirs})
 
     def _tell(self, outcome: Outcome) -> None:
         for observer in self.observers:

@@ -25,7 +25,7 @@ from bot.dingtalk.openapi import DingTalkAPIError, OpenAPI
 from bot.dingtalk.render import answer_markdown
 from bot.dingtalk.reply import Replier
 from bot.dingtalk.texts import Lang, pick_language, refusal_text, say
-from bot.identity import acl_for
+from bot.identity import acl_for, audience_of
 from core.config import Settings
 from core.contracts import Answer, Delta, Request
 from core.db import Database
@@ -150,7 +150,14 @@ class DingTalkBot:
         code = None
         if command.kind is Kind.EXPLAIN:
             code = Code(*commands.code_and_language(command.text))
-        return Ask(_KINDS[command.kind], request, code=code, once=incoming.msg_id)
+        # In a group every member sees the reply: answer for the group's grants, not the sender's.
+        audience = audience_of(
+            incoming.conversation_id,
+            private=not incoming.is_group,
+            default=self.config.default_acl,
+            channels_map=self.config.conversations,
+        )
+        return Ask(_KINDS[command.kind], request, code=code, once=incoming.msg_id, audience=audience)
 
     def request_for(self, incoming: Incoming, text: str) -> Request:
         """The core Request for ``text``: the sender's ACL in this conversation and its memory."""

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.identity import acl_for
+from bot.identity import acl_for, audience_of
 from core.config import SlackSettings
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,12 @@ class SlackAccess:
         groups = list(self.settings.user_groups)
         memberships = await asyncio.gather(*(self._group_members(g) for g in groups))
         return [g for g, members in zip(groups, memberships, strict=True) if user_id in members]
+
+    def audience(self, channel: str | None) -> frozenset[str] | None:
+        """Who sees an answer posted in ``channel``: its grants; None in a direct message (``D…``)."""
+        private = channel is None or channel.startswith("D")
+        s = self.settings
+        return audience_of(channel, private=private, default=s.default_acl, channels_map=s.channels)
 
     async def acl(self, user_id: str, channel: str | None) -> frozenset[str]:
         """The tokens ``user_id`` holds when asking in ``channel``."""

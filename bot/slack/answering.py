@@ -80,7 +80,7 @@ class Answerer:
     async def handle(self, q: Question, *, bot_user_id: str | None = None, bot_id: str | None = None) -> None:
         """Answer ``q`` once, whatever Slack retries; never raises, never shows a traceback."""
         try:
-            ask = self._ask(q, await self.access.acl(q.user, q.channel))
+            ask = self._ask(q, await self.access.acl(q.user, q.channel), self.access.audience(q.channel))
             async with self.intake.turn(ask) as refusal:
                 if refusal is not None:
                     if refusal.reason is not Reason.DUPLICATE:
@@ -108,8 +108,8 @@ class Answerer:
             log.exception("slack: unexpected failure answering %s", q.question_id)
 
     @staticmethod
-    def _ask(q: Question, acl: frozenset[str]) -> Ask:
-        """The core's view of ``q``."""
+    def _ask(q: Question, acl: frozenset[str], audience: frozenset[str] | None) -> Ask:
+        """The core's view of ``q`` (``audience``: who else sees the answer in the channel)."""
         request = Request(
             text=q.text, user=q.user, surface="slack", acl=acl, channel=q.channel, thread=q.reply_thread
         )
@@ -117,7 +117,7 @@ class Answerer:
         if q.kind == "explain":
             snippet, language = code_snippet(q.text)
             code = Code(snippet, language)
-        return Ask(_KINDS[q.kind], request, code=code, once=q.question_id)
+        return Ask(_KINDS[q.kind], request, code=code, once=q.question_id, audience=audience)
 
     async def _answer(self, q: Question, ask: Ask) -> None:
         reply = StreamingReply(
@@ -164,6 +164,8 @@ class Answerer:
         )
         produced = _produced(answer)
         await reply.finish(answer, produced.extra)
+        if answer.withheld:  # only the asker hears that more exists; never its text, never in the channel
+            await q.notify(messages.SLACK_WITHHELD.format(count=answer.withheld))
         if produced.files:
             await self._attach(q.channel, q.reply_thread or reply.posted[0].ts, produced.files)
 

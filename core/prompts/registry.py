@@ -44,6 +44,11 @@ def untrusted(text: object) -> str:
     return str(text).replace("<<<", "< < <").replace(">>>", "> > >")
 
 
+def turn_text(text: object) -> str:
+    """A conversation turn as one fenced line: a message cannot start a line that forges a role."""
+    return " ⏎ ".join(line.strip() for line in untrusted(text).splitlines() if line.strip())
+
+
 @dataclass(frozen=True)
 class RenderedPrompt:
     """A template rendered into messages plus generation hints from its header."""
@@ -127,6 +132,7 @@ class PromptRegistry:
             undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
         )
         self._env.filters["untrusted"] = untrusted
+        self._env.filters["turn"] = turn_text
         self._env.globals.update(FENCE_OPEN=FENCE_OPEN, FENCE_CLOSE=FENCE_CLOSE)
         self._templates: dict[str, PromptTemplate] = {}
         for path in sorted(BUILTIN_DIR.glob("*.j2")):

@@ -15,6 +15,10 @@ from core.contracts import Turn
 log = logging.getLogger(__name__)
 
 _SUMMARY_ITEM_CHARS = 80
+# conversations.replies pages a thread oldest first, so reaching its latest turns means reading it
+# all: pages of the size Slack recommends, up to a bound that only a runaway thread reaches.
+_PAGE_LIMIT = 200
+_MAX_PAGES = 50
 
 
 def turns_from(
@@ -80,16 +84,42 @@ async def thread_history(
     bot_id: str | None,
     budget_chars: int,
 ) -> list[Turn]:
-    """The thread's turns before ``before_ts`` (``conversations.replies``), fitted to the budget."""
-    try:
-        resp = await client.conversations_replies(channel=channel, ts=thread_ts, limit=100)
-    except SlackApiError as exc:
+    """The thread's turns before ``before_ts`` (``conversations.replies``), newest kept within the budget."""
+    raw = await _thread_messages(client, channel, thread_ts, before_ts)
+    return fit(turns_from(raw, bot_user_id=bot_user_id, bot_id=bot_id, before_ts=before_ts), budget_chars)
+
+
+async def _thread_messages(
+    client: AsyncWebClient, channel: str, thread_ts: str, before_ts: str
+) -> list[Mapping[str, object]]:
+    """Every message of the thread before ``before_ts``, oldest first, following the cursor."""
+    raw: dict[str, Mapping[str, object]] = {}  # by ts: a page may repeat the parent message
+    cursor: str | None = None
+    for _ in range(_MAX_PAGES):
+        try:
+            resp = await client.conversations_replies(
+                channel=channel, ts=thread_ts, latest=before_ts, limit=_PAGE_LIMIT, cursor=cursor
+            )
+        except SlackApiError as exc:
+            log.warning(
+                "conversations.replies failed for %s/%s (%s); answering with %d earlier message(s)",
+                channel,
+                thread_ts,
+                exc.response.get("error"),
+                len(raw),
+            )
+            break
+        for msg in resp.get("messages") or []:
+            raw[field(msg, "ts")] = msg
+        metadata = resp.get("response_metadata") or {}
+        cursor = metadata.get("next_cursor") if isinstance(metadata, Mapping) else None
+        if not resp.get("has_more") or not cursor:
+            break
+    else:
         log.warning(
-            "conversations.replies failed for %s/%s (%s); answering without history",
+            "thread %s/%s is longer than %d messages; its history is the first ones read",
             channel,
             thread_ts,
-            exc.response.get("error"),
+            _PAGE_LIMIT * _MAX_PAGES,
         )
-        return []
-    raw = list(resp.get("messages") or [])
-    return fit(turns_from(raw, bot_user_id=bot_user_id, bot_id=bot_id, before_ts=before_ts), budget_chars)
+    return sorted(raw.values(), key=lambda m: float(field(m, "ts") or 0))

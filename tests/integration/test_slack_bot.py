@@ -129,6 +129,30 @@ async def test_mention_answers_in_thread_with_history(make_slack, slack_api, tmp
     assert replies.args["ts"] == root
 
 
+async def test_a_long_thread_is_answered_from_its_latest_turns(make_slack, slack_api, tmp_path):
+    backend = FakeBackend(reply="Noted.")
+    h = await make_slack(assistant_with(tmp_path, backend))
+    root = "1700000000.000001"
+    slack_api.add_message("C1", root, user="U1", text=f"<@{BOT_USER_ID}> question-001", thread_ts=root)
+    for i in range(2, 251):  # 250 messages: more than one page of conversations.replies
+        ts = f"1700000000.{i:06d}"
+        if i % 2:
+            slack_api.add_message("C1", ts, user="U1", text=f"question-{i:03d}", thread_ts=root)
+        else:
+            slack_api.add_message(
+                "C1", ts, user=BOT_USER_ID, bot_id=BOT_ID, text=f"answer-{i:03d}", thread_ts=root
+            )
+    body = event_body(mention("And the last one?", ts="1700000001.000001", thread_ts=root), event_id="Ev250")
+    assert (await h.send(body)).status == 200
+    await h.bot.drain()
+    prompt = "\n".join(m.content for m in backend.calls[0].messages)
+    # The newest turns are there, word for word; the oldest answers are not (at most summarised).
+    assert "question-249" in prompt and "answer-250" in prompt and "answer-248" in prompt
+    assert "answer-002" not in prompt and "answer-010" not in prompt
+    pages = slack_api.of("conversations.replies")
+    assert len(pages) >= 2 and pages[1].args.get("cursor"), [p.args for p in pages]
+
+
 async def test_top_level_mention_starts_a_thread_without_history(make_slack, slack_api, tmp_path):
     backend = FakeBackend(reply="Sure.")
     h = await make_slack(assistant_with(tmp_path, backend))

@@ -148,6 +148,14 @@ class LspSettings(Section):
     idle_timeout_s: float = Field(
         60.0, gt=0, description="Remote mode: give up when the server has sent nothing for this many seconds."
     )
+    user: str | None = Field(
+        None,
+        description="In-process mode: who the editor user is (default: the OS user running `hearth lsp`).",
+    )
+    acl: list[str] = Field(
+        default_factory=lambda: ["public"],
+        description="In-process mode: the ACL tokens the editor user holds for team docs (plus user:lsp:<user>).",
+    )
 
 
 class Settings(BaseSettings):

@@ -6,6 +6,7 @@ Either way a question passes the core's front door once: in process through ``co
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -38,13 +39,14 @@ class CodeBackend(Protocol):
 class FrontDoor:
     """The code model behind the intake: every call is an ``Ask`` from the editor (checks, metrics)."""
 
-    def __init__(self, intake: Intake, code: CodeService, *, user: str = "editor") -> None:
+    def __init__(self, intake: Intake, code: CodeService, *, user: str, acl: frozenset[str]) -> None:
         self.intake = intake
         self.code = code
         self.user = user
+        self.acl = acl  # the editor user's grants: team docs are searched as them, never as the operator
 
     def _request(self, text: str) -> Request:
-        return Request(text=text, user=self.user, surface="lsp", priority=Priority.EDITOR)
+        return Request(text=text, user=self.user, surface="lsp", acl=self.acl, priority=Priority.EDITOR)
 
     async def _run(self, ask: Ask) -> AsyncIterator[Delta | Answer]:
         async for event in self.intake.run(ask):
@@ -89,7 +91,10 @@ class InProcessBackend:
         if assistant.code is None:
             assistant.code = CodeService(assistant)
         intake = Intake(assistant.settings, lambda: assistant, observers=[METRICS])
-        self.model: CodeModel = FrontDoor(intake, assistant.code)
+        lsp = assistant.settings.lsp
+        user = lsp.user or getpass.getuser()
+        acl = frozenset(lsp.acl) | {f"user:lsp:{user}"}
+        self.model: CodeModel = FrontDoor(intake, assistant.code, user=user, acl=acl)
 
     async def aclose(self) -> None:
         """Free the model."""

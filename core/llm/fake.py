@@ -23,7 +23,9 @@ class FakeBackend:
 
     ``reply`` is a fixed string or a function of the messages; ``error`` is raised before the
     first token, or after ``fail_after`` word chunks were streamed when that is set (a model that
-    dies mid-answer); ``first_token_delay``/``token_delay`` simulate a slow model::
+    dies mid-answer); ``first_token_delay``/``token_delay`` simulate a slow model, and ``hold`` (an
+    ``asyncio.Event``) keeps the first token back until the test sets it, so a test can check what
+    happens while the model works without measuring time::
 
         backend = FakeBackend(reply="Paris is the capital.")
         dying = FakeBackend(reply="one two three", error=BackendUnavailable("gone"), fail_after=2)
@@ -40,6 +42,7 @@ class FakeBackend:
     fail_after: int | None = None
     first_token_delay: float = 0.0
     token_delay: float = 0.0
+    hold: asyncio.Event | None = None
     calls: list[FakeCall] = field(default_factory=list)
     cancelled: int = 0
     closed: bool = False
@@ -57,6 +60,8 @@ class FakeBackend:
         text = self.reply(messages) if callable(self.reply) else self.reply
         words = text.split(" ")
         try:
+            if self.hold is not None:
+                await self.hold.wait()
             if self.first_token_delay:
                 await asyncio.sleep(self.first_token_delay)
             for i, word in enumerate(words):

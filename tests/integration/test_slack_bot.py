@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -74,14 +75,14 @@ def mention(
 
 
 async def test_ask_acknowledges_before_the_model_works(make_slack, slack_api, tmp_path):
-    backend = FakeBackend(reply="Slow but sure.", first_token_delay=1.0)
+    held = asyncio.Event()  # the model produces nothing until the acknowledgement has been seen
+    backend = FakeBackend(reply="Slow but sure.", hold=held)
     h = await make_slack(assistant_with(tmp_path, backend))
-    started = time.perf_counter()
-    resp = await h.send(command_body("/ask", "What is Hearth?", response_url=slack_api.response_url()))
-    acked = time.perf_counter() - started
+    body = command_body("/ask", "What is Hearth?", response_url=slack_api.response_url())
+    resp = await asyncio.wait_for(h.send(body), 10)  # an ack that waited on the model never comes
     assert resp.status == 200
-    assert acked < 0.5, f"ack took {acked:.2f}s while the model was busy"
     assert not finals(slack_api.calls)
+    held.set()
     done = await slack_api.wait_for(finals)
     assert "Slow but sure." in done[-1].blocks_text()
     placeholder = slack_api.of("chat.postMessage")[0]
@@ -195,9 +196,9 @@ async def test_streaming_updates_are_throttled(make_slack, slack_api, tmp_path):
     ts = slack_api.of("chat.postMessage")[0].at
     updates = [c.at for c in slack_api.of("chat.update")]
     assert len(updates) >= 3, "expected streamed updates before the final one"
-    gaps = [b - a for a, b in zip([ts, *updates], updates, strict=False)]
-    assert min(gaps) >= 0.19, f"updates closer than the 0.2 s interval: {gaps}"
-    assert len(updates) <= (updates[-1] - ts) / 0.2 + 1
+    # Arrival times jitter, so no gap is measured here (tests/unit/test_slack_stream.py checks the
+    # throttle on an injected clock); the count still cannot exceed one per interval, plus the final.
+    assert len(updates) <= (updates[-1] - ts) / 0.2 + 2
     partial = slack_api.of("chat.update")[0].blocks_text()
     assert partial.endswith("…") and "w0" in partial
 

@@ -186,6 +186,10 @@ class Settings(BaseSettings):
     lsp: LspSettings = Field(default_factory=LspSettings, description="Language server.")
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings, description="Code sandbox.")
     digests: list[DigestSpec] = Field(default_factory=list, description="Scheduled digests.")
+    digest_admins: list[str] = Field(
+        default_factory=list,
+        description="Chat user ids (Slack U…, DingTalk staff ids) who may delete any chat-created digest.",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:

@@ -107,7 +107,7 @@ async def handle_command(service: DigestService, text: str, user: str, *, surfac
                     name=name, available=", ".join(sorted(service.specs)) or "(none)"
                 )
             if verb == "delete":
-                await service.delete(name)
+                await service.delete(name, user)
                 return messages.CMD_DELETED.format(name=name)
             run = await service.run(name)
             if run is None:

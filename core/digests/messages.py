@@ -22,6 +22,8 @@ OWNER_REJECTED = (
     "The digest '{name}' ({fire_time}) left out a table: {reasons}. Fix its SQL in the digest spec."
 )
 
+OWNER_STOPPED = "The digest '{name}' ({fire_time}) was not posted: {reasons}"
+
 CMD_USAGE = (
     'Usage: `/digest create NAME "CRON" post_to=slack:#channel [template=digest_weekly] [timezone=UTC] '
     "[docs=source1,source2] [on_no_changes=post|skip]`, `/digest list`, `/digest run NAME`, "
@@ -31,6 +33,8 @@ CMD_CREATED = "Created digest '{name}': {schedule} ({timezone}), next run {next_
 CMD_DELETED = "Deleted digest '{name}'."
 CMD_NO_DIGESTS = "No digests yet. " + CMD_USAGE
 CMD_UNKNOWN = "Unknown digest '{name}'; available: {available}."
+CMD_FORBIDDEN = "This digest cannot post there: {reason}."
+CMD_NOT_YOURS = "Only the creator of '{name}' ({owner}) or a digest admin can delete it."
 CMD_IN_CONFIG = "The digest '{name}' is defined in hearth.yaml; change it there."
 CMD_EXISTS = "A digest named '{name}' already exists."
 CMD_INVALID = "Invalid digest — {field}: {reason}"

@@ -74,9 +74,8 @@ class Posting:
                 )
             )
         if run.reason:
-            texts.append(
-                messages.OWNER_REJECTED.format(name=spec.name, fire_time=run.fire_time, reasons=run.reason)
-            )
+            told = messages.OWNER_STOPPED if run.status == "failed" else messages.OWNER_REJECTED
+            texts.append(told.format(name=spec.name, fire_time=run.fire_time, reasons=run.reason))
         if not texts:
             return
         surface, _, dest = spec.owner.partition(":")

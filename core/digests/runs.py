@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from core.config import Settings
+from core.digests import messages
+from core.digests.access import unreadable
 from core.digests.assistant import DigestAssistant
 from core.digests.compose import Draft, Summarise, write
 from core.digests.config import DigestSpec
@@ -26,6 +28,7 @@ from core.digests.inputs import ChatActivity, gather
 from core.digests.posting import Posting
 from core.digests.schedule import fire_key, last_fire, utcnow
 from core.digests.store import Delivery, LostClaim, RunRecord, RunStore
+from core.errors import DigestError
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +114,9 @@ class Runner:
 
     async def _write(self, spec: DigestSpec, when: datetime) -> Draft:
         """Gather the inputs for the period ending now and compose the digest."""
+        problems = unreadable(spec, self.settings)  # grants change after a digest was made
+        if problems:
+            raise DigestError(messages.CMD_FORBIDDEN.format(reason="; ".join(problems)))
         since = await self._since(spec, when)
         assistant = self.assistant()
         got = await gather(spec, self.settings, assistant, since, utcnow(), self.chat_activity)
@@ -126,6 +132,13 @@ class Runner:
                 "digest %s (%s): another process took this run over; stopping", run.digest, run.fire_time
             )
             return run
+        except DigestError as exc:
+            # Refused on purpose (an input its audience may not read): recorded as it is, not as a bug.
+            log.warning("digest %s (%s): not posted: %s", run.digest, run.fire_time, exc)
+            with contextlib.suppress(Exception):
+                await self.store.update(
+                    run, status="failed", finished_at=utcnow().timestamp(), reason=str(exc)[:500]
+                )
         except Exception as exc:
             # A bug or a database failure: record it rather than leave a claim to be resumed forever.
             log.exception("digest %s (%s): run failed", run.digest, run.fire_time)

@@ -232,9 +232,9 @@ class DigestService:
         self.jobs.sync(self.specs)
         return spec
 
-    async def delete(self, name: str) -> None:
-        """Remove a chat-created digest (its run history stays)."""
-        await self.book.delete(name)
+    async def delete(self, name: str, user: str | None = None) -> None:
+        """Remove a chat-created digest (its run history stays); ``user`` must be its creator or an admin."""
+        await self.book.delete(name, user)
         self.jobs.sync(self.specs)
 
     # --- runs ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import logging
 
 from core.config import Settings
 from core.digests import messages
+from core.digests.access import unreadable
 from core.digests.config import DigestSpec, SpecData, spec_from_data
 from core.digests.store import RunStore
 from core.errors import DigestError, PromptError
@@ -87,17 +88,25 @@ class SpecBook:
             raise DigestError(messages.CMD_EXISTS.format(name=name))
         spec = spec_from_data(data, self.settings, f"digest '{name}'")
         self.check_template(spec, "template")
+        problems = unreadable(spec, self.settings)
+        if problems:
+            raise DigestError(messages.CMD_FORBIDDEN.format(reason="; ".join(problems)))
         if not await self.store.save_spec(spec.name, spec.model_dump(mode="json"), user):
             raise DigestError(messages.CMD_EXISTS.format(name=name))
         self.specs[spec.name] = spec
         self.created_by[spec.name] = user
         return spec
 
-    async def delete(self, name: str) -> None:
-        """Remove a chat-created digest (its run history stays)."""
+    async def delete(self, name: str, user: str | None = None) -> None:
+        """Remove a chat-created digest (its run history stays); only its creator or an admin may.
+
+        ``user`` None is the operator (the CLI).
+        """
         self.get(name)
         if name not in self.created_by:
             raise DigestError(messages.CMD_IN_CONFIG.format(name=name))
+        if user is not None and user != self.created_by[name] and user not in self.settings.digest_admins:
+            raise DigestError(messages.CMD_NOT_YOURS.format(name=name, owner=self.created_by[name]))
         await self.store.delete_spec(name)
         del self.specs[name]
         del self.created_by[name]

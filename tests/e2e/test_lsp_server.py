@@ -161,6 +161,7 @@ async def test_a_malformed_command_argument_is_refused_in_one_sentence(
     assert api.requests == []
 
 
+@pytest.mark.slow
 async def test_generate_tests_run_them_sandboxed_diagnose_and_repair(
     editor: Editor, api: ScriptedAPI
 ) -> None:
@@ -186,6 +187,7 @@ async def test_generate_tests_run_them_sandboxed_diagnose_and_repair(
     assert any("These tests failed" in r["messages"][-1]["content"] for r in api.requests)
 
 
+@pytest.mark.slow
 async def test_run_tests_can_repair_the_code_under_test(editor: Editor, api: ScriptedAPI) -> None:
     module = editor.root / "geometry.py"
     module.write_text(module.read_text().replace("return a + b", "return a - b"))  # a bug
@@ -249,6 +251,7 @@ async def _index_runs_finished(editor: Editor, count: int) -> list[str]:
     return ended()
 
 
+@pytest.mark.slow
 async def test_workspace_index_feeds_explain_and_follows_saves(tmp_path: Path, api: ScriptedAPI) -> None:
     ws = make_workspace(tmp_path)
     (ws / "pricing.py").write_text(

@@ -41,6 +41,7 @@ def folder(settings: Settings, source: str) -> Path:
     return Path(next(s for s in settings.sources if s.name == source).options()["path"])
 
 
+@pytest.mark.slow
 async def test_edit_delete_and_readd_files(corpus: Settings) -> None:
     first = await sync(corpus)
     assert first["public"].added == 2 and first["public"].chunks >= 2

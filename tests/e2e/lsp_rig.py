@@ -38,7 +38,13 @@ def add(a, b):
 
 @dataclass
 class ScriptedAPI:
-    """An OpenAI-compatible chat API whose reply is a function of the prompt; honours ``stop``."""
+    """An OpenAI-compatible chat API whose reply is a function of the prompt; honours ``stop``.
+
+    It models ``/v1/chat/completions`` streamed as OpenAI does (SSE chunks of the reply, a final
+    ``finish_reason: stop``, ``data: [DONE]``) and notices a client that goes away. It leaves out
+    non-streamed answers, usage, ``max_tokens``, API keys, error statuses and ``/v1/models``
+    (tests/fixtures/openai_server.py covers those for the backend itself).
+    """
 
     reply: Callable[[str], str] = lambda prompt: "An answer."
     token_delay: float = 0.0

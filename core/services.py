@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from core.audit import AuditLog
 from core.config import Settings
 from core.db import Database
 from core.intake import Intake
@@ -31,3 +32,4 @@ class Services:
     intake: Intake
     engine: Callable[[], Assistant | None]  # None while the engine is still starting
     digests: Callable[[], DigestService | None]  # None while digests are disabled or starting
+    audit: AuditLog | None = None  # changes that are not questions (digest create/delete) are recorded here

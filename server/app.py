@@ -73,7 +73,12 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
     app[DATABASE], app[AUDIT], app[INTAKE] = db, audit, intake
     app[TOKENS] = TokenStore(db)
     services = Services(
-        settings, db, intake, engine=lambda: app.get(ASSISTANT), digests=lambda: app.get(digests.DIGESTS)
+        settings,
+        db,
+        intake,
+        engine=lambda: app.get(ASSISTANT),
+        digests=lambda: app.get(digests.DIGESTS),
+        audit=audit,
     )
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -94,6 +94,7 @@ def mount(app: web.Application, services: Services) -> None:
             services.db,
             chat_activity=build_chat_activity(settings),
             intake=services.intake,  # summaries are audited and counted like every other answer
+            audit=services.audit.record if services.audit is not None else None,
         )
         try:
             service.check_templates()  # a configuration mistake: refuse to start, naming the field

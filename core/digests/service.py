@@ -26,6 +26,7 @@ from datetime import datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from core.assistant import Assistant
+from core.audit import AuditEntry
 from core.config import Settings
 from core.contracts import Poster
 from core.db import Database
@@ -72,6 +73,7 @@ class DigestService:
         run_lease_s: float = 300.0,
         lock: LeaderLock | None = None,
         intake: Intake | None = None,
+        audit: Callable[[AuditEntry], None] | None = None,
     ) -> None:
         self.settings = settings
         self.assistant = assistant
@@ -86,6 +88,7 @@ class DigestService:
         # Templates are checked at start even when the engine is still loading (serve builds it later).
         prompts = given.prompts if given is not None else PromptRegistry(settings.prompts.dir)
         self.book = SpecBook(settings, prompts, self.store)
+        self._audit = audit or (lambda entry: None)
         self.jobs = JobScheduler(db, self)
         self.runner = Runner(
             settings,
@@ -230,12 +233,19 @@ class DigestService:
         """Validate, store and schedule a new digest; DigestError naming the field when invalid."""
         spec = await self.book.create(data, user)
         self.jobs.sync(self.specs)
+        where = ", ".join(f"{s}:{d}" for s, d in spec.destinations)
+        self._audit(
+            AuditEntry(user=user, surface="digest", action="digest.create", question=f"{spec.name} → {where}")
+        )
         return spec
 
     async def delete(self, name: str, user: str | None = None) -> None:
         """Remove a chat-created digest (its run history stays); ``user`` must be its creator or an admin."""
         await self.book.delete(name, user)
         self.jobs.sync(self.specs)
+        self._audit(
+            AuditEntry(user=user or "operator", surface="digest", action="digest.delete", question=name)
+        )
 
     # --- runs ------------------------------------------------------------------------------
 

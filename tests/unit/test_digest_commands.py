@@ -211,6 +211,7 @@ async def guarded(tmp_path: Path) -> AsyncIterator[DigestService]:
         digest_admins=["UADMIN"],
     )
     db = Database(settings.database_url)
+    audited: list = []
     svc = DigestService(
         settings,
         fake_assistant(settings),
@@ -218,7 +219,9 @@ async def guarded(tmp_path: Path) -> AsyncIterator[DigestService]:
         db,
         backoff=(0.0,),
         leader_interval_s=3600,
+        audit=audited.append,
     )
+    svc.audited = audited  # type: ignore[attr-defined]
     await svc.start()
     yield svc
     await svc.stop()
@@ -265,6 +268,14 @@ async def test_only_the_creator_or_an_admin_deletes_a_digest(guarded: DigestServ
         guarded, 'create news "0 9 * * MON" post_to=slack:#general docs=handbook', "U1", surface="slack"
     )
     assert (await handle_command(guarded, "delete news", "U1", surface="slack")) == "Deleted digest 'news'."
+    # Every change is audited (who, what); the refused delete changed nothing and is not.
+    changes = [(e.user, e.action, e.question) for e in guarded.audited]  # type: ignore[attr-defined]
+    assert changes == [
+        ("U1", "digest.create", "news → slack:#general"),
+        ("UADMIN", "digest.delete", "news"),
+        ("U1", "digest.create", "news → slack:#general"),
+        ("U1", "digest.delete", "news"),
+    ]
 
 
 async def test_a_run_is_refused_when_the_channel_lost_its_grant(guarded: DigestService) -> None:

@@ -64,6 +64,8 @@ _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 # then the command.
 _SETUP_FAILED = "HEARTH_SANDBOX_SETUP_FAILED"
 # Any failure before the final exec (a mount the kernel refuses…) is reported, never run around.
+# The namespaces every sandboxed run gets (both modes): no network, its own pids, killed with us.
+_ISOLATE = ["--net", "--pid", "--fork", "--mount-proc", "--kill-child", "--"]
 _TRAP = f"""set -eu
 trap 'rc=$?; [ "$rc" -eq 0 ] || echo "{_SETUP_FAILED}" >&2; exit "$rc"' EXIT
 """
@@ -246,19 +248,7 @@ class Sandbox:
             "--",
         ]
         if not self._root:
-            return [
-                "unshare",
-                "--user",
-                "--map-root-user",
-                "--net",
-                "--pid",
-                "--fork",
-                "--mount-proc",
-                "--kill-child",
-                "--",
-                *limits,
-                *argv,
-            ]
+            return ["unshare", "--user", "--map-root-user", *_ISOLATE, *limits, *argv]
         hidden: list[str] = []
         root_home = Path("/root")
         if root_home.is_dir():
@@ -281,12 +271,7 @@ class Sandbox:
         return [
             "unshare",
             "--mount",
-            "--net",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "--kill-child",
-            "--",
+            *_ISOLATE,
             "/bin/sh",
             "-c",
             _TRAP + _PRELUDE,

@@ -46,19 +46,24 @@ def lines_of(source: str) -> list[str]:
     return [line for text in CORPUS[source].values() for line in text.splitlines() if len(line) > 20]
 
 
-@pytest.mark.slow
-async def test_no_answer_carries_text_its_audience_may_not_read(tmp_path: Path) -> None:
-    corpus = corpus_settings(tmp_path, slack={"rate_limit_per_minute": 10**6})
+async def indexed(corpus: Settings, reply: str) -> tuple[Assistant, FakeBackend]:
+    """An assistant over ``corpus`` indexed into the real embedded store, answering ``reply``."""
     indexer = Indexer(corpus, embedder=HashEmbedder())
     try:
         await indexer.sync()
     finally:
         await indexer.aclose()
-    backend = FakeBackend(reply="From the sources [1] [2] [3].")
+    backend = FakeBackend(reply=reply)
     retriever = DocsRetriever(corpus, embedder=HashEmbedder())
-    assistant = Assistant(
+    return Assistant(
         corpus, Router(local=backend, remote=None, routing=corpus.llm.routing), retriever=retriever
-    )
+    ), backend
+
+
+@pytest.mark.slow
+async def test_no_answer_carries_text_its_audience_may_not_read(tmp_path: Path) -> None:
+    corpus = corpus_settings(tmp_path, slack={"rate_limit_per_minute": 10**6})
+    assistant, backend = await indexed(corpus, "From the sources [1] [2] [3].")
     intake = Intake(corpus, lambda: assistant)
     rng = random.Random(20261201)
     withheld_seen = 0
@@ -106,16 +111,7 @@ async def test_no_answer_carries_text_its_audience_may_not_read(tmp_path: Path) 
 
 
 async def test_the_asker_in_a_channel_hears_privately_that_more_exists(corpus: Settings) -> None:
-    indexer = Indexer(corpus, embedder=HashEmbedder())
-    try:
-        await indexer.sync()
-    finally:
-        await indexer.aclose()
-    backend = FakeBackend(reply="See [1].")
-    retriever = DocsRetriever(corpus, embedder=HashEmbedder())
-    assistant = Assistant(
-        corpus, Router(local=backend, remote=None, routing=corpus.llm.routing), retriever=retriever
-    )
+    assistant, backend = await indexed(corpus, "See [1].")
     intake = Intake(corpus, lambda: assistant)
     hr = frozenset({"public", "group:hr", "user:slack:U1"})
     question = "salary bands for engineers level 3"
@@ -142,16 +138,7 @@ async def test_slack_answers_in_the_channel_for_the_channel_and_tells_only_the_a
 ) -> None:
     from tests.fixtures.slack_api import command_body
 
-    indexer = Indexer(corpus, embedder=HashEmbedder())
-    try:
-        await indexer.sync()
-    finally:
-        await indexer.aclose()
-    backend = FakeBackend(reply="See [1].")
-    retriever = DocsRetriever(corpus, embedder=HashEmbedder())
-    assistant = Assistant(
-        corpus, Router(local=backend, remote=None, routing=corpus.llm.routing), retriever=retriever
-    )
+    assistant, backend = await indexed(corpus, "See [1].")
     # U1 is in HR; #general (C1) is configured for nobody in particular.
     h = await make_slack(assistant, users={"U1": ["group:hr"]})
     try:
@@ -170,4 +157,4 @@ async def test_slack_answers_in_the_channel_for_the_channel_and_tells_only_the_a
         await h.bot.drain()
         assert any("70k to 85k" in m.content for m in backend.calls[-1].messages)
     finally:
-        await retriever.aclose()
+        await assistant.aclose()

@@ -275,24 +275,30 @@ class Intake:
             ask = replace(ask, request=replace(ask.request, acl=audience))
         async for event in _USE_CASES[ask.kind](engine, ask):
             if isinstance(event, Answer) and audience is not None and ask.kind is Kind.ASK:
-                event.withheld = await self._withheld(
-                    engine, asker.text, asker=asker, audience=audience
-                )
+                event.withheld = await self._withheld(engine, asker.text, asker=asker, audience=audience)
             yield event
 
     @staticmethod
     async def _withheld(engine: Assistant, question: str, *, asker: Request, audience: frozenset[str]) -> int:
-        """How many documents the asker's own grants would have added (never their text)."""
+        """How many documents the asker's own grants would have added (never their text).
+
+        One search as the asker; a hit counts when its source's ACL shares no token with the audience.
+        """
         retriever = engine.retriever
         if retriever is None:
             return 0
-        k, floor = engine.settings.retrieval.top_k, engine.settings.retrieval.min_score
+        retrieval = engine.settings.retrieval
+        acl_of = {s.name: frozenset(s.acl) for s in engine.settings.sources}
         try:
-            mine = await retriever.search(question, acl=asker.acl, k=k)
-            theirs = await retriever.search(question, acl=audience, k=k)
+            mine = await retriever.search(question, acl=asker.acl, k=retrieval.top_k)
         except HearthError:
             return 0  # only an offer: the answer itself stands
-        return len({h.doc_id for h in mine if h.score >= floor} - {h.doc_id for h in theirs})
+        hidden = {
+            h.doc_id
+            for h in mine
+            if h.score >= retrieval.min_score and not acl_of.get(h.source, frozenset()) & audience
+        }
+        return len(hidden)
 
     def _tell(self, outcome: Outcome) -> None:
         for observer in self.observers:

@@ -125,7 +125,7 @@ async def test_acl_mapping_and_sources(
         await rig.send(robot_message("leave?", gateway=dingtalk_gateway, staff_id="staff-8"))
     group = frozenset({"public", "group:finance"})  # everyone in g-fin sees the reply
     sender = frozenset({"public", "user:dingtalk:staff-7", "group:hr", "group:finance"})
-    assert retriever.acls == [group, sender, group, frozenset({"public", "user:dingtalk:staff-8"})]
+    assert retriever.acls == [group, sender, frozenset({"public", "user:dingtalk:staff-8"})]
     reply = dingtalk_gateway.replies("g-fin")[0]
     assert "**Sources**" in reply and "1. [Leave policy](https://wiki.example/leave) — §2" in reply
 

@@ -38,6 +38,9 @@ class Request:
     history: list[Turn] = field(default_factory=list)
     priority: Priority = Priority.CHAT
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # How sentences the sources do not support are treated: "drop", "mark" or "off"; None: the
+    # settings' default for chat (``retrieval.grounding``). The REST API's JSON asks for "mark".
+    grounding: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,68 @@ class TablePart:
         }
 
 
+@dataclass(frozen=True)
+class Support:
+    """How one sentence of an answer is backed by the retrieved sources (see ``core.grounding``).
+
+    ``citation`` is the number of the ``Citation`` whose chunk supports the sentence (None when no
+    chunk does); ``score`` is that chunk's support, 0–1; ``missing`` lists the numbers, names or
+    commands of the sentence that no retrieved chunk contains; ``kind`` is "quote" for a sentence
+    quoted from a source, "answer" for one the model wrote.
+    """
+
+    text: str
+    supported: bool
+    score: float
+    citation: int | None = None
+    kind: str = "answer"
+    missing: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "text": self.text,
+            "supported": self.supported,
+            "support": round(self.score, 4),
+            "citation": self.citation,
+            "kind": self.kind,
+            "missing": list(self.missing),
+        }
+
+
+@dataclass
+class Grounding:
+    """What the verifier did to an answer: each sentence's support, and what it removed or marked.
+
+    ``mode`` is "drop" (unsupported sentences were removed from the text) or "mark" (kept and
+    marked); ``not_found`` is True when nothing in the answer was supported, so the text is the
+    not-found sentence and the citations are the closest sources.
+    """
+
+    mode: str
+    sentences: list[Support] = field(default_factory=list)
+    not_found: bool = False
+
+    @property
+    def removed(self) -> list[str]:
+        """The sentences taken out of the text (drop mode)."""
+        return [s.text for s in self.sentences if not s.supported] if self.mode == "drop" else []
+
+    @property
+    def unsupported(self) -> list[str]:
+        """Sentences no retrieved chunk supports (removed or marked)."""
+        return [s.text for s in self.sentences if not s.supported]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "mode": self.mode,
+            "not_found": self.not_found,
+            "removed": self.removed,
+            "sentences": [s.as_dict() for s in self.sentences],
+        }
+
+
 @dataclass
 class Answer:
     """What every surface renders: the text, its sources, and who produced it."""
@@ -150,10 +215,14 @@ class Answer:
     table: TablePart | None = None  # set on answers to table questions; ``text`` is then one sentence
     # Sources the asker may read that were left out because the audience may not (see Ask.audience).
     withheld: int = 0
+    # Set on answers checked against their sources: per-sentence support, removed sentences.
+    grounding: Grounding | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON contract of `hearth ask --json` (other issues extend it, never break it)."""
         extra: dict[str, Any] = {} if self.table is None else {"table": self.table.as_dict()}
+        if self.grounding is not None:
+            extra["grounding"] = self.grounding.as_dict()
         return {
             "answer": self.text,
             "citations": [c.as_dict() for c in self.citations],

@@ -47,6 +47,10 @@ class GenOptions:
     priority: Priority = Priority.CHAT
     # Text to start the answer with; for base (completion) models it primes the continuation.
     answer_prefix: str = ""
+    # A verbatim prompt (code completion): each str is tokenized as plain text, never into control
+    # tokens; each int is a token id (BOS, fill-in-the-middle markers). When set it replaces the
+    # messages, and the router skips backends without ``raw_prompts`` (a chat API cannot take it).
+    prompt_parts: list[str | int] | None = None
 
 
 @dataclass

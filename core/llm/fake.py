@@ -37,6 +37,7 @@ class FakeBackend:
 
     reply: str | Callable[[Sequence[Message]], str] = "This is a fake answer."
     name: str = "fake"
+    raw_prompts: bool = True  # accepts GenOptions.prompt_parts (recorded with the options)
     model_name: str = "fake-model"
     error: BaseException | None = None
     fail_after: int | None = None

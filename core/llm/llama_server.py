@@ -55,6 +55,7 @@ class LlamaServerBackend:
     """Streams completions from a supervised llama-server child (see :mod:`core.llm.engine`)."""
 
     name = "llama_server"
+    raw_prompts = True  # takes GenOptions.prompt_parts (code completion)
 
     def __init__(self, settings: LocalLLMSettings, engine: EngineProcess | None = None) -> None:
         self.settings = settings
@@ -156,7 +157,7 @@ class LlamaServerBackend:
     async def _stream_once(self, messages: Sequence[Message], options: GenOptions) -> AsyncIterator[Chunk]:
         started = time.perf_counter()
         tokens = await self.prompt_tokens(messages, options)
-        if self._chat:
+        if self._chat and options.prompt_parts is None:
             stops = list(options.stop)
         else:
             stops = list(dict.fromkeys([*options.stop, *options.completion_stop]))
@@ -217,6 +218,8 @@ class LlamaServerBackend:
         open a turn of its own.
         """
         await self.load()
+        if options.prompt_parts is not None:
+            return await self._part_tokens(options.prompt_parts)
         if not self._chat:
             prompt = completion_prompt(messages, options.answer_prefix)
             return await self._tokenize(prompt, add_special=True, parse_special=False)
@@ -244,6 +247,16 @@ class LlamaServerBackend:
         if not all(isinstance(t, int) for t in tokens):
             raise BackendError("The local engine's /tokenize answered something other than token ids.")
         return [t for t in tokens if isinstance(t, int)]
+
+    async def _part_tokens(self, parts: Sequence[str | int]) -> list[int]:
+        """A verbatim prompt's tokens: ids as they are, text as plain text (never control tokens)."""
+        tokens: list[int] = []
+        for part in parts:
+            if isinstance(part, int):
+                tokens.append(part)
+            else:
+                tokens += await self._tokenize(part, add_special=False, parse_special=False)
+        return tokens
 
     async def slot_states(self) -> list[JsonObject]:
         """The engine's slots as it reports them (``/slots``): id, is_processing, …."""

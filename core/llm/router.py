@@ -89,6 +89,9 @@ class Router:
                 reasons[label] = BackendUnavailable("the local model failed repeatedly and is paused")
                 metrics.FALLBACKS.labels(label, "circuit_open").inc()
                 continue
+            if options.prompt_parts is not None and not getattr(backend, "raw_prompts", False):
+                reasons[label] = BackendUnavailable(f"the {label} model does not take completion prompts")
+                continue
             async with contextlib.AsyncExitStack() as stack:
                 try:
                     if label == "local":

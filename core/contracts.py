@@ -256,6 +256,7 @@ class Kind(StrEnum):
     GENERATE = "code.generate"
     TESTS = "code.tests"
     DIGEST = "digest.summary"
+    COMPLETE = "code.complete"  # inline completion as the editor user types
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,31 @@ class Code:
     previous: str | None = None  # the previous test file (a tests repair round)
 
 
+@dataclass(frozen=True)
+class Snippet:
+    """Related code shown to the model before the file being completed (another open file, say)."""
+
+    path: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The text around the editor's cursor, for a suggestion to insert there.
+
+    ``prefix`` is what comes before the cursor and ``suffix`` what follows, each already cut to
+    the window the editor sends (see :mod:`core.code.completion`); ``max_tokens`` caps this
+    suggestion below ``lsp.completion.max_tokens`` (None: that setting).
+    """
+
+    prefix: str
+    suffix: str
+    language: str
+    path: str | None = None
+    snippets: tuple[Snippet, ...] = ()
+    max_tokens: int | None = None
+
+
 @dataclass
 class Ask:
     """One question from any surface: the core ``Request`` (who, where, the text) and its kind."""
@@ -289,6 +315,7 @@ class Ask:
     source: str | None = None  # a table source to limit a table question to
     once: str | None = None  # the platform's id for the message: answered at most once
     prompt: Prompt | None = None  # a digest's summary template and inputs
+    completion: Completion | None = None  # the cursor's surroundings, for Kind.COMPLETE
     # The grants of everyone who will see the answer (a channel's); None: only the asker sees it.
     # The answer is built from what this audience may read, never from the asker's private grants.
     audience: frozenset[str] | None = None

@@ -64,6 +64,26 @@ class ServerSettings(Section):
     rate_limit_per_minute: int = Field(60, ge=1, description="REST requests per token per minute.")
 
 
+_SLASH_COMMAND = r"^/[a-z0-9_-]{1,31}$"
+
+
+class SlackCommands(Section):
+    """The slash command names the Slack app registers (rename one to avoid a clash with another app)."""
+
+    ask: str = Field("/ask", pattern=_SLASH_COMMAND, description="Ask the docs.")
+    data: str = Field("/data", pattern=_SLASH_COMMAND, description="Ask the tables.")
+    explain: str = Field("/explain", pattern=_SLASH_COMMAND, description="Explain a code snippet.")
+    digest: str = Field("/digest", pattern=_SLASH_COMMAND, description="Manage scheduled digests.")
+    help: str = Field("/hearth", pattern=_SLASH_COMMAND, description="Help (`<name> help`).")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> SlackCommands:
+        names = list(self.model_dump().values())
+        if len(set(names)) != len(names):
+            raise ValueError(f"slack.commands must name five different commands, got {', '.join(names)}")
+        return self
+
+
 class SlackSettings(Section):
     """The Slack bot."""
 
@@ -92,6 +112,13 @@ class SlackSettings(Section):
     )
     history_max_chars: int = Field(
         4000, ge=200, description="Thread history sent with a follow-up; older turns are summarized to fit."
+    )
+    commands: SlackCommands = Field(
+        default_factory=SlackCommands,
+        description="Slash command names; they must match the app's manifest (deploy/slack-manifest.yaml).",
+    )
+    thread_follow_ups: bool = Field(
+        True, description="Answer replies in a thread Hearth has answered in, without a new @-mention."
     )
 
 
@@ -135,6 +162,10 @@ class DingTalkSettings(Section):
         None, description="Webhook name used when a sessionWebhook expired and no robot_code is set."
     )
     request_timeout_s: float = Field(10.0, gt=0, description="Timeout of every call to DingTalk.")
+    session_webhook_origins: list[str] = Field(
+        default_factory=lambda: ["https://oapi.dingtalk.com", "https://api.dingtalk.com"],
+        description="Where a message's sessionWebhook may point (scheme://host[:port]); replies go nowhere else.",
+    )
 
 
 class LspSettings(Section):

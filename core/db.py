@@ -162,6 +162,12 @@ class Database:
 
         return await self.run(insert)
 
+    async def forget_seen(self, surface: str, *, before: float) -> int:
+        """Drop ``surface``'s events recorded before ``before`` (epoch seconds); return how many."""
+        await self.ensure([seen_events])
+        old = (seen_events.c.surface == surface) & (seen_events.c.seen_at < before)
+        return await self.run(lambda conn: conn.execute(seen_events.delete().where(old)).rowcount)
+
     async def claim(
         self, surface: str, event_id: str, holder: str = HOLDER, *, lease_s: float = 60.0
     ) -> bool:

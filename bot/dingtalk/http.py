@@ -20,7 +20,7 @@ from bot.dingtalk.message import Incoming
 from bot.dingtalk.openapi import OpenAPI
 from bot.dingtalk.poster import DingTalkPoster
 from bot.dingtalk.reply import Replier
-from bot.dingtalk.signing import CallbackRejected, verify_callback
+from bot.dingtalk.signing import CallbackRejected, UsedSignatures, verify_callback
 from bot.dingtalk.stream import StreamClient
 from core.config import Settings
 from core.errors import ConfigError, InputError
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 BOT = web.AppKey("dingtalk_bot", DingTalkBot)
 POSTER = web.AppKey("dingtalk_poster", DingTalkPoster)
 STREAM = web.AppKey("dingtalk_stream", StreamClient)
+SIGNATURES = web.AppKey("dingtalk_signatures", UsedSignatures)
 
 
 def check_settings(settings: Settings) -> None:
@@ -76,6 +77,7 @@ async def _bot_ctx(app: web.Application, services: Services) -> AsyncIterator[No
     )
     app[BOT] = bot
     app[POSTER] = poster
+    app[SIGNATURES] = UsedSignatures(services.db)
     stream = None
     if cfg.mode == "stream":
         stream = StreamClient(cfg, bot.dispatch)
@@ -92,18 +94,26 @@ async def _bot_ctx(app: web.Application, services: Services) -> AsyncIterator[No
 
 
 async def callback(request: web.Request) -> web.Response:
-    """The outgoing-robot endpoint: verify, acknowledge at once, answer in the background."""
+    """The outgoing-robot endpoint: verify, acknowledge at once, answer in the background.
+
+    A signature is accepted once (DingTalk's covers only the timestamp, so a captured one would
+    sign any body): a second request with the same (timestamp, sign) is refused as a replay.
+    """
     secret = request.app[BOT].config.client_secret
     assert secret is not None  # check_settings
+    timestamp, signature = request.headers.get("timestamp"), request.headers.get("sign")
     try:
-        verify_callback(
-            request.headers.get("timestamp"),
-            request.headers.get("sign"),
-            secret.get_secret_value(),
-            now_ms=int(time.time() * 1000),
-        )
+        verify_callback(timestamp, signature, secret.get_secret_value(), now_ms=int(time.time() * 1000))
     except CallbackRejected as exc:
         log.warning("DingTalk callback from %s rejected: %s", request.remote, exc)
+        return web.json_response({"error": "invalid signature"}, status=401)
+    assert timestamp is not None and signature is not None  # verify_callback
+    if not await request.app[SIGNATURES].first_use(timestamp, signature):
+        log.warning(
+            "DingTalk callback from %s rejected: its signature (timestamp %s) was already used — a replay",
+            request.remote,
+            timestamp,
+        )
         return web.json_response({"error": "invalid signature"}, status=401)
     try:
         payload = json.loads(await request.read())

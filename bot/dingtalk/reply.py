@@ -1,10 +1,16 @@
-"""Replies to a message: through its sessionWebhook, or proactively once that has expired."""
+"""Replies to a message: through its sessionWebhook, or proactively once that has expired.
+
+A sessionWebhook comes in the message body, so it is only posted to when it points at one of
+``dingtalk.session_webhook_origins`` (DingTalk's API hosts, over https): an answer never goes to a
+URL someone wrote into a message.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -34,10 +40,24 @@ class Replier:
         self.poster = poster
         self.wall = wall
         self.timeout = aiohttp.ClientTimeout(total=settings.request_timeout_s)
+        # A configured entry that is not a URL matches nothing.
+        self.origins = frozenset(o for o in map(_origin, settings.session_webhook_origins) if o)
+
+    def allowed(self, webhook: str) -> bool:
+        """Whether ``webhook`` is on one of the configured DingTalk origins."""
+        origin = _origin(webhook)
+        return bool(origin) and origin in self.origins
 
     async def markdown(self, incoming: Incoming, title: str, text: str) -> bool:
         """Deliver ``text``; return False (after a log line) when no route is left."""
-        if incoming.session_webhook and not self._expired(incoming):
+        if incoming.session_webhook and not self.allowed(incoming.session_webhook):
+            log.warning(
+                "DingTalk message %s names a sessionWebhook outside dingtalk.session_webhook_origins "
+                "(%s); not posting there, trying a proactive message",
+                incoming.msg_id,
+                _origin(incoming.session_webhook) or "not a URL",
+            )
+        elif incoming.session_webhook and not self._expired(incoming):
             try:
                 await self._session_post(incoming, title, text)
                 return True
@@ -111,3 +131,17 @@ class Replier:
             incoming.conversation_id,
         )
         return False
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, lower-cased, the default port left out ('' when not a URL)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        return ""
+    default = {"http": 80, "https": 443}[parts.scheme]
+    suffix = f":{port}" if port is not None and port != default else ""
+    return f"{parts.scheme}://{parts.hostname.lower()}{suffix}"

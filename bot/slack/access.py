@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.identity import acl_for, audience_of
+from bot.slack.errors import error_code
 from core.config import SlackSettings
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class SlackAccess:
                 log.warning(
                     "usergroups.users.list failed for %s (%s); granting nothing from it",
                     group,
-                    exc.response.get("error"),
+                    error_code(exc),
                 )
                 return frozenset()
             members = frozenset(str(u) for u in resp.get("users") or [])

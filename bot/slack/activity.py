@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
 from bot.slack.app import make_client
+from bot.slack.errors import error_code
 from bot.slack.inbound import field, plain_text
 from core.config import Settings, SlackSettings
 
@@ -89,7 +90,7 @@ class SlackChatActivity:
             try:
                 self._bot_user_id = str((await self.client.auth_test()).get("user_id") or "")
             except SlackApiError as exc:
-                log.warning("auth.test failed (%s); bot messages are told apart by bot_id only", _code(exc))
+                log.warning("auth.test failed (%s); bot messages are told apart by bot_id only", error_code(exc))
                 self._bot_user_id = ""
         lines: list[str] = []
         for channel in channels:
@@ -136,7 +137,7 @@ class SlackChatActivity:
                     types="public_channel,private_channel", exclude_archived=True, limit=PAGE, cursor=cursor
                 )
             except SlackApiError as exc:
-                raise ChannelUnreadable(_code(exc)) from None
+                raise ChannelUnreadable(error_code(exc)) from None
             for ch in resp.get("channels") or []:
                 found[str(ch.get("name"))] = str(ch.get("id"))
             cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
@@ -157,7 +158,7 @@ class SlackChatActivity:
                     cursor=cursor,
                 )
             except SlackApiError as exc:
-                raise ChannelUnreadable(_code(exc)) from None
+                raise ChannelUnreadable(error_code(exc)) from None
             kept.extend(m for m in resp.get("messages") or [] if is_human(m, bot))
             cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
             if not cursor or not resp.get("has_more", True):
@@ -174,14 +175,7 @@ class SlackChatActivity:
                 profile = info.get("profile") or {}
                 name = str(profile.get("display_name") or info.get("real_name") or info.get("name") or user)
             except SlackApiError as exc:
-                log.info("users.info failed for %s (%s); showing the id", user, _code(exc))
+                log.info("users.info failed for %s (%s); showing the id", user, error_code(exc))
             self._users[user] = name
         return self._users[user]
 
-
-def _code(exc: SlackApiError) -> str:
-    """Slack's error code of a failed call ('ratelimited' for a 429 past the retries)."""
-    response = exc.response
-    if getattr(response, "status_code", None) == 429:
-        return "ratelimited"
-    return str(response.get("error") or "unknown_error")

@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import messages
 from bot.slack import render
 from bot.slack.access import SlackAccess
+from bot.slack.errors import error_code
 from bot.slack.feedback import AnswerRecord, FeedbackStore
 from bot.slack.history import thread_history
 from bot.slack.inbound import code_snippet
@@ -102,7 +103,7 @@ class Answerer:
                 await self._answer(q, ask)  # the claim is finished once this has posted the answer
         except SlackApiError as exc:
             log.error(
-                "slack: Web API call failed while answering %s: %s", q.question_id, exc.response.get("error")
+                "slack: Web API call failed while answering %s: %s", q.question_id, error_code(exc)
             )
         except Exception:
             log.exception("slack: unexpected failure answering %s", q.question_id)
@@ -133,7 +134,7 @@ class Answerer:
             await reply.start()
         except SlackApiError as exc:
             await events.aclose()
-            if exc.response.get("error") in _CANNOT_POST:
+            if error_code(exc) in _CANNOT_POST:
                 await q.notify(messages.SLACK_NOT_IN_CHANNEL)
                 return
             raise
@@ -184,7 +185,7 @@ class Answerer:
         try:
             await self.client.files_upload_v2(channel=channel, thread_ts=thread_ts, file_uploads=uploads)
         except SlackApiError as exc:
-            log.warning("slack: attaching %d file(s) failed: %s", len(uploads), exc.response.get("error"))
+            log.warning("slack: attaching %d file(s) failed: %s", len(uploads), error_code(exc))
 
 
 def _produced(answer: Answer) -> Produced:

@@ -36,6 +36,7 @@ from bot import messages
 from bot.slack import render
 from bot.slack.access import SlackAccess
 from bot.slack.answering import Answerer, Command, Notify, Question
+from bot.slack.errors import error_code
 from bot.slack.feedback import FeedbackStore, slack_answers, slack_feedback
 from bot.slack.inbound import Payload, field, member, plain_text
 from core.config import Settings, SlackSettings
@@ -277,7 +278,7 @@ class SlackBot:
                     channel=channel, user=user, text=messages.SLACK_FEEDBACK_THANKS, thread_ts=thread
                 )
             except SlackApiError as exc:
-                log.info("slack: could not thank %s for feedback (%s)", user, exc.response.get("error"))
+                log.info("slack: could not thank %s for feedback (%s)", user, error_code(exc))
 
     # --- lifecycle ------------------------------------------------------------------------------
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from slack_sdk.errors import SlackApiError
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
+from bot.slack.errors import error_code
 from bot.slack.inbound import field, plain_text
 from core.contracts import Turn
 
@@ -100,12 +102,13 @@ async def _thread_messages(
             resp = await client.conversations_replies(
                 channel=channel, ts=thread_ts, latest=before_ts, limit=_PAGE_LIMIT, cursor=cursor
             )
-        except SlackApiError as exc:
+        except (SlackClientError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            # History only helps: a failed read (even a body that is not JSON) answers with what was read.
             log.warning(
                 "conversations.replies failed for %s/%s (%s); answering with %d earlier message(s)",
                 channel,
                 thread_ts,
-                exc.response.get("error"),
+                error_code(exc) if isinstance(exc, SlackApiError) else f"{type(exc).__name__}: {exc}",
                 len(raw),
             )
             break

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 
 SLACK_BOT = web.AppKey("slack_bot", SlackBot)
 PATH = "/slack/events"
+TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")  # seconds since the epoch, as Slack sends it
 
 
 def mount(app: web.Application, services: Services) -> None:
@@ -101,6 +104,8 @@ def payload_problem(body: object) -> str | None:
 async def handle(request: web.Request) -> web.Response:
     """Translate the aiohttp request for bolt and bolt's response back; 401 forged, 400 malformed."""
     bot = request.app[SLACK_BOT]
+    if not _TIMESTAMP.match(request.headers.get(TIMESTAMP_HEADER, "0")):
+        return _rejected(request)  # not a number of seconds: no signature can check out
     raw = await request.read()
     try:
         body = raw.decode("utf-8")
@@ -110,7 +115,7 @@ async def handle(request: web.Request) -> web.Response:
         bolt_request, problem = None, f"unparseable body ({type(exc).__name__})"
     if problem is not None:
         # Say 401 rather than 400 to someone who cannot sign: malformed-ness is no one else's business.
-        timestamp = request.headers.get("X-Slack-Request-Timestamp", "0")
+        timestamp = request.headers.get(TIMESTAMP_HEADER, "0")
         signature = request.headers.get("X-Slack-Signature", "")
         if not bot.verifier.is_valid(raw, timestamp, signature):
             return _rejected(request)
@@ -130,6 +135,6 @@ def _rejected(request: web.Request) -> web.Response:
     log.warning(
         "slack: rejected a request from %s with an invalid or stale signature (timestamp %s)",
         request.remote,
-        request.headers.get("X-Slack-Request-Timestamp", "-"),
+        request.headers.get(TIMESTAMP_HEADER, "-")[:32],
     )
     return web.json_response({"error": "invalid request signature"}, status=401)

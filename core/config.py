@@ -292,10 +292,15 @@ def _known_keys(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> li
 
 def describe_validation_error(exc: ValidationError, origin: str) -> str:
     """Turn a pydantic error into lines that name each bad key and what to do."""
-    lines = [f"Invalid configuration ({origin}):"]
+    lines: list[str] = []
+    from_env = 0
     for err in exc.errors():
         loc = tuple(err["loc"])
         key = ".".join(str(p) for p in loc) or "(root)"
+        env = _env_origin(loc)
+        if env is not None:
+            key = f"{key} (from {env})"
+            from_env += 1
         if err["type"] == "extra_forbidden":
             known = _known_keys(Settings, loc)
             hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
@@ -303,7 +308,9 @@ def describe_validation_error(exc: ValidationError, origin: str) -> str:
             lines.append(f"  {key}: unknown key{suggestion}")
         else:
             lines.append(f"  {key}: {err['msg']}")
-    return "\n".join(lines)
+    # Blame the file only for what the file set: errors that all come from the environment say so.
+    where = "the environment" if lines and from_env == len(lines) else origin
+    return "\n".join([f"Invalid configuration ({where}):", *lines])
 
 
 def config_path_from(explicit: Path | None) -> Path | None:
@@ -340,9 +347,34 @@ def load_settings(path: Path | None = None, *, search: bool = True) -> Settings:
     # constructor (not model_validate) is what also reads the environment.
     build: Callable[..., Settings] = Settings
     try:
-        return build(**data)
+        settings = build(**data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, origin)) from exc
+    _check_source_options(settings, origin)
+    return settings
+
+
+def _check_source_options(settings: Settings, origin: str) -> None:
+    """Each source's connector-specific options, checked now rather than at the first index."""
+    from core.retrieval.connectors import validated_options  # connectors import this module's sections
+
+    for index, spec in enumerate(settings.sources):
+        try:
+            validated_options(spec)
+        except ConfigError as exc:
+            where = _env_origin(("sources", index)) or origin
+            raise ConfigError(f"Invalid configuration ({where}):\n  sources.{index}: {exc}") from exc
+
+
+def _env_origin(loc: tuple[int | str, ...]) -> str | None:
+    """The environment variable that set the value at ``loc`` (or a section above it), if one did."""
+    names = {name.upper() for name in os.environ}
+    parts = [str(p) for p in loc]
+    for end in range(len(parts), 0, -1):
+        name = "HEARTH_" + "__".join(parts[:end]).upper()
+        if name in names:
+            return f"environment variable {name}"
+    return None
 
 
 _PATH_KEYS = {"path", "model_path", "dir", "home"}

@@ -68,12 +68,16 @@ ConnectorFactory = Callable[[SourceInfo, Any], Connector]
 CONNECTORS: Registry[ConnectorFactory] = Registry("connector", "hearth.connectors")
 
 
-def build(spec: SourceSpec, max_file_bytes: int) -> Connector:
-    """The connector for ``spec`` with its options validated (a typo names the key)."""
+def validated_options(spec: SourceSpec) -> tuple[ConnectorFactory, BaseModel]:
+    """The connector named by ``spec`` and its options, validated (a typo names the key).
+
+    Called when the configuration loads, so a bad source entry fails ``config show`` and ``serve``,
+    not only ``index``.
+    """
     factory = CONNECTORS.get(spec.type)
     model: type[BaseModel] = getattr(factory, "Options", BaseModel)
     try:
-        options = model.model_validate(spec.options())
+        return factory, model.model_validate(spec.options())
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '(options)'}: "
@@ -81,4 +85,9 @@ def build(spec: SourceSpec, max_file_bytes: int) -> Connector:
             for e in exc.errors()
         )
         raise ConfigError(f"Source '{spec.name}' (type {spec.type}): {problems}") from exc
+
+
+def build(spec: SourceSpec, max_file_bytes: int) -> Connector:
+    """The connector for ``spec`` with its options validated."""
+    factory, options = validated_options(spec)
     return factory(SourceInfo(spec.name, tuple(spec.acl), max_file_bytes), options)

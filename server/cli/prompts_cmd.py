@@ -51,9 +51,11 @@ def show(state: State, name: str) -> None:
 )
 @pass_state
 def render(state: State, name: str, variables: tuple[str, ...]) -> None:
-    """Render a template with --var inputs (default: the template's own example) and print the messages."""
+    """Render a template with --var inputs, or with the template's own example when none is given."""
     registry = _registry(state)
-    values: dict[str, object] = dict(registry.get(name).example)
+    # The example is a whole set of inputs: mixing its values into the caller's would show a prompt
+    # that no real request produces, so it is used only when no --var is given at all.
+    values: dict[str, object] = {} if variables else dict(registry.get(name).example)
     for item in variables:
         key, sep, raw = item.partition("=")
         if not sep:

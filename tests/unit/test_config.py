@@ -104,3 +104,43 @@ def test_cli_reports_config_errors_in_one_line_with_exit_2(tmp_path: Path) -> No
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert "llm.local.modle_path" in result.output
+
+
+def test_an_environment_error_names_the_variable_not_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = write(tmp_path, "llm:\n  local:\n    n_ctx: 2048\n")
+    monkeypatch.setenv("HEARTH_LLM__LOCAL__N_GPU_LAYERS", "all")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    text = str(err.value)
+    assert "(from environment variable HEARTH_LLM__LOCAL__N_GPU_LAYERS)" in text
+    assert "Invalid configuration (the environment)" in text and str(cfg) not in text
+
+
+def test_a_file_error_beside_an_environment_one_blames_each_on_its_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = write(tmp_path, "llm:\n  local:\n    n_ctx: lots\n")
+    monkeypatch.setenv("HEARTH_LLM__LOCAL__N_GPU_LAYERS", "all")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    lines = str(err.value).splitlines()
+    assert str(cfg) in lines[0]
+    assert any(line.strip().startswith("llm.local.n_ctx:") for line in lines)  # no env origin on it
+    assert any("n_gpu_layers (from environment variable" in line for line in lines)
+
+
+def test_a_typo_inside_a_source_fails_at_load_not_at_index(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "sources:\n  - name: docs\n    type: files\n    path: .\n    include: ['*.md']\n    exclud: ['x']\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    assert "sources.0: Source 'docs' (type files)" in str(err.value) and "exclud: unknown key" in str(err.value)
+    result = CliRunner().invoke(main, ["--config", str(cfg), "config", "show"])
+    assert result.exit_code == 2 and "exclud: unknown key" in result.output
+
+
+def test_an_unknown_source_type_fails_at_load(tmp_path: Path) -> None:
+    cfg = write(tmp_path, "sources:\n  - name: docs\n    type: filez\n")
+    with pytest.raises(ConfigError, match="Unknown connector 'filez'"):
+        load_settings(cfg)

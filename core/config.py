@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from core.code.completion import CompletionSettings
 from core.code.config import SandboxSettings
 from core.digests.config import DigestSpec
 from core.errors import ConfigError
@@ -186,6 +187,9 @@ class LspSettings(Section):
     acl: list[str] = Field(
         default_factory=lambda: ["public"],
         description="In-process mode: the ACL tokens the editor user holds for team docs (plus user:lsp:<user>).",
+    )
+    completion: CompletionSettings = Field(
+        default_factory=CompletionSettings, description="Inline code completion as you type."
     )
 
 

@@ -25,6 +25,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
+from core.code.completion import Completer
 from core.config import Settings
 from core.contracts import Answer, Ask, Code, Delta, Kind, Outcome, Prompt, Request
 from core.errors import HearthError
@@ -246,7 +247,13 @@ class Intake:
     def check(self, ask: Ask) -> Refusal | None:
         """The refusal for ``ask`` before any work (None: go ahead). Takes one rate-limit token."""
         request = ask.request
-        if ask.code is not None:
+        if ask.completion is not None:
+            around = ask.completion.prefix + ask.completion.suffix
+            if not around.strip():
+                return Refusal(Reason.EMPTY_CODE)
+            if "\x00" in around:
+                return Refusal(Reason.BINARY)
+        elif ask.code is not None:
             if not ask.code.code.strip():
                 return Refusal(Reason.EMPTY_CODE)
             if "\x00" in ask.code.code:
@@ -344,6 +351,12 @@ def _tests(engine: Assistant, ask: Ask) -> AsyncIterator[Delta | Answer]:
     return engine.code.tests_stream(_code(ask), request=ask.request)
 
 
+def _complete(engine: Assistant, ask: Ask) -> AsyncIterator[Delta | Answer]:
+    if ask.completion is None:
+        raise HearthError("an inline completion needs the text around the cursor", key=Reason.EMPTY_CODE.value)
+    return Completer.of(engine).stream(ask.completion, request=ask.request)
+
+
 def _digest(engine: Assistant, ask: Ask) -> AsyncIterator[Delta | Answer]:
     p = ask.prompt
     if p is None:
@@ -364,4 +377,5 @@ _USE_CASES: dict[Kind, Callable[[Assistant, Ask], AsyncIterator[Delta | Answer]]
     Kind.GENERATE: _generate,
     Kind.TESTS: _tests,
     Kind.DIGEST: _digest,
+    Kind.COMPLETE: _complete,
 }

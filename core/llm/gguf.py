@@ -80,7 +80,7 @@ def gguf_has_key(path: Path, wanted: str) -> bool:
 
 
 # --- fill-in-the-middle tokens ------------------------------------------------------------------
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}  # fmt: skip
 _FIM_KEYS = {
     # role -> the metadata keys that name its token, current name first (llama.cpp's convert script
     # wrote prefix/suffix/middle_token_id before it settled on fim_pre/suf/mid_token_id).

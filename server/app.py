@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -29,6 +30,7 @@ from core.audit import AuditLog, audit_log
 from core.config import Settings
 from core.db import Database
 from core.intake import Intake
+from core.llm.base import GenOptions, Message, Role, collect
 from core.metrics import METRICS
 from core.ratelimit import RateLimiter
 from core.services import Services
@@ -162,6 +164,7 @@ async def _start_assistant(
             log.warning("the local model did not load at start: %s", exc)
         finally:
             life.model_loading = False
+    await warm_up(built)
     with warnings.catch_warnings():
         # After a retry the app has started: aiohttp frowns on changing a running app's state,
         # but surfaces look the engine up per request (app.get(ASSISTANT)), so late is fine.
@@ -169,6 +172,27 @@ async def _start_assistant(
         app[ASSISTANT] = built
     life.assistant_error = None
     tried.set()
+
+
+async def warm_up(built: Assistant) -> None:
+    """Pay the first question's start-up costs before /readyz turns green.
+
+    One search loads the embedder and opens the store; one short local generation runs the engine's
+    first decode. A failure here is logged and left to the first real question (which reports it).
+    """
+    started = time.monotonic()
+    if built.retriever is not None:
+        try:
+            await built.retriever.search("warm up", acl=frozenset(), k=1)
+        except Exception as exc:  # noqa: BLE001 - the first question reports the real error
+            log.warning("search warm-up failed: %s", exc)
+    local = built.router.local
+    if local is not None and getattr(local, "loaded", True):
+        try:
+            await collect(local.stream([Message(Role.USER, "Hello")], GenOptions(max_tokens=1, seed=0)))
+        except Exception as exc:  # noqa: BLE001 - the router falls back; /readyz reports the engine
+            log.warning("model warm-up failed: %s", exc)
+    log.info("warmed up in %.1fs", time.monotonic() - started)
 
 
 def build_assistant(settings: Settings) -> Assistant:

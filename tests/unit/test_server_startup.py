@@ -120,3 +120,40 @@ async def test_readyz_says_loading_while_the_model_loads(aiohttp_client: Any, tm
     client.app[LIFECYCLE].model_loading = True
     body = await (await client.get("/readyz")).json()
     assert not body["checks"]["model"]["ok"] and "loading" in body["checks"]["model"]["detail"]
+
+
+class _RecordingRetriever:
+    """A retriever that records searches (the real one loads the embedder on its first search)."""
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    async def search(self, query: str, *, acl: frozenset[str] | None, k: int, mode: Any = None) -> list[Any]:
+        self.queries.append(query)
+        return []
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_readyz_turns_green_only_after_the_warm_up(
+    aiohttp_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first question after /readyz is green must not pay the embedder's or the model's start-up."""
+    settings = make_settings(tmp_path)
+    backend = FakeBackend()
+    retriever = _RecordingRetriever()
+    seen_at_ready: list[tuple[int, int]] = []
+
+    def build(s: Any) -> Assistant:
+        return Assistant(s, Router(local=backend, remote=None), retriever=retriever)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app_module, "build_assistant", build)
+    client = await aiohttp_client(create_app(settings))
+    for _ in range(500):
+        if (await client.get("/readyz")).status == 200:
+            seen_at_ready.append((len(retriever.queries), len(backend.calls)))
+            break
+        await asyncio.sleep(0.01)
+    assert seen_at_ready == [(1, 1)]  # one warm-up search (as nobody: no ACL token) and one decode
+    assert backend.calls[0].options.max_tokens == 1

@@ -14,6 +14,7 @@ from core.intake import Intake
 from core.metrics import METRICS
 from core.refusals import Refusal, Refused
 from server.cli import State, json_option, pass_state
+from server.cli.spinner import Spinner
 
 
 def render_answer_footer(answer: Answer) -> str:
@@ -60,21 +61,27 @@ def ask(state: State, question: str, as_json: bool, acl: tuple[str, ...]) -> Non
 
 
 async def _run(state: State, request: Request, *, stream: bool) -> Answer:
-    assistant = build_assistant(state.settings)
-    # The same front door as every surface: its refusal is the sentence the command exits with.
-    intake = Intake(state.settings, lambda: assistant, observers=[METRICS])
-    answer: Answer | None = None
-    try:
-        async for event in intake.run(Ask(Kind.ASK, request)):
-            if isinstance(event, Refusal):
-                raise Refused(event)
-            if isinstance(event, Delta) and stream:
-                click.echo(event.text, nl=False)
-            elif isinstance(event, Answer):
-                answer = event
-        if stream:
-            click.echo()
-    finally:
-        await assistant.aclose()
+    # A spinner on stderr (on a terminal only) until the first words arrive: loading the models and
+    # searching take seconds, and a silent prompt looks hung.
+    with Spinner("Loading the model…") as spinner:
+        assistant = build_assistant(state.settings)
+        # The same front door as every surface: its refusal is the sentence the command exits with.
+        intake = Intake(state.settings, lambda: assistant, observers=[METRICS])
+        answer: Answer | None = None
+        spinner.update("Searching the docs and thinking…")
+        try:
+            async for event in intake.run(Ask(Kind.ASK, request)):
+                if isinstance(event, Refusal):
+                    raise Refused(event)
+                if isinstance(event, Delta) and stream:
+                    spinner.stop()
+                    click.echo(event.text, nl=False)
+                elif isinstance(event, Answer):
+                    answer = event
+            spinner.stop()
+            if stream:
+                click.echo()
+        finally:
+            await assistant.aclose()
     assert answer is not None
     return answer

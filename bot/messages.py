@@ -76,6 +76,10 @@ DINGTALK_HELP = (
 DINGTALK_NOT_TEXT = "I can only read text messages — please type your question."
 DINGTALK_REPLY_TITLE = "Hearth"
 DINGTALK_DIGESTS_UNAVAILABLE = "Digests are not running on this Hearth — ask the team to enable them."
+DINGTALK_WITHHELD = (
+    "Your question in the group was answered only from sources everyone in it may read. {count} more "
+    "document(s) that only you can read were left out — ask me here for an answer that uses them."
+)
 DINGTALK_ZH: dict[str, str] = {
     "EMPTY_QUESTION": "请输入问题，例如：`问 如何申请休假？`",
     "QUESTION_TOO_LONG": "这条消息有 {length:,} 个字符，最多只能处理 {limit:,} 个字符，请精简后再试。",
@@ -101,6 +105,10 @@ DINGTALK_ZH: dict[str, str] = {
     "DINGTALK_NOT_TEXT": "目前只能读取文字消息，请直接输入问题。",
     "DINGTALK_REPLY_TITLE": "Hearth",
     "DINGTALK_DIGESTS_UNAVAILABLE": "此 Hearth 未运行定时摘要，请联系管理员启用。",
+    "DINGTALK_WITHHELD": (
+        "你在群里的问题只根据群内所有人都能查看的资料作答。另有 {count} 份只有你能查看的文档未被使用，"
+        "在这里单独问我即可得到包含这些文档的回答。"
+    ),
 }
 
 

@@ -141,6 +141,8 @@ class DingTalkBot:
                     await self._say(incoming, lang, refusal_text(refusal, lang))
                 return
             answer = await self._answer(incoming, self.intake.answer(ask), lang)
+            if answer is not None and answer.withheld and incoming.is_group:
+                await self._offer_privately(incoming, lang, answer.withheld)
         if answer is not None and command.kind is Kind.ASK:
             self.memory.remember(incoming.conversation_id, command.text, answer.text)
 
@@ -206,6 +208,22 @@ class DingTalkBot:
         await self._say(incoming, lang, text)
         return None if failed else answer
 
+    async def _offer_privately(self, incoming: Incoming, lang: Lang, count: int) -> None:
+        """Tell the asker alone, 1:1 as the robot, that their own grants would find more (never the group)."""
+        if self.api is None:
+            log.info(
+                "DingTalk: %d document(s) only %s may read were left out of a group answer; no 1:1 offer "
+                "without dingtalk.client_id/client_secret",
+                count,
+                incoming.staff_id,
+            )
+            return
+        text = say("DINGTALK_WITHHELD", lang, count=count)
+        if not await _quietly(
+            self.api.send_private_markdown(incoming, say("DINGTALK_REPLY_TITLE", lang), text)
+        ):
+            log.warning("DingTalk: the 1:1 offer to %s was not delivered", incoming.staff_id)
+
     async def _start_card(self, incoming: Incoming) -> CardStream | None:
         """An AI card for this answer when one is configured and DingTalk accepts it."""
         if self.api is None or not self.config.card_template_id:
@@ -243,5 +261,5 @@ async def _quietly(call: Awaitable[object]) -> bool:
         await call
         return True
     except DingTalkAPIError as exc:
-        log.warning("DingTalk card call failed: %s", exc)
+        log.warning("DingTalk call failed: %s", exc)
         return False

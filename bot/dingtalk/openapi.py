@@ -134,22 +134,24 @@ class OpenAPI:
 
     async def send_markdown(self, incoming: Incoming, title: str, text: str) -> None:
         """Post Markdown to the message's conversation as the robot (no sessionWebhook needed)."""
-        param = json.dumps({"title": title, "text": text}, ensure_ascii=False)
-        common = {
+        if not incoming.is_group:
+            await self.send_private_markdown(incoming, title, text)
+            return
+        body = {**self._markdown(incoming, title, text), "openConversationId": incoming.conversation_id}
+        await self.call("POST", "/v1.0/robot/groupMessages/send", body)
+
+    async def send_private_markdown(self, incoming: Incoming, title: str, text: str) -> None:
+        """Post Markdown to the message's sender alone, in their 1:1 chat with the robot (even from a group)."""
+        body = {**self._markdown(incoming, title, text), "userIds": [incoming.staff_id]}
+        await self.call("POST", "/v1.0/robot/oToMessages/batchSend", body)
+
+    def _markdown(self, incoming: Incoming, title: str, text: str) -> Payload:
+        """The robot message fields of a Markdown message."""
+        return {
             "robotCode": incoming.robot_code or self.robot_code,
             "msgKey": "sampleMarkdown",
-            "msgParam": param,
+            "msgParam": json.dumps({"title": title, "text": text}, ensure_ascii=False),
         }
-        if incoming.is_group:
-            await self.call(
-                "POST",
-                "/v1.0/robot/groupMessages/send",
-                {**common, "openConversationId": incoming.conversation_id},
-            )
-        else:
-            await self.call(
-                "POST", "/v1.0/robot/oToMessages/batchSend", {**common, "userIds": [incoming.staff_id]}
-            )
 
     async def create_card(self, incoming: Incoming, template_id: str, out_track_id: str) -> None:
         """Create an AI card in the message's conversation, in the 'processing' state."""

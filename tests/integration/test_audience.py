@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -156,5 +157,73 @@ async def test_slack_answers_in_the_channel_for_the_channel_and_tells_only_the_a
         await h.send(command_body("/ask", question, channel="D1", response_url=slack_api.response_url()))
         await h.bot.drain()
         assert any("70k to 85k" in m.content for m in backend.calls[-1].messages)
+    finally:
+        await assistant.aclose()
+
+
+@pytest.mark.parametrize(
+    ("question", "offer"),
+    [
+        ("/ask salary bands for engineers level 3", "only you can read were left out"),
+        ("问 salary bands for engineers level 3 工资", "只有你能查看"),
+    ],
+    ids=["english", "chinese"],
+)
+async def test_dingtalk_group_answers_for_the_group_and_offers_more_to_the_asker_alone(
+    corpus: Settings, tmp_path: Path, dingtalk_gateway: Any, aiohttp_client: Any, question: str, offer: str
+) -> None:
+    import json
+
+    from server.app import create_app
+    from tests.fixtures.dingtalk_gateway import dingtalk_settings, robot_message
+    from tests.integration.test_dingtalk_callback import signed_headers
+
+    # hr-1 holds group:hr; the group conversation is configured for nobody in particular.
+    talk = dingtalk_settings(tmp_path, dingtalk_gateway, users={"hr-1": ["group:hr"]}).dingtalk
+    settings = corpus.model_copy(update={"dingtalk": talk})
+    assistant, backend = await indexed(settings, "See [1].")
+    client = await aiohttp_client(create_app(settings, assistant=assistant))
+    try:
+        body = robot_message(
+            question, gateway=dingtalk_gateway, group=True, conversation_id="cid-team", staff_id="hr-1"
+        )
+        assert (
+            await client.post("/dingtalk/callback", data=json.dumps(body), headers=signed_headers())
+        ).status == 200
+        await client.close()  # waits for the answer and the offer
+        [group_reply] = dingtalk_gateway.replies("cid-team")
+        assert "70k to 85k" not in group_reply and offer not in group_reply
+        assert all("70k to 85k" not in m.content for c in backend.calls for m in c.messages)
+        # The offer goes 1:1, as the robot, to the asker alone; never into the group.
+        assert dingtalk_gateway.calls_to("/v1.0/robot/groupMessages/send") == []
+        [private] = dingtalk_gateway.calls_to("/v1.0/robot/oToMessages/batchSend")
+        assert private.body["userIds"] == ["hr-1"]
+        assert offer in json.loads(private.body["msgParam"])["text"]
+    finally:
+        await assistant.aclose()
+
+
+async def test_dingtalk_one_to_one_answers_use_the_askers_grants_and_offer_nothing(
+    corpus: Settings, tmp_path: Path, dingtalk_gateway: Any, aiohttp_client: Any
+) -> None:
+    import json
+
+    from server.app import create_app
+    from tests.fixtures.dingtalk_gateway import dingtalk_settings, robot_message
+    from tests.integration.test_dingtalk_callback import signed_headers
+
+    talk = dingtalk_settings(tmp_path, dingtalk_gateway, users={"hr-1": ["group:hr"]}).dingtalk
+    settings = corpus.model_copy(update={"dingtalk": talk})
+    assistant, backend = await indexed(settings, "See [1].")
+    client = await aiohttp_client(create_app(settings, assistant=assistant))
+    try:
+        body = robot_message("salary bands for engineers level 3", gateway=dingtalk_gateway, staff_id="hr-1")
+        assert (
+            await client.post("/dingtalk/callback", data=json.dumps(body), headers=signed_headers())
+        ).status == 200
+        await client.close()
+        assert len(dingtalk_gateway.replies("cid-1to1")) == 1
+        assert any("70k to 85k" in m.content for m in backend.calls[-1].messages)
+        assert dingtalk_gateway.calls_to("/v1.0/robot/oToMessages/batchSend") == []
     finally:
         await assistant.aclose()

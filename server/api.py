@@ -21,6 +21,7 @@ import asyncio
 import base64
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -36,9 +37,9 @@ from core.llm.base import Priority
 from core.refusals import Reason, Refusal, refusal_for, sentence
 from core.services import Services
 from core.tables.service import table_json
+from server import bodies
 from server.auth import TOKEN_INFO, TokenInfo
 from server.bodies import (
-    SURFACES,
     AskBody,
     ExplainBody,
     GenerateBody,
@@ -49,6 +50,7 @@ from server.bodies import (
     read_body,
 )
 from server.observability import REQUEST_ID_KEY, ApiError, error_response
+from server.openapi import CONTRACT, SSE_DOC, Operation, expose, ok, ref
 from server.state import AUDIT, INTAKE, LIFECYCLE
 
 log = logging.getLogger(__name__)
@@ -80,9 +82,13 @@ STATUS: dict[Reason, tuple[int, str]] = {
 
 
 def refusal_response(refusal: Refusal) -> web.Response:
-    """The JSON error for a refusal (503s say when to retry)."""
+    """The JSON error for a refusal (429s and 503s say when to retry)."""
     status, code = STATUS[refusal.reason]
-    headers = {"Retry-After": "5"} if status == 503 else None
+    headers = None
+    if status == 503:
+        headers = {"Retry-After": "5"}
+    elif status == 429:
+        headers = {"Retry-After": str(max(1, math.ceil(float(refusal.values.get("seconds", 1)))))}
     return error_response(status, code, sentence(refusal), headers)
 
 
@@ -103,11 +109,10 @@ def make_request(
 ) -> Request:
     """The core Request for an authenticated REST call."""
     info: TokenInfo = request[TOKEN_INFO]
-    surface = request.headers.get("X-Hearth-Surface", "rest").lower()
     return Request(
         text=text,
         user=info.user,
-        surface=surface if surface in SURFACES else "rest",
+        surface=bodies.surface(request),
         acl=info.grants,
         history=[Turn(t.role, t.text) for t in history or []],
         priority=priority,
@@ -341,24 +346,107 @@ async def code_tests(request: web.Request) -> web.StreamResponse:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    """GET /v1/openapi.json: the OpenAPI 3 description of this API."""
-    from server.openapi import document
+    """GET /v1/openapi.json: the OpenAPI 3 description of this API (questions bounded as the intake is)."""
+    intake = request.app[INTAKE]
+    limit = intake.limit_for("rest") if intake.engine is not None else None
+    return web.json_response(request.app[CONTRACT].document(max_question_chars=limit))
 
-    return web.json_response(document())
 
-
-ROUTES: list[tuple[str, str, Handler]] = [
-    ("POST", "/v1/ask", ask),
-    ("POST", "/v1/search", search),
-    ("POST", "/v1/tables/ask", tables_ask),
-    ("POST", "/v1/code/explain", code_explain),
-    ("POST", "/v1/code/generate", code_generate),
-    ("POST", "/v1/code/tests", code_tests),
-    ("GET", "/v1/openapi.json", openapi),
+# --- what the document declares for each handler ---------------------------------------------
+_ANSWER = ok("The answer.", ref("Answer"), stream=True)
+ENDPOINTS: list[tuple[Operation, Handler]] = [
+    (
+        Operation(
+            "POST",
+            "/v1/ask",
+            "Ask a question; the answer cites the documents it used.",
+            _ANSWER,
+            AskBody,
+            surface=True,
+            description=SSE_DOC,
+        ),
+        ask,
+    ),
+    (
+        Operation(
+            "POST",
+            "/v1/search",
+            "Hybrid search over the documents the token may read.",
+            ok("Hits, best first.", ref("SearchResult")),
+            SearchBody,
+            errors=(501,),
+            surface=True,
+        ),
+        search,
+    ),
+    (
+        Operation(
+            "POST",
+            "/v1/tables/ask",
+            "Answer a question over the configured tables with guarded SQL.",
+            ok(
+                "The answer, the SQL that produced it and the rows (the `hearth tables ask --json` shape), "
+                "plus the chart inline as base64 PNG.",
+                ref("TableAnswer"),
+            ),
+            TablesAskBody,
+            errors=(403, 422, 501),
+            surface=True,
+        ),
+        tables_ask,
+    ),
+    (
+        Operation(
+            "POST",
+            "/v1/code/explain",
+            "Explain a piece of code in Markdown.",
+            _ANSWER,
+            ExplainBody,
+            surface=True,
+            description=SSE_DOC,
+        ),
+        code_explain,
+    ),
+    (
+        Operation(
+            "POST",
+            "/v1/code/generate",
+            "Implement a comment, docstring or function head; the answer streams the model's code.",
+            _ANSWER,
+            GenerateBody,
+            errors=(501,),
+            surface=True,
+            description=SSE_DOC,
+        ),
+        code_generate,
+    ),
+    (
+        Operation(
+            "POST",
+            "/v1/code/tests",
+            "Write a pytest module for a piece of code; the answer streams the file.",
+            _ANSWER,
+            TestsBody,
+            errors=(501,),
+            surface=True,
+            description=SSE_DOC,
+        ),
+        code_tests,
+    ),
+    (
+        Operation(
+            "GET",
+            "/v1/openapi.json",
+            "This document.",
+            ok("OpenAPI 3.1 document.", {"type": "object"}),
+            public=True,
+        ),
+        openapi,
+    ),
 ]
 
 
 def mount(app: web.Application, services: Services) -> None:
     """Add the REST API routes (their questions go through ``services.intake``, kept as ``app[INTAKE]``)."""
-    for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
+    for op, handler in ENDPOINTS:
+        expose(app, op, handler)

@@ -1,24 +1,70 @@
-"""The JSON bodies of the REST API under /v1, and reading them: 400 names the field, 408 a trickle.
+"""The JSON bodies of the REST API under /v1, and reading them: every malformed body is a 400 sentence.
 
-The OpenAPI document (:mod:`server.openapi`) is generated from these models, so it cannot drift.
+The OpenAPI document (:mod:`server.openapi`) is generated from these models, so what it declares is
+what :func:`read_body` enforces: required fields, bounds, the text fields' pattern (some text, no
+NUL), the languages code generation takes, the ``X-Hearth-Surface`` enum. Beyond the schema a body
+is refused, with one plain sentence, when it is not JSON sent as JSON, not UTF-8, not an object,
+nested deeper than :data:`MAX_DEPTH`, or holds a number no field could take (5000 digits, 1e999,
+NaN) or an unpaired surrogate escape; 408 when it trickles in, 413 beyond ``server.max_body_bytes``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
+from core.code.context import RUNNABLE
 from server.observability import ApiError
 
 BODY_TIMEOUT_S = 30.0
-# Callers may say which client they are (the editor plugin sends "lsp"); anything else counts as "rest".
-SURFACES = {"rest", "lsp", "cli", "web"}
+# Callers may say which client they are (the editor plugin sends "lsp"); the header is optional.
+SURFACE_HEADER = "X-Hearth-Surface"
+SURFACES = frozenset({"rest", "lsp", "cli", "web"})
+# Our bodies nest three levels (history -> turn -> text); anything far deeper is an attack or a bug.
+MAX_DEPTH = 32
+# No field takes a number longer than this (k is 1..50); json would build a 4300-digit int, then fail.
+MAX_NUMBER_CHARS = 40
+# Some text that is not only whitespace, and no NUL: the intake refuses the rest (core.refusals).
+TEXT_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
 
 M = TypeVar("M", bound=BaseModel)
+
+
+# --- field types ------------------------------------------------------------------------------
+def _text(value: str) -> str:
+    # Python's own whitespace, as the intake's strip() and the pattern under Python's re see it.
+    if not value.strip():
+        raise PydanticCustomError("text", "must contain some text, not only whitespace")
+    if "\x00" in value:
+        raise PydanticCustomError("text", "must be plain text (it contains a NUL character)")
+    return value
+
+
+def _runnable(value: str) -> str:
+    if value not in RUNNABLE:
+        raise PydanticCustomError(
+            "language",
+            "Hearth generates and runs code for {languages} only (Explain works for any language)",
+            {"languages": ", ".join(sorted(RUNNABLE))},
+        )
+    return value
+
+
+def _integer(value: object) -> object:
+    # JSON has integers only: true and "5" are not one (pydantic's lax mode would take both).
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("int_type", "must be an integer")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_text), Field(min_length=1, json_schema_extra={"pattern": TEXT_PATTERN})]
+Runnable = Annotated[str, AfterValidator(_runnable), Field(json_schema_extra={"enum": sorted(RUNNABLE)})]
+Integer = Annotated[int, BeforeValidator(_integer)]
 
 
 # --- request bodies ---------------------------------------------------------------------------
@@ -38,28 +84,28 @@ class TurnBody(Body):
 class AskBody(Body):
     """POST /v1/ask."""
 
-    question: str = Field(min_length=1, description="The question.")
+    question: Text = Field(description="The question.")
     history: list[TurnBody] = Field(default_factory=list, description="Earlier turns, oldest first.")
 
 
 class SearchBody(Body):
     """POST /v1/search."""
 
-    query: str = Field(min_length=1, description="What to search for.")
-    k: int = Field(5, ge=1, le=50, description="How many hits to return.")
+    query: Text = Field(description="What to search for.")
+    k: Integer = Field(5, ge=1, le=50, description="How many hits to return.")
 
 
 class TablesAskBody(Body):
     """POST /v1/tables/ask."""
 
-    question: str = Field(min_length=1, description="A question about the configured tables.")
+    question: Text = Field(description="A question about the configured tables.")
     source: str | None = Field(None, description="Limit the question to this table source.")
 
 
 class ExplainBody(Body):
     """POST /v1/code/explain."""
 
-    code: str = Field(min_length=1, description="The code to explain.")
+    code: Text = Field(description="The code to explain.")
     language: str = Field(min_length=1, description="Its language, e.g. python.")
     path: str | None = Field(None, description="The file it comes from (for context).")
     context: str | None = Field(None, description="Related code from the workspace.")
@@ -68,8 +114,8 @@ class ExplainBody(Body):
 class GenerateBody(Body):
     """POST /v1/code/generate."""
 
-    code: str = Field(min_length=1, description="The comment, docstring, TODO or function head to implement.")
-    language: str = Field(min_length=1, description="Target language, e.g. python.")
+    code: Text = Field(description="The comment, docstring, TODO or function head to implement.")
+    language: Runnable = Field(description="Target language: one Hearth can run tests for.")
     path: str | None = Field(None, description="The file being edited.")
     context: str | None = Field(None, description="Related code from the workspace.")
     failures: str | None = Field(None, description="Errors from an earlier attempt, for a repair round.")
@@ -78,8 +124,8 @@ class GenerateBody(Body):
 class TestsBody(Body):
     """POST /v1/code/tests."""
 
-    code: str = Field(min_length=1, description="The code to write tests for.")
-    language: str = Field(min_length=1, description="Its language, e.g. python.")
+    code: Text = Field(description="The code to write tests for.")
+    language: Runnable = Field(description="Its language: one Hearth can run tests for.")
     path: str | None = Field(None, description="The file it comes from (workspace-relative).")
     context: str | None = Field(None, description="Related code from the workspace.")
     failures: str | None = Field(None, description="Failures of the previous tests, for a repair round.")
@@ -111,8 +157,106 @@ def _field_error(exc: ValidationError) -> str:
     return f"Field '{where}': {err['msg']}."
 
 
+def surface(request: web.Request) -> str:
+    """The ``X-Hearth-Surface`` the caller named (default rest); 400 for a value the API does not know."""
+    value = request.headers.get(SURFACE_HEADER)
+    if value is None:
+        return "rest"
+    if value not in SURFACES:
+        raise BadRequest(
+            f"Header {SURFACE_HEADER} must be one of {', '.join(sorted(SURFACES))} (or left out)."
+        )
+    return value
+
+
+def _check_content_type(request: web.Request) -> None:
+    """JSON only: a body sent as a form, text or anything else is refused (no header: taken as JSON)."""
+    if "Content-Type" not in request.headers:
+        return
+    kind = request.content_type
+    if kind != "application/json" and not (kind.startswith("application/") and kind.endswith("+json")):
+        raise BadRequest(f"Send the body as JSON with Content-Type: application/json (not {kind}).")
+    charset = request.charset
+    if charset is not None and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        raise BadRequest(f"JSON bodies are UTF-8; charset={charset} is not accepted.")
+
+
+class _Unusable(ValueError):
+    """A JSON value the body may not hold; its message is the sentence for the client."""
+
+
+def _number(text: str, convert: type[int] | type[float]) -> int | float:
+    if len(text.lstrip("-")) > MAX_NUMBER_CHARS:
+        raise _Unusable(f"A number in the request body is too long ({len(text)} characters).")
+    value = convert(text)
+    if value in (float("inf"), float("-inf")):
+        raise _Unusable(f"A number in the request body is too large ({text}).")
+    return value
+
+
+def _constant(name: str) -> object:
+    raise _Unusable(f"{name} is not a JSON number; send a finite number.")
+
+
+def _check_values(data: object) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and strings that are not Unicode text (lone surrogates)."""
+    stack: list[tuple[object, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value)
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_DEPTH:
+            raise _Unusable(f"The request body is nested too deeply (more than {MAX_DEPTH} levels).")
+        items: list[Any] = list(value.values()) if isinstance(value, dict) else value
+        if isinstance(value, dict):
+            for key in value:
+                _check_text(key)
+        stack.extend((item, depth + 1) for item in items)
+
+
+def _check_text(value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Unusable(
+            "The request body holds an unpaired surrogate escape (e.g. \\ud800), which is not text."
+        ) from None
+
+
+def parse_json(raw: bytes) -> object:
+    """The JSON value of ``raw``, or a :class:`BadRequest` whose sentence says what is wrong with it."""
+    if not raw.strip():
+        raise BadRequest("The request body is empty; send a JSON object.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"The request body is not UTF-8 text (invalid byte at {exc.start}).") from None
+    try:
+        data = json.loads(
+            text,
+            parse_int=lambda t: _number(t, int),
+            parse_float=lambda t: _number(t, float),
+            parse_constant=_constant,
+        )
+        _check_values(data)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(
+            f"The request body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})."
+        ) from None
+    except _Unusable as exc:
+        raise BadRequest(str(exc)) from None
+    except RecursionError:
+        raise BadRequest(f"The request body is nested too deeply (more than {MAX_DEPTH} levels).") from None
+    return data
+
+
 async def read_body(request: web.Request, model: type[M]) -> M:
-    """Parse the JSON body into ``model``; 400 names the bad field, 413 when too large."""
+    """The request's headers and JSON body, checked and parsed into ``model``; else a 400/408/413 sentence."""
+    surface(request)
+    _check_content_type(request)
     try:
         async with asyncio.timeout(BODY_TIMEOUT_S):  # a client trickling its body must not hold a slot
             raw = await request.read()  # aiohttp raises 413 beyond server.max_body_bytes
@@ -120,19 +264,15 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         raise ApiError(
             408, "timeout", f"The request body did not arrive within {BODY_TIMEOUT_S:.0f}s."
         ) from None
-    if not raw.strip():
-        raise BadRequest("The request body is empty; send a JSON object.")
-    try:
-        data = json.loads(raw)
-    except UnicodeDecodeError:
-        raise BadRequest("The request body is not UTF-8 text.") from None
-    except json.JSONDecodeError as exc:
-        raise BadRequest(
-            f"The request body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})."
-        ) from None
+    data = parse_json(raw)
     if not isinstance(data, dict):
-        raise BadRequest("The request body must be a JSON object.")
+        raise BadRequest(f"The request body must be a JSON object, not {_kind(data)}.")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise BadRequest(_field_error(exc)) from None
+
+
+def _kind(value: object) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), "that")

@@ -1,209 +1,299 @@
-"""The OpenAPI 3 document served at /v1/openapi.json.
+"""The OpenAPI 3.1 document served at /v1/openapi.json, built from what the mounts declare.
 
-Request schemas come from the pydantic bodies in :mod:`server.bodies`, so they cannot drift; the
-response shapes are written out here (a test checks every /v1 route is described).
+A mount adds each endpoint with :func:`expose`, which routes the handler and declares its
+:class:`Operation` in one call, so the document lists exactly the routes the server answers, each
+with its request body (generated from the pydantic models in :mod:`server.bodies`) and every
+status it can give (the JSON error shape for all but 200)::
+
+    INDEX = Operation(
+        "POST", "/v1/index", "Index one source now.",
+        ok=ok("The sync report.", {"type": "object"}), body=IndexBody, errors=(404,),
+    )
+
+    def mount(app: web.Application, services: Services) -> None:
+        expose(app, INDEX, index_handler)
+
+The response shapes answers share (Answer, Citation, Hit, TableAnswer, Error) are written out once,
+in :data:`SCHEMAS`: when the Answer contract grows, add the field there (a unit test compares
+``Answer.as_dict()`` with it).
 """
 
 from __future__ import annotations
 
-from server import bodies
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import BaseModel
+
+from server.bodies import MAX_DEPTH, SURFACE_HEADER, SURFACES
 
 # A piece of the OpenAPI document (a JSON object as we build it).
 Schema = dict[str, object]
 
 
-def _flat(*fields: tuple[str, str]) -> Schema:
-    """An object schema of scalar properties: ``(name, JSON type)`` pairs."""
-    return {"type": "object", "properties": {k: {"type": t} for k, t in fields}}
-
-
-def _json(schema: Schema) -> Schema:
+def json_content(schema: Schema) -> Schema:
     """A ``content`` map with one application/json schema."""
     return {"application/json": {"schema": schema}}
 
 
-def _ref(name: str) -> Schema:
+def ref(name: str) -> Schema:
+    """A reference to the component schema ``name``."""
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-_ERROR = {
-    "type": "object",
-    "required": ["error", "message", "request_id"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-        },
-        "message": {"type": "string", "description": "The same sentence as error.message."},
-        "request_id": {"type": "string"},
-    },
-}
+def ok(description: str, schema: Schema, *, stream: bool = False) -> Schema:
+    """The 200 response: ``schema`` as JSON, and as Server-Sent Events too when ``stream``."""
+    content = json_content(schema)
+    if stream:
+        content["text/event-stream"] = {"schema": {"type": "string"}}
+    return {"description": description, "content": content}
+
+
+def _object(required: tuple[str, ...], **properties: Schema) -> Schema:
+    return {"type": "object", "required": list(required), "properties": properties}
+
+
+_STR: Schema = {"type": "string"}
+_INT: Schema = {"type": "integer"}
+_NUM: Schema = {"type": "number"}
+_STRS: Schema = {"type": "array", "items": _STR}
+_TIMINGS: Schema = {"type": "object", "additionalProperties": _NUM}
+_CELL: Schema = {"type": ["string", "number", "boolean", "null"]}
+
 # What a citation and a search hit both say about the chunk they point at.
-_CHUNK = (
-    ("score", "number"),
-    ("doc_id", "string"),
-    ("uri", "string"),
-    ("title", "string"),
-    ("chunk_id", "string"),
-    ("location", "string"),
-)
-_CITATION = _flat(("number", "integer"), *_CHUNK)
-_ANSWER = {
-    "type": "object",
-    "required": ["answer", "citations", "backend", "model", "usage", "timings_ms", "notices", "request_id"],
-    "properties": {
-        "answer": {"type": "string"},
-        "citations": {"type": "array", "items": {"$ref": "#/components/schemas/Citation"}},
-        "backend": {"type": "string", "description": "local, remote, or none (nothing relevant found)."},
-        "model": {"type": "string"},
-        "usage": {
+_CHUNK: dict[str, Schema] = {
+    "score": _NUM,
+    "doc_id": _STR,
+    "uri": _STR,
+    "title": _STR,
+    "chunk_id": _STR,
+    "location": _STR,
+}
+
+# --- the response shapes, in one place ----------------------------------------------------------
+SCHEMAS: dict[str, Schema] = {
+    "Error": _object(
+        ("error", "message", "request_id"),
+        error=_object(("code", "message"), code=_STR, message=_STR),
+        message={"type": "string", "description": "The same sentence as error.message."},
+        request_id=_STR,
+    ),
+    "Citation": _object(("number", *_CHUNK), number=_INT, **_CHUNK),
+    # core.contracts.Answer.as_dict: the JSON of /v1/ask and /v1/code/*, and of the SSE `answer` event.
+    "Answer": _object(
+        ("answer", "citations", "backend", "model", "usage", "timings_ms", "notices", "request_id"),
+        answer=_STR,
+        citations={"type": "array", "items": ref("Citation")},
+        backend={"type": "string", "description": "local, remote, or none (nothing relevant found)."},
+        model=_STR,
+        usage=_object(("prompt_tokens", "completion_tokens"), prompt_tokens=_INT, completion_tokens=_INT),
+        timings_ms=_TIMINGS,
+        notices=_STRS,
+        request_id=_STR,
+        table={
             "type": "object",
-            "properties": {"prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"}},
+            "description": "Present when the answer came from a table query: its SQL and rows.",
         },
-        "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},
-        "notices": {"type": "array", "items": {"type": "string"}},
-        "request_id": {"type": "string"},
-    },
+    ),
+    "Hit": _object(("rank", *_CHUNK, "text", "source"), rank=_INT, **_CHUNK, text=_STR, source=_STR),
+    "SearchResult": _object(("query", "hits"), query=_STR, hits={"type": "array", "items": ref("Hit")}),
+    # core.tables.service.table_json plus the request id and the chart inline.
+    "TableAnswer": _object(
+        ("sql", "columns", "rows", "answer", "chart", "csv", "source", "notices", "backend", "model"),
+        sql=_STR,
+        columns=_STRS,
+        rows={"type": "array", "items": {"type": "array", "items": _CELL}},
+        answer=_STR,
+        chart={"type": ["string", "null"], "description": "Path of the chart on the server."},
+        chart_png_base64={"type": ["string", "null"], "description": "The chart as a base64 PNG."},
+        csv={"type": ["string", "null"]},
+        source=_STR,
+        notices=_STRS,
+        backend=_STR,
+        model=_STR,
+        timings_ms=_TIMINGS,
+        request_id=_STR,
+    ),
 }
-_HIT = _flat(("rank", "integer"), *_CHUNK, ("text", "string"), ("source", "string"))
-_TABLE_ANSWER = {
-    "type": "object",
-    "properties": {
-        "sql": {"type": "string"},
-        "columns": {"type": "array", "items": {"type": "string"}},
-        "rows": {"type": "array", "items": {"type": "array"}},
-        "answer": {"type": "string"},
-        "chart": {"type": ["string", "null"], "description": "Path of the chart on the server."},
-        "chart_png_base64": {"type": ["string", "null"]},
-        "csv": {"type": ["string", "null"]},
-        "source": {"type": "string"},
-        "notices": {"type": "array", "items": {"type": "string"}},
-        "backend": {"type": "string"},
-        "model": {"type": "string"},
-        "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},
-        "request_id": {"type": "string"},
-    },
-}
-_SSE_DOC = (
+
+SSE_DOC = (
     "With `Accept: text/event-stream` the answer streams as Server-Sent Events: `event: delta` with "
     '`{"text": …}` (repeated), then `event: answer` with the Answer object, or `event: error` with '
     '`{"code": …, "message": …}`. Closing the connection cancels the generation.'
 )
 
-
-_ERROR_TEXT = {
-    400: "Malformed JSON or a bad field (the message names it).",
+ERROR_TEXT: dict[int, str] = {
+    400: "A malformed request: the body is not a JSON object sent as application/json in UTF-8, "
+    f"is nested deeper than {MAX_DEPTH} levels, holds an unusable number or string, or a field or "
+    "header is invalid (the message names it).",
     401: "Missing or invalid bearer token.",
+    403: "The token may not use what the request names.",
+    408: "The request body did not arrive in time.",
     413: "Body larger than server.max_body_bytes.",
     422: "The SQL was refused by the guard or failed on the data.",
     429: "Rate limited; see Retry-After.",
     501: "The capability is not configured on this server.",
-    503: "No model or store available now.",
+    503: "No model, store or state database available now; see Retry-After.",
+}
+# Every authenticated operation can answer these; one with a body also 400, 408 and 413.
+_AUTH_ERRORS = (401, 429, 503)
+_BODY_ERRORS = (400, 408, 413)
+
+_HEADERS: dict[str, Schema] = {
+    "X-Request-Id": {
+        "description": "This request's id, also in the log and the audit row.",
+        "required": True,
+        "schema": _STR,
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+    "WWW-Authenticate": {"description": "The bearer challenge.", "required": True, "schema": _STR},
 }
 
 
-def _answer_op(
-    summary: str, body: str, *, stream: bool = True, ok: Schema | None = None, errors: tuple[int, ...] = ()
-) -> Schema:
-    """A POST operation: ``body`` in, the Answer (or ``ok``) out, and the error responses it can give."""
-    content = _json(_ref("Answer"))
-    if stream:
-        content["text/event-stream"] = {"schema": {"type": "string"}}
-    codes = sorted({400, 401, 413, 429, 503, *errors})
+def _header_refs(*names: str) -> Schema:
+    return {n: {"$ref": f"#/components/headers/{n}"} for n in names}
+
+
+def _error(status: int) -> Schema:
+    headers = ["X-Request-Id"]
+    if status in (429, 503):
+        headers.append("Retry-After")
+    if status == 401:
+        headers.append("WWW-Authenticate")
     return {
-        "summary": summary,
-        "description": _SSE_DOC if stream else "",
-        "security": [{"bearer": []}],
-        "parameters": [
-            {
-                "name": "X-Hearth-Surface",
-                "in": "header",
-                "required": False,
-                "schema": {"type": "string", "enum": sorted(bodies.SURFACES)},
-                "description": "Which client asks (recorded in the audit log); default rest.",
+        "description": ERROR_TEXT[status],
+        "headers": _header_refs(*headers),
+        "content": json_content(ref("Error")),
+    }
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One endpoint as the document declares it: what it takes and every status it can answer."""
+
+    method: str
+    path: str
+    summary: str
+    ok: Schema  # the 200 response (see :func:`ok`)
+    body: type[BaseModel] | None = None  # the JSON body, read with server.bodies.read_body
+    errors: tuple[int, ...] = ()  # beyond those every authenticated call (and body) can give
+    public: bool = False  # no token needed (also list the path in server.auth.PUBLIC_PATHS)
+    surface: bool = False  # takes the X-Hearth-Surface header
+    description: str = ""
+    schemas: Mapping[str, Schema] = field(default_factory=dict)  # extra component schemas it refers to
+
+    def statuses(self) -> list[int]:
+        """Every status but 200 that this operation can answer."""
+        codes = set(self.errors)
+        if not self.public:
+            codes.update(_AUTH_ERRORS)
+        if self.body is not None:
+            codes.update(_BODY_ERRORS)
+        return sorted(codes)
+
+    def as_openapi(self) -> Schema:
+        """The OpenAPI operation object."""
+        ok = dict(self.ok)
+        ok["headers"] = _header_refs("X-Request-Id")
+        op: Schema = {
+            "operationId": self.method.lower() + self.path.replace("/", "_").replace(".", "_"),
+            "summary": self.summary,
+            "security": [] if self.public else [{"bearer": []}],
+            "responses": {"200": ok, **{str(c): _error(c) for c in self.statuses()}},
+        }
+        if self.description:
+            op["description"] = self.description
+        if self.surface:
+            op["parameters"] = [
+                {
+                    "name": SURFACE_HEADER,
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "enum": sorted(SURFACES)},
+                    "description": "Which client asks (recorded in the audit log); default rest.",
+                }
+            ]
+        if self.body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "description": "A JSON object, at most server.max_body_bytes.",
+                "content": json_content(ref(self.body.__name__)),
             }
-        ],
-        "requestBody": {"required": True, "content": _json(_ref(body))},
-        "responses": {
-            "200": ok or {"description": "The answer.", "content": content},
-            **{str(c): {"description": _ERROR_TEXT[c], "content": _json(_ref("Error"))} for c in codes},
-        },
-    }
+        return op
 
 
-def document() -> Schema:
-    """The whole OpenAPI 3.1 document."""
-    schemas: Schema = {"Error": _ERROR, "Answer": _ANSWER, "Citation": _CITATION, "Hit": _HIT}
-    for model in bodies.BODIES.values():
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        for name, sub in schema.pop("$defs", {}).items():
-            schemas[name] = sub
-        schemas[model.__name__] = schema
-    schemas["TableAnswer"] = _TABLE_ANSWER
-    hits: Schema = {
-        "type": "object",
-        "properties": {"query": {"type": "string"}, "hits": {"type": "array", "items": _ref("Hit")}},
-    }
-    search = _answer_op(
-        "Hybrid search over the documents the token may read.",
-        "SearchBody",
-        stream=False,
-        ok={"description": "Hits, best first.", "content": _json(hits)},
-        errors=(501,),
-    )
-    tables = _answer_op(
-        "Answer a question over the configured tables with guarded SQL.",
-        "TablesAskBody",
-        stream=False,
-        ok={
-            "description": "The answer, the SQL that produced it and the rows (the `hearth tables ask --json` "
-            "shape), plus the chart inline as base64 PNG.",
-            "content": _json(_ref("TableAnswer")),
-        },
-        errors=(501, 422),
-    )
-    generate = _answer_op(
-        "Implement a comment, docstring or function head; the answer streams the model's code.",
-        "GenerateBody",
-        errors=(501,),
-    )
-    tests = _answer_op(
-        "Write a pytest module for a piece of code; the answer streams the file.", "TestsBody", errors=(501,)
-    )
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Hearth REST API",
-            "version": "1",
-            "description": "Ask, search, tables and code over one self-hosted assistant. "
-            "Create a token with `hearth tokens create --user NAME --acl TOKEN`.",
-        },
-        "paths": {
-            "/v1/ask": {
-                "post": _answer_op("Ask a question; the answer cites the documents it used.", "AskBody")
+class Contract:
+    """The operations the mounts declared, and the document they make."""
+
+    def __init__(self) -> None:
+        self.operations: list[Operation] = []
+
+    def add(self, op: Operation) -> None:
+        """Declare ``op`` (one operation per method and path)."""
+        if any((o.method, o.path) == (op.method, op.path) for o in self.operations):
+            raise ValueError(f"{op.method} {op.path} is declared twice")
+        self.operations.append(op)
+
+    def document(self, *, max_question_chars: int | None = None) -> Schema:
+        """The OpenAPI 3.1 document; ``max_question_chars`` (the engine's limit) bounds the questions."""
+        schemas: Schema = dict(SCHEMAS)
+        paths: dict[str, Schema] = {}
+        for op in self.operations:
+            schemas.update(op.schemas)
+            if op.body is not None:
+                schemas.update(_body_schemas(op.body, max_question_chars))
+            paths.setdefault(op.path, {})[op.method.lower()] = op.as_openapi()
+        return {
+            "openapi": "3.1.0",
+            "info": {
+                "title": "Hearth REST API",
+                "version": "1",
+                "description": "Ask, search, tables and code over one self-hosted assistant. "
+                "Create a token with `hearth tokens create --user NAME --acl TOKEN`.",
             },
-            "/v1/search": {"post": search},
-            "/v1/tables/ask": {"post": tables},
-            "/v1/code/explain": {"post": _answer_op("Explain a piece of code in Markdown.", "ExplainBody")},
-            "/v1/code/generate": {"post": generate},
-            "/v1/code/tests": {"post": tests},
-            "/v1/openapi.json": {
-                "get": {
-                    "summary": "This document.",
-                    "security": [],
-                    "responses": {"200": {"description": "OpenAPI 3 document."}},
-                }
+            "paths": paths,
+            "components": {
+                "schemas": schemas,
+                "headers": _HEADERS,
+                "securitySchemes": {
+                    "bearer": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "description": "A token from `hearth tokens create`.",
+                    }
+                },
             },
-        },
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "A token from `hearth tokens create`.",
-                }
-            },
-        },
-    }
+        }
+
+
+def _body_schemas(model: type[BaseModel], max_question_chars: int | None) -> Schema:
+    """The component schemas of a body model (its own and the models it nests)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    found: Schema = dict(schema.pop("$defs", {}))
+    question = schema.get("properties", {}).get("question")
+    if max_question_chars is not None and isinstance(question, dict):
+        question["maxLength"] = max_question_chars  # the intake refuses longer ones (core.refusals)
+    found[model.__name__] = schema
+    return found
+
+
+CONTRACT = web.AppKey("openapi_contract", Contract)
+
+
+def contract(app: web.Application) -> Contract:
+    """The app's contract (created by the first mount that declares an operation)."""
+    if CONTRACT not in app:
+        app[CONTRACT] = Contract()
+    return app[CONTRACT]
+
+
+def expose(app: web.Application, op: Operation, handler: Handler) -> None:
+    """Route ``handler`` for ``op`` and declare ``op`` in the document: the one way to add an endpoint."""
+    app.router.add_route(op.method, op.path, handler)
+    contract(app).add(op)

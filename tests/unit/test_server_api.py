@@ -16,8 +16,8 @@ from core.llm.fake import FakeBackend
 from core.llm.router import Router
 from server import api, bodies
 from server.app import ASSISTANT, AUDIT, DATABASE, INTAKE, create_app
-from server.auth import TOKENS
-from server.openapi import document
+from server.auth import PUBLIC_PATHS, TOKENS
+from server.openapi import CONTRACT, SCHEMAS
 from tests.fixtures.core import make_settings
 
 
@@ -131,6 +131,7 @@ async def test_search_without_retrieval_is_501(client: Any) -> None:
 async def test_capabilities_not_wired_are_501(client: Any, path: str, body: dict[str, Any]) -> None:
     resp = await client.post(path, json=body, headers=client.auth)
     assert resp.status == 501, await resp.text()
+    assert declared(client, path, 501)  # /v1/tables/ask answered an undeclared 501 before issue 23
 
 
 async def test_code_explain_streams_through_the_explain_template(client: Any) -> None:
@@ -164,10 +165,10 @@ async def test_code_generate_and_tests_stream_through_the_code_service(client: A
     calls = len(client.backend.calls)
     resp = await client.post("/v1/code/tests", json=body | {"language": "cobol"}, headers=sse)
     assert resp.status == 400 and resp.headers["Content-Type"].startswith("application/json")
-    assert (await resp.json())["message"] and len(client.backend.calls) == calls
+    assert "for python only" in (await resp.json())["message"] and len(client.backend.calls) == calls
     rows = await _audit_rows(client)
-    assert [(r["action"], r["surface"], r["status"]) for r in rows[:3]] == [
-        ("code.tests", "lsp", "refused"),
+    # A language outside the declared enum is a malformed request (400), refused before the intake.
+    assert [(r["action"], r["surface"], r["status"]) for r in rows[:2]] == [
         ("code.tests", "rest", "ok"),
         ("code.generate", "lsp", "ok"),
     ]
@@ -221,6 +222,128 @@ async def test_malformed_bodies_are_400_naming_the_problem(client: Any, raw: byt
     assert resp.status == 400
     body = await resp.json()
     assert needle in body["error"]["message"] and body["request_id"]
+
+
+def declared(client: Any, path: str, status: int) -> bool:
+    """Whether the served document lists ``status`` for POST ``path``."""
+    op = client.app[CONTRACT].document()["paths"][path]["post"]
+    return str(status) in op["responses"]
+
+
+NESTED = b'{"question": "x", "history": ' + b"[" * 40 + b"]" * 40 + b"}"
+
+
+@pytest.mark.parametrize(
+    "path,raw,content_type,needle",
+    [
+        ("/v1/ask", b"[" * 100_000 + b"]" * 100_000, "application/json", "nested too deeply"),
+        ("/v1/ask", NESTED, "application/json", "nested too deeply"),
+        ("/v1/ask", b'{"question": "x", "n": ' + b"9" * 5000 + b"}", "application/json", "too long"),
+        ("/v1/search", b'{"query": "x", "k": 1e999}', "application/json", "too large"),
+        ("/v1/search", b'{"query": "x", "k": NaN}', "application/json", "NaN is not a JSON number"),
+        ("/v1/search", b'{"query": "x", "k": true}', "application/json", "Field 'k': must be an integer"),
+        ("/v1/search", b'{"query": "x", "k": "5"}', "application/json", "Field 'k': must be an integer"),
+        ("/v1/ask", b'{"question": "caf\xe9"}', "application/json", "not UTF-8"),
+        ("/v1/ask", '{"question": "x"}'.encode("utf-16"), "application/json", "not UTF-8"),
+        ("/v1/ask", b'{"question": "\\ud800"}', "application/json", "unpaired surrogate"),
+        ("/v1/ask", b'{"question": "x"}', "text/plain", "Content-Type: application/json"),
+        ("/v1/ask", b"question=x", "application/x-www-form-urlencoded", "not application/x-www-form"),
+        ("/v1/ask", b'{"question": "x"}', "application/json; charset=latin-1", "charset=latin-1"),
+        ("/v1/ask", b'"a question"', "application/json", "JSON object, not a string"),
+        ("/v1/ask", b"null", "application/json", "JSON object, not null"),
+        ("/v1/ask", b'{"question": "   \\n"}', "application/json", "not only whitespace"),
+        ("/v1/code/explain", b'{"code": "a\\u0000b", "language": "c"}', "application/json", "NUL"),
+    ],
+    ids=[
+        "deep-array",
+        "deep-field",
+        "5000-digits",
+        "1e999",
+        "nan",
+        "bool-for-int",
+        "string-for-int",
+        "latin-1-bytes",
+        "utf-16",
+        "lone-surrogate",
+        "text-plain",
+        "form",
+        "latin-1-charset",
+        "string",
+        "null",
+        "whitespace-question",
+        "nul-in-code",
+    ],
+)
+async def test_malformed_bodies_beyond_the_schema_are_400(
+    client: Any, path: str, raw: bytes, content_type: str, needle: str
+) -> None:
+    resp = await client.post(path, data=raw, headers=client.auth | {"Content-Type": content_type})
+    body = await resp.json()
+    assert resp.status == 400 and declared(client, path, 400), body
+    assert body["error"]["code"] == "bad_request" and needle in body["message"], body
+    assert client.backend.calls == []
+
+
+async def test_a_body_without_content_type_is_read_as_json(client: Any) -> None:
+    resp = await client.post(
+        "/v1/ask", data=b'{"question": "x"}', headers=client.auth, skip_auto_headers=["Content-Type"]
+    )
+    assert resp.status == 200, await resp.text()
+
+
+@pytest.mark.parametrize("path,body", [("/v1/ask", {"question": "x"}), ("/v1/search", {"query": "x"})])
+async def test_the_surface_header_is_the_declared_enum(client: Any, path: str, body: dict[str, str]) -> None:
+    op = client.app[CONTRACT].document()["paths"][path]["post"]
+    (param,) = [p for p in op["parameters"] if p["name"] == "X-Hearth-Surface"]
+    assert set(param["schema"]["enum"]) == bodies.SURFACES
+    client.app[ASSISTANT].retriever = EmptyRetriever()
+    for bad in ("bogus", "LSP", "slack", ""):
+        resp = await client.post(path, json=body, headers=client.auth | {"X-Hearth-Surface": bad})
+        assert resp.status == 400, (bad, await resp.text())
+        assert "X-Hearth-Surface must be one of cli, lsp, rest, web" in (await resp.json())["message"]
+    for good in sorted(bodies.SURFACES):
+        resp = await client.post(path, json=body, headers=client.auth | {"X-Hearth-Surface": good})
+        assert resp.status == 200, (good, await resp.text())
+    rows = await _audit_rows(client)
+    assert [r["surface"] for r in rows[:4]] == sorted(bodies.SURFACES, reverse=True)
+    assert client.backend.calls == [] or path == "/v1/ask"
+
+
+@pytest.mark.parametrize("path", ["/v1/code/generate", "/v1/code/tests"])
+async def test_code_generation_declares_the_languages_it_takes(client: Any, path: str) -> None:
+    from core.code.context import RUNNABLE
+    from core.code.service import CodeService
+
+    client.app[ASSISTANT].code = CodeService(client.app[ASSISTANT])
+    doc = client.app[CONTRACT].document()
+    ref = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    language = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]["language"]
+    assert language["enum"] == sorted(RUNNABLE)
+    for lang in ("cobol", "Python", "javascript"):
+        resp = await client.post(path, json={"code": "def f(): pass", "language": lang}, headers=client.auth)
+        body = await resp.json()
+        assert (
+            resp.status == 400 and "Field 'language'" in body["message"] and "python only" in body["message"]
+        )
+    for lang in language["enum"]:
+        resp = await client.post(path, json={"code": "def f(): pass", "language": lang}, headers=client.auth)
+        assert resp.status == 200, await resp.text()
+    # Explain takes any language, and says so.
+    explain = doc["components"]["schemas"]["ExplainBody"]["properties"]["language"]
+    assert "enum" not in explain
+    resp = await client.post(
+        "/v1/code/explain",
+        json={"code": "IDENTIFICATION DIVISION.", "language": "cobol"},
+        headers=client.auth,
+    )
+    assert resp.status == 200
+
+
+class EmptyRetriever:
+    """A retriever with nothing indexed."""
+
+    async def search(self, query: str, *, acl: frozenset[str] | None, k: int) -> list[Any]:
+        return []
 
 
 async def test_oversized_body_is_413(aiohttp_client: Any, tmp_path: Path) -> None:
@@ -374,30 +497,72 @@ async def test_readyz_is_503_with_the_reason_when_the_database_is_down(
 
 async def test_openapi_describes_every_v1_route(client: Any) -> None:
     doc = await (await client.get("/v1/openapi.json")).json()  # no token needed
-    assert doc == json.loads(json.dumps(document()))
-    served = {(m.lower(), p) for m, p, _ in api.ROUTES}
+    limit = client.app[INTAKE].limit_for("rest")
+    assert doc == json.loads(json.dumps(client.app[CONTRACT].document(max_question_chars=limit)))
     described = {(m, p) for p, ops in doc["paths"].items() for m in ops}
-    assert served == described
     routes = {
         (r.method.lower(), r.resource.canonical)
         for r in client.app.router.routes()
         if r.resource is not None and r.resource.canonical.startswith("/v1/")
     }
-    assert routes == served
+    assert routes == described and len(described) == len(api.ENDPOINTS)
+    public = {p for p, ops in doc["paths"].items() for op in ops.values() if op["security"] == []}
+    assert public == PUBLIC_PATHS
     for path, body in bodies.BODIES.items():
         ref = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
         assert set(schema.get("required", [])) == {n for n, f in body.model_fields.items() if f.is_required()}
+    # The question bound is the intake's: one character more is refused.
+    assert doc["components"]["schemas"]["AskBody"]["properties"]["question"]["maxLength"] == limit
+    resp = await client.post("/v1/ask", json={"question": "x" * (limit + 1)}, headers=client.auth)
+    assert resp.status == 400 and "limit" in (await resp.json())["message"]
 
 
 def test_openapi_document_is_valid_openapi_3_1() -> None:
     from openapi_spec_validator import validate
 
-    validate(document())
+    app = create_app(make_settings(Path("/tmp/unused")))
+    validate(app[CONTRACT].document())
+    validate(app[CONTRACT].document(max_question_chars=1000))
+
+
+def test_the_answer_schema_is_the_answer_contract() -> None:
+    from core.contracts import Answer, Citation, TablePart
+    from core.llm.base import Usage
+
+    answer = Answer(
+        "text",
+        [Citation(1, "T", "file:///a", "a", "a:0", "", 0.5)],
+        "local",
+        "m",
+        Usage(1, 2),
+        table=TablePart("SELECT 1", "s", ["n"], [[1]], chat_rows=1),
+    )
+    data = answer.as_dict()
+    assert set(data) == set(SCHEMAS["Answer"]["properties"])  # type: ignore[arg-type]
+    assert set(data["citations"][0]) == set(SCHEMAS["Citation"]["properties"])  # type: ignore[arg-type]
+    assert set(data["usage"]) == set(SCHEMAS["Answer"]["properties"]["usage"]["properties"])  # type: ignore[index]
+
+
+def test_a_mount_declares_its_operations_with_expose() -> None:
+    from server.openapi import Operation, contract, expose, ok
+
+    app = web.Application()
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    op = Operation("POST", "/v1/index", "Index now.", ok("Report.", {"type": "object"}), bodies.SearchBody)
+    expose(app, op, handler)
+    doc = contract(app).document()
+    assert doc["paths"]["/v1/index"]["post"]["requestBody"]  # type: ignore[index]
+    assert {r.resource.canonical for r in app.router.routes() if r.resource} == {"/v1/index"}
+    with pytest.raises(ValueError, match="twice"):
+        contract(app).add(op)
 
 
 def test_api_handlers_are_coroutines() -> None:
-    assert all(asyncio.iscoroutinefunction(h) for _, _, h in api.ROUTES)
+    assert all(asyncio.iscoroutinefunction(h) for _, h in api.ENDPOINTS)
     assert isinstance(create_app(make_settings(Path("/tmp/unused"))), web.Application)
 
 

@@ -61,6 +61,38 @@ class RetrievalSettings(Section):
         le=1,
         description="Dense (cosine) matches below this are dropped inside the query; 0 keeps everything.",
     )
+    grounding: Literal["drop", "mark", "off"] = Field(
+        "drop",
+        description="Answer sentences no retrieved chunk supports: 'drop' removes them, 'mark' keeps them "
+        "marked as unsupported, 'off' skips the check (chat, CLI and editor answers).",
+    )
+    grounding_api: Literal["drop", "mark", "off"] = Field(
+        "mark",
+        description="The same for the REST API's JSON answers, which also list each sentence's support score.",
+    )
+    min_support: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of a sentence's words one passage of a chunk must contain to support it "
+        "(numbers, amounts, dates, names and commands must all be in the chunk regardless).",
+    )
+    quote: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Quote mode: lead answers with the source sentences that answer the question. 'auto' "
+        "uses it when the local model is a base model (no chat template) or smaller than quote_below_mb.",
+    )
+    quote_below_mb: int = Field(
+        1500, ge=0, description="Local model files smaller than this many MB count as small for quote mode."
+    )
+    quote_sentences: int = Field(2, ge=1, le=5, description="Source sentences quoted at most in quote mode.")
+    min_relevance: float = Field(
+        0.35,
+        ge=0,
+        le=1,
+        description="Quote mode: when the best source sentence covers less of the question than this (the "
+        "mean of its share of the question's words and the best dense similarity), the answer is 'not found'.",
+    )
 
 
 class SourceSpec(Section):

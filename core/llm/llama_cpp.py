@@ -23,7 +23,12 @@ from core import metrics
 from core.errors import BackendError, BackendUnavailable, InputError
 from core.llm.base import Chunk, GenOptions, Message, Usage
 from core.llm.config import LLMSettings, LocalLLMSettings
-from core.llm.prompting import completion_prompt, fit_max_tokens
+from core.llm.prompting import (
+    completion_prompt,
+    fit_max_tokens,
+    message_marks,
+    template_segments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +229,46 @@ class LlamaCppBackend:
         metrics.GENERATION_SECONDS.labels("local").observe(time.perf_counter() - started)
         yield Chunk(done=True, usage=usage, model=self.model, finish_reason=finish_reason or "stop")
 
+    def chat_tokens(self, messages: Sequence[Message]) -> list[int]:
+        """The chat-template prompt as tokens (blocking, after load); message text never becomes a control token.
+
+        The GGUF's template is rendered as llama-cpp-python renders it, with a mark per message;
+        the markup between marks is tokenized with special-token parsing, each message's text
+        without (see :func:`core.llm.prompting.template_segments`).
+        """
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llm = self._llm
+        template = str(llm.metadata.get("tokenizer.chat_template") or "")
+        if not template:
+            raise BackendError(
+                f"The model {self.model} has no chat template (llm.local.prompt_format: chat) — "
+                "set llm.local.prompt_format: completion or auto."
+            )
+
+        def text_of(token: int) -> str:
+            return (
+                "" if token < 0 else bytes(llm.detokenize([token], special=True)).decode("utf-8", "replace")
+            )
+
+        formatter = Jinja2ChatFormatter(
+            template, eos_token=text_of(llm.token_eos()), bos_token=text_of(llm.token_bos())
+        )
+        marks = message_marks(len(messages))
+        # The binding types messages as its TypedDicts; these plain dicts have exactly their shape.
+        payload: list[Any] = [
+            {"role": m.role.value, "content": mark} for m, mark in zip(messages, marks, strict=True)
+        ]
+        try:
+            rendered = formatter(messages=payload).prompt
+        except Exception as exc:  # noqa: BLE001 - a template's own raise_exception or a Jinja error
+            raise BackendError(f"The model's chat template failed to render: {exc}") from exc
+        tokens: list[int] = []
+        for segment in template_segments(rendered, messages, marks):
+            # No BOS of our own: the template writes it when the model wants one (as llama-cpp-python does).
+            tokens += llm.tokenize(segment.text.encode("utf-8"), add_bos=False, special=segment.trusted)
+        return tokens
+
     def _generate(
         self, messages: Sequence[Message], options: GenOptions, usage: Usage, stop: threading.Event
     ) -> Iterator[tuple[str, str | None]]:
@@ -237,27 +282,14 @@ class LlamaCppBackend:
             "seed": options.seed if options.seed is not None else self.settings.seed,
         }
         if self._chat:
-            payload = [{"role": m.role.value, "content": m.content} for m in messages]
-            prompt_tokens = sum(self.count_tokens(m.content) + 4 for m in messages)
-            max_tokens = fit_max_tokens(prompt_tokens, options.max_tokens, n_ctx)
-            usage.prompt_tokens = prompt_tokens
-            stream = llm.create_chat_completion(
-                messages=payload, max_tokens=max_tokens, stop=options.stop or None, **common
-            )
-            for part in stream:
-                if stop.is_set():
-                    break
-                choice = part["choices"][0]
-                text = choice.get("delta", {}).get("content") or ""
-                if text:
-                    usage.completion_tokens += 1
-                yield text, choice.get("finish_reason")
-            return
-        prompt = completion_prompt(messages, options.answer_prefix)
-        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+            tokens = self.chat_tokens(messages)
+            stops = list(options.stop)
+        else:
+            prompt = completion_prompt(messages, options.answer_prefix)
+            tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+            stops = list(dict.fromkeys([*options.stop, *options.completion_stop]))
         usage.prompt_tokens = len(tokens)
         max_tokens = fit_max_tokens(len(tokens), options.max_tokens, n_ctx)
-        stops = list(dict.fromkeys([*options.stop, *options.completion_stop]))
         stream = llm.create_completion(prompt=tokens, max_tokens=max_tokens, stop=stops or None, **common)
         for part in stream:
             if stop.is_set():

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -28,7 +27,13 @@ from core.llm.base import Chunk, GenOptions, Message, Usage
 from core.llm.config import LLMSettings, LocalLLMSettings
 from core.llm.engine import EngineProcess, EngineState
 from core.llm.gguf import gguf_has_key
-from core.llm.prompting import completion_prompt, fit_max_tokens
+from core.llm.prompting import (
+    completion_prompt,
+    drop_doubled_bos,
+    fit_max_tokens,
+    message_marks,
+    template_segments,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -223,21 +228,15 @@ class LlamaServerBackend:
         if not self._chat:
             prompt = completion_prompt(messages, options.answer_prefix)
             return await self._tokenize(prompt, add_special=True, parse_special=False)
-        marks = [f"\x1dHEARTH-MESSAGE-{i}-{secrets.token_hex(8)}\x1d" for i in range(len(messages))]
+        marks = message_marks(len(messages))
         payload = [{"role": m.role.value, "content": mark} for m, mark in zip(messages, marks, strict=True)]
         rendered = _field(await self._json("POST", "/apply-template", {"messages": payload}), "prompt", str)
         tokens: list[int] = []
-        rest = rendered
-        for message, mark in zip(messages, marks, strict=True):
-            markup, found, rest = rest.partition(mark)
-            if not found:
-                raise BackendError(
-                    "The model's chat template changes message text, so Hearth cannot keep documents from "
-                    "writing control tokens — set llm.local.prompt_format: completion for this model."
-                )
-            tokens += await self._tokenize(markup, add_special=not tokens, parse_special=True)
-            tokens += await self._tokenize(message.content, add_special=False, parse_special=False)
-        return tokens + await self._tokenize(rest, add_special=False, parse_special=True)
+        for segment in template_segments(rendered, messages, marks):
+            tokens += await self._tokenize(
+                segment.text, add_special=not tokens, parse_special=segment.trusted
+            )
+        return drop_doubled_bos(tokens)
 
     async def _tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
         if not text:

@@ -18,6 +18,7 @@ from core import metrics
 from core.errors import BackendError, BackendTimeout, BackendUnavailable
 from core.llm.base import Chunk, GenOptions, Message, Role, Usage
 from core.llm.config import LLMSettings, RemoteLLMSettings
+from core.llm.prompting import neutralize_control_markers
 
 log = logging.getLogger(__name__)
 
@@ -101,13 +102,15 @@ class OpenAICompatBackend:
                 f"The remote API did not answer within {self.settings.timeout_s:.0f}s (llm.remote.timeout_s)."
             ) from exc
         except openai.APIConnectionError as exc:
-            raise BackendUnavailable(
-                f"Cannot reach the remote API at {self.settings.base_url} — check llm.remote.base_url."
-            ) from exc
+            # The address is the operator's business: it goes to the log, not into the sentence
+            # that reaches chat users and REST clients.
+            log.warning("cannot reach the remote API at %s: %s", self.settings.base_url, exc)
+            raise BackendUnavailable("Cannot reach the remote API — check llm.remote.base_url.") from exc
         except openai.APIStatusError as exc:
             raise BackendError(f"The remote API answered HTTP {exc.status_code}.") from exc
         except openai.OpenAIError as exc:
-            raise BackendError(f"The remote API call failed: {exc}") from exc
+            log.warning("the remote API call to %s failed: %s", self.settings.base_url, exc)
+            raise BackendError(f"The remote API call failed ({type(exc).__name__}).") from exc
         if not usage.completion_tokens:
             usage.completion_tokens = count
         metrics.TOKENS.labels("remote").inc(usage.completion_tokens)
@@ -125,9 +128,15 @@ def from_settings(llm: LLMSettings) -> OpenAICompatBackend:
 
 
 def _message_param(message: Message) -> ChatCompletionMessageParam:
-    """One message in the SDK's typed shape (the role picks the shape)."""
+    """One message in the SDK's typed shape (the role picks the shape).
+
+    The server renders its own chat template around the content and may parse control tokens in
+    it (llama.cpp's and vLLM's OpenAI endpoints do), so control-token spellings in the text are
+    made inert first.
+    """
+    content = neutralize_control_markers(message.content)
     if message.role is Role.SYSTEM:
-        return ChatCompletionSystemMessageParam(role="system", content=message.content)
+        return ChatCompletionSystemMessageParam(role="system", content=content)
     if message.role is Role.ASSISTANT:
-        return ChatCompletionAssistantMessageParam(role="assistant", content=message.content)
-    return ChatCompletionUserMessageParam(role="user", content=message.content)
+        return ChatCompletionAssistantMessageParam(role="assistant", content=content)
+    return ChatCompletionUserMessageParam(role="user", content=content)

@@ -39,9 +39,26 @@ FENCE_OPEN = "<<<UNTRUSTED DATA>>>"
 FENCE_CLOSE = "<<<END UNTRUSTED DATA>>>"
 
 
+# Characters that read as one bracket of a fence marker: the ASCII one, the two that NFKC folds into
+# it (small and fullwidth forms), and, between brackets, invisible format characters (zero-width
+# spaces and joiners, word joiners, soft hyphens, the BOM) that would otherwise hide a run.
+_LT, _GT = "<\ufe64\uff1c", ">\ufe65\uff1e"
+_INVISIBLE = "\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
+_FENCE_RUN = re.compile(rf"[{_LT}](?:[{_INVISIBLE}]*[{_LT}]){{2,}}|[{_GT}](?:[{_INVISIBLE}]*[{_GT}]){{2,}}")
+
+
+def _spread(run: re.Match[str]) -> str:
+    return " ".join(c for c in run.group() if c in _LT or c in _GT)
+
+
 def untrusted(text: object) -> str:
-    """Neutralise anything in retrieved text that could close or forge our data fences."""
-    return str(text).replace("<<<", "< < <").replace(">>>", "> > >")
+    """Neutralise anything in retrieved text that could close or forge our data fences.
+
+    Every run of three or more angle brackets (the fences are ``<<<…>>>``) becomes brackets
+    separated by spaces. Runs are matched whole, so the result never holds a run of three again:
+    ``<<<<<END …>>`` becomes ``< < < < <END …>>``, and filtering twice changes nothing.
+    """
+    return _FENCE_RUN.sub(_spread, str(text))
 
 
 def turn_text(text: object) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
+from core.errors import ConfigError
 from core.registry import registered_name
 from core.section import Section
 
@@ -36,8 +37,16 @@ class EmbedSettings(Section):
 class StoreSettings(Section):
     """Where vectors live: embedded Qdrant on disk, or a Qdrant server."""
 
-    path: Path | None = Field(None, description="Local Qdrant directory. Empty: <home>/qdrant.")
-    url: str | None = Field(None, description="Qdrant server URL; when set, 'path' is ignored.")
+    path: Path | None = Field(None, description="Embedded store directory. Empty: <home>/qdrant.")
+    backend: Literal["edge", "local"] = Field(
+        "edge",
+        description="Embedded engine at 'path': edge (Qdrant Edge: HNSW and payload indexes, the default) "
+        "or local (qdrant-client's pure-Python local mode; slow past ~20k chunks, kept for comparison).",
+    )
+    url: str | None = Field(
+        None,
+        description="Qdrant server URL; when set, 'path' and 'backend' are ignored ('hearth store migrate').",
+    )
     api_key: SecretStr | None = Field(None, description="Qdrant server API key.")
     collection: str = Field("hearth_docs", description="Collection holding document chunks.")
 
@@ -106,7 +115,47 @@ class SourceSpec(Section):
         default_factory=lambda: ["public"],
         description="Tokens allowed to read this source, e.g. public, group:eng, user:alice.",
     )
+    language: str = Field(
+        "auto",
+        description="Language of the text for BM25 keywords: auto (English, plus word segmentation where "
+        "text is Chinese, Japanese or Korean), english, german, french, … or chinese, japanese, korean.",
+    )
+    sync_every: float = Field(
+        900.0,
+        ge=0,
+        description="While 'hearth serve' runs, re-sync this source this often (seconds, or '15m', '2h'; "
+        "0 turns it off). Each run starts up to 10% later at random, so sources do not sync in lockstep.",
+    )
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        from core.retrieval.sparse import check_language
+
+        try:
+            return check_language(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("sync_every", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
 
     def options(self) -> dict[str, object]:
         """The connector-specific options (everything except name, type and acl)."""
         return dict(self.model_extra or {})
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '90', '90s', '15m', '2h' or '1d' (a ValueError names the accepted forms)."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:], None) if value else None
+    number = value[:-1] if unit is not None else value
+    try:
+        return float(number) * (unit or 1.0)
+    except ValueError:
+        raise ValueError(f"'{text}' is not a duration — use seconds or e.g. 30s, 15m, 2h, 1d.") from None

@@ -8,8 +8,7 @@ from core.config import Settings
 from core.contracts import Hit
 from core.retrieval.embedders import Embedder, get_embedder
 from core.retrieval.sparse import query_vector
-from core.retrieval.store import ChunkStore, Mode
-from core.retrieval.sync import open_store
+from core.retrieval.store import ChunkStore, Mode, open_store
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +35,7 @@ class DocsRetriever:
         self.embedder = embedder or get_embedder(settings.embed)
         self.store = store or open_store(settings)
         self.mode: Mode = mode or settings.retrieval.mode
+        self.languages = tuple(dict.fromkeys(s.language for s in settings.sources))
 
     async def search(
         self, query: str, *, acl: frozenset[str] | None, k: int, mode: Mode | None = None
@@ -46,7 +46,7 @@ class DocsRetriever:
             return []
         mode = mode or self.mode
         dense = (await self.embedder.embed([query]))[0] if mode != "bm25" else None
-        sparse = query_vector(query) if mode != "dense" else None
+        sparse = query_vector(query, self.languages) if mode != "dense" else None
         points = await self.store.search(
             mode,
             dense=dense,
@@ -57,17 +57,17 @@ class DocsRetriever:
         )
         hits = []
         for p in points:
-            pl = p.payload or {}
+            pl = p.payload
             hits.append(
                 Hit(
                     chunk_id=str(p.id),
-                    doc_id=pl.get("doc_id", ""),
-                    uri=pl.get("uri", ""),
-                    title=pl.get("title", ""),
-                    text=pl.get("text", ""),
-                    score=float(p.score),
-                    location=pl.get("location", ""),
-                    source=pl.get("source", ""),
+                    doc_id=str(pl.get("doc_id", "")),
+                    uri=str(pl.get("uri", "")),
+                    title=str(pl.get("title", "")),
+                    text=str(pl.get("text", "")),
+                    score=p.score,
+                    location=str(pl.get("location", "")),
+                    source=str(pl.get("source", "")),
                 )
             )
         return hits

@@ -1,65 +1,104 @@
-"""BM25 sparse vectors: term weights computed here, IDF applied by Qdrant (``Modifier.IDF``).
+"""BM25 sparse vectors from Qdrant's own encoder (``qdrant_edge.Bm25``); IDF is applied by Qdrant.
 
-Terms are lower-cased word tokens, lightly stemmed, stop words dropped, and hashed into a 31-bit
-index space, so no vocabulary has to be stored or kept in sync.
+The same token ids and term weights as a Qdrant server's BM25, for both store backends. Text is
+analysed with a word tokenizer and the language's stemmer and stop words (English by default);
+text in Chinese, Japanese or Korean is also run through Qdrant's multilingual tokenizer, which
+segments it into words (a word tokenizer would make a whole sentence one token). A chunk's
+vector is the union of its analyses, so numbers and Latin terms inside CJK text still match::
+
+    document_vector("新员工每年有二十天年假。")           # multilingual + English analysis
+    query_vector("年假", languages=("english",))       # matches the chunk above
+    document_vector("Urlaubstage pro Jahr", "german")  # German stemmer and stop words
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections import Counter
+import threading
+from collections.abc import Iterable
+from functools import lru_cache
 
-_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
-STOP_WORDS = frozenset(
-    "a an and are as at be but by can could did do does for from had has have how i if in into is it its "
-    "me my no not of on or our so than that the their them then there these they this to us was we were "
-    "what when where which who why will with would you your".split()
-)
-K1 = 1.2
-B = 0.75
-AVG_DOC_TERMS = 120.0  # typical terms per 1000-character chunk; BM25 length normalisation pivots here
+from qdrant_edge import Bm25, Bm25Config, TokenizerType
 
+from core.errors import ConfigError
 
-def stem(token: str) -> str:
-    """A tiny suffix stripper so 'days'/'day' and 'requesting'/'request' meet."""
-    if len(token) > 4 and token.endswith("ies"):
-        return token[:-3] + "y"
-    if len(token) > 5 and token.endswith("ing"):
-        return token[:-3]
-    if len(token) > 4 and token.endswith("ed") and not token.endswith("eed"):
-        return token[:-2]
-    if len(token) > 3 and token.endswith("s") and not token.endswith(("ss", "us", "is")):
-        return token[:-1]
-    return token
+Sparse = tuple[list[int], list[float]]
+
+# Han, Hiragana/Katakana, Hangul (and their compatibility blocks).
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f]")
+# Source languages whose text is always segmented by the multilingual tokenizer.
+CJK_LANGUAGES = frozenset({"chinese", "japanese", "korean", "multilingual"})
+AUTO = "auto"
+DEFAULT_LANGUAGE = "english"
+# Expected tokens per chunk after stop words (a 1000-character chunk): BM25 length normalisation
+# pivots here. Qdrant's default, 256, suits longer documents than Hearth's chunks.
+AVG_LEN = 120.0
+_lock = threading.Lock()
 
 
-def terms(text: str) -> list[str]:
-    """The BM25 terms of ``text`` in order."""
-    return [stem(t) for t in (m.group(0).lower() for m in _TOKEN.finditer(text)) if t not in STOP_WORDS]
+@lru_cache(maxsize=32)
+def _model(language: str, multilingual: bool) -> Bm25:
+    """One encoder per (language, tokenizer); raises ValueError for an unknown language."""
+    tokenizer = TokenizerType.Multilingual if multilingual else TokenizerType.Word
+    return Bm25(Bm25Config(avg_len=AVG_LEN, tokenizer=tokenizer, language=language))
 
 
-def term_index(term: str) -> int:
-    """The sparse-vector index of a term (stable across processes and versions)."""
-    return int.from_bytes(hashlib.blake2b(term.encode("utf-8"), digest_size=4).digest(), "big") & 0x7FFFFFFF
+def check_language(language: str) -> str:
+    """``language`` lower-cased, or a ConfigError naming the choices."""
+    lang = language.strip().lower()
+    if lang in (AUTO, *CJK_LANGUAGES):
+        return lang
+    try:
+        with _lock:
+            _model(lang, False)
+    except ValueError:
+        raise ConfigError(
+            f"Unknown language '{language}' for BM25 — use auto, english, german, french, spanish, "
+            "chinese, japanese, korean, … (Qdrant's stemmer languages)."
+        ) from None
+    return lang
 
 
-def _vector(weights: dict[int, float]) -> tuple[list[int], list[float]]:
-    indices = sorted(weights)
-    return indices, [weights[i] for i in indices]
+def has_cjk(text: str) -> bool:
+    """Whether ``text`` contains Chinese, Japanese or Korean characters."""
+    return _CJK.search(text) is not None
 
 
-def document_vector(text: str) -> tuple[list[int], list[float]]:
-    """BM25 term-frequency weights of a chunk: tf·(k1+1) / (tf + k1·(1 − b + b·len/avg))."""
-    found = terms(text)
-    norm = K1 * (1 - B + B * len(found) / AVG_DOC_TERMS)
+def _analyses(text: str, language: str) -> list[Bm25]:
+    word = DEFAULT_LANGUAGE if language in (AUTO, *CJK_LANGUAGES) else language
+    models = [_model(word, False)]
+    if language in CJK_LANGUAGES or has_cjk(text):
+        models.append(_model(DEFAULT_LANGUAGE, True))
+    return models
+
+
+def _union(vectors: Iterable[tuple[list[int], list[float]]]) -> Sparse:
     weights: dict[int, float] = {}
-    for term, tf in Counter(found).items():
-        index = term_index(term)
-        weights[index] = weights.get(index, 0.0) + tf * (K1 + 1) / (tf + norm)
-    return _vector(weights)
+    for indices, values in vectors:
+        for i, v in zip(indices, values, strict=True):
+            if v > weights.get(i, 0.0):
+                weights[i] = v
+    ordered = sorted(weights)
+    return ordered, [weights[i] for i in ordered]
 
 
-def query_vector(text: str) -> tuple[list[int], list[float]]:
-    """Each distinct query term weighs 1 (Qdrant multiplies by IDF)."""
-    return _vector({term_index(t): 1.0 for t in set(terms(text))})
+def document_vector(text: str, language: str = AUTO) -> Sparse:
+    """BM25 term-frequency weights of a chunk, tf·(k1+1) / (tf + k1·(1 − b + b·len/avg_len))."""
+    with _lock:
+        out = [
+            (list(v.indices), list(v.values))
+            for v in (m.embed_document(text) for m in _analyses(text, language))
+        ]
+    return _union(out)
+
+
+def query_vector(text: str, languages: Iterable[str] = (DEFAULT_LANGUAGE,)) -> Sparse:
+    """Each distinct query term weighs 1 (Qdrant multiplies by IDF), analysed as each source language."""
+    models: list[Bm25] = []
+    for language in dict.fromkeys([DEFAULT_LANGUAGE, *languages]):
+        for model in _analyses(text, language):
+            if model not in models:
+                models.append(model)
+    with _lock:
+        out = [(list(v.indices), list(v.values)) for v in (m.embed_query(text) for m in models)]
+    return _union(out)

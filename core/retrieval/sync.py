@@ -28,11 +28,12 @@ from core.retrieval.documents import Document, Skipped, Unchanged
 from core.retrieval.embedders import Embedder, get_embedder
 from core.retrieval.sparse import document_vector
 from core.retrieval.state import DocState, SyncState
-from core.retrieval.store import ChunkStore, StoredChunk, point_id
+from core.retrieval.store import ChunkStore, StoredChunk, open_store, point_id
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = "1"
+# 2: BM25 sparse vectors from Qdrant's encoder (other token ids than version 1's hand-written one).
+INDEX_VERSION = "2"
 
 
 def index_signature(settings: Settings) -> str:
@@ -40,11 +41,6 @@ def index_signature(settings: Settings) -> str:
     e, r = settings.embed, settings.retrieval
     model = str(e.model_path or "bundled") if e.backend != "openai" else e.model
     return f"v{INDEX_VERSION}:{e.backend}:{model}:{r.chunk_size}:{r.chunk_overlap}"
-
-
-def open_store(settings: Settings) -> ChunkStore:
-    """The chunk store these settings point at."""
-    return ChunkStore(settings.store, str(settings.store_path))
 
 
 @dataclass
@@ -108,6 +104,7 @@ class Indexer:
         self.db = db or Database(settings.database_url)
         self.state = SyncState(self.db)
         self.signature = index_signature(settings)
+        self._languages = {s.name: s.language for s in settings.sources}
 
     def specs(self, names: Sequence[str] | None) -> list[SourceSpec]:
         """The configured sources named (all when ``names`` is empty)."""
@@ -144,6 +141,7 @@ class Indexer:
                 report.error = str(exc)
             report.seconds = time.perf_counter() - started
             reports.append(report)
+        await self.store.commit()
         return reports
 
     async def _remove_unconfigured(self, configured: set[str]) -> list[SourceReport]:
@@ -254,7 +252,7 @@ class Indexer:
                     StoredChunk(
                         id=point_id(doc.id, doc.content_hash, self.signature, chunk.index),
                         dense=vectors[i],
-                        sparse=document_vector(texts[i]),
+                        sparse=document_vector(texts[i], self._languages.get(doc.source, "auto")),
                         payload={
                             "doc_id": doc.id,
                             "source": doc.source,

@@ -1,4 +1,4 @@
-"""Sync through Qdrant local mode: edits, deletions, re-adds, a killed run, changed_since."""
+"""Sync through the embedded store (Qdrant Edge): edits, deletions, re-adds, a killed run, changed_since."""
 
 from __future__ import annotations
 
@@ -19,12 +19,8 @@ async def stored(settings: Settings) -> list[dict[str, Any]]:
     """Every chunk payload in the store."""
     store = open_store(settings)
     try:
-        if not await store.exists():
-            return []
-        points, _ = await (await store.client()).scroll(
-            settings.store.collection, limit=10_000, with_payload=True
-        )
-        return [p.payload or {} for p in points]
+        points, _ = await store.scroll(None, 10_000)
+        return [p.payload for p in points]
     finally:
         await store.aclose()
 

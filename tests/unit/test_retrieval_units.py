@@ -14,7 +14,7 @@ from core.retrieval.config import EmbedSettings, SourceSpec
 from core.retrieval.documents import Document
 from core.retrieval.embedders import get_embedder
 from core.retrieval.evaluation import score
-from core.retrieval.sparse import document_vector, query_vector, term_index, terms
+from core.retrieval.sparse import document_vector, query_vector
 
 HANDBOOK = """# Leave
 
@@ -95,25 +95,41 @@ def test_pdf_chunks_name_their_page() -> None:
     assert chunks[1].location == "page 2, line 3"
 
 
-def test_sparse_terms_stem_and_drop_stop_words() -> None:
-    assert terms("How many vacation days do the employees get?") == [
-        "many",
-        "vacation",
-        "day",
-        "employee",
-        "get",
-    ]
-    assert term_index("day") == term_index("day") and term_index("day") != term_index("days")
-    idx, values = query_vector("days day DAY")
-    assert idx == [term_index("day")] and values == [1.0]
+def test_bm25_stems_drops_stop_words_and_weighs_each_query_term_once() -> None:
+    # Qdrant's English analyser: 'days'/'day' and 'employees'/'employee' meet, 'how'/'do'/'the' go.
+    idx, values = query_vector("How many vacation days do the employees get?")
+    assert idx == query_vector("many vacation day employee get")[0]
+    assert values == [1.0] * len(idx) and idx == sorted(idx)
+    assert query_vector("days day DAY")[0] == query_vector("day")[0]
+    assert query_vector("the of and")[0] == []
 
 
-def test_sparse_document_weights_saturate_with_term_frequency() -> None:
+def test_bm25_document_weights_saturate_with_term_frequency() -> None:
     idx, values = document_vector("deploy " * 50 + "rollback")
     weights = dict(zip(idx, values, strict=True))
-    assert weights[term_index("deploy")] > weights[term_index("rollback")]
-    assert weights[term_index("deploy")] < 2.2 + 1e-9  # bounded by k1 + 1
+    (deploy,), (rollback,) = query_vector("deploy")[0], query_vector("rollback")[0]
+    assert weights[deploy] > weights[rollback]
+    assert weights[deploy] < 2.2 + 1e-9  # bounded by k1 + 1
     assert idx == sorted(idx) and len(set(idx)) == len(idx)
+
+
+def test_bm25_segments_chinese_so_single_words_match() -> None:
+    doc = set(document_vector("新员工每年有二十天年假。请在 HR 门户中申请休假。")[0])
+    for word in ("年假", "休假", "新员工"):
+        assert set(query_vector(word)[0]) & doc, word
+    # A word tokenizer alone would have made the whole sentence one token.
+    assert not set(query_vector("天气")[0]) & doc
+    # Latin words and numbers inside Chinese text still count (the English analysis is kept).
+    assert set(query_vector("HR")[0]) <= doc
+
+
+def test_source_language_is_validated() -> None:
+    assert SourceSpec(name="d", type="files", language="German").language == "german"
+    assert SourceSpec(name="d", type="files", sync_every="15m").sync_every == 900
+    with pytest.raises(ValueError, match="Unknown language 'klingon'"):
+        SourceSpec(name="d", type="files", language="klingon")
+    with pytest.raises(ValueError, match="not a duration"):
+        SourceSpec(name="d", type="files", sync_every="soon")
 
 
 def test_unknown_connector_lists_the_available_ones() -> None:

@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from core.assistant import Assistant
+from core.code.completion import Completer
 from core.code.context import CodeContext
 from core.code.service import CodeService
 from core.code.workbench import CodeModel
-from core.contracts import Answer, Ask, Code, Delta, Kind, Request, Retriever
+from core.contracts import Answer, Ask, Code, Completion, Delta, Kind, Request, Retriever
 from core.intake import Intake
 from core.llm.base import Priority
 from core.metrics import METRICS
@@ -73,6 +74,16 @@ class FrontDoor:
     def ask_stream(self, question: str) -> AsyncIterator[Delta | Answer]:
         """Answer a question about the workspace through the intake."""
         return self._run(Ask(Kind.ASK, self._request(question)))
+
+    def complete_stream(self, completion: Completion) -> AsyncIterator[Delta | Answer]:
+        """An inline suggestion at the editor's cursor, through the intake."""
+        what = f"complete {completion.path or completion.language} code"
+        return self._run(Ask(Kind.COMPLETE, self._request(what), completion=completion))
+
+    def completion_stats(self) -> dict[str, object]:
+        """What the core's completer did (generations started, finished, cancelled)."""
+        engine = self.intake.engine
+        return Completer.of(engine).stats.as_dict() if engine is not None else {}
 
     async def with_workspace_context(
         self, ctx: CodeContext, retriever: Retriever | None = None

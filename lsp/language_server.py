@@ -28,6 +28,7 @@ from core.config import Settings
 from core.errors import HearthError, InputError
 from core.refusals import refusal_for, sentence
 from lsp.backend import CodeBackend
+from lsp.completion import Completions
 from lsp.contract import usage
 from lsp.workspace_index import WorkspaceIndex
 
@@ -87,6 +88,7 @@ class HearthServer(LanguageServer):
         self.diagnosed: set[str] = set()  # workspace-relative files holding Hearth diagnostics
         self.workspace_index: WorkspaceIndex | None = None
         self._index_watch: asyncio.Future[None] | None = None
+        self.completions = Completions(settings.lsp.completion)
 
     def start_indexing(self) -> None:
         """Index the workspace folder in the background (in-process mode, lsp.index_workspace)."""
@@ -190,6 +192,7 @@ class HearthServer(LanguageServer):
             future = self.protocol._request_futures.get(msg_id)
             if future is not None and not future.done():
                 future.cancel()
+        await self.completions.aclose()
         if self._index_watch is not None:
             self._index_watch.cancel()
         if self.workspace_index is not None:

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
 
 from core.code.context import CodeContext
 from core.code.workbench import CodeModel
-from core.contracts import Answer, Code, Delta, Retriever
+from core.contracts import Answer, Code, Completion, Delta, Retriever
 from core.errors import BackendError, BackendUnavailable, InputError
 from core.llm.base import Usage
 
@@ -73,7 +73,7 @@ class RemoteBackend:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
 
-    async def _stream(self, path: str, payload: dict[str, str]) -> AsyncIterator[Delta | Answer]:
+    async def _stream(self, path: str, payload: Mapping[str, object]) -> AsyncIterator[Delta | Answer]:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         where = f"{self.url}{path}"
@@ -130,6 +130,21 @@ class RemoteBackend:
     def ask_stream(self, question: str) -> AsyncIterator[Delta | Answer]:
         """POST /v1/ask."""
         return self._stream("/v1/ask", {"question": question})
+
+    def complete_stream(self, completion: Completion) -> AsyncIterator[Delta | Answer]:
+        """POST /v1/code/complete; closing the stream (a newer keystroke) closes the request, which
+        stops the generation on the server."""
+        payload: dict[str, object] = {
+            "prefix": completion.prefix,
+            "suffix": completion.suffix,
+            "language": completion.language,
+            "snippets": [{"path": s.path, "text": s.text} for s in completion.snippets],
+        }
+        if completion.path:
+            payload["path"] = completion.path
+        if completion.max_tokens:
+            payload["max_tokens"] = completion.max_tokens
+        return self._stream("/v1/code/complete", payload)
 
     async def with_workspace_context(
         self, ctx: CodeContext, retriever: Retriever | None = None

@@ -10,6 +10,7 @@ from lsprotocol import types
 
 from core.code.context import RUNNABLE, language_of
 from core.config import Settings
+from lsp import completion
 from lsp.backend import CodeBackend
 from lsp.commands import HANDLERS
 from lsp.contract import COMMANDS, EXPLAIN, GENERATE, GENERATE_TESTS, RUN_TESTS
@@ -64,6 +65,12 @@ def build_server(settings: Settings, backend: CodeBackend) -> HearthServer:
         types.TEXT_DOCUMENT_CODE_ACTION,
         types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.Empty]),
     )(code_actions)
+
+    completion.register(server)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def _closed(ls: HearthServer, params: types.DidCloseTextDocumentParams) -> None:
+        ls.completions.snippets.forget(params.text_document.uri)
 
     @server.feature(types.INITIALIZED)
     def _initialized(ls: HearthServer, params: types.InitializedParams) -> None:

@@ -30,7 +30,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from core.audit import AuditEntry
-from core.contracts import Answer, Delta, Request, Turn
+from core.contracts import Answer, Completion, Delta, Request, Snippet, Turn
 from core.errors import HearthError
 from core.intake import Ask, Code, Kind
 from core.llm.base import Priority
@@ -41,6 +41,7 @@ from server import bodies
 from server.auth import TOKEN_INFO, TokenInfo
 from server.bodies import (
     AskBody,
+    CompleteBody,
     ExplainBody,
     GenerateBody,
     SearchBody,
@@ -345,6 +346,15 @@ async def code_tests(request: web.Request) -> web.StreamResponse:
     return await answer(request, _code_ask(request, Kind.TESTS, await read_body(request, TestsBody)))
 
 
+async def code_complete(request: web.Request) -> web.StreamResponse:
+    """POST /v1/code/complete: an inline suggestion at an editor's cursor (a client that leaves stops it)."""
+    body = await read_body(request, CompleteBody)
+    req = make_request(request, f"complete {body.path or body.language} code", priority=Priority.EDITOR)
+    snippets = tuple(Snippet(s.path, s.text) for s in body.snippets)
+    completion = Completion(body.prefix, body.suffix, body.language, body.path, snippets, body.max_tokens)
+    return await answer(request, Ask(Kind.COMPLETE, req, completion=completion))
+
+
 async def openapi(request: web.Request) -> web.Response:
     """GET /v1/openapi.json: the OpenAPI 3 description of this API (questions bounded as the intake is)."""
     intake = request.app[INTAKE]
@@ -432,6 +442,18 @@ ENDPOINTS: list[tuple[Operation, Handler]] = [
             description=SSE_DOC,
         ),
         code_tests,
+    ),
+    (
+        Operation(
+            "POST",
+            "/v1/code/complete",
+            "An inline suggestion for the text around an editor's cursor; closing the connection stops it.",
+            _ANSWER,
+            CompleteBody,
+            surface=True,
+            description=SSE_DOC,
+        ),
+        code_complete,
     ),
     (
         Operation(

@@ -132,6 +132,26 @@ class TestsBody(Body):
     previous: str | None = Field(None, description="The previous test file, for a repair round.")
 
 
+class SnippetBody(Body):
+    """Related code the editor sends with a completion (another open file, a workspace-index hit)."""
+
+    path: str = Field(min_length=1, description="Where it comes from (workspace-relative).")
+    text: str = Field(description="The code.")
+
+
+class CompleteBody(Body):
+    """POST /v1/code/complete."""
+
+    prefix: str = Field("", description="The text before the cursor (the window the editor cut).")
+    suffix: str = Field("", description="The text after the cursor.")
+    language: str = Field(min_length=1, description="The file's language, e.g. python.")
+    path: str | None = Field(None, description="The file being edited (workspace-relative).")
+    snippets: list[SnippetBody] = Field(
+        default_factory=list, max_length=10, description="Related code, shown to the model first."
+    )
+    max_tokens: Integer | None = Field(None, ge=1, le=512, description="Longest suggestion, in tokens.")
+
+
 BODIES: dict[str, type[Body]] = {
     "/v1/ask": AskBody,
     "/v1/search": SearchBody,
@@ -139,6 +159,7 @@ BODIES: dict[str, type[Body]] = {
     "/v1/code/explain": ExplainBody,
     "/v1/code/generate": GenerateBody,
     "/v1/code/tests": TestsBody,
+    "/v1/code/complete": CompleteBody,
 }
 
 

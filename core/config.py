@@ -63,6 +63,21 @@ class ServerSettings(Section):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
     shutdown_timeout_s: float = Field(20.0, ge=0, description="Time in-flight answers get on SIGTERM.")
     rate_limit_per_minute: int = Field(60, ge=1, description="REST requests per token per minute.")
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a connection gets to send a request's headers (also how long an idle "
+        "keep-alive connection stays open); a slower client is disconnected.",
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Seconds a client gets to send a request's body; a slower one gets 408."
+    )
+    max_connections: int = Field(
+        512,
+        ge=8,
+        description="Open client connections at most. At the cap the oldest connection still waiting "
+        "for its request is closed to make room, so slow clients cannot starve the others.",
+    )
 
 
 _SLASH_COMMAND = r"^/[a-z0-9_-]{1,31}$"

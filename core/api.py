@@ -24,7 +24,7 @@ from core.digests.service import DigestService
 from core.errors import BackendError, BackendUnavailable, ConfigError, HearthError, InputError
 from core.intake import Intake
 from core.llm.base import Priority, Usage
-from core.metrics import METRICS
+from core.metrics import FEEDBACK_VOTES, METRICS
 from core.refusals import ENGLISH, Reason, Refusal, Refused, refusal_for, sentence
 from core.render import markdown_table
 from core.retrieval.config import SourceSpec
@@ -57,6 +57,7 @@ __all__ = [
     "Priority",
     "Usage",
     "METRICS",
+    "FEEDBACK_VOTES",
     # rendering
     "markdown_table",
     "text_table",

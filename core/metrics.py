@@ -52,6 +52,11 @@ ANSWER_SECONDS = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 
+# 👍/👎 on answers (`hearth feedback` lists and exports the votes themselves).
+FEEDBACK_VOTES = Counter(
+    "hearth_feedback_votes_total", "Votes people gave answers, by surface and vote.", ["surface", "vote"]
+)
+
 # The REST API, Slack's and DingTalk's HTTP callbacks (recorded by server.observability's middleware).
 HTTP_REQUESTS = Counter(
     "hearth_http_requests_total",

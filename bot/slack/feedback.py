@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from core.db import Database, metadata
+from core.api import FEEDBACK_VOTES, Database, metadata
 
 
 def _ids(*, per_user: bool) -> tuple[sa.Column[str], ...]:
@@ -59,6 +59,23 @@ class AnswerRecord:
     backend: str
 
 
+@dataclass(frozen=True)
+class RatedAnswer:
+    """One person's vote on one answer, with what was asked and answered."""
+
+    at: float
+    vote: int
+    user_id: str
+    asker: str
+    channel: str
+    kind: str
+    question: str
+    answer: str
+    model: str
+    backend: str
+    answer_id: str
+
+
 class FeedbackStore:
     """Records answers and votes; a person's later vote on the same answer replaces the earlier one."""
 
@@ -100,7 +117,35 @@ class FeedbackStore:
             )
             return str(question_id)
 
-        return await self.db.run(upsert)
+        question = await self.db.run(upsert)
+        if question is not None:
+            FEEDBACK_VOTES.labels(surface="slack", vote="up" if vote > 0 else "down").inc()
+        return question
+
+    async def rated(
+        self, *, since: float | None = None, vote: int | None = None, limit: int | None = None
+    ) -> list[RatedAnswer]:
+        """Votes joined with the answers they rate, newest first (``vote``: only +1 or only -1)."""
+        await self.db.ensure([slack_answers, slack_feedback])
+        a, f = slack_answers.c, slack_feedback.c
+
+        def read(conn: Connection) -> list[RatedAnswer]:
+            columns: list[sa.ColumnElement[object]] = [f.at, f.vote, f.user_id, a.user_id.label("asker")]
+            columns += [a.channel, a.kind, a.question, a.answer, a.model, a.backend, a.answer_id]
+            query = (
+                sa.select(*columns)
+                .select_from(slack_feedback.join(slack_answers, f.answer_id == a.answer_id))
+                .order_by(f.at.desc(), f.user_id)
+            )
+            if since is not None:
+                query = query.where(f.at >= since)
+            if vote is not None:
+                query = query.where(f.vote == vote)
+            if limit is not None:
+                query = query.limit(limit)
+            return [RatedAnswer(**row) for row in conn.execute(query).mappings()]
+
+        return await self.db.run(read)
 
     async def votes(self, answer_id: str) -> dict[str, int]:
         """user id -> vote for one answer."""

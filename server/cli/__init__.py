@@ -31,6 +31,7 @@ _COMMANDS: dict[str, str] = {
     "digest": "server.cli.digest_cmd:digest",
     "tokens": "server.cli.tokens_cmd:tokens",
     "audit": "server.cli.audit_cmd:audit",
+    "feedback": "server.cli.feedback_cmd:feedback",
     "index": "server.cli.index_cmd:index",
     "search": "server.cli.index_cmd:search",
     "sources": "server.cli.index_cmd:sources",

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import logging
 import time
 from collections.abc import Sequence
 from urllib.parse import urlencode
+
+from click.testing import CliRunner
+from prometheus_client import REGISTRY as METRICS_REGISTRY
 
 from bot import messages
 from bot.slack.feedback import FeedbackStore
@@ -17,6 +21,7 @@ from core.errors import BackendUnavailable
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
 from core.refusals import Reason
+from server.cli import main as cli_main
 from tests.fixtures.core import make_settings
 from tests.fixtures.slack_api import BOT_ID, BOT_USER_ID, command_body, event_body
 from tests.fixtures.tables import table_settings
@@ -455,6 +460,7 @@ async def test_data_renders_answer_sql_table_and_chart(
 
 
 async def test_feedback_buttons_store_votes(make_slack, slack_api, tmp_path):
+    before = METRICS_REGISTRY.get_sample_value("hearth_feedback_votes_total", {"surface": "slack", "vote": "down"})
     h = await make_slack(assistant_with(tmp_path, FakeBackend(reply="Rated answer.")))
     await h.send(
         command_body("/ask", "rate me", trigger_id="trig-rate", response_url=slack_api.response_url())
@@ -490,6 +496,28 @@ async def test_feedback_buttons_store_votes(make_slack, slack_api, tmp_path):
     record = await store.answer(answer_id)
     assert record is not None and record.question == "rate me" and record.question_id == "command:trig-rate"
     assert messages.SLACK_FEEDBACK_THANKS in slack_api.of("chat.postEphemeral")[-1].args["text"]
+    assert METRICS_REGISTRY.get_sample_value(
+        "hearth_feedback_votes_total", {"surface": "slack", "vote": "down"}
+    ) == (before or 0) + 1
+    # The operator sees the vote, with what was asked and answered, from the CLI.
+    cfg = tmp_path / "feedback.yaml"
+    cfg.write_text(f"database:\n  url: '{h.db.url}'\n")
+    listed = await asyncio.to_thread(CliRunner().invoke, cli_main, ["--config", str(cfg), "feedback", "list", "--down", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows_json = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(rows_json) == 1, listed.output
+    row = rows_json[0]
+    assert row["vote"] == -1 and row["user_id"] == "U5" and row["question"] == "rate me"
+    assert row["answer"].startswith("Rated answer.") and row["answer_id"] == answer_id
+    ups = await asyncio.to_thread(CliRunner().invoke, cli_main, ["--config", str(cfg), "feedback", "list", "--up"])
+    assert ups.exit_code == 0 and "No feedback matches." in ups.output
+    out = tmp_path / "votes.csv"
+    exported = await asyncio.to_thread(
+        CliRunner().invoke, cli_main, ["--config", str(cfg), "feedback", "export", str(out), "--since", "1h"]
+    )
+    assert exported.exit_code == 0 and "Wrote 1 vote(s)" in exported.output
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [(r["user_id"], r["vote"], r["question"]) for r in rows] == [("U5", "-1", "rate me")]
 
 
 async def test_channel_without_the_bot_gets_a_private_hint(make_slack, slack_api, tmp_path):

@@ -38,6 +38,17 @@ ERRORS = Counter("hearth_errors_total", "Errors by kind and surface.", ["kind", 
 ENGINE_RESTARTS = Counter(
     "hearth_engine_restarts_total", "Restarts of the local llama-server engine after a crash or a hang."
 )
+SLOW_CLIENTS = Counter(
+    "hearth_slow_client_disconnects_total",
+    "Connections `hearth serve` closed to protect itself: a body past its deadline, evicted at the "
+    "connection cap, or refused at the cap.",
+    ["reason"],
+)
+LOG_SUPPRESSED = Counter(
+    "hearth_log_records_suppressed_total",
+    "Log records dropped by the repeated-message rate limit.",
+    ["level"],
+)
 
 # Every question from every surface (Socket Mode and Stream mode never touch HTTP).
 ANSWERS = Counter(

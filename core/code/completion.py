@@ -176,7 +176,8 @@ def build_prompt(
     values: dict[str, str | int] = {}
 
     def mark(value: str | int) -> str:
-        key = f"\x1dHEARTH-{len(values)}-{secrets.token_hex(6)}\x1d"
+        # Private-use characters: the registry strips whitespace, and \x1c-\x1f count as whitespace.
+        key = f"\ue000HEARTH-{len(values)}-{secrets.token_hex(6)}\ue001"
         values[key] = value
         return key
 
@@ -210,10 +211,12 @@ def build_prompt(
     shown: list[str] = []
     declared = (info.bos, info.prefix, info.suffix, info.middle, info.repo, info.file_sep)
     texts = {tok.id: tok.text for tok in declared if tok is not None}
-    for piece in re.split("(\x1dHEARTH-\\d+-[0-9a-f]{12}\x1d)", text):
+    for piece in re.split("(\ue000HEARTH-\\d+-[0-9a-f]{12}\ue001)", text):
         if not piece:
             continue
         value = values.get(piece, piece)
+        if value == "":
+            continue
         if isinstance(value, int):
             parts.append(value)
             shown.append(texts.get(value, f"<{value}>"))

@@ -31,7 +31,7 @@ from aiohttp.typedefs import Handler
 
 from core.audit import AuditEntry
 from core.contracts import Answer, Completion, Delta, Request, Snippet, Turn
-from core.errors import HearthError
+from core.errors import HearthError, TableError
 from core.intake import Ask, Code, Kind
 from core.llm.base import Priority
 from core.refusals import Reason, Refusal, refusal_for, sentence
@@ -304,6 +304,12 @@ async def tables_ask(request: web.Request) -> web.StreamResponse:
     """POST /v1/tables/ask: a question answered with guarded SQL over the tables the token may query."""
     body = await read_body(request, TablesAskBody)
     ask = Ask(Kind.TABLES, make_request(request, body.question), source=body.source)
+    engine = request.app[INTAKE].engine
+    if body.source is not None and engine is not None and engine.tables is not None:
+        try:
+            engine.tables.spec(body.source, ask.request.acl)  # one the token may not read is unknown too
+        except TableError as exc:
+            return error_response(404, "not_found", str(exc))
     return await answer(request, ask, render=_with_chart)
 
 
@@ -400,7 +406,7 @@ ENDPOINTS: list[tuple[Operation, Handler]] = [
                 ref("TableAnswer"),
             ),
             TablesAskBody,
-            errors=(403, 422, 501),
+            errors=(403, 404, 422, 501),
             surface=True,
         ),
         tables_ask,

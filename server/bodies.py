@@ -31,6 +31,8 @@ MAX_DEPTH = 32
 MAX_NUMBER_CHARS = 40
 # Some text that is not only whitespace, and no NUL: the intake refuses the rest (core.refusals).
 TEXT_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
+# The table service's own cap on a question (core.tables.service refuses longer ones).
+TABLE_QUESTION_CHARS = 2000
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -98,7 +100,7 @@ class SearchBody(Body):
 class TablesAskBody(Body):
     """POST /v1/tables/ask."""
 
-    question: Text = Field(description="A question about the configured tables.")
+    question: Text = Field(max_length=TABLE_QUESTION_CHARS, description="A question about the tables.")
     source: str | None = Field(None, description="Limit the question to this table source.")
 
 

@@ -130,6 +130,7 @@ ERROR_TEXT: dict[int, str] = {
     "header is invalid (the message names it).",
     401: "Missing or invalid bearer token.",
     403: "The token may not use what the request names.",
+    404: "The table source the request names does not exist (or the token may not read it).",
     408: "The request body did not arrive in time.",
     413: "Body larger than server.max_body_bytes.",
     422: "The SQL was refused by the guard or failed on the data.",
@@ -278,7 +279,8 @@ def _body_schemas(model: type[BaseModel], max_question_chars: int | None) -> Sch
     found: Schema = dict(schema.pop("$defs", {}))
     question = schema.get("properties", {}).get("question")
     if max_question_chars is not None and isinstance(question, dict):
-        question["maxLength"] = max_question_chars  # the intake refuses longer ones (core.refusals)
+        # The intake refuses longer ones (core.refusals), whatever the body's own bound.
+        question["maxLength"] = min(max_question_chars, int(question.get("maxLength", max_question_chars)))
     found[model.__name__] = schema
     return found
 

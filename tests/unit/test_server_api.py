@@ -17,6 +17,7 @@ from core.llm.router import Router
 from server import api, bodies
 from server.app import ASSISTANT, AUDIT, DATABASE, INTAKE, create_app
 from server.auth import PUBLIC_PATHS, TOKENS
+from server.bodies import TABLE_QUESTION_CHARS
 from server.openapi import CONTRACT, SCHEMAS
 from tests.fixtures.core import make_settings
 
@@ -205,6 +206,34 @@ async def test_tables_ask_answers_with_sql_over_a_csv(aiohttp_client: Any, tmp_p
     # Someone without the table's grant is refused as if it did not exist: its name never leaks.
     assert resp.status == 403 and body["error"]["code"] == "forbidden", body
     assert "sales" not in json.dumps(body).lower()
+    # A source that does not exist, or that the token may not read, is a declared 404 before any SQL.
+    calls = len(backend.calls)
+    for who, source in ((token, "nope"), (outsider, "sales")):
+        resp = await client.post(
+            "/v1/tables/ask",
+            json={"question": "How many units?", "source": source},
+            headers={"Authorization": f"Bearer {who}"},
+        )
+        body = await resp.json()
+        assert resp.status == 404 and declared(client, "/v1/tables/ask", 404), body
+        assert f"Unknown table source '{source}'" in body["message"]
+    assert len(backend.calls) == calls
+    # The table service's own cap on questions is declared and refused at the body.
+    doc = client.app[CONTRACT].document(max_question_chars=client.app[INTAKE].limit_for("rest"))
+    question = doc["components"]["schemas"]["TablesAskBody"]["properties"]["question"]
+    assert question["maxLength"] == min(TABLE_QUESTION_CHARS, client.app[INTAKE].limit_for("rest"))
+    resp = await client.post(
+        "/v1/tables/ask",
+        json={"question": "x" * (question["maxLength"] + 1)},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert resp.status == 400, await resp.text()
+
+
+def test_the_table_question_cap_is_the_table_services() -> None:
+    from core.tables import service
+
+    assert service._MAX_QUESTION_CHARS == TABLE_QUESTION_CHARS
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ from core.llm.base import GenOptions, Message, Role, collect
 from core.metrics import METRICS
 from core.ratelimit import RateLimiter
 from core.services import Services
-from server import api, digests
+from server import api, digests, indexing
 from server.auth import LIMITER, TOKENS, TokenStore, api_tokens, require_token
 from server.health import healthz, readyz
 from server.observability import metrics_handler, observe
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 Mount = Callable[[web.Application, Services], None]
 # Each surface's mount; a mount returns at once when its surface is disabled.
-MOUNTS: list[Mount] = [api.mount, dingtalk_http.mount, slack_http.mount, digests.mount]
+MOUNTS: list[Mount] = [api.mount, dingtalk_http.mount, slack_http.mount, digests.mount, indexing.mount]
 
 # Seconds between attempts to build the assistant after a failed start (doubling up to the cap).
 RETRY_START_S = 2.0

@@ -11,13 +11,23 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from core.contracts import Hit
 from core.errors import InputError
-from core.retrieval.search import DocsRetriever
 from core.retrieval.store import Mode
 
 MODES: tuple[Mode, ...] = ("dense", "bm25", "hybrid")
+
+
+class ModeSearcher(Protocol):
+    """A retriever that searches in a given mode (DocsRetriever, or a `hearth serve` through RemoteRetriever)."""
+
+    async def search(
+        self, query: str, *, acl: frozenset[str] | None, k: int, mode: Mode | None = None
+    ) -> Sequence[Hit]:
+        """The ``k`` best chunks ``acl`` may read."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,7 @@ def score(ranking: Sequence[tuple[str, str]], relevant: frozenset[str]) -> dict[
 
 
 async def evaluate(
-    retriever: DocsRetriever, queries: Sequence[EvalQuery], modes: Sequence[Mode] = MODES, depth: int = 40
+    retriever: ModeSearcher, queries: Sequence[EvalQuery], modes: Sequence[Mode] = MODES, depth: int = 40
 ) -> dict[str, dict[str, float]]:
     """Mean metrics per mode: ``{"dense": {"recall@5": …, "mrr@10": …, "ndcg@10": …}, …}``."""
     results: dict[str, dict[str, float]] = {}

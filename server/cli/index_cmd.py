@@ -15,6 +15,7 @@ from rich.table import Table
 
 from core.config import Settings
 from core.contracts import Hit
+from core.retrieval.owner import IndexClient, find_owner
 from core.retrieval.sync import Indexer, SourceReport, source_status
 from server.cli import State, json_option, pass_state
 
@@ -70,6 +71,14 @@ def summary_lines(reports: Sequence[SourceReport]) -> list[str]:
 async def _index(
     settings: Settings, names: Sequence[str], rebuild: bool, console: Console
 ) -> list[SourceReport]:
+    owner = find_owner(settings)
+    if owner is not None:
+        # A running `hearth serve` owns the embedded store: it does the work, we draw its progress.
+        client = IndexClient(owner)
+        if console.is_terminal:
+            with BarProgress(console) as bar:
+                return await client.index(names, bar, rebuild=rebuild)
+        return await client.index(names, None, rebuild=rebuild)
     indexer = Indexer(settings)
     try:
         if console.is_terminal:
@@ -88,7 +97,11 @@ async def _index(
 @json_option("Print the per-source summary as JSON.")
 @pass_state
 def index(state: State, names: tuple[str, ...], rebuild: bool, as_json: bool) -> None:
-    """Index the configured document sources: new and changed docs are embedded, vanished ones removed."""
+    """Index the configured document sources: new and changed docs are embedded, vanished ones removed.
+
+    While `hearth serve` runs on the embedded store, the server does the indexing (this command
+    shows its progress); otherwise this process opens the store itself.
+    """
     console = Console(stderr=True)
     reports = asyncio.run(_index(state.settings, names, rebuild, console))
     if as_json:
@@ -103,6 +116,9 @@ def index(state: State, names: tuple[str, ...], rebuild: bool, as_json: bool) ->
 async def _search(
     settings: Settings, query: str, k: int, acl: frozenset[str] | None, mode: str | None
 ) -> list[Hit]:
+    owner = find_owner(settings)
+    if owner is not None:
+        return await IndexClient(owner).search(query, acl=acl, k=k, mode=mode)
     from core.retrieval.search import DocsRetriever
 
     retriever = DocsRetriever(settings)
@@ -215,10 +231,12 @@ def eval_group() -> None:
 
 async def _evaluate(settings: Settings, file: Path) -> dict[str, dict[str, float]]:
     from core.retrieval.evaluation import evaluate, load_queries
+    from core.retrieval.owner import RemoteRetriever
     from core.retrieval.search import DocsRetriever
 
     queries = load_queries(file)
-    retriever = DocsRetriever(settings)
+    owner = find_owner(settings)
+    retriever = RemoteRetriever(owner) if owner is not None else DocsRetriever(settings)
     try:
         return await evaluate(retriever, queries)
     finally:

@@ -11,6 +11,7 @@ import click
 from aiohttp import web
 
 from server.app import create_app, describe
+from server.indexing import announce
 from server.cli import State, pass_state
 from server.observability import configure_json_logging
 
@@ -84,6 +85,8 @@ async def _serve(state: State) -> None:
         addr = sock.getsockname()
         # Printed (and flushed) so scripts and tests can find a port chosen with --port 0.
         click.echo(f"Hearth listening on http://{addr[0]}:{addr[1]}", err=True)
+    # The embedded index's owner: hearth index/search go through this server.
+    await announce(app, [f"http://{s.getsockname()[0]}:{s.getsockname()[1]}" for s in sockets])
     log.info("serving", extra={"routes": [r["path"] for r in describe(app) if r["method"] != "HEAD"]})
     stop = asyncio.Event()
 

@@ -15,7 +15,15 @@ import json
 from typing import Annotated, Any, Literal, TypeVar
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from core.code.context import RUNNABLE
@@ -42,6 +50,10 @@ def _text(value: str) -> str:
     # Python's own whitespace, as the intake's strip() and the pattern under Python's re see it.
     if not value.strip():
         raise PydanticCustomError("text", "must contain some text, not only whitespace")
+    return _no_nul(value)
+
+
+def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise PydanticCustomError("text", "must be plain text (it contains a NUL character)")
     return value
@@ -67,6 +79,7 @@ def _integer(value: object) -> object:
 Text = Annotated[str, AfterValidator(_text), Field(min_length=1, json_schema_extra={"pattern": TEXT_PATTERN})]
 Runnable = Annotated[str, AfterValidator(_runnable), Field(json_schema_extra={"enum": sorted(RUNNABLE)})]
 Integer = Annotated[int, BeforeValidator(_integer)]
+NoNul = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern": r"^[^\x00]*$"})]
 
 
 # --- request bodies ---------------------------------------------------------------------------
@@ -142,16 +155,38 @@ class SnippetBody(Body):
 
 
 class CompleteBody(Body):
-    """POST /v1/code/complete."""
+    """POST /v1/code/complete: the code around the cursor, of which prefix or suffix holds some text."""
 
-    prefix: str = Field("", description="The text before the cursor (the window the editor cut).")
-    suffix: str = Field("", description="The text after the cursor.")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "anyOf": [
+                {"required": [side], "properties": {side: {"pattern": TEXT_PATTERN}}}
+                for side in ("prefix", "suffix")
+            ]
+        },
+    )
+
+    prefix: NoNul = Field("", description="The text before the cursor (the window the editor cut).")
+    suffix: NoNul = Field("", description="The text after the cursor.")
     language: str = Field(min_length=1, description="The file's language, e.g. python.")
     path: str | None = Field(None, description="The file being edited (workspace-relative).")
     snippets: list[SnippetBody] = Field(
         default_factory=list, max_length=10, description="Related code, shown to the model first."
     )
-    max_tokens: Integer | None = Field(None, ge=1, le=512, description="Longest suggestion, in tokens.")
+    # The bound before the validator, so the schema says minimum/maximum (after it, pydantic says "ge").
+    max_tokens: Annotated[int, Field(ge=1, le=512), BeforeValidator(_integer)] | None = Field(
+        None, description="Longest suggestion, in tokens."
+    )
+
+    @model_validator(mode="after")
+    def _some_code(self) -> CompleteBody:
+        # The intake's rule (core.intake): nothing but whitespace around the cursor is nothing to do.
+        if not (self.prefix + self.suffix).strip():
+            raise PydanticCustomError(
+                "text", "Send some code around the cursor: prefix or suffix must hold text"
+            )
+        return self
 
 
 BODIES: dict[str, type[Body]] = {
@@ -174,7 +209,9 @@ class BadRequest(ApiError):
 
 def _field_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "body"
+    where = ".".join(str(p) for p in err["loc"])
+    if not where:  # a rule over the whole body: its message is the sentence
+        return f"{err['msg']}."
     if err["type"] == "missing":
         return f"Field '{where}' is required."
     return f"Field '{where}': {err['msg']}."

@@ -145,23 +145,35 @@ async def test_code_explain_streams_through_the_explain_template(client: Any) ->
     assert client.backend.calls[-1].options.priority == 0  # editor requests jump the queue
 
 
-async def test_code_generate_and_tests_stream_through_the_code_service(client: Any) -> None:
+# What a model writes for code: a fenced module with a test in it (usable for generate and tests).
+CODE_REPLY = "```python\ndef test_add():\n    assert 1 + 2 == 3\n```"
+
+
+@pytest.fixture
+async def coder(aiohttp_client: Any, tmp_path: Path) -> Any:
+    """A client whose model writes code, with the code service wired."""
     from core.code.service import CodeService
 
-    assistant = client.app[ASSISTANT]
-    assistant.code = CodeService(assistant)
+    client = await start(aiohttp_client, tmp_path, FakeBackend(reply=CODE_REPLY))
+    client.app[ASSISTANT].code = CodeService(client.app[ASSISTANT])
+    return client
+
+
+async def test_code_generate_and_tests_stream_through_the_code_service(coder: Any) -> None:
+    client = coder
+    assert client.app[ASSISTANT].code is not None
     body = {"code": 'def add(a, b):\n    """Add two numbers."""\n', "language": "python", "path": "calc.py"}
     sse = client.auth | {"Accept": "text/event-stream", "X-Hearth-Surface": "lsp"}
     resp = await client.post("/v1/code/generate", json=body, headers=sse)
     events = parse_sse(await resp.text())
-    assert events[-1][0] == "answer" and events[-1][1]["answer"] == "Hearth fake answer."
+    assert events[-1][0] == "answer" and "def test_add():" in events[-1][1]["answer"]
     assert "Add two numbers." in " ".join(m.content for m in client.backend.calls[-1].messages)
     resp = await client.post(
         "/v1/code/tests",
         json=body | {"failures": "AssertionError: 3 != 4", "previous": "def test_add(): ..."},
         headers=client.auth,
     )
-    assert resp.status == 200 and (await resp.json())["answer"] == "Hearth fake answer."
+    assert resp.status == 200 and "assert 1 + 2 == 3" in (await resp.json())["answer"]
     assert "3 != 4" in " ".join(m.content for m in client.backend.calls[-1].messages)
     calls = len(client.backend.calls)
     resp = await client.post("/v1/code/tests", json=body | {"language": "cobol"}, headers=sse)
@@ -339,11 +351,10 @@ async def test_the_surface_header_is_the_declared_enum(client: Any, path: str, b
 
 
 @pytest.mark.parametrize("path", ["/v1/code/generate", "/v1/code/tests"])
-async def test_code_generation_declares_the_languages_it_takes(client: Any, path: str) -> None:
+async def test_code_generation_declares_the_languages_it_takes(coder: Any, path: str) -> None:
     from core.code.context import RUNNABLE
-    from core.code.service import CodeService
 
-    client.app[ASSISTANT].code = CodeService(client.app[ASSISTANT])
+    client = coder
     doc = client.app[CONTRACT].document()
     ref = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     language = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]["language"]
@@ -553,6 +564,51 @@ def test_openapi_document_is_valid_openapi_3_1() -> None:
     app = create_app(make_settings(Path("/tmp/unused")))
     validate(app[CONTRACT].document())
     validate(app[CONTRACT].document(max_question_chars=1000))
+
+
+# The JSON Schema keywords the body schemas may use: a pydantic bound that lands under another name
+# ("ge" on a union) would be a bound the document does not declare.
+SCHEMA_WORDS = {
+    "$ref", "type", "properties", "required", "items", "anyOf", "allOf", "oneOf", "enum", "const",
+    "default", "description", "title", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    "minLength", "maxLength", "pattern", "minItems", "maxItems", "additionalProperties", "format",
+}  # fmt: skip
+
+
+def _schema_words(schema: Any, where: str) -> list[str]:
+    if not isinstance(schema, dict):
+        return []
+    bad = [f"{where}.{k}" for k in schema if k not in SCHEMA_WORDS]
+    for name, sub in (schema.get("properties") or {}).items():
+        bad += _schema_words(sub, f"{where}.{name}")
+    for key in ("items", "additionalProperties"):
+        bad += _schema_words(schema.get(key), f"{where}.{key}")
+    for key in ("anyOf", "allOf", "oneOf"):
+        for i, sub in enumerate(schema.get(key) or []):
+            bad += _schema_words(sub, f"{where}.{key}[{i}]")
+    return bad
+
+
+def test_every_schema_bound_is_declared_in_json_schema_words() -> None:
+    doc = create_app(make_settings(Path("/tmp/unused")))[CONTRACT].document(max_question_chars=100)
+    bad = [w for name, s in doc["components"]["schemas"].items() for w in _schema_words(s, name)]
+    assert bad == []
+
+
+async def test_a_completion_needs_some_code_around_the_cursor(client: Any) -> None:
+    for body, needle in [
+        ({"language": "python"}, "prefix or suffix must hold text"),
+        ({"language": "python", "prefix": " \n", "suffix": "\t"}, "prefix or suffix must hold text"),
+        ({"language": "python", "prefix": "x = \u0000"}, "Field 'prefix': must be plain text"),
+        ({"language": "python", "suffix": "x", "max_tokens": 513}, "Field 'max_tokens'"),
+        ({"language": "python", "suffix": "x", "max_tokens": "5"}, "Field 'max_tokens': must be an integer"),
+    ]:
+        resp = await client.post("/v1/code/complete", json=body, headers=client.auth)
+        assert resp.status == 400 and needle in (await resp.json())["message"], (body, await resp.text())
+    assert client.backend.calls == []
+    schema = client.app[CONTRACT].document()["components"]["schemas"]["CompleteBody"]
+    assert schema["properties"]["max_tokens"]["anyOf"][0]["maximum"] == 512
+    assert [a["required"] for a in schema["anyOf"]] == [["prefix"], ["suffix"]]
 
 
 def test_the_answer_schema_is_the_answer_contract() -> None:

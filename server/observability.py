@@ -4,6 +4,9 @@ Every request gets an id (the client's ``X-Request-Id`` when it is sane, else a 
 echoed in the response, put on every log line written while handling it, and stored in the
 audit table. Errors become JSON bodies with a sentence and the request id; tracebacks go to the
 log only.
+
+The JSON log handler is hardened (:func:`core.logs.harden_logging`): records are redacted and
+repeats rate-limited.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core import metrics as core_metrics
+from core.logs import harden_logging
+from core.redact import redact
 
 log = logging.getLogger("hearth.http")
 
@@ -51,9 +56,9 @@ class JsonFormatter(logging.Formatter):
             data["request_id"] = rid
         for key, value in vars(record).items():
             if key not in self._STANDARD and key != "request_id" and not key.startswith("_"):
-                data[key] = value
-        if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
+                data[key] = redact(value) if isinstance(value, str) else value
+        if record.exc_info or record.exc_text:
+            data["exc"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
         return json.dumps(data, default=str, ensure_ascii=False)
 
 
@@ -67,6 +72,7 @@ def configure_json_logging(level: str) -> None:
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # our middleware writes the access line
+    harden_logging()
 
 
 def route_of(request: web.Request) -> str:
@@ -93,6 +99,8 @@ def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
     """The JSON error body every Hearth endpoint uses."""
+    # No credential in a sentence a client reads, whichever error produced it.
+    message = redact(message)
     # "message" is repeated at the top level for clients that read only that.
     body = {"error": {"code": code, "message": message}, "message": message, "request_id": REQUEST_ID.get()}
     return web.json_response(body, status=status, headers=headers)

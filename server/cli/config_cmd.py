@@ -8,6 +8,7 @@ import click
 import yaml
 
 from core.config import config_path_from
+from core.redact import redact_data
 from server.cli import State, json_option, pass_state
 
 
@@ -20,8 +21,12 @@ def config() -> None:
 @json_option("Print JSON instead of YAML.")
 @pass_state
 def show(state: State, as_json: bool) -> None:
-    """Print the effective configuration (file + environment + defaults), secrets masked."""
-    data = state.settings.masked()
+    """Print the effective configuration (file + environment + defaults), secrets masked.
+
+    Secret fields show as ``**********``; credentials inside plain strings (a password in
+    ``store.url``, a webhook's ``access_token``, an API key in a query) as ``****``.
+    """
+    data = redact_data(state.settings.masked())
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

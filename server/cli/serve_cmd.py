@@ -8,17 +8,16 @@ import logging
 import signal
 
 import click
-from aiohttp import web
+from click.core import ParameterSource
 
+from core.logs import harden_logging
 from server.app import create_app, describe
-from server.indexing import announce
 from server.cli import State, pass_state
+from server.listener import start_listener
 from server.observability import configure_json_logging
 
 log = logging.getLogger(__name__)
-
-# After the app's own drain (server.shutdown_timeout_s), what aiohttp gives lingering connections.
-_CLOSE_GRACE_S = 2.0
+_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 @click.command()
@@ -33,8 +32,14 @@ _CLOSE_GRACE_S = 2.0
     show_default=True,
     help="Log lines on stderr: one JSON object each (for log shippers) or plain text.",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(_LEVELS, case_sensitive=False),
+    default=None,
+    help="Log verbosity (default: `hearth --log-level` when given, else log_level in hearth.yaml).",
+)
 @pass_state
-def serve(state: State, host: str | None, port: int | None, log_format: str) -> None:
+def serve(state: State, host: str | None, port: int | None, log_format: str, log_level: str | None) -> None:
     """Run the HTTP server: chat endpoints, REST API, scheduler, /healthz, /readyz, /metrics.
 
     SIGTERM (or Ctrl-C) stops accepting connections, lets in-flight answers finish for up to
@@ -46,11 +51,22 @@ def serve(state: State, host: str | None, port: int | None, log_format: str) -> 
         settings.server.host = host
     if port is not None:
         settings.server.port = port
+    level = (log_level or _group_log_level() or settings.log_level).upper()
     if log_format == "json":
-        configure_json_logging(settings.log_level)
+        configure_json_logging(level)
     else:
-        logging.getLogger().setLevel(settings.log_level)
+        logging.getLogger().setLevel(level)
+        harden_logging()
     asyncio.run(_serve(state))
+
+
+def _group_log_level() -> str | None:
+    """``hearth --log-level X serve``: X when it was given on the command line, else None."""
+    root = click.get_current_context().find_root()
+    if root.get_parameter_source("log_level") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+        value = root.params.get("log_level")
+        return str(value) if value else None
+    return None
 
 
 def dump_tasks() -> None:
@@ -66,27 +82,16 @@ async def _serve(state: State) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     app = create_app(settings)
-    runner = web.AppRunner(
-        app, handle_signals=False, handler_cancellation=True, access_log=None, shutdown_timeout=_CLOSE_GRACE_S
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.port)
     try:
-        await site.start()
+        runner, urls = await start_listener(app, settings.server)
     except OSError as exc:
-        await runner.cleanup()
         raise click.ClickException(
             f"Cannot listen on {settings.server.host}:{settings.server.port} ({exc.strerror}) — "
             "pick another with --port or server.port."
         ) from exc
-    server = site._server  # aiohttp exposes the bound sockets only here
-    sockets = list(getattr(server, "sockets", None) or [])
-    for sock in sockets:
-        addr = sock.getsockname()
+    for url in urls:
         # Printed (and flushed) so scripts and tests can find a port chosen with --port 0.
-        click.echo(f"Hearth listening on http://{addr[0]}:{addr[1]}", err=True)
-    # The embedded index's owner: hearth index/search go through this server.
-    await announce(app, [f"http://{s.getsockname()[0]}:{s.getsockname()[1]}" for s in sockets])
+        click.echo(f"Hearth listening on {url}", err=True)
     log.info("serving", extra={"routes": [r["path"] for r in describe(app) if r["method"] != "HEAD"]})
     stop = asyncio.Event()
 

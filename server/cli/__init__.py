@@ -17,6 +17,7 @@ import click
 
 from core.config import Settings, load_settings
 from core.errors import ConfigError, HearthError
+from core.logs import harden_logging
 
 # command name -> "module:attribute" of its click command or group. Modules are imported only
 # when their command runs (or for --help), so `hearth lsp` does not pay for qdrant or torch.
@@ -72,6 +73,7 @@ def setup_logging(level: str) -> None:
     )
     for noisy in ("httpx", "httpcore", "sentence_transformers", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    harden_logging()  # no secret in any log line; repeated errors rate-limited
 
 
 class HearthGroup(click.Group):

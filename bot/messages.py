@@ -51,6 +51,7 @@ SLACK_WITHHELD = (
     "This answer uses only sources everyone in this channel may read. {count} more document(s) that only "
     "you can read were left out — send me a direct message for an answer that uses them."
 )
+SLACK_ANSWER_LOST = "Sorry — this answer was lost when Hearth restarted. Please ask again."
 SLACK_EMPTY_ANSWER = "The model gave an empty answer — please try rephrasing the question."
 SLACK_ACTIVITY_NOTE = "{channel} · (not read: {reason})"
 SLACK_ACTIVITY_NOT_FOUND = "no such channel — check the name in inputs.chat.channels"

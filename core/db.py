@@ -26,6 +26,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -57,6 +58,28 @@ answer_claims = sa.Table(
     sa.Column("claimed_at", sa.Float, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
 )
+
+
+# What a surface needs to finish an answer a dead process left unfinished (the placeholder it
+# posted, the question), kept beside the claim until the claim is done.
+claim_notes = sa.Table(
+    "claim_notes",
+    metadata,
+    sa.Column("surface", sa.String(32), primary_key=True),
+    sa.Column("event_id", sa.String(255), primary_key=True),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("noted_at", sa.Float, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A claimed event whose holder died before finishing it, with the note its surface left."""
+
+    event_id: str
+    note: str
+    claimed_at: float
+    attempts: int
 
 
 def _start_time(pid: int) -> str:
@@ -235,6 +258,75 @@ class Database:
             return conn.execute(answer_claims.update().where(mine).values(**values)).rowcount == 1
 
         return await self.run(update)
+
+    async def note(self, surface: str, event_id: str, note: str) -> None:
+        """Keep ``note`` (the surface's own text, e.g. JSON) with the claim on ``event_id``, replacing any."""
+        await self.ensure([claim_notes])
+        key = (claim_notes.c.surface == surface) & (claim_notes.c.event_id == event_id)
+
+        def put(conn: Connection) -> None:
+            values = {"note": note, "noted_at": time.time()}
+            if conn.execute(claim_notes.update().where(key).values(**values)).rowcount == 0:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            claim_notes.insert().values(surface=surface, event_id=event_id, **values)
+                        )
+                except IntegrityError:  # written meanwhile by a racing holder: ours is the newer
+                    conn.execute(claim_notes.update().where(key).values(**values))
+
+        await self.run(put)
+
+    async def noted(self, surface: str, event_id: str) -> str | None:
+        """The note kept with the claim on ``event_id`` (None when there is none)."""
+        await self.ensure([claim_notes])
+        key = (claim_notes.c.surface == surface) & (claim_notes.c.event_id == event_id)
+        return await self.run(lambda conn: conn.execute(sa.select(claim_notes.c.note).where(key)).scalar())
+
+    async def unfinished(self, surface: str) -> list[Unfinished]:
+        """Noted claims on ``surface`` whose holder died (lease run out, or gone from this host), oldest first.
+
+        Notes of finished claims are forgotten on the way. Taking one over is :meth:`claim`'s job (one winner).
+        """
+        await self.ensure([answer_claims, claim_notes])
+        now = time.time()
+        joined = claim_notes.join(
+            answer_claims,
+            (answer_claims.c.surface == claim_notes.c.surface)
+            & (answer_claims.c.event_id == claim_notes.c.event_id),
+            isouter=True,
+        )
+        query = (
+            sa.select(
+                claim_notes.c.event_id,
+                claim_notes.c.note,
+                answer_claims.c.state,
+                answer_claims.c.holder,
+                answer_claims.c.lease_until,
+                answer_claims.c.claimed_at,
+                answer_claims.c.attempts,
+            )
+            .select_from(joined)
+            .where(claim_notes.c.surface == surface)
+            .order_by(claim_notes.c.noted_at)
+        )
+
+        def read(conn: Connection) -> list[Unfinished]:
+            rows = conn.execute(query).mappings().all()
+            done = [r["event_id"] for r in rows if r["state"] != "claimed"]  # finished (or claim gone)
+            if done:
+                conn.execute(
+                    claim_notes.delete().where(
+                        (claim_notes.c.surface == surface) & claim_notes.c.event_id.in_(done)
+                    )
+                )
+            return [
+                Unfinished(str(r["event_id"]), str(r["note"]), float(r["claimed_at"]), int(r["attempts"]))
+                for r in rows
+                if r["state"] == "claimed" and (r["lease_until"] < now or holder_gone(str(r["holder"])))
+            ]
+
+        return await self.run(read)
 
     async def aclose(self) -> None:
         """Dispose of the connection pool."""

@@ -90,7 +90,9 @@ class SlackChatActivity:
             try:
                 self._bot_user_id = str((await self.client.auth_test()).get("user_id") or "")
             except SlackApiError as exc:
-                log.warning("auth.test failed (%s); bot messages are told apart by bot_id only", error_code(exc))
+                log.warning(
+                    "auth.test failed (%s); bot messages are told apart by bot_id only", error_code(exc)
+                )
                 self._bot_user_id = ""
         lines: list[str] = []
         for channel in channels:
@@ -178,4 +180,3 @@ class SlackChatActivity:
                 log.info("users.info failed for %s (%s); showing the id", user, error_code(exc))
             self._users[user] = name
         return self._users[user]
-

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +23,7 @@ from bot.slack.inbound import code_snippet
 from bot.slack.stream import StreamingReply
 from core.config import SlackSettings
 from core.contracts import Answer, Delta, Request
+from core.db import Database
 from core.intake import Ask, Code, Intake, Kind
 from core.refusals import Reason, Refusal
 
@@ -49,6 +51,39 @@ class Question:
     message_ts: str | None = None  # the question's own message (history stops before it)
     header: str | None = None  # shown above the answer (slash commands are not echoed by Slack)
     header_fallback: str = ""
+    private_via: Literal["ephemeral", "dm"] = "ephemeral"  # how ``notify`` reaches the asker
+
+    def note(self, placeholder_ts: str) -> str:
+        """What another process needs to finish this answer in ``placeholder_ts`` (JSON, for the claim)."""
+        fields = {k: v for k, v in asdict(self).items() if k != "notify"}
+        return json.dumps({"placeholder": placeholder_ts, "question": fields})
+
+    @classmethod
+    def resumed(cls, note: str, client: AsyncWebClient) -> tuple[Question, str]:
+        """The question and placeholder ts of a :meth:`note`; ``notify`` goes through the Web API."""
+        data = json.loads(note)
+        fields = dict(data["question"])
+        notify = private_notice(
+            client, fields["channel"], fields["user"], fields["reply_thread"], via=fields["private_via"]
+        )
+        return cls(notify=notify, **fields), str(data["placeholder"])
+
+
+def private_notice(
+    client: AsyncWebClient, channel: str, user: str, thread: str | None, *, via: str = "ephemeral"
+) -> Notify:
+    """Show a notice to ``user`` only: ephemeral in the channel (or its thread), or in the DM."""
+    if via == "dm":
+
+        async def in_dm(notice: str) -> None:
+            await client.chat_postMessage(channel=channel, text=notice, thread_ts=thread)
+
+        return in_dm
+
+    async def ephemeral(notice: str) -> None:
+        await client.chat_postEphemeral(channel=channel, user=user, text=notice, thread_ts=thread)
+
+    return ephemeral
 
 
 @dataclass
@@ -71,21 +106,29 @@ class Answerer:
         *,
         access: SlackAccess,
         feedback: FeedbackStore,
+        db: Database | None = None,
     ) -> None:
         self.settings = settings
         self.intake = intake
         self.client = client
         self.access = access
         self.feedback = feedback
+        self.db = db  # where the placeholder of each answer in progress is noted, to resume it
 
     async def handle(self, q: Question, *, bot_user_id: str | None = None, bot_id: str | None = None) -> None:
         """Answer ``q`` once, whatever Slack retries; never raises, never shows a traceback."""
         try:
             ask = self._ask(q, await self.access.acl(q.user, q.channel), self.access.audience(q.channel))
             async with self.intake.turn(ask) as refusal:
+                if refusal is not None and refusal.reason is Reason.DUPLICATE:
+                    return
+                # The claim is ours. A process that died on this question left its placeholder: use it.
+                placeholder = await self._placeholder(q)
                 if refusal is not None:
-                    if refusal.reason is not Reason.DUPLICATE:
+                    if placeholder is None:
                         await q.notify(refusal.text(messages.REFUSALS))
+                    else:
+                        await self.reply_for(q, placeholder).fail(refusal.text(messages.REFUSALS))
                     return
                 if q.history_thread and q.message_ts and self.intake.engine is not None:
                     budget = min(
@@ -100,11 +143,9 @@ class Answerer:
                         bot_id=bot_id,
                         budget_chars=budget,
                     )
-                await self._answer(q, ask)  # the claim is finished once this has posted the answer
+                await self._answer(q, ask, placeholder)  # the claim is finished once this has posted it
         except SlackApiError as exc:
-            log.error(
-                "slack: Web API call failed while answering %s: %s", q.question_id, error_code(exc)
-            )
+            log.error("slack: Web API call failed while answering %s: %s", q.question_id, error_code(exc))
         except Exception:
             log.exception("slack: unexpected failure answering %s", q.question_id)
 
@@ -120,7 +161,15 @@ class Answerer:
             code = Code(snippet, language)
         return Ask(_KINDS[q.kind], request, code=code, once=q.question_id, audience=audience)
 
-    async def _answer(self, q: Question, ask: Ask) -> None:
+    async def _placeholder(self, q: Question) -> str | None:
+        """The placeholder a dead process posted for ``q`` before it could answer (None: none)."""
+        if self.db is None:
+            return None
+        note = await self.db.noted("slack", q.question_id)
+        return Question.resumed(note, self.client)[1] if note else None
+
+    def reply_for(self, q: Question, placeholder: str | None = None) -> StreamingReply:
+        """The streaming reply for ``q``: a new placeholder, or (``placeholder``) one posted earlier."""
         reply = StreamingReply(
             self.client,
             q.channel,
@@ -129,15 +178,24 @@ class Answerer:
             header=q.header,
             header_fallback=q.header_fallback,
         )
+        if placeholder is not None:
+            reply.adopt(placeholder)
+        return reply
+
+    async def _answer(self, q: Question, ask: Ask, placeholder: str | None = None) -> None:
+        reply = self.reply_for(q, placeholder)
         events = self.intake.answer(ask)
-        try:
-            await reply.start()
-        except SlackApiError as exc:
-            await events.aclose()
-            if error_code(exc) in _CANNOT_POST:
-                await q.notify(messages.SLACK_NOT_IN_CHANNEL)
-                return
-            raise
+        if placeholder is None:
+            try:
+                await reply.start()
+            except SlackApiError as exc:
+                await events.aclose()
+                if error_code(exc) in _CANNOT_POST:
+                    await q.notify(messages.SLACK_NOT_IN_CHANNEL)
+                    return
+                raise
+            if self.db is not None:  # so that a restart can finish this answer in this placeholder
+                await self.db.note("slack", q.question_id, q.note(reply.posted[0].ts))
         answer: Answer | None = None
         async for event in events:
             if isinstance(event, Delta):

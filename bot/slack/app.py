@@ -18,7 +18,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_bolt.lazy_listener.async_internals import to_runnable_function
@@ -35,10 +35,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import messages
 from bot.slack import render
 from bot.slack.access import SlackAccess
-from bot.slack.answering import Answerer, Command, Notify, Question
+from bot.slack.answering import Answerer, Command, Notify, Question, private_notice
 from bot.slack.errors import error_code
 from bot.slack.feedback import FeedbackStore, slack_answers, slack_feedback
 from bot.slack.inbound import Payload, field, member, plain_text
+from bot.slack.resume import Resumer
 from core.config import Settings, SlackSettings
 from core.db import Database, seen_events
 from core.errors import ConfigError
@@ -134,8 +135,15 @@ class SlackBot:
         self.app.listener_runner.lazy_listener_runner = self.runner
         self.feedback = FeedbackStore(db)
         self.answerer = Answerer(
-            s, intake, self.client, access=SlackAccess(s, self.client, clock=clock), feedback=self.feedback
+            s,
+            intake,
+            self.client,
+            access=SlackAccess(s, self.client, clock=clock),
+            feedback=self.feedback,
+            db=db,
         )
+        self.resumer = Resumer(db, self.answerer, self.client, engine_ready=lambda: intake.engine is not None)
+        self._resuming: asyncio.Task[None] | None = None
         self._register()
 
     # --- listeners: translate a Slack payload into a Question, nothing more ----------------------
@@ -208,13 +216,7 @@ class SlackBot:
             return
         thread = field(event, "thread_ts") or None
         reply_thread = thread or str(event["ts"])
-        channel, user = str(event["channel"]), field(event, "user")
-
-        async def notify(notice: str) -> None:
-            await self.client.chat_postEphemeral(
-                channel=channel, user=user, text=notice, thread_ts=reply_thread
-            )
-
+        notify = private_notice(self.client, str(event["channel"]), field(event, "user"), reply_thread)
         await self._message(event, body, context, notify, reply_thread=reply_thread, history_thread=thread)
 
     async def _direct_message(self, event: Payload, body: Payload, context: AsyncBoltContext) -> None:
@@ -227,12 +229,10 @@ class SlackBot:
         ):
             return
         thread = field(event, "thread_ts") or None
-        channel = str(event["channel"])
-
-        async def notify(notice: str) -> None:
-            await self.client.chat_postMessage(channel=channel, text=notice, thread_ts=thread)
-
-        await self._message(event, body, context, notify, reply_thread=thread, history_thread=thread)
+        notify = private_notice(self.client, str(event["channel"]), field(event, "user"), thread, via="dm")
+        await self._message(
+            event, body, context, notify, reply_thread=thread, history_thread=thread, private_via="dm"
+        )
 
     async def _message(
         self,
@@ -243,6 +243,7 @@ class SlackBot:
         *,
         reply_thread: str | None,
         history_thread: str | None,
+        private_via: Literal["ephemeral", "dm"] = "ephemeral",
     ) -> None:
         """Answer a message event (a mention or a DM); its history stops before the message itself."""
         ts = str(event["ts"])
@@ -256,6 +257,7 @@ class SlackBot:
             reply_thread=reply_thread,
             history_thread=history_thread,
             message_ts=ts,
+            private_via=private_via,
         )
         await self.answerer.handle(question, bot_user_id=context.bot_user_id, bot_id=context.bot_id)
 
@@ -285,6 +287,9 @@ class SlackBot:
     async def start(self) -> None:
         """Create the bot's tables before the first event (concurrent first events must not race to it)."""
         await self.db.ensure([seen_events, slack_answers, slack_feedback])
+        # Answers a dead process left unfinished: now (once the engine is up), then once per lease.
+        every = max(1.0, self.intake.claim_lease_s / 3)
+        self._resuming = asyncio.create_task(self.resumer.run(every), name="slack-resume")
 
     async def drain(self, timeout_s: float | None = None) -> None:
         """Wait for answers still being written (all of them, or until ``timeout_s``)."""
@@ -294,6 +299,9 @@ class SlackBot:
 
     async def aclose(self, timeout_s: float = 20.0) -> None:
         """Let in-flight answers finish (up to ``timeout_s``), then cancel the rest."""
+        if self._resuming is not None:
+            self._resuming.cancel()
+            await asyncio.gather(self._resuming, return_exceptions=True)
         await self.drain(timeout_s)
         for task in list(self.runner.tasks):
             task.cancel()

@@ -79,6 +79,10 @@ class StreamingReply:
         self.posted.append(_Posted(ts, messages.THINKING, self.clock()))
         return ts
 
+    def adopt(self, ts: str) -> None:
+        """Continue in a placeholder posted earlier (by a process that died before it could answer)."""
+        self.posted.append(_Posted(ts, messages.THINKING, float("-inf")))
+
     def _fallback(self, text: str, index: int) -> str:
         return f"{self.header_fallback}\n\n{text}" if index == 0 and self.header_fallback else text
 

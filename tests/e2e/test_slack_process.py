@@ -107,6 +107,7 @@ async def test_a_question_claimed_by_a_killed_process_is_answered_once_after_the
         await asyncio.sleep(0.05)
     assert openai_server.requests and slack_api.of("chat.postMessage")
     assert await server.stop(signal.SIGKILL) == -signal.SIGKILL
+    [placeholder_ts] = [m["ts"] for m in slack_api.messages["C1"]]
 
     again = await hearth_serve(config(openai_server, slack_api))
     # Slack retries the event it never saw answered: the dead process's claim is taken over.
@@ -119,6 +120,50 @@ async def test_a_question_claimed_by_a_killed_process_is_answered_once_after_the
     assert await post(again.url, body, retry_num=3) == 200
     assert await again.stop() == 0
     assert len(finals(slack_api.calls)) == 2  # one answer for the event, one for the later question
-    # Into the thread: the killed process's placeholder, then the one the answer replaced.
+    # One message in the thread: the killed process's placeholder, which became the answer.
     threads = [c.args.get("thread_ts") for c in slack_api.of("chat.postMessage")]
-    assert threads.count("1700000950.000001") == 2
+    assert threads.count("1700000950.000001") == 1
+    [first] = [m for m in slack_api.messages["C1"] if m.get("thread_ts") == "1700000950.000001"]
+    assert first["ts"] == placeholder_ts and openai_server.reply in first["text"]
+
+
+async def kill_while_answering(hearth_serve, openai_server, slack_api, body: str):
+    """Start `hearth serve`, deliver ``body``, and SIGKILL it once the placeholder is up and the model hangs."""
+    import asyncio
+    import signal
+
+    openai_server.plan = ["hang"]
+    server = await hearth_serve(config(openai_server, slack_api))
+    assert await post(server.url, body) == 200
+    for _ in range(600):
+        if openai_server.requests and slack_api.of("chat.postMessage"):
+            break
+        await asyncio.sleep(0.05)
+    assert openai_server.requests and slack_api.of("chat.postMessage")
+    assert await server.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert not finals(slack_api.calls)
+
+
+async def test_after_a_kill_the_restarted_process_finishes_the_answer_in_its_placeholder_unasked(
+    hearth_serve, openai_server, slack_api
+):
+    # A slash command: Slack never retries one, so only the restarted process can answer it.
+    body = command_body(
+        "/ask", "What is Hearth?", response_url=slack_api.response_url(), trigger_id="trig.kill"
+    )
+    await kill_while_answering(hearth_serve, openai_server, slack_api, body)
+    [placeholder_ts] = [m["ts"] for m in slack_api.messages["C1"]]
+
+    again = await hearth_serve(config(openai_server, slack_api))
+    [final] = await slack_api.wait_for(finals, within=60)
+    assert final.method == "chat.update" and final.args["ts"] == placeholder_ts
+    assert [m["ts"] for m in slack_api.messages["C1"]] == [final.args["ts"]]  # one message: the answer
+    assert openai_server.reply in final.blocks_text()
+    assert "What is Hearth?" in final.blocks_text()  # the command's header survived the restart
+    # A later question proves the process kept going; the killed question was answered once.
+    assert await post(again.url, command_body("/ask", "next?", response_url=slack_api.response_url())) == 200
+    await slack_api.wait_for(lambda calls: len(finals(calls)) == 2, within=60)
+    assert await again.stop() == 0
+    assert len(finals(slack_api.calls)) == 2
+    assert len(slack_api.messages["C1"]) == 2
+    assert "left unanswered by a process that stopped" in "\n".join(again.log_lines)

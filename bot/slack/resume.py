@@ -1,0 +1,123 @@
+"""Finish the answers a dead process left behind: its "Thinking…" placeholder becomes the answer.
+
+When the process answering a question dies (deploy, OOM, an engine crash), its claim stays
+unfinished and its placeholder stays in the thread. Every answer notes its placeholder and question
+with its claim (``Database.note``), so whoever takes the claim over continues in that same
+message: Slack's retry of the event, or — for slash commands, which Slack never retries, and for
+events whose retries are spent — this sweep, run at startup and then once per claim lease::
+
+    resumer = Resumer(db, answerer, client, engine_ready=lambda: intake.engine is not None)
+    task = asyncio.create_task(resumer.run(every_s=20))
+
+Exactly once: taking a claim over has one winner (``Database.claim``), and the answer is written
+into the placeholder (``chat.update``), never as a new message, so even a resumer that dies in turn
+leaves one answer in the thread. A question that has already killed ``MAX_ATTEMPTS`` processes, or
+that is older than ``max_age_s``, is not answered again: its placeholder says so, in one sentence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import messages
+from bot.slack.answering import Answerer, Question
+from bot.slack.errors import error_code
+from core.db import Database
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3  # processes a question may take down before it is given up
+
+
+class Resumer:
+    """Takes over unfinished Slack claims whose holder died, and finishes them in their placeholder."""
+
+    def __init__(
+        self,
+        db: Database,
+        answerer: Answerer,
+        client: AsyncWebClient,
+        *,
+        engine_ready: Callable[[], bool],
+        max_age_s: float = 3600.0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.answerer = answerer
+        self.client = client
+        self.engine_ready = engine_ready
+        self.max_age_s = max_age_s
+        self.wall = wall
+        self._identity: tuple[str | None, str | None] | None = None
+        self.swept = asyncio.Event()  # set after each sweep of :meth:`run` (tests wait on it)
+
+    async def run(self, every_s: float) -> None:
+        """Sweep once the engine is ready, then every ``every_s`` seconds (a lease that ran out elsewhere)."""
+        while True:
+            if self.engine_ready():
+                try:
+                    await self.sweep()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 — the next round tries again
+                    log.exception("slack: resuming unfinished answers failed")
+                self.swept.set()
+                await asyncio.sleep(every_s)
+            else:
+                await asyncio.sleep(min(1.0, every_s))
+
+    async def sweep(self) -> int:
+        """Finish every unfinished answer that can be taken over now; return how many were."""
+        done = 0
+        for left in await self.db.unfinished("slack"):
+            try:
+                q, placeholder = Question.resumed(left.note, self.client)
+            except (ValueError, KeyError, TypeError):
+                log.error("slack: the note of %s cannot be read; its answer is not resumed", left.event_id)
+                continue
+            if left.attempts >= MAX_ATTEMPTS or self.wall() - left.claimed_at > self.max_age_s:
+                done += await self._give_up(q, placeholder, left.attempts)
+                continue
+            log.warning(
+                "slack: %s was left unanswered by a process that stopped; answering it in its placeholder",
+                q.question_id,
+            )
+            bot_user_id, bot_id = await self._bot_identity()
+            await self.answerer.handle(q, bot_user_id=bot_user_id, bot_id=bot_id)  # claims it (one winner)
+            done += 1
+        return done
+
+    async def _give_up(self, q: Question, placeholder: str, attempts: int) -> int:
+        """Say in the placeholder that the answer was lost; finish the claim so nothing answers it later."""
+        if not await self.db.claim("slack", q.question_id):
+            return 0  # someone else took it meanwhile
+        log.error(
+            "slack: giving up on %s after %d attempt(s); its placeholder says to ask again",
+            q.question_id,
+            attempts,
+        )
+        try:
+            await self.answerer.reply_for(q, placeholder).fail(messages.SLACK_ANSWER_LOST)
+        except SlackApiError as exc:
+            log.warning("slack: could not update the placeholder of %s (%s)", q.question_id, error_code(exc))
+        await self.db.finish("slack", q.question_id)
+        return 1
+
+    async def _bot_identity(self) -> tuple[str | None, str | None]:
+        """The bot's user id and bot id (``auth.test``, once), to tell its own turns in thread history."""
+        if self._identity is None:
+            try:
+                resp = await self.client.auth_test()
+                self._identity = (resp.get("user_id"), resp.get("bot_id"))
+            except SlackApiError as exc:
+                log.warning(
+                    "slack: auth.test failed (%s); history tells the bot apart by bot_id", error_code(exc)
+                )
+                return None, None
+        return self._identity

@@ -36,6 +36,7 @@ _COMMANDS: dict[str, str] = {
     "index": "server.cli.index_cmd:index",
     "search": "server.cli.index_cmd:search",
     "sources": "server.cli.index_cmd:sources",
+    "store": "server.cli.store_cmd:store",
     "eval": "server.cli.index_cmd:eval_group",
 }
 

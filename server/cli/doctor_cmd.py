@@ -28,6 +28,7 @@ _PACKAGES = (
     "llama-cpp-python",
     "openai",
     "qdrant-client",
+    "qdrant-edge-py",
     "sentence-transformers",
     "slack-bolt",
     "pygls",
@@ -277,7 +278,26 @@ def run_checks(settings: Settings, *, load: bool = True) -> list[Check]:
     checks += [_model(settings, load), _remote(settings), _writable("home", settings.home)]
     if settings.store.url is None:
         checks.append(_writable("store.path", settings.store_path))
+    checks.append(_store(settings))
     return checks
+
+
+def _store(settings: Settings) -> Check:
+    """The vector store in use, its size, and whether the README's size guidance says to move."""
+    from core.errors import HearthError
+    from core.retrieval.migrate import size_advice
+    from server.cli.store_cmd import store_info
+
+    try:
+        info = asyncio.run(store_info(settings))
+    except HearthError as exc:
+        return Check("vector store", False, str(exc), "see the message", required=False)
+    size = f", {info.disk_bytes / 1e6:.1f} MB" if info.disk_bytes is not None else ""
+    fine, advice = size_advice(info)
+    detail = f"{info.kind} at {info.location}: {info.points} chunks{size}; {advice}"
+    if info.points == 0:
+        return Check("vector store", True, detail + " (empty: run 'hearth index')", required=False)
+    return Check("vector store", fine, detail, "hearth store migrate --to URL", required=False)
 
 
 @click.command()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from core.assistant import Assistant
 from core.code.context import RUNNABLE, CodeContext, build_context, language_of
 from core.code.generation import GenerationTarget
+from core.code.merge import MergedTests, merge_tests
 from core.code.sandbox import Sandbox
 from core.code.service import CodeService
 from core.code.testrun import Failure, PytestRun
@@ -84,6 +85,8 @@ __all__ = [
     "CodeModel",
     "CodeContext",
     "GenerationTarget",
+    "MergedTests",
+    "merge_tests",
     "Fix",
     "Progress",
     "WrittenTests",

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from lsprotocol import types
 
 from core.code.generation import GenerationTarget
+from core.code.merge import merge_tests
 from core.code.testrun import PytestRun
 from core.code.workbench import WrittenTests
 from lsp.documents import document_text, uri_of
 from lsp.language_server import HearthServer
+
+log = logging.getLogger(__name__)
 
 
 async def apply(ls: HearthServer, edit: types.WorkspaceEdit, label: str) -> bool:
@@ -56,15 +60,46 @@ def _supports_create(ls: HearthServer) -> bool:
 
 
 async def add_tests(ls: HearthServer, root: Path, tests: WrittenTests, label: str) -> tuple[bool, str]:
-    """Append the tests to their file, or create it; returns (applied, the file's URI)."""
+    """Add the tests to their file (new names, never shadowing a test there), or create it; then show it.
+
+    Returns (applied, the file's URI). The person is told what was added and renamed.
+    """
     path = root / tests.path
     uri = uri_of(path)
     existing = await asyncio.to_thread(document_text, ls, path)
     if existing is not None:
+        merged = merge_tests(existing, tests.code)
+        if not merged.block.strip():
+            ls.notify_user(merged.summary(tests.path))
+            return False, uri
         sep = "\n\n\n" if existing.strip() else ""
-        text = ("\n" if existing and not existing.endswith("\n") else "") + sep + tests.code
+        text = ("\n" if existing and not existing.endswith("\n") else "") + sep + merged.block
         edit = types.WorkspaceEdit(changes={uri: [_insert(_at(len(existing.splitlines())), text)]})
-        return await apply(ls, edit, label), uri
+        applied = await apply(ls, edit, label)
+        if applied:
+            ls.notify_user(merged.summary(tests.path))
+            await show(ls, uri)
+        return applied, uri
+    applied, uri = await _create_tests(ls, path, uri, tests, label)
+    if applied:
+        await show(ls, uri)
+    return applied, uri
+
+
+async def show(ls: HearthServer, uri: str) -> None:
+    """Open ``uri`` in the editor when it can (``window/showDocument``); a refusal is only logged."""
+    window = ls.client_capabilities.window
+    if not (window and window.show_document and window.show_document.support):
+        return
+    try:
+        await ls.window_show_document_async(types.ShowDocumentParams(uri=uri, take_focus=True))
+    except Exception as exc:  # noqa: BLE001 - the tests are written; not opening them is cosmetic
+        log.info("the editor did not open %s: %s", uri, exc)
+
+
+async def _create_tests(
+    ls: HearthServer, path: Path, uri: str, tests: WrittenTests, label: str
+) -> tuple[bool, str]:
     if _supports_create(ls):
         edit = types.WorkspaceEdit(
             document_changes=[

@@ -273,6 +273,19 @@ def preamble_for_tests(code: str, path: str) -> str:
     return f"import pytest\n\n{imports}\n\n\ndef test_"
 
 
+def with_imports(module: str, preamble: str) -> str:
+    """``module`` with the preamble's imports it lacks put first, so it runs on its own.
+
+    A model that answers with a fenced block of tests often leaves out ``from calc import add``;
+    the file it lands in, or a REST client saving it, would then fail with a NameError.
+    """
+    have = {ast.unparse(n) for n in ast.parse(module).body if isinstance(n, ast.Import | ast.ImportFrom)}
+    head = _parsable_prefix(preamble)  # the preamble ends inside a first test: its imports parse
+    wanted = [n for n in head.body if isinstance(n, ast.Import | ast.ImportFrom)] if head else []
+    missing = [ast.unparse(n) for n in wanted if ast.unparse(n) not in have]
+    return "\n".join(missing) + "\n\n\n" + module if missing else module
+
+
 def public_functions(code: str) -> list[str]:
     """Top-level function names in ``code``."""
     try:

@@ -14,12 +14,13 @@ loop in :class:`core.code.workbench.CodeWorkbench`, on whichever side of the wir
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol, TypedDict
 
 from core.code.context import CodeContext, require_runnable
-from core.code.generation import preamble_for_tests
+from core.code.generation import extract_tests, preamble_for_tests, with_imports
 from core.contracts import Answer, Code, Delta, Request, Retriever
 from core.errors import InputError
 from core.llm.base import Priority
@@ -133,17 +134,21 @@ class CodeService:
         return self._runnable("generate", code, request, lambda text: _Variables(preamble=text))
 
     def tests_stream(self, code: Code, *, request: Request | None = None) -> AsyncIterator[Delta | Answer]:
-        """Stream a pytest module for ``code.code`` at workspace-relative ``code.path`` (continues the preamble)."""
-        return self._runnable(
-            "tests",
-            code,
-            request,
-            lambda text: _Variables(
-                code=text,
-                preamble=preamble_for_tests(text, code.path or "module.py"),
-                previous=code.previous[:3000] if code.previous else None,
-            ),
-        )
+        """Stream tests for ``code.code`` at workspace-relative ``code.path``.
+
+        The deltas are the model's words as it writes them (it continues the preamble); the final
+        Answer's text is the whole runnable pytest module, imports included, checked to parse and to
+        hold a test (GenerationRejected otherwise) — what REST clients and the editor both get.
+        """
+        preamble: list[str] = []
+
+        def variables(text: str) -> _Variables:
+            preamble.append(preamble_for_tests(text, code.path or "module.py"))
+            return _Variables(
+                code=text, preamble=preamble[0], previous=code.previous[:3000] if code.previous else None
+            )
+
+        return _as_test_module(self._runnable("tests", code, request, variables), preamble)
 
     def _runnable(
         self,
@@ -170,3 +175,15 @@ class CodeService:
         return self.assistant.ask_stream(
             request or Request(text=question, surface="lsp", priority=Priority.EDITOR)
         )
+
+
+async def _as_test_module(stream: AsyncIterator[Delta | Answer], preamble: list[str]) -> AsyncIterator[Delta | Answer]:
+    """Pass the deltas on; make the final Answer's text the module the preamble and the words form."""
+    parts: list[str] = []
+    async for event in stream:
+        if isinstance(event, Delta):
+            parts.append(event.text)
+            yield event
+        else:
+            raw = "".join(parts) or event.text
+            yield dataclasses.replace(event, text=with_imports(extract_tests(raw, preamble[0]), preamble[0]))

@@ -25,12 +25,10 @@ from core.code.context import CodeContext, require_runnable
 from core.code.generation import (
     GenerationTarget,
     extract_generated,
-    extract_tests,
     find_target,
     indent_block,
     module_name,
     path_for_tests,
-    preamble_for_tests,
     rewrite_target,
     splice,
 )
@@ -205,8 +203,8 @@ class CodeWorkbench:
         on_delta: Progress | None = None,
     ) -> tuple[str, Answer]:
         stream = self.model.tests_stream(Code(code, "python", path, context, failures, previous))
-        raw, answer = await collect(stream, on_delta)
-        return extract_tests(raw, preamble_for_tests(code, path)), answer
+        _, answer = await collect(stream, on_delta)
+        return answer.text, answer  # the core's tests stream ends in the whole, checked module
 
     async def run_file(
         self, workspace: Path, test_path: str, overlay: dict[str, str] | None = None

@@ -187,6 +187,27 @@ async def test_generate_tests_run_them_sandboxed_diagnose_and_repair(
     assert any("These tests failed" in r["messages"][-1]["content"] for r in api.requests)
 
 
+async def test_generate_tests_into_an_existing_file_never_shadows_a_test_there(
+    editor: Editor, api: ScriptedAPI
+) -> None:
+    """The file has a test_add of its own: the generated one arrives as test_add_2, and the person is told."""
+    test_file = editor.root / "tests" / "test_geometry.py"
+    mine = "from geometry import add\n\n\ndef test_add():\n    assert add(2, 2) == 4\n"
+    test_file.write_text(mine)
+    uri = editor.open("geometry.py")
+    made = await editor.execute("hearth.generateTests", [{"uri": uri, "line": 9}])
+    assert made["applied"] is True and made["path"] == "tests/test_geometry.py"
+    text = test_file.read_text()
+    assert text.startswith(mine)  # the person's test is untouched, first
+    tree = ast.parse(text)
+    names = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    assert names == ["test_add", "test_add_2"]
+    assert text.count("from geometry import add") == 1  # the import is not repeated
+    said = [m.message for m in editor.client.messages]
+    assert any("test_add → test_add_2" in m and "tests/test_geometry.py" in m for m in said), said
+    assert [d.uri for d in editor.client.shown_documents][-1] == test_file.as_uri()
+
+
 @pytest.mark.slow
 async def test_run_tests_can_repair_the_code_under_test(editor: Editor, api: ScriptedAPI) -> None:
     module = editor.root / "geometry.py"

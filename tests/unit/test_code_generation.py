@@ -138,3 +138,17 @@ E   assert 3 == 4</failure></testcase>
         7,
         "assert 3 == 4",
     )
+
+
+def test_tests_from_a_fenced_answer_get_the_imports_they_lack() -> None:
+    from core.code.generation import extract_tests, preamble_for_tests, with_imports
+
+    code = "def add(a, b):\n    return a + b\n"
+    preamble = preamble_for_tests(code, "pkg/calc.py")
+    module = with_imports(extract_tests("```python\ndef test_add():\n    assert add(1, 2) == 3\n```", preamble), preamble)
+    assert module.startswith("import pytest\nfrom pkg.calc import add\n")
+    namespace: dict[str, object] = {"__name__": "t"}
+    exec(compile(module.replace("from pkg.calc import add", "add = lambda a, b: a + b"), "t", "exec"), namespace)
+    # One that imports for itself is left as it is.
+    own = "from pkg.calc import add\n\n\ndef test_add():\n    assert add(1, 1) == 2\n"
+    assert with_imports(own, preamble) == "import pytest\n\n\n" + own

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 from pathlib import Path
@@ -174,6 +175,8 @@ async def test_code_generate_and_tests_stream_through_the_code_service(coder: An
         headers=client.auth,
     )
     assert resp.status == 200 and "assert 1 + 2 == 3" in (await resp.json())["answer"]
+    module = (await resp.json())["answer"]  # a whole pytest module a client can save and run
+    assert module.startswith("import pytest\nfrom calc import add\n") and ast.parse(module)
     assert "3 != 4" in " ".join(m.content for m in client.backend.calls[-1].messages)
     calls = len(client.backend.calls)
     resp = await client.post("/v1/code/tests", json=body | {"language": "cobol"}, headers=sse)

@@ -20,6 +20,7 @@ from core.code.workbench import CodeModel, CodeWorkbench, Fix, Progress, Written
 from core.config import DatabaseSettings, DingTalkSettings, Settings, SlackSettings
 from core.contracts import Answer, Ask, Cell, Citation, Code, Delta, Hit, Kind, Request, Retriever, Turn
 from core.db import Database, metadata, seen_events
+from core.digests.access import Readers
 from core.digests.commands import handle_command
 from core.digests.service import DigestService
 from core.errors import BackendError, BackendUnavailable, ConfigError, HearthError, InputError
@@ -78,6 +79,7 @@ __all__ = [
     # digests from chat
     "DigestService",
     "handle_command",
+    "Readers",
     # the editor's workspace-side use cases (they run where the files are)
     "Assistant",
     "CodeService",

@@ -12,17 +12,38 @@ class SandboxSettings(Section):
 
     timeout_s: float = Field(60.0, gt=0, description="Wall-clock limit for one run.")
     cpu_s: int = Field(60, ge=1, description="CPU seconds limit.")
-    memory_mb: int = Field(1024, ge=64, description="Address-space limit in MiB.")
-    max_processes: int = Field(64, ge=1, description="Process limit for the sandbox user.")
+    memory_mb: int = Field(
+        1024,
+        ge=64,
+        description="Memory of the whole run in MiB (and the address space of each of its processes).",
+    )
+    max_processes: int = Field(64, ge=4, description="Processes the whole run may have at once.")
     max_file_mb: int = Field(64, ge=1, description="Largest file the run may write, in MiB.")
+    disk_mb: int = Field(
+        512,
+        ge=16,
+        description="Size of the tmpfs that holds the workspace copy: all a run may write, the copy included.",
+    )
+    cgroup_parent: str | None = Field(
+        None,
+        description="A delegated cgroup v2 directory (memory and pids in its cgroup.subtree_control) to create "
+        "each run's cgroup in. Empty: found automatically, else the total memory is watched.",
+    )
     max_output_chars: int = Field(20000, ge=1000, description="Output kept (head and tail) from a run.")
     repair_attempts: int = Field(2, ge=0, le=5, description="Model repair rounds after failing tests.")
     max_copy_mb: int = Field(
         256, ge=1, description="Largest workspace the sandbox copies (VCS, venv, cache folders skipped)."
     )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra environment variables for runs (e.g. PYTEST_DISABLE_PLUGIN_AUTOLOAD: '1'); "
+        "PATH, HOME and TMPDIR stay the sandbox's.",
+    )
     python: str | None = Field(
         None, description="Python interpreter that runs tests (needs pytest). Empty: the one running Hearth."
     )
     run_as_uid: int = Field(
-        65534, ge=1, description="Unprivileged uid/gid the run switches to when Hearth runs as root."
+        65534,
+        ge=1,
+        description="Unprivileged uid/gid a run switches to before bubblewrap when Hearth runs as root.",
     )

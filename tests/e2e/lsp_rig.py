@@ -145,6 +145,7 @@ class Editor:
     client: LanguageClient
     root: Path
     edits: list[types.ApplyWorkspaceEditParams] = field(default_factory=list)
+    initialized: types.InitializeResult | None = None  # what the server answered to initialize
 
     def uri(self, rel: str) -> str:
         """file:// URI of a workspace file."""
@@ -188,7 +189,7 @@ async def start_editor(
     config: Path,
     root: Path,
     *,
-    capabilities: str = "visual-studio-code",
+    capabilities: str | types.ClientCapabilities = "visual-studio-code",
     extra_args: list[str] | None = None,
     apply_to_disk: bool = True,
 ) -> AsyncIterator[Editor]:
@@ -205,9 +206,10 @@ async def start_editor(
         return types.ApplyWorkspaceEditResult(applied=True)
 
     await client.start_io(HEARTH, "--log-level", "INFO", "--config", str(config), "lsp", *(extra_args or []))
-    await client.initialize_session(
+    caps = client_capabilities(capabilities) if isinstance(capabilities, str) else capabilities
+    editor.initialized = await client.initialize_session(
         types.InitializeParams(
-            capabilities=client_capabilities(capabilities),
+            capabilities=caps,
             root_uri=root.as_uri(),
             workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name="ws")],
         )

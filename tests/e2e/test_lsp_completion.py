@@ -1,0 +1,237 @@
+"""Inline completion end to end: the real `hearth lsp` process under a pytest-lsp client, the real
+llama-server engine with the bundled Gemma 3 270M base model (prefix-only: it declares no FIM tokens)."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pytest_lsp import client_capabilities
+
+from tests.e2e.lsp_rig import Editor, make_workspace, start_editor, write_config
+
+HALF = '''import math
+
+
+def area(r):
+    """Area of a circle of radius r."""
+    return math.pi * r ** 2
+
+
+def total(prices):
+    """Return the sum of the prices, ignoring negative ones."""
+    '''
+END = types.Position(line=HALF.count("\n"), character=4)
+
+
+def llm(**completion: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Settings: the bundled model on llama-server, and lsp.completion overrides."""
+    model = {"local": {"n_ctx": 2048, "n_threads": 2, "parallel": 2}, "routing": {"order": ["local"]}}
+    return model, {"index_workspace": False, "completion": completion}
+
+
+async def editor_for(
+    tmp_path: Path, capabilities: str | types.ClientCapabilities = "visual-studio-code", **completion: Any
+) -> AsyncIterator[Editor]:
+    ws = make_workspace(tmp_path)
+    (ws / "prices.py").write_text(HALF)
+    model, lsp = llm(**completion)
+    config = write_config(tmp_path, model, lsp=lsp)
+    async for editor in start_editor(config, ws, capabilities=capabilities):
+        yield editor
+
+
+def inline_params(editor: Editor, uri: str, at: types.Position) -> types.InlineCompletionParams:
+    return types.InlineCompletionParams(
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic),
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=at,
+    )
+
+
+def inline(editor: Editor, uri: str, at: types.Position, msg_id: str | None = None) -> asyncio.Future[Any]:
+    """Send textDocument/inlineCompletion now (in order with the notifications); the reply's future."""
+    params = inline_params(editor, uri, at)
+    # pygls's own send_request writes at once (pytest-lsp's send_request_async is a coroutine,
+    # which would send only when awaited, after the notifications that follow it).
+    sent = editor.client.protocol.send_request(types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=msg_id)
+    return asyncio.wrap_future(sent)
+
+
+async def stats(editor: Editor) -> dict[str, Any]:
+    """``hearth/completionStats`` as plain dicts (pygls hands unknown results back as named tuples)."""
+    result: Any = await editor.client.protocol.send_request_async("hearth/completionStats", None)
+
+    def plain(value: Any) -> Any:
+        if hasattr(value, "_asdict"):
+            return {k: plain(v) for k, v in value._asdict().items()}
+        return list(value) if isinstance(value, (list, tuple)) else value
+
+    out: dict[str, Any] = plain(result)
+    return out
+
+
+async def engine_started(editor: Editor, count: int) -> None:
+    """Wait (bounded) until the core has started ``count`` generations."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while (await stats(editor))["engine"]["started"] < count:
+        assert loop.time() < deadline, "the completion never reached the model"
+        await asyncio.sleep(0.02)
+
+
+def type_text(editor: Editor, uri: str, version: int, at: types.Position, text: str) -> types.Position:
+    """didChange inserting ``text`` at ``at``; the cursor after it."""
+    editor.client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[
+                types.TextDocumentContentChangePartial(range=types.Range(start=at, end=at), text=text)
+            ],
+        )
+    )
+    return types.Position(line=at.line, character=at.character + len(text))
+
+
+def suggestion_of(result: Any) -> str:
+    items = result.items if result is not None else []
+    assert len(items) <= 1
+    return str(items[0].insert_text) if items else ""
+
+
+async def test_inline_suggestion_continues_a_half_written_function(
+    tmp_path: Path, bundled_model: Path
+) -> None:
+    async for editor in editor_for(tmp_path):
+        caps = editor.initialized.capabilities if editor.initialized else None
+        assert caps is not None and caps.inline_completion_provider is not None
+        assert caps.completion_provider is not None  # the fallback for clients without inline completion
+        uri = editor.open("prices.py")
+        text = suggestion_of(await inline(editor, uri, END))
+        assert text.strip(), "no suggestion"
+        ast.parse(HALF + text)  # appended at the cursor, the module is valid Python
+        assert "\n\n" not in text  # a short suggestion: it stopped at the first blank line
+        counts = await stats(editor)
+        assert counts["engine"]["finished"] == 1 and counts["lsp"]["served"] == 1
+
+
+async def test_typing_supersedes_and_cancels_the_stale_generation(
+    tmp_path: Path, bundled_model: Path
+) -> None:
+    async for editor in editor_for(tmp_path, debounce_ms=0):
+        uri = editor.open("prices.py")
+        first = inline(editor, uri, END)
+        await engine_started(editor, 1)
+        # The user types while the model works on the first request: a new version, a new request.
+        at = type_text(editor, uri, 2, END, "r")
+        second = await inline(editor, uri, at)
+        assert suggestion_of(await first) == ""  # superseded: no stale suggestion
+        text = suggestion_of(second)
+        assert text.strip()
+        ast.parse(HALF + "r" + text)
+        counts = await stats(editor)
+        # Two generations started; the stale one was stopped, only the current one finished.
+        assert counts["engine"]["started"] == 2 and counts["engine"]["finished"] == 1
+        assert counts["engine"]["cancelled"] == 1 and counts["lsp"]["superseded"] == 1
+        [stopped_after] = counts["engine"]["cancelled_tokens"]
+        assert stopped_after < 48  # stopped long before max_tokens
+
+
+async def test_a_burst_of_keystrokes_starts_at_most_one_generation_per_document(
+    tmp_path: Path, bundled_model: Path
+) -> None:
+    async for editor in editor_for(tmp_path, debounce_ms=100):
+        uri = editor.open("prices.py")
+        at, pending = END, []
+        for version, ch in enumerate("return", start=2):
+            pending.append(inline(editor, uri, at))
+            at = type_text(editor, uri, version, at, ch)
+        last = await inline(editor, uri, at)
+        assert [suggestion_of(r) for r in await asyncio.gather(*pending)] == [""] * 6
+        assert suggestion_of(last).strip()
+        counts = await stats(editor)
+        assert counts["lsp"]["requests"] == 7 and counts["lsp"]["superseded"] == 6
+        assert counts["engine"]["finished"] == 1
+        assert counts["engine"]["started"] - counts["engine"]["cancelled"] == 1
+
+
+async def test_cancel_request_stops_the_suggestion(tmp_path: Path, bundled_model: Path) -> None:
+    async for editor in editor_for(tmp_path, debounce_ms=0):
+        uri = editor.open("prices.py")
+        pending = inline(editor, uri, END, msg_id="typing")
+        await engine_started(editor, 1)
+        editor.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="typing"))
+        with pytest.raises(JsonRpcException, match="cancel"):
+            await asyncio.wait_for(pending, 30)
+        counts = await stats(editor)
+        assert counts["lsp"]["cancelled"] == 1
+        assert counts["engine"]["cancelled"] == 1 and counts["engine"]["finished"] == 0
+        assert [m for m in editor.client.messages if m.type == types.MessageType.Error] == []
+
+
+async def test_completion_items_carry_the_suggestion_for_clients_without_inline_completion(
+    tmp_path: Path, bundled_model: Path
+) -> None:
+    async for editor in editor_for(tmp_path, capabilities="neovim@v0.7.0"):
+        uri = editor.open("prices.py")
+        at = type_text(editor, uri, 2, END, "retu")
+        result = await editor.client.text_document_completion_async(
+            types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=uri), position=at)
+        )
+        assert isinstance(result, types.CompletionList) and result.is_incomplete
+        [item] = result.items
+        edit = item.text_edit
+        assert isinstance(edit, types.TextEdit)
+        # The item replaces the word being typed with that word plus the suggestion, so a client
+        # that filters by the typed word keeps it.
+        assert edit.range.start == types.Position(line=at.line, character=4) and edit.range.end == at
+        assert edit.new_text.startswith("retu") and item.label.startswith("retu")
+        ast.parse(HALF + edit.new_text)
+
+
+async def test_clients_with_inline_completion_get_no_duplicate_items(
+    tmp_path: Path, bundled_model: Path
+) -> None:
+    caps = client_capabilities("visual-studio-code")
+    assert caps.text_document is not None
+    caps.text_document.inline_completion = types.InlineCompletionClientCapabilities()
+    async for editor in editor_for(tmp_path, capabilities=caps):
+        uri = editor.open("prices.py")
+        result = await editor.client.text_document_completion_async(
+            types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=uri), position=END)
+        )
+        assert isinstance(result, types.CompletionList) and list(result.items) == []
+        assert (await stats(editor))["engine"]["started"] == 0
+
+
+async def test_turned_off_by_config(tmp_path: Path) -> None:
+    async for editor in editor_for(tmp_path, enabled=False):
+        caps = editor.initialized.capabilities if editor.initialized else None
+        assert (
+            caps is not None and caps.inline_completion_provider is None and caps.completion_provider is None
+        )
+        uri = editor.open("prices.py")
+        with pytest.raises(JsonRpcException):
+            await inline(editor, uri, END)
+        assert (await stats(editor))["lsp"]["requests"] == 0
+
+
+async def test_bad_positions_and_a_dead_model_give_no_suggestion_and_no_popup(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    (ws / "prices.py").write_text(HALF)
+    broken = {"local": {"model_path": str(tmp_path / "missing.gguf")}, "routing": {"order": ["local"]}}
+    config = write_config(tmp_path, broken, lsp={"index_workspace": False})
+    async for editor in start_editor(config, ws):
+        uri = editor.open("prices.py")
+        assert suggestion_of(await inline(editor, uri, types.Position(line=500, character=0))) == ""
+        assert suggestion_of(await inline(editor, uri, END)) == ""  # no model file: nothing, quietly
+        assert suggestion_of(await inline(editor, uri, END)) == ""
+        counts = await stats(editor)
+        assert counts["lsp"]["failed"] == 2
+        assert editor.client.messages == []  # no window/showMessage for a suggestion that did not come

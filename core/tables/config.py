@@ -49,6 +49,16 @@ class TablesSettings(Section):
     max_rows: int = Field(
         1000, ge=1, description="LIMIT added to queries that have none; results are capped here."
     )
+    max_result_bytes: int = Field(
+        8 << 20,
+        ge=1024,
+        description="Bytes a result may take (about its text size); fetching stops there, and "
+        "SQLite refuses to build a longer value.",
+    )
+    duckdb_memory_mb: int = Field(
+        1024, ge=64, description="Memory DuckDB may use for one CSV/Parquet source (its memory_limit)."
+    )
+    duckdb_threads: int = Field(2, ge=1, le=256, description="Threads DuckDB may use per CSV/Parquet source.")
     timeout_s: float = Field(10.0, gt=0, description="Wall-clock limit per query.")
     chat_rows: int = Field(20, ge=1, description="Rows shown inline in chat before pointing to the CSV file.")
     repairs: int = Field(

@@ -24,6 +24,7 @@ import duckdb
 from core.errors import TableError
 from core.tables.catalog import TableInfo, quote_ident, read_tables
 from core.tables.sources import (
+    QueryFailed,
     QueryResult,
     QueryTimeout,
     Row,
@@ -65,19 +66,27 @@ class DuckDBConnection:
         self._cur = cursor
         self._interrupted = False
 
-    def fetch(self, sql: str, max_rows: int) -> QueryResult:
-        """Run ``sql``; stop at ``max_rows`` rows."""
+    def fetch(self, sql: str, max_rows: int, max_bytes: int) -> QueryResult:
+        """Run ``sql``; stop at ``max_rows`` rows or ``max_bytes`` bytes."""
         try:
             self._cur.execute(sql)
-            rows = self._cur.fetchmany(max_rows + 1)
             description = self._cur.description or []
+            return QueryResult.fetched(
+                [d[0] for d in description],
+                self._cur.fetchmany,
+                max_rows,
+                max_bytes,
+                [str(d[1]) for d in description],
+            )
         except duckdb.InterruptException as exc:
             raise QueryTimeout("The query was stopped at its time limit.") from exc
+        except duckdb.OutOfMemoryException as exc:
+            raise QueryFailed(
+                "The query needs more memory than table_limits.duckdb_memory_mb allows — "
+                "ask for less (a filter or an aggregate)."
+            ) from exc
         except duckdb.Error as exc:
             raise query_error(exc, interrupted=self._interrupted) from exc
-        return QueryResult.capped(
-            [d[0] for d in description], rows, max_rows, [str(d[1]) for d in description]
-        )
 
     def interrupt(self) -> None:
         """Abort the running statement."""
@@ -98,6 +107,8 @@ class DuckDBSource:
         self.spec = spec
         self.name = spec.name
         self._dir = settings.path("tables")
+        self._memory_mb = settings.table_limits.duckdb_memory_mb
+        self._threads = settings.table_limits.duckdb_threads
         self._lock = threading.Lock()
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._signature = ""
@@ -134,6 +145,8 @@ class DuckDBSource:
             conn = duckdb.connect(str(db), read_only=True)
             try:
                 paths = ", ".join(_literal(str(p)) for p in files.values())
+                conn.execute(f"SET memory_limit='{self._memory_mb}MB'")
+                conn.execute(f"SET threads={self._threads}")
                 conn.execute(f"SET allowed_paths=[{paths}]")
                 conn.execute("SET enable_external_access=false")
                 conn.execute("SET autoinstall_known_extensions=false")

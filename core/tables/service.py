@@ -30,7 +30,7 @@ from core.tables.catalog import SourceCatalog, rank_tables, schema_for_prompt, t
 from core.tables.config import TableSourceSpec
 from core.tables.guard import GuardedSQL, guard_sql
 from core.tables.render import chart_title, draw_chart, json_rows, summary, write_csv
-from core.tables.sources import QueryFailed, QueryResult, TableSource, make_source, run_query
+from core.tables.sources import QueryFailed, QueryResult, TableSource, make_source, megabytes, run_query
 from core.tables.sql_text import extract_sql
 
 log = logging.getLogger(__name__)
@@ -293,6 +293,7 @@ class TableService:
                     guarded.sql,
                     max_rows=self.limits.max_rows,
                     timeout_s=self.limits.timeout_s,
+                    max_bytes=self.limits.max_result_bytes,
                 )
                 timings["query"] = (time.perf_counter() - t0) * 1000
                 return result, guarded, backend, model
@@ -329,6 +330,7 @@ class TableService:
             guarded.sql,
             max_rows=self.limits.max_rows,
             timeout_s=self.limits.timeout_s,
+            max_bytes=self.limits.max_result_bytes,
         )
         answer = await self._present(spec.name, guarded, result, chart_title(result.columns, result.rows))
         answer.timings_ms = {"total": (time.perf_counter() - started) * 1000}
@@ -340,7 +342,12 @@ class TableService:
         """Sentence, chat table, CSV for long results, chart where it helps, notes on caps."""
         notices: list[str] = []
         n = len(result.rows)
-        if result.more:
+        if result.bytes_capped:
+            notices.append(
+                f"The result is larger than {megabytes(self.limits.max_result_bytes)}; only the first "
+                f"{n:,} rows are kept — select fewer or shorter columns, or add a filter."
+            )
+        elif result.more:
             notices.append(
                 f"The result has more than {n:,} rows; only the first {n:,} are kept — "
                 "add a filter or an aggregate."

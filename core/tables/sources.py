@@ -7,7 +7,11 @@ guard still cannot change anything. Sources register by type in :data:`TABLE_SOU
 built-ins through the ``hearth.table_sources`` entry point group as a plugin would::
 
     source = make_source(spec, settings)
-    result = await run_query(source, "SELECT 1", max_rows=100, timeout_s=5)
+    result = await run_query(source, "SELECT 1", max_rows=100, timeout_s=5, max_bytes=8 << 20)
+
+A result is capped in rows *and* bytes while it is fetched (:func:`fetch_capped`), a batch at a
+time sized to what is left of the byte budget, so a query whose rows are huge
+(``printf('%.*c', 300000000, 'x')``) stops at the budget instead of filling memory.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from datetime import time as clock_time
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,6 +40,8 @@ log = logging.getLogger(__name__)
 
 # Seconds a query's worker thread gets to stop after it was interrupted before we stop waiting.
 _DRAIN_S = 5.0
+DEFAULT_MAX_BYTES = 8 << 20  # table_limits.max_result_bytes' default
+_MAX_BATCH = 256
 
 
 class QueryTimeout(TableError):
@@ -43,27 +52,92 @@ class QueryFailed(TableError):
     """The database refused or failed the query (unknown column, type error…); says the database's reason."""
 
 
+class ResultTooLarge(TableError):
+    """Even one row of the result is over the byte limit."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(
+            f"The result is too large: one row is over the {megabytes(max_bytes)} limit "
+            "(table_limits.max_result_bytes) — select fewer or shorter columns."
+        )
+
+
+def megabytes(n: int) -> str:
+    """``8 MB``, ``0.5 MB``."""
+    return f"{n / 1_048_576:.3g} MB"
+
+
 # One row as the driver returns it: values of whatever Python type the column maps to.
 Row = tuple[object, ...]
 
 
 @dataclass
 class QueryResult:
-    """Rows of one query: at most ``max_rows``; ``more`` says the database had more."""
+    """Rows of one query: at most ``max_rows`` and about ``max_bytes``; ``more`` says the database
+    had more; ``bytes_capped`` that the byte limit (not the row limit) stopped the fetch."""
 
     columns: list[str]
     rows: list[Row]
     more: bool = False
     elapsed_ms: float = 0.0
     types: list[str] = field(default_factory=list)
+    bytes_capped: bool = False
 
     @classmethod
-    def capped(
-        cls, columns: list[str], fetched: Sequence[Sequence[object]], max_rows: int, types: Sequence[str] = ()
+    def fetched(
+        cls,
+        columns: list[str],
+        fetch: Callable[[int], Sequence[Sequence[object]]],
+        max_rows: int,
+        max_bytes: int,
+        types: Sequence[str] = (),
     ) -> QueryResult:
-        """The result of ``fetched`` (fetched as ``max_rows + 1`` rows, so ``more`` can be told)."""
-        rows = [tuple(r) for r in fetched[:max_rows]]
-        return cls(columns, rows, more=len(fetched) > max_rows, types=list(types))
+        """The result read through ``fetch`` within ``max_rows`` and ``max_bytes`` (:func:`fetch_capped`)."""
+        rows, more, bytes_capped = fetch_capped(fetch, max_rows, max_bytes)
+        return cls(columns, rows, more=more, types=list(types), bytes_capped=bytes_capped)
+
+
+def cell_bytes(value: object) -> int:
+    """About how many bytes ``value`` takes in a result (its text length for text and binary)."""
+    if value is None:
+        return 1
+    if isinstance(value, (str, bytes, bytearray, memoryview)):
+        return len(value) + 1
+    if isinstance(value, (bool, int, float, Decimal, date, datetime, clock_time, timedelta)):
+        return 8
+    return len(str(value)) + 1
+
+
+def fetch_capped(
+    fetch: Callable[[int], Sequence[Sequence[object]]], max_rows: int, max_bytes: int
+) -> tuple[list[Row], bool, bool]:
+    """Rows from ``fetch(n)`` (the next ``n`` rows; fewer at the end) until ``max_rows`` rows or
+    ``max_bytes`` bytes; returns ``(rows, more, bytes_capped)``.
+
+    The first batch is one row, later ones as many as the average row size so far says fit in
+    what is left of the budget, so no fetch brings much more than the budget into memory.
+    ResultTooLarge when the first row alone is over the budget.
+    """
+    rows: list[Row] = []
+    used = 0
+    batch = 1
+    while True:
+        fetched = fetch(batch)
+        for raw in fetched:
+            row = tuple(raw)
+            size = sum(cell_bytes(v) for v in row)
+            if used + size > max_bytes:
+                if not rows:
+                    raise ResultTooLarge(max_bytes)
+                return rows, True, True
+            if len(rows) == max_rows:
+                return rows, True, False
+            rows.append(row)
+            used += size
+        if len(fetched) < batch:
+            return rows, False, False
+        average = max(1, used // max(1, len(rows)))
+        batch = max(1, min(_MAX_BATCH, max_rows + 1 - len(rows), (max_bytes - used) // average))
 
 
 def catalog_error(source: str, exc: Exception) -> TableError:
@@ -81,8 +155,8 @@ def query_error(exc: Exception, *, interrupted: bool) -> TableError:
 class Connection(Protocol):
     """One read-only connection, used by one query from one worker thread."""
 
-    def fetch(self, sql: str, max_rows: int) -> QueryResult:
-        """Run ``sql`` and return at most ``max_rows`` rows (blocking)."""
+    def fetch(self, sql: str, max_rows: int, max_bytes: int) -> QueryResult:
+        """Run ``sql`` and return at most ``max_rows`` rows of about ``max_bytes`` in all (blocking)."""
         ...
 
     def interrupt(self) -> None:
@@ -132,14 +206,16 @@ def first_line(exc: BaseException) -> str:
     return text[:300]
 
 
-async def run_query(source: TableSource, sql: str, *, max_rows: int, timeout_s: float) -> QueryResult:
+async def run_query(
+    source: TableSource, sql: str, *, max_rows: int, timeout_s: float, max_bytes: int = DEFAULT_MAX_BYTES
+) -> QueryResult:
     """Run ``sql`` on a fresh read-only connection in a worker thread; interrupt it at ``timeout_s``."""
     started = time.perf_counter()
     conn = await asyncio.to_thread(source.connect, timeout_s)
 
     def job() -> QueryResult:
         try:
-            return conn.fetch(sql, max_rows)
+            return conn.fetch(sql, max_rows, max_bytes)
         finally:
             conn.close()
 

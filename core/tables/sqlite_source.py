@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING
 
 from core.errors import TableError
 from core.tables.catalog import TableInfo, quote_ident, read_tables
-from core.tables.sources import QueryResult, Row, catalog_error, first_line, query_error, require_file
+from core.tables.sources import (
+    QueryResult,
+    ResultTooLarge,
+    Row,
+    catalog_error,
+    first_line,
+    query_error,
+    require_file,
+)
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -42,15 +50,25 @@ class SQLiteConnection:
         self._conn = conn
         self._interrupted = False
 
-    def fetch(self, sql: str, max_rows: int) -> QueryResult:
-        """Run ``sql``; stop at ``max_rows`` rows."""
+    def fetch(self, sql: str, max_rows: int, max_bytes: int) -> QueryResult:
+        """Run ``sql``; stop at ``max_rows`` rows or ``max_bytes`` bytes.
+
+        SQLite itself refuses to build a string or blob longer than ``max_bytes``
+        (``SQLITE_LIMIT_LENGTH``), so ``printf('%.*c', 300000000, 'x')`` fails before it allocates.
+        """
         self._conn.set_authorizer(_authorize)
+        self._conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max(1024, max_bytes))
         try:
             cur = self._conn.execute(sql)
-            rows = cur.fetchmany(max_rows + 1)
+            return QueryResult.fetched(
+                [d[0] for d in cur.description or ()], cur.fetchmany, max_rows, max_bytes
+            )
+        except sqlite3.DataError as exc:
+            if "too big" in str(exc):
+                raise ResultTooLarge(max_bytes) from exc
+            raise query_error(exc, interrupted=self._interrupted) from exc
         except sqlite3.Error as exc:
             raise query_error(exc, interrupted=self._interrupted) from exc
-        return QueryResult.capped([d[0] for d in cur.description or ()], rows, max_rows)
 
     def interrupt(self) -> None:
         """Abort the running statement."""

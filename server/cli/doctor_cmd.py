@@ -269,13 +269,28 @@ def _writable(label: str, path: Path) -> Check:
     return Check(label, True, f"{path} writable, {free:.1f} GB free")
 
 
+def local_in_use(settings: Settings) -> bool:
+    """Whether any answer can come from the local model (enabled and in routing.order)."""
+    return settings.llm.local.enabled and "local" in settings.llm.routing.order
+
+
 def run_checks(settings: Settings, *, load: bool = True) -> list[Check]:
     """Every doctor check, in display order."""
-    checks = [_versions(), *_build(settings), *_gpu(settings)]
+    local = [*_build(settings), *_gpu(settings)]
     fit = _vram_fit(settings)
     if fit is not None:
-        checks.append(fit)
-    checks += [_model(settings, load), _remote(settings), _writable("home", settings.home)]
+        local.append(fit)
+    local.append(_model(settings, load))
+    if not local_in_use(settings):
+        # A remote-only setup (routing.order without 'local') needs no llama.cpp build, GPU or model
+        # file: their problems are shown as warnings, never as a failed doctor.
+        why = f"not used: llm.routing.order is {settings.llm.routing.order}"
+        for check in local:
+            check.required = False
+            if check.ok is False:
+                check.detail = f"{check.detail} ({why})"
+    checks = [_versions(), *local]
+    checks += [_remote(settings), _writable("home", settings.home)]
     if settings.store.url is None:
         checks.append(_writable("store.path", settings.store_path))
     checks.append(_store(settings))

@@ -155,3 +155,27 @@ def test_a_binding_with_its_own_build_or_an_opted_in_native_build(tmp_path: Path
     assert opted.native and opted.native_opted_in and not opted.problems
     amx = BuildReport(features={"AMX_INT8": True}, opt_in="-DGGML_NATIVE=ON", server_path=tmp_path / "s")
     assert amx.problems, "AMX is refused even in an opted-in native build"
+
+
+async def test_a_remote_only_setup_passes_without_any_local_engine(openai_server: Any, tmp_path: Path) -> None:
+    """routing.order [remote]: a missing llama-server or model file is a warning, not a failed doctor."""
+    import json
+
+    cfg = tmp_path / "hearth.yaml"
+    local = {"model_path": str(tmp_path / "absent.gguf"), "server_path": str(tmp_path / "no-llama-server")}
+    remote = {"base_url": openai_server.base_url, "model": "gpt-test", "api_key": "k"}
+
+    def doctor(order: list[str]) -> tuple[int, dict[str, Any]]:
+        llm = {"local": local, "remote": remote, "routing": {"order": order}}
+        cfg.write_text(json.dumps({"home": str(tmp_path / "home"), "llm": llm}))
+        result = CliRunner().invoke(main, ["--config", str(cfg), "doctor", "--no-load", "--json"])
+        return result.exit_code, {c["name"]: c for c in json.loads(result.stdout)}
+
+    code, checks = await asyncio.to_thread(doctor, ["remote"])
+    assert checks["remote API"]["ok"] and checks["remote API"]["required"]
+    model = checks["local model"]
+    assert not model["ok"] and not model["required"] and "not used: llm.routing.order is ['remote']" in model["detail"]
+    assert code == 0, checks
+    # With the local model first in line, the same missing file fails the doctor.
+    code, checks = await asyncio.to_thread(doctor, ["local", "remote"])
+    assert code == 1 and checks["local model"]["required"] and not checks["local model"]["ok"]

@@ -25,6 +25,7 @@ from bot.slack.app import make_client
 from bot.slack.errors import error_code
 from bot.slack.inbound import field, plain_text
 from core.config import Settings, SlackSettings
+from core.digests.access import Readers
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,28 @@ class SlackChatActivity:
             return "#" + channel.lstrip("#")
         names = {cid: name for name, cid in (self._channel_ids or {}).items()}
         return f"#{names[channel]}" if channel in names else channel
+
+    async def readers(self, channel: str) -> Readers:
+        """Who can read ``channel``: everyone for a public channel, else its members (for digest access)."""
+        try:
+            channel_id = await self._resolve(channel)
+            resp = await self.client.conversations_info(channel=channel_id)
+            info = resp.get("channel") or {}
+            if not info.get("is_private") and not info.get("is_mpim") and not info.get("is_im"):
+                return Readers(everyone=True)
+            members: set[str] = set()
+            cursor: str | None = None
+            while True:
+                page = await self.client.conversations_members(channel=channel_id, limit=PAGE, cursor=cursor)
+                members.update(str(m) for m in page.get("members") or [])
+                cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor:
+                    return Readers(members=frozenset(members))
+        except ChannelUnreadable as exc:
+            return Readers(unreadable=exc.code)
+        except SlackApiError as exc:
+            log.warning("digest access: cannot tell who reads %s: %s", channel, error_code(exc))
+            return Readers(unreadable=error_code(exc))
 
     async def _resolve(self, channel: str) -> str:
         """A channel id for '#name', 'name' or an id."""

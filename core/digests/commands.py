@@ -3,7 +3,7 @@
     reply = await handle_command(service, 'create eng-weekly "0 9 * * MON" post_to=slack:#eng', user="U123")
 
 Sub-commands: ``create NAME "CRON" post_to=slack:#chan[,dingtalk:robot] [template=…] [timezone=…]
-[docs=src1,src2] [on_no_changes=post|skip] [owner=slack:U…]``, ``list``, ``run NAME``, ``delete NAME``.
+[docs=src1,src2] [chat=#chan1,#chan2] [on_no_changes=post|skip] [owner=slack:U…]``, ``list``, ``run NAME``, ``delete NAME``.
 Invalid input returns a message naming the field; nothing here raises to the surface.
 """
 
@@ -23,7 +23,7 @@ from core.errors import DigestError, HearthError
 
 log = logging.getLogger(__name__)
 
-_OPTIONS = {"template", "timezone", "post_to", "docs", "on_no_changes", "owner"}
+_OPTIONS = {"template", "timezone", "post_to", "docs", "chat", "on_no_changes", "owner"}
 
 
 def parse_create(args: list[str], user: str, surface: str | None) -> SpecData:
@@ -31,6 +31,7 @@ def parse_create(args: list[str], user: str, surface: str | None) -> SpecData:
     if len(args) < 2 or "=" in args[0] or "=" in args[1]:
         raise DigestError(messages.CMD_USAGE)
     data: SpecData = {"name": args[0], "schedule": args[1]}
+    inputs: SpecData = {}
     for arg in args[2:]:
         key, sep, value = arg.partition("=")
         if not sep or key not in _OPTIONS:
@@ -53,9 +54,13 @@ def parse_create(args: list[str], user: str, surface: str | None) -> SpecData:
                 targets.append({surf: dest})
             data["post_to"] = targets
         elif key == "docs":
-            data["inputs"] = {"docs": {"sources": [s for s in value.split(",") if s]}}
+            inputs["docs"] = {"sources": [s for s in value.split(",") if s]}
+        elif key == "chat":
+            inputs["chat"] = {"channels": [c for c in value.split(",") if c]}
         else:
             data[key] = value
+    if inputs:
+        data["inputs"] = inputs
     if "post_to" not in data:
         raise DigestError(
             messages.CMD_INVALID.format(field="post_to", reason="say where to post, e.g. post_to=slack:#eng")

@@ -26,7 +26,7 @@ OWNER_STOPPED = "The digest '{name}' ({fire_time}) was not posted: {reasons}"
 
 CMD_USAGE = (
     'Usage: `/digest create NAME "CRON" post_to=slack:#channel [template=digest_weekly] [timezone=UTC] '
-    "[docs=source1,source2] [on_no_changes=post|skip]`, `/digest list`, `/digest run NAME`, "
+    "[docs=source1,source2] [chat=#channel1,#channel2] [on_no_changes=post|skip]`, `/digest list`, `/digest run NAME`, "
     "`/digest delete NAME`."
 )
 CMD_CREATED = "Created digest '{name}': {schedule} ({timezone}), next run {next_run}."

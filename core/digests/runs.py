@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from core.config import Settings
 from core.digests import messages
-from core.digests.access import unreadable
+from core.digests.access import problems
 from core.digests.assistant import DigestAssistant
 from core.digests.compose import Draft, Summarise, write
 from core.digests.config import DigestSpec
@@ -46,6 +46,7 @@ class Runner:
         assistant: Callable[[], DigestAssistant | None],
         summarise: Summarise,
         chat_activity: ChatActivity | None = None,
+        creator: Callable[[str], str | None] = lambda name: None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -53,6 +54,7 @@ class Runner:
         self.assistant = assistant
         self.summarise = summarise
         self.chat_activity = chat_activity
+        self.creator = creator  # who created a digest from chat (None: hearth.yaml)
         self.listeners: list[Callable[[RunRecord], None]] = []
         self._runs: set[asyncio.Future[RunRecord | None]] = set()
 
@@ -114,9 +116,10 @@ class Runner:
 
     async def _write(self, spec: DigestSpec, when: datetime) -> Draft:
         """Gather the inputs for the period ending now and compose the digest."""
-        problems = unreadable(spec, self.settings)  # grants change after a digest was made
-        if problems:
-            raise DigestError(messages.CMD_FORBIDDEN.format(reason="; ".join(problems)))
+        # Grants and channel members change after a digest was made.
+        refused = await problems(spec, self.settings, self.chat_activity, creator=self.creator(spec.name))
+        if refused:
+            raise DigestError(messages.CMD_FORBIDDEN.format(reason="; ".join(refused)))
         since = await self._since(spec, when)
         assistant = self.assistant()
         got = await gather(spec, self.settings, assistant, since, utcnow(), self.chat_activity)

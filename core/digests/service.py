@@ -87,7 +87,7 @@ class DigestService:
         given = None if callable(assistant) else assistant
         # Templates are checked at start even when the engine is still loading (serve builds it later).
         prompts = given.prompts if given is not None else PromptRegistry(settings.prompts.dir)
-        self.book = SpecBook(settings, prompts, self.store)
+        self.book = SpecBook(settings, prompts, self.store, chat_reader=chat_activity)
         self._audit = audit or (lambda entry: None)
         self.jobs = JobScheduler(db, self)
         self.runner = Runner(
@@ -97,6 +97,7 @@ class DigestService:
             lambda: self.assistant,
             (intake or self._own_intake()).run,
             chat_activity,
+            creator=self.book.created_by.get,
         )
         self._loop_task: asyncio.Task[None] | None = None
         self.started = asyncio.Event()  # set once the first leader round is done

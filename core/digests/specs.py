@@ -10,7 +10,7 @@ import logging
 
 from core.config import Settings
 from core.digests import messages
-from core.digests.access import unreadable
+from core.digests.access import problems
 from core.digests.config import DigestSpec, SpecData, spec_from_data
 from core.digests.store import RunStore
 from core.errors import DigestError, PromptError
@@ -24,10 +24,13 @@ TEMPLATE_INPUTS = {"digest", "period", "docs", "tables", "chat", "notes"}
 class SpecBook:
     """Digest specs by name, with who created the chat-made ones."""
 
-    def __init__(self, settings: Settings, prompts: PromptRegistry, store: RunStore) -> None:
+    def __init__(
+        self, settings: Settings, prompts: PromptRegistry, store: RunStore, *, chat_reader: object = None
+    ) -> None:
         self.settings = settings
         self.prompts = prompts
         self.store = store
+        self.chat_reader = chat_reader  # tells who reads a chat channel (inputs.chat), when it can
         self.specs: dict[str, DigestSpec] = {s.name: s for s in settings.digests}
         self.created_by: dict[str, str] = {}
         self._invalid: set[str] = set()
@@ -88,9 +91,9 @@ class SpecBook:
             raise DigestError(messages.CMD_EXISTS.format(name=name))
         spec = spec_from_data(data, self.settings, f"digest '{name}'")
         self.check_template(spec, "template")
-        problems = unreadable(spec, self.settings)
-        if problems:
-            raise DigestError(messages.CMD_FORBIDDEN.format(reason="; ".join(problems)))
+        refused = await problems(spec, self.settings, self.chat_reader, creator=user)
+        if refused:
+            raise DigestError(messages.CMD_FORBIDDEN.format(reason="; ".join(refused)))
         if not await self.store.save_spec(spec.name, spec.model_dump(mode="json"), user):
             raise DigestError(messages.CMD_EXISTS.format(name=name))
         self.specs[spec.name] = spec

@@ -61,6 +61,12 @@ class TablesSettings(Section):
     duckdb_threads: int = Field(2, ge=1, le=256, description="Threads DuckDB may use per CSV/Parquet source.")
     timeout_s: float = Field(10.0, gt=0, description="Wall-clock limit per query.")
     chat_rows: int = Field(20, ge=1, description="Rows shown inline in chat before pointing to the CSV file.")
+    results_keep_days: float = Field(
+        7.0, gt=0, description="CSV files and charts under <home>/results older than this are deleted."
+    )
+    results_max_mb: float = Field(
+        500.0, gt=0, description="Past this total size the oldest result files are deleted first."
+    )
     repairs: int = Field(
         2, ge=0, le=5, description="Times a failing SQL is sent back to the model for repair."
     )

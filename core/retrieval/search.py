@@ -6,7 +6,7 @@ import logging
 
 from core.config import Settings
 from core.contracts import Hit
-from core.retrieval.embedders import Embedder, get_embedder
+from core.retrieval.embedders import Embedder, check_identity, embedder_identity, get_embedder
 from core.retrieval.sparse import query_vector
 from core.retrieval.store import ChunkStore, Mode, open_store
 
@@ -36,6 +36,7 @@ class DocsRetriever:
         self.store = store or open_store(settings)
         self.mode: Mode = mode or settings.retrieval.mode
         self.languages = tuple(dict.fromkeys(s.language for s in settings.sources))
+        self._embedder_checked = False
 
     async def search(
         self, query: str, *, acl: frozenset[str] | None, k: int, mode: Mode | None = None
@@ -45,6 +46,12 @@ class DocsRetriever:
         if not query or k < 1:
             return []
         mode = mode or self.mode
+        if mode != "bm25" and not self._embedder_checked:
+            # Query vectors of another embedder than the index's would rank noise: refuse, once.
+            check_identity(
+                await self.store.embedder(), await embedder_identity(self.embedder), self.store.location
+            )
+            self._embedder_checked = True
         dense = (await self.embedder.embed([query]))[0] if mode != "bm25" else None
         sparse = query_vector(query, self.languages) if mode != "dense" else None
         points = await self.store.search(

@@ -103,8 +103,17 @@ class ChunkStore(Protocol):
         """Whether the collection exists (raises RetrievalError for an unusable one)."""
         ...
 
-    async def ensure(self, dimension: int) -> None:
-        """Create the collection if needed; refuse one of another vector size or an older layout."""
+    async def ensure(self, dimension: int, embedder: str | None = None) -> None:
+        """Create the collection if needed; refuse one of another vector size or an older layout.
+
+        ``embedder`` (its identity, see :func:`core.retrieval.embedders.embedder_identity`) is
+        recorded when the collection is created; an existing one recorded by another embedder is
+        refused with the rebuild message (:func:`core.retrieval.embedders.check_identity`).
+        """
+        ...
+
+    async def embedder(self) -> str | None:
+        """The identity of the embedder that built the collection (None: none, or not recorded)."""
         ...
 
     async def drop(self) -> None:

@@ -24,6 +24,7 @@ import qdrant_edge as qe
 
 from core.errors import RetrievalError
 from core.retrieval.config import StoreSettings
+from core.retrieval.embedders import check_identity
 from core.retrieval.store import (
     DENSE,
     INDEXED_FIELDS,
@@ -106,6 +107,7 @@ class EdgeStore:
         self._key = key
         self._closed = False
         self._written = 0
+        self._new_embedder: str | None = None
 
     @property
     def location(self) -> str:
@@ -172,7 +174,15 @@ class EdgeStore:
         self.root.mkdir(parents=True, exist_ok=True)
         # The marker first: a shard without one (a crash in between) would read as an unknown layout.
         self.marker.write_text(
-            json.dumps({"layout": LAYOUT, "dense": DENSE, "sparse": SPARSE, "bm25": "qdrant"}),
+            json.dumps(
+                {
+                    "layout": LAYOUT,
+                    "dense": DENSE,
+                    "sparse": SPARSE,
+                    "bm25": "qdrant",
+                    "embedder": self._new_embedder,
+                }
+            ),
             encoding="utf-8",
         )
         try:
@@ -219,8 +229,8 @@ class EdgeStore:
         """The shard's dense vector size."""
         return self._stored_dimension() if await self.exists() else None
 
-    async def ensure(self, dimension: int) -> None:
-        """Create the shard if needed; refuse one of another vector size."""
+    async def ensure(self, dimension: int, embedder: str | None = None) -> None:
+        """Create the shard if needed (recording ``embedder``); refuse one of another vector size or embedder."""
         if await self.exists():
             size = self._stored_dimension()
             if size != dimension:
@@ -228,7 +238,18 @@ class EdgeStore:
                     f"The vector store at {self.shard_dir} holds {size}-dimensional vectors but the embedder "
                     f"makes {dimension} — {REBUILD} after changing the embedder."
                 )
+            if embedder is not None:
+                check_identity(await self.embedder(), embedder, self.location)
+        self._new_embedder = embedder
         await self._open(create_dimension=dimension)
+
+    async def embedder(self) -> str | None:
+        """The embedder identity recorded in the shard's marker when it was created."""
+        try:
+            recorded = json.loads(self.marker.read_text(encoding="utf-8")).get("embedder")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return str(recorded) if recorded else None
 
     async def drop(self) -> None:
         """Delete the shard, its marker and any older-layout files of this collection."""

@@ -19,6 +19,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from core.errors import RetrievalError
 from core.retrieval.config import StoreSettings
+from core.retrieval.embedders import check_identity
 from core.retrieval.store import (
     DENSE,
     INDEXED_FIELDS,
@@ -34,6 +35,8 @@ from core.retrieval.store import (
 
 log = logging.getLogger(__name__)
 _FAILURES = (ResponseHandlingException, UnexpectedResponse, OSError)
+# Collection metadata key holding the identity of the embedder that built it.
+EMBEDDER_KEY = "hearth_embedder"
 
 _clients: dict[str, tuple[AsyncQdrantClient, int]] = {}
 _clients_lock = threading.Lock()
@@ -121,8 +124,8 @@ class QdrantStore:
         vectors = info.config.params.vectors
         return vectors[DENSE].size if isinstance(vectors, dict) and DENSE in vectors else None
 
-    async def ensure(self, dimension: int) -> None:
-        """Create the collection (dense + sparse vectors, payload indexes) if needed; check its size."""
+    async def ensure(self, dimension: int, embedder: str | None = None) -> None:
+        """Create the collection (dense + sparse vectors, payload indexes) if needed; check its size and embedder."""
         if self._ready:
             return
         client = await self.client()
@@ -135,9 +138,12 @@ class QdrantStore:
                 )
         else:
             await client.create_collection(
+            if embedder is not None:
+                check_identity(await self.embedder(), embedder, self.location)
                 self.collection,
                 vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
                 sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                metadata={EMBEDDER_KEY: embedder} if embedder else None,
             )
             if self.kind == "server":  # local mode ignores payload indexes (and warns)
                 for name in INDEXED_FIELDS:
@@ -146,6 +152,14 @@ class QdrantStore:
 
     async def drop(self) -> None:
         """Delete the collection and everything in it."""
+    async def embedder(self) -> str | None:
+        """The embedder identity recorded in the collection's metadata when it was created."""
+        if not await self.exists():
+            return None
+        info = await (await self.client()).get_collection(self.collection)
+        recorded = (info.config.metadata or {}).get(EMBEDDER_KEY)
+        return str(recorded) if recorded else None
+
         client = await self.client()
         if await client.collection_exists(self.collection):
             await client.delete_collection(self.collection)

@@ -25,7 +25,7 @@ from core.retrieval import connectors as registry
 from core.retrieval.chunking import Chunk, chunk_document
 from core.retrieval.config import SourceSpec
 from core.retrieval.documents import Document, Skipped, Unchanged
-from core.retrieval.embedders import Embedder, get_embedder
+from core.retrieval.embedders import Embedder, embedder_identity, get_embedder
 from core.retrieval.sparse import document_vector
 from core.retrieval.state import DocState, SyncState
 from core.retrieval.store import ChunkStore, StoredChunk, open_store, point_id
@@ -127,7 +127,7 @@ class Indexer:
         if rebuild:
             await self.store.drop()
             await self.state.forget()
-        await self.store.ensure(await self.embedder.dimension())
+        await self.store.ensure(await self.embedder.dimension(), await embedder_identity(self.embedder))
         reports = []
         if not names:
             reports.extend(await self._remove_unconfigured({s.name for s in specs}))

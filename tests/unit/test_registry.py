@@ -21,7 +21,7 @@ from core.llm.registry import LLM_BACKENDS, build_router
 from core.registry import Registry
 from core.retrieval.config import EmbedSettings
 from core.retrieval.connectors import CONNECTORS
-from core.retrieval.embedders import EMBEDDERS, SentenceTransformersEmbedder, get_embedder
+from core.retrieval.embedders import EMBEDDERS, OnnxEmbedder, SentenceTransformersEmbedder, get_embedder
 from core.tables.sources import TABLE_SOURCES, make_source
 from tests.fixtures.core import make_settings
 from tests.fixtures.retrieval import HashEmbedder
@@ -29,11 +29,12 @@ from tests.fixtures.retrieval import HashEmbedder
 
 def test_every_built_in_is_registered_through_its_entry_point_group() -> None:
     assert CONNECTORS.names() == ["files", "git", "http"]
-    assert EMBEDDERS.names() == ["llama_cpp", "openai", "sentence_transformers"]
+    assert EMBEDDERS.names() == ["llama_cpp", "onnx", "openai", "sentence_transformers"]
     assert TABLE_SOURCES.names() == ["csv", "parquet", "postgres", "sqlite"]
     assert LLM_BACKENDS.names() == ["in_process", "openai", "server"]
     assert CONNECTORS.get("files") is FilesConnector
     assert EMBEDDERS.get("sentence_transformers") is SentenceTransformersEmbedder
+    assert EMBEDDERS.get("onnx") is OnnxEmbedder
 
 
 @pytest.mark.parametrize(
@@ -101,9 +102,9 @@ def test_a_registry_with_no_entry_points_says_hearth_may_not_be_installed(
 
 def test_a_fake_registered_in_code_serves_its_name_and_the_built_in_comes_back() -> None:
     settings = EmbedSettings()
-    with EMBEDDERS.registered("sentence_transformers", lambda s: HashEmbedder()):
+    with EMBEDDERS.registered("onnx", lambda s: HashEmbedder()):
         assert isinstance(get_embedder(settings), HashEmbedder)
-    assert isinstance(get_embedder(settings), SentenceTransformersEmbedder)
+    assert isinstance(get_embedder(settings), OnnxEmbedder)
     with EMBEDDERS.registered("hash", lambda s: HashEmbedder()):
         assert "hash" in EMBEDDERS.names() and isinstance(get_embedder(settings, "hash"), HashEmbedder)
     assert "hash" not in EMBEDDERS.names()
@@ -166,7 +167,7 @@ def _load(tmp_path: Path, text: str) -> object:
         ),
         (
             "embed:\n  backend: cohere\n",
-            "embed.backend: Unknown embedder 'cohere'; available: llama_cpp, openai, sentence_transformers",
+            "embed.backend: Unknown embedder 'cohere'; available: llama_cpp, onnx, openai, sentence_transformers",
         ),
         (
             "llm:\n  local:\n    engine: vllm\n",
@@ -224,4 +225,4 @@ def test_a_plugin_source_needs_a_path_or_a_url(tmp_path: Path) -> None:
 
 def test_the_built_in_defaults_stay(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    assert (settings.llm.local.engine, settings.embed.backend) == ("server", "sentence_transformers")
+    assert (settings.llm.local.engine, settings.embed.backend) == ("server", "onnx")

@@ -150,7 +150,7 @@ def test_connector_option_typo_names_the_key(tmp_path) -> None:
 
 def test_unknown_embedder_lists_the_available_ones() -> None:
     with pytest.raises(
-        ConfigError, match="Unknown embedder 'bert'; available: llama_cpp, openai, sentence_transformers"
+        ConfigError, match="Unknown embedder 'bert'; available: llama_cpp, onnx, openai, sentence_transformers"
     ):
         get_embedder(EmbedSettings(), "bert")
     with pytest.raises(ConfigError, match="embed.model_path"):

@@ -37,7 +37,7 @@ _COMMANDS: dict[str, str] = {
     "search": "server.cli.index_cmd:search",
     "sources": "server.cli.index_cmd:sources",
     "store": "server.cli.store_cmd:store",
-    "eval": "server.cli.index_cmd:eval_group",
+    "eval": "server.cli.eval_cmd:eval_group",
 }
 
 

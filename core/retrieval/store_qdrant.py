@@ -136,22 +136,20 @@ class QdrantStore:
                     f"The collection '{self.collection}' holds {size}-dimensional vectors but the embedder "
                     f"makes {dimension} — run 'hearth index --rebuild' after changing the embedder."
                 )
-        else:
-            await client.create_collection(
             if embedder is not None:
                 check_identity(await self.embedder(), embedder, self.location)
+        else:
+            await client.create_collection(
                 self.collection,
+                metadata={EMBEDDER_KEY: embedder} if embedder else None,
                 vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
                 sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-                metadata={EMBEDDER_KEY: embedder} if embedder else None,
             )
             if self.kind == "server":  # local mode ignores payload indexes (and warns)
                 for name in INDEXED_FIELDS:
                     await client.create_payload_index(self.collection, name, models.PayloadSchemaType.KEYWORD)
         self._ready = True
 
-    async def drop(self) -> None:
-        """Delete the collection and everything in it."""
     async def embedder(self) -> str | None:
         """The embedder identity recorded in the collection's metadata when it was created."""
         if not await self.exists():
@@ -160,6 +158,8 @@ class QdrantStore:
         recorded = (info.config.metadata or {}).get(EMBEDDER_KEY)
         return str(recorded) if recorded else None
 
+    async def drop(self) -> None:
+        """Delete the collection and everything in it."""
         client = await self.client()
         if await client.collection_exists(self.collection):
             await client.delete_collection(self.collection)

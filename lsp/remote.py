@@ -68,7 +68,7 @@ class RemoteBackend:
         self._session: aiohttp.ClientSession | None = None
 
     def _headers(self, stream: bool) -> dict[str, str]:
-        headers = {"Accept": "text/event-stream" if stream else "application/json"}
+        headers = {"Accept": "text/event-stream" if stream else "application/json", "X-Hearth-Surface": "lsp"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers

@@ -15,6 +15,7 @@ from pygls.exceptions import JsonRpcException
 from pytest_lsp import client_capabilities
 
 from tests.e2e.lsp_rig import Editor, make_workspace, start_editor, write_config
+from tests.fixtures.serve import ServeProcess
 
 HALF = '''import math
 
@@ -235,3 +236,45 @@ async def test_bad_positions_and_a_dead_model_give_no_suggestion_and_no_popup(tm
         counts = await stats(editor)
         assert counts["lsp"]["failed"] == 2
         assert editor.client.messages == []  # no window/showMessage for a suggestion that did not come
+
+
+async def test_remote_mode_suggests_through_hearth_serve_and_a_superseded_request_stops_there(
+    tmp_path: Path, bundled_model: Path, hearth_serve: Any
+) -> None:
+    import aiohttp
+
+    model, _ = llm()
+    server: ServeProcess = await hearth_serve({"llm": model})
+    token = await server.token("dev")
+    ws = make_workspace(tmp_path)
+    (ws / "prices.py").write_text(HALF)
+    (tmp_path / "client").mkdir()
+    lsp = {"index_workspace": False, "completion": {"debounce_ms": 0}}
+    config = write_config(tmp_path / "client", {"local": {"enabled": False}}, lsp=lsp)
+
+    async def metrics(http: aiohttp.ClientSession) -> str:
+        async with http.get("/metrics") as resp:
+            return await resp.text()
+
+    args = ["--server", server.url, "--token", token]
+    async with aiohttp.ClientSession(server.url) as http:
+        async for editor in start_editor(config, ws, extra_args=args):
+            uri = editor.open("prices.py")
+            first = inline(editor, uri, END)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            # Wait until the server's engine has taken the first request (it holds a model slot).
+            while "hearth_local_queue_wait_seconds_count 1.0" not in await metrics(http):
+                assert loop.time() < deadline and not first.done(), "the request never reached the engine"
+                await asyncio.sleep(0.05)
+            at = type_text(editor, uri, 2, END, "r")
+            second = await inline(editor, uri, at)
+            assert suggestion_of(await first) == ""
+            text = suggestion_of(second)
+            assert text.strip()
+            ast.parse(HALF + "r" + text)
+        seen = await metrics(http)
+    # Both went through the server's front door as the editor's; the superseded one was stopped there
+    # when the language server closed its connection.
+    assert 'hearth_answers_total{action="code.complete",status="ok",surface="lsp"} 1.0' in seen
+    assert 'hearth_answers_total{action="code.complete",status="cancelled",surface="lsp"} 1.0' in seen

@@ -13,9 +13,10 @@ def build_assistant(settings: Settings) -> Assistant:
     """The assistant for these settings."""
     retriever = None
     if settings.sources:
-        from core.retrieval.search import DocsRetriever
+        from core.retrieval.owner import retriever_for
 
-        retriever = DocsRetriever(settings)
+        # Through a running `hearth serve` when it owns the embedded store (`hearth ask`, the editor).
+        retriever = retriever_for(settings)
     assistant = Assistant.from_settings(settings, retriever=retriever)
     from core.code.service import CodeService
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import aiohttp
 
 from core.config import Settings
-from core.contracts import Hit
+from core.contracts import Hit, Retriever
 from core.errors import RetrievalError
 from core.jsontypes import JsonObject, JsonValue
 from core.retrieval.sync import Progress, SourceReport
@@ -222,8 +222,9 @@ class IndexClient:
 class RemoteRetriever:
     """A Retriever (``search(query, acl, k, mode)``) answered by the owning `hearth serve`."""
 
-    def __init__(self, owner: Owner) -> None:
+    def __init__(self, owner: Owner, mode: str = "hybrid") -> None:
         self.client = IndexClient(owner)
+        self.mode = mode
 
     async def search(
         self, query: str, *, acl: frozenset[str] | None, k: int, mode: str | None = None
@@ -233,6 +234,16 @@ class RemoteRetriever:
 
     async def aclose(self) -> None:
         """Nothing held between calls."""
+
+
+def retriever_for(settings: Settings) -> Retriever:
+    """The docs retriever for a process that is not the server: through the owner, else its own."""
+    owner = find_owner(settings)
+    if owner is not None:
+        return RemoteRetriever(owner, settings.retrieval.mode)
+    from core.retrieval.search import DocsRetriever
+
+    return DocsRetriever(settings)
 
 
 def _number(value: JsonValue) -> float:

@@ -436,8 +436,8 @@ class EdgeStore:
         exists = await self.exists()
         points = await self._call(lambda s: s.info().points_count) if exists else 0
 
-        def size() -> int:
-            return sum(f.stat().st_size for f in self.shard_dir.rglob("*") if f.is_file())
+        def size() -> int:  # allocated blocks: Edge preallocates sparse mmap files
+            return sum(f.stat().st_blocks * 512 for f in self.shard_dir.rglob("*") if f.is_file())
 
         disk = await asyncio.to_thread(size) if exists else 0
         return StoreInfo(self.kind, self.location, points, self._stored_dimension(), disk)

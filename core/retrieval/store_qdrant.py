@@ -55,7 +55,7 @@ def _source_filter(source: str) -> models.Filter:
 
 
 def _disk_bytes(root: Path) -> int:
-    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.exists() else 0
+    return sum(f.stat().st_blocks * 512 for f in root.rglob("*") if f.is_file()) if root.exists() else 0
 
 
 def _sparse(vector: Sparse) -> models.SparseVector:
@@ -101,6 +101,8 @@ class QdrantStore:
             if self.url:
                 key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
                 return AsyncQdrantClient(url=self.url, api_key=key, timeout=30)
+            if self.path == ":memory:":  # local mode without persistence (bench/retrieval.py)
+                return AsyncQdrantClient(location=":memory:")
             Path(str(self.path)).mkdir(parents=True, exist_ok=True)
             return AsyncQdrantClient(path=str(self.path))
         except RuntimeError as exc:  # portalocker: another process holds the directory
@@ -298,7 +300,8 @@ class QdrantStore:
 
     async def info(self) -> StoreInfo:
         """Kind, location, point count and vector size (disk size is the server's business)."""
-        disk = await asyncio.to_thread(_disk_bytes, Path(self.path)) if self.path is not None else None
+        local = self.path is not None and self.path != ":memory:"
+        disk = await asyncio.to_thread(_disk_bytes, Path(str(self.path))) if local else None
         return StoreInfo(self.kind, self.location, await self.count(), await self.dimension(), disk)
 
     async def aclose(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.fixtures.openai_server import FakeOpenAI
 from tests.fixtures.retrieval import ACLS, write_corpus
 from tests.fixtures.serve import HEARTH, _env
 
@@ -50,7 +51,7 @@ async def until(check: Any, within_s: float = 90.0) -> Any:
 
 
 async def test_hearth_index_and_search_go_through_the_running_server(
-    hearth_serve: Any, tmp_path: Path
+    hearth_serve: Any, openai_server: FakeOpenAI, tmp_path: Path
 ) -> None:
     folders = write_corpus(tmp_path / "docs")
     sources = [
@@ -59,7 +60,10 @@ async def test_hearth_index_and_search_go_through_the_running_server(
     ]
     server = await hearth_serve(
         {
-            "llm": {"local": {"enabled": False}},
+            "llm": {
+                "local": {"enabled": False},
+                "remote": {"base_url": openai_server.base_url, "api_key": "sk-test", "max_retries": 0},
+            },
             "sources": sources,
             "retrieval": {"chunk_size": 400, "chunk_overlap": 40},
         },
@@ -92,6 +96,13 @@ async def test_hearth_index_and_search_go_through_the_running_server(
     assert all(h["doc_id"].startswith("public:") for h in hits)
     code, out, _ = await hearth(server.config, "search", "salary bands", "--json", "--k", "1")
     assert json.loads(out)[0]["doc_id"] == "hr:salaries.md"  # the operator sees everything
+
+    # `hearth ask` (the CLI's own engine) retrieves through the server too.
+    code, out, err = await hearth(
+        server.config, "ask", "How many vacation days do new employees get?", "--json"
+    )
+    assert code == 0, err
+    assert any(c["uri"].endswith("leave.md") for c in json.loads(out)["citations"])
 
     code, out, _ = await hearth(server.config, "index", "--json", "--source", "public")
     assert code == 0 and json.loads(out)[0]["unchanged"] == 2

@@ -171,3 +171,17 @@ def test_eval_metrics() -> None:
     assert m["recall@5"] == 0.5 and m["mrr@10"] == 0.5
     assert 0 < m["ndcg@10"] < 1
     assert score(ranking, frozenset({"z"}))["ndcg@10"] == 0.0
+
+
+def test_scheduled_sync_times_follow_the_interval_with_jitter() -> None:
+    from server.indexing import STALE_START_S, next_due
+
+    start = 10_000.0
+    # Never synced: one interval after the server started (never at once, never in lockstep).
+    assert next_due(None, 900, start, 0.0) == start + 900
+    assert next_due(None, 900, start, 1.0) == start + 900 + 90
+    # Synced a minute ago: one interval after that, plus up to 10%.
+    assert next_due(start - 60, 900, start, 0.5) == start - 60 + 900 + 45
+    # Long overdue when the server starts: soon after the start, spread over STALE_START_S.
+    assert next_due(start - 86_400, 900, start, 0.5) == start + STALE_START_S * 0.5
+    assert next_due(start, 0, start, 0.5) is None  # sync_every: 0 turns it off

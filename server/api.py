@@ -57,6 +57,7 @@ from server.state import AUDIT, INTAKE, LIFECYCLE
 log = logging.getLogger(__name__)
 
 SHUTTING_DOWN = "Hearth is restarting and could not finish this answer; please retry in a moment."
+NO_COMPLETION = "Inline completion needs a local model (llm.local): the remote API takes chat prompts only."
 
 
 # --- refusals in HTTP terms ------------------------------------------------------------------
@@ -355,6 +356,13 @@ async def code_tests(request: web.Request) -> web.StreamResponse:
 async def code_complete(request: web.Request) -> web.StreamResponse:
     """POST /v1/code/complete: an inline suggestion at an editor's cursor (a client that leaves stops it)."""
     body = await read_body(request, CompleteBody)
+    engine = request.app[INTAKE].engine
+    if engine is not None and not any(
+        getattr(b, "raw_prompts", False) for b in engine.router.backends.values()
+    ):
+        # No configured model takes completion prompts (core.llm.router skips chat-only APIs): that
+        # is how the server is set up, not a passing outage, so 501 rather than a 503 to retry.
+        return error_response(501, "not_implemented", NO_COMPLETION)
     req = make_request(request, f"complete {body.path or body.language} code", priority=Priority.EDITOR)
     snippets = tuple(Snippet(s.path, s.text) for s in body.snippets)
     completion = Completion(body.prefix, body.suffix, body.language, body.path, snippets, body.max_tokens)
@@ -456,6 +464,7 @@ ENDPOINTS: list[tuple[Operation, Handler]] = [
             "An inline suggestion for the text around an editor's cursor; closing the connection stops it.",
             _ANSWER,
             CompleteBody,
+            errors=(501,),
             surface=True,
             description=SSE_DOC,
         ),

@@ -78,15 +78,17 @@ def _integer(value: object) -> object:
 
 Text = Annotated[str, AfterValidator(_text), Field(min_length=1, json_schema_extra={"pattern": TEXT_PATTERN})]
 Runnable = Annotated[str, AfterValidator(_runnable), Field(json_schema_extra={"enum": sorted(RUNNABLE)})]
-Integer = Annotated[int, BeforeValidator(_integer)]
+# Lax only for 5.0, which JSON Schema counts as an integer too; _integer refuses true and "5".
+Integer = Annotated[int, Field(strict=False), BeforeValidator(_integer)]
 NoNul = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern": r"^[^\x00]*$"})]
 
 
 # --- request bodies ---------------------------------------------------------------------------
 class Body(BaseModel):
-    """Base of the request bodies: unknown fields are ignored so older servers accept newer clients."""
+    """Base of the request bodies: JSON types as the schema says them (strict: 0 is not false, "5"
+    not 5); unknown fields are ignored so older servers accept newer clients."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class TurnBody(Body):
@@ -159,6 +161,7 @@ class CompleteBody(Body):
 
     model_config = ConfigDict(
         extra="ignore",
+        strict=True,
         json_schema_extra={
             "anyOf": [
                 {"required": [side], "properties": {side: {"pattern": TEXT_PATTERN}}}
@@ -175,7 +178,7 @@ class CompleteBody(Body):
         default_factory=list, max_length=10, description="Related code, shown to the model first."
     )
     # The bound before the validator, so the schema says minimum/maximum (after it, pydantic says "ge").
-    max_tokens: Annotated[int, Field(ge=1, le=512), BeforeValidator(_integer)] | None = Field(
+    max_tokens: Annotated[int, Field(ge=1, le=512, strict=False), BeforeValidator(_integer)] | None = Field(
         None, description="Longest suggestion, in tokens."
     )
 

@@ -614,8 +614,85 @@ async def test_a_completion_needs_some_code_around_the_cursor(client: Any) -> No
     assert [a["required"] for a in schema["anyOf"]] == [["prefix"], ["suffix"]]
 
 
+async def test_completion_without_a_model_that_takes_its_prompts_is_a_declared_501(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path)
+    chat_only = FakeBackend(raw_prompts=False)  # what a remote chat API is to the router
+    assistant = Assistant(settings, Router(local=None, remote=chat_only, routing=settings.llm.routing))
+    client = await aiohttp_client(create_app(settings, assistant=assistant))
+    _, token = await client.app[TOKENS].create("alice", [])
+    resp = await client.post(
+        "/v1/code/complete",
+        json={"prefix": "def add(a, b):\n    return ", "language": "python"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    body = await resp.json()
+    assert resp.status == 501 and declared(client, "/v1/code/complete", 501), body
+    assert "llm.local" in body["message"] and chat_only.calls == []
+
+
+def _follow_prompt(messages: Any) -> str:
+    """A model that does what the template asks: SQL for sql_*.j2, a test module for tests.j2."""
+    prompt = " ".join(m.content for m in messages)
+    if "pytest" in prompt:
+        return CODE_REPLY
+    return (
+        "SELECT region, SUM(units) AS units FROM sales GROUP BY region" if "SQL" in prompt else "Prose [1]."
+    )
+
+
+GOOD_BODIES: dict[str, dict[str, Any]] = {
+    "/v1/ask": {"question": "What is Hearth?", "history": [{"role": "user", "text": "hi"}]},
+    "/v1/search": {"query": "vacation", "k": 3},
+    "/v1/tables/ask": {"question": "Units per region?", "source": "sales"},
+    "/v1/code/explain": {"code": "x = 1", "language": "python"},
+    "/v1/code/generate": {"code": "# add two numbers", "language": "python", "path": "calc.py"},
+    "/v1/code/tests": {"code": "def add(a, b):\n    return a + b\n", "language": "python", "path": "calc.py"},
+    "/v1/code/complete": {"prefix": "def add(a, b):\n    return ", "suffix": "\n", "language": "python"},
+}
+
+
+async def test_every_operation_answers_what_its_200_declares(aiohttp_client: Any, tmp_path: Path) -> None:
+    from jsonschema import Draft202012Validator
+
+    from core.code.service import CodeService
+    from core.tables.service import TableService
+
+    csv = tmp_path / "sales.csv"
+    csv.write_text("region,units\neast,3\nwest,4\n", encoding="utf-8")
+    settings = make_settings(tmp_path, tables=[{"name": "sales", "type": "csv", "path": str(csv)}])
+    backend = FakeBackend(reply=_follow_prompt)
+    assistant = Assistant(settings, Router(local=backend, remote=None, routing=settings.llm.routing))
+    assistant.tables = TableService(settings, assistant.router, assistant.prompts)
+    assistant.code = CodeService(assistant)
+    assistant.retriever = EmptyRetriever()
+    client = await aiohttp_client(create_app(settings, assistant=assistant))
+    _, token = await client.app[TOKENS].create("alice", [])
+    doc = client.app[CONTRACT].document()
+    served = {op.path for op, _ in api.ENDPOINTS if op.body is not None}
+    assert served == set(GOOD_BODIES)
+    for path, body in GOOD_BODIES.items():
+        for accept in ("application/json", "text/event-stream"):
+            resp = await client.post(
+                path, json=body, headers={"Authorization": f"Bearer {token}", "Accept": accept}
+            )
+            assert resp.status == 200, (path, await resp.text())
+            declared_200 = doc["paths"][path]["post"]["responses"]["200"]
+            kind = resp.content_type
+            assert kind in declared_200["content"], (path, kind)
+            assert resp.headers["X-Request-Id"]
+            if kind == "text/event-stream":
+                data = parse_sse(await resp.text())[-1][1]  # the answer event carries the declared JSON
+            else:
+                data = await resp.json()
+            schema = declared_200["content"]["application/json"]["schema"] | {"components": doc["components"]}
+            errors = [e.message for e in Draft202012Validator(schema).iter_errors(data)]
+            assert errors == [], (path, accept, errors, data)
+
+
 def test_the_answer_schema_is_the_answer_contract() -> None:
-    from core.contracts import Answer, Citation, TablePart
+    from core.contracts import Answer, Citation, Grounding, Support, TablePart
     from core.llm.base import Usage
 
     answer = Answer(
@@ -625,9 +702,13 @@ def test_the_answer_schema_is_the_answer_contract() -> None:
         "m",
         Usage(1, 2),
         table=TablePart("SELECT 1", "s", ["n"], [[1]], chat_rows=1),
+        grounding=Grounding("mark", [Support("text", True, 0.9, 1)]),
     )
     data = answer.as_dict()
     assert set(data) == set(SCHEMAS["Answer"]["properties"])  # type: ignore[arg-type]
+    grounding = SCHEMAS["Grounding"]["properties"]
+    assert set(data["grounding"]) == set(grounding)  # type: ignore[arg-type]
+    assert set(data["grounding"]["sentences"][0]) == set(grounding["sentences"]["items"]["properties"])  # type: ignore[index]
     assert set(data["citations"][0]) == set(SCHEMAS["Citation"]["properties"])  # type: ignore[arg-type]
     assert set(data["usage"]) == set(SCHEMAS["Answer"]["properties"]["usage"]["properties"])  # type: ignore[index]
 

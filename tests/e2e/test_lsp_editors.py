@@ -7,9 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from lsp.server import COMMANDS
+from tests.fixtures.skips import unavailable
 
 VSCODE = Path(__file__).resolve().parents[2] / "lsp" / "editors" / "vscode"
 
@@ -29,7 +28,5 @@ def test_vscode_extension_manifest_and_script() -> None:
         assert command in COMMANDS and f"'{command}'" in script
     node = shutil.which("node")
     if node is None:
-        pytest.skip(
-            "node is not installed (make vscode installs it); only the JavaScript syntax check needs it"
-        )
+        unavailable("node is not installed (make vscode installs it); only the JavaScript syntax check needs it")
     subprocess.run([node, "--check", str(VSCODE / "extension.js")], check=True, capture_output=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.lsp_rig import HEARTH, ScriptedAPI, make_workspace, remote_llm, start_api, write_config
+from tests.fixtures.skips import unavailable
 
 SNIPPET_DIR = Path(__file__).resolve().parents[2] / "lsp" / "editors" / "neovim"
 
@@ -71,7 +72,7 @@ def _ensure_neovim() -> str:
             if nvim is not None:
                 break
     if nvim is None:
-        pytest.skip("Neovim is not installed and 'apt-get install neovim' did not work here.")
+        unavailable("Neovim is not installed and 'apt-get install neovim' did not work here (it needs root).")
     return nvim
 
 

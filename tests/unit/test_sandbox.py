@@ -15,6 +15,7 @@ import pytest
 from core.code.config import SandboxSettings
 from core.code.sandbox import OutputBuffer, Sandbox
 from core.errors import SandboxError
+from tests.fixtures.skips import needs_root
 
 
 def _sandbox(**overrides: object) -> Sandbox:
@@ -193,9 +194,7 @@ async def test_isolation_that_cannot_be_set_up_is_an_error_not_an_unsandboxed_ru
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if os.geteuid() != 0:
-        pytest.skip(
-            "the mount-namespace prelude runs only when the sandbox starts as root (the CI and Docker root runs cover it)"
-        )
+        needs_root("the mount-namespace prelude (it runs only when the sandbox starts as root)")
     import core.code.sandbox as sandbox_module
 
     # A mount the kernel refuses, as on a host without CAP_SYS_ADMIN.

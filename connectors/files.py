@@ -55,10 +55,11 @@ class FilesConnector:
         self.options = options
 
     def uri(self, rel: str) -> str:
-        """How citations point at the file."""
+        """How citations point at the file: ``base_url`` + path, else the path inside the source."""
         if self.options.base_url:
             return self.options.base_url.rstrip("/") + "/" + rel
-        return str(self.options.path.resolve() / rel)
+        # Relative to the source's root: citations never show where the files live on the server.
+        return rel
 
     def _read(self, rel: str) -> Item:
         full = self.options.path / rel

@@ -70,10 +70,11 @@ class GitConnector:
         return out
 
     def uri(self, rel: str) -> str:
-        """How citations point at the file."""
+        """How citations point at the file: ``base_url`` + path, else the path inside the source."""
         if self.options.base_url:
             return self.options.base_url.rstrip("/") + "/" + rel
-        return f"{self.options.path.resolve()}/{rel}"
+        # Relative to the source's root: citations never show where the files live on the server.
+        return rel
 
     async def _commit_times(self, commit: str, paths: set[str]) -> dict[str, datetime]:
         """Last commit time of each path (one walk over the log, stopping when all are found)."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal, Protocol
 
 from core.llm.base import Priority, Usage
@@ -43,9 +44,38 @@ class Request:
     grounding: str | None = None
 
 
+_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def public_uri(uri: str, doc_id: str = "") -> str:
+    """What a reader may see of a document's address: a URL as it is; a path on the server as the
+    path relative to its source's root (what follows ``source:`` in ``doc_id``), else its file name.
+
+    Connectors cite files relative to the source (or by ``base_url``); this also covers documents
+    indexed before they did, so no answer, citation or search hit shows where files live on the server.
+    """
+    path = uri.removeprefix("file://")
+    if not (path.startswith(("/", "~", "\\")) or _DRIVE.match(path)):
+        return uri
+    rel = doc_id.split(":", 1)[1] if ":" in doc_id else ""
+    if rel and path.replace("\\", "/").endswith("/" + rel):
+        return rel
+    return PurePath(path).name or uri
+
+
+def rank_score(rank: int) -> float:
+    """The score user-facing JSON shows: 1 for the best hit, 1/2 for the next … (rank only).
+
+    Raw scores are kept inside Hearth: BM25's IDF is computed over every document, restricted
+    ones included, so a raw score would let a user tell how common a word is in documents they
+    cannot read.
+    """
+    return round(1.0 / max(1, rank), 6)
+
+
 @dataclass(frozen=True)
 class Hit:
-    """One retrieved chunk."""
+    """One retrieved chunk (``uri`` is made public on creation: see :func:`public_uri`)."""
 
     chunk_id: str
     doc_id: str
@@ -56,11 +86,15 @@ class Hit:
     location: str = ""  # e.g. "lines 10-24" or "Setup › Install"
     source: str = ""
 
-    def as_dict(self, rank: int) -> dict[str, Any]:
-        """The JSON form used by `hearth search --json`."""
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "uri", public_uri(self.uri, self.doc_id))
+
+    def as_dict(self, rank: int, *, raw_score: bool = False) -> dict[str, Any]:
+        """The JSON form of `hearth search --json` and /v1/search; the score is :func:`rank_score`
+        unless ``raw_score`` (for the operator, who may read every document)."""
         return {
             "rank": rank,
-            "score": round(self.score, 6),
+            "score": round(self.score, 6) if raw_score else rank_score(rank),
             "doc_id": self.doc_id,
             "uri": self.uri,
             "title": self.title,
@@ -81,7 +115,7 @@ class Retriever(Protocol):
 
 @dataclass(frozen=True)
 class Citation:
-    """A numbered source an answer rests on."""
+    """A numbered source an answer rests on (``uri`` made public: see :func:`public_uri`)."""
 
     number: int
     title: str
@@ -92,8 +126,11 @@ class Citation:
     score: float
     text: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "uri", public_uri(self.uri, self.doc_id))
+
     def as_dict(self) -> dict[str, Any]:
-        """JSON form."""
+        """JSON form; the score is the source's :func:`rank_score` (sources are numbered best first)."""
         return {
             "number": self.number,
             "title": self.title,
@@ -101,7 +138,7 @@ class Citation:
             "doc_id": self.doc_id,
             "chunk_id": self.chunk_id,
             "location": self.location,
-            "score": round(self.score, 6),
+            "score": rank_score(self.number),
         }
 
 

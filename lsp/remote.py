@@ -1,11 +1,14 @@
 """Thin-client mode: the language server asks a `hearth serve` on the GPU box over REST + SSE.
 
-Contract (``Authorization: Bearer TOKEN``; ``Accept: text/event-stream`` for streaming)::
+Contract (``Authorization: Bearer TOKEN``, ``X-Hearth-Surface: lsp``; ``Accept: text/event-stream``
+for streaming), each an operation of the server's /v1/openapi.json (a test validates what this
+client sends against it)::
 
     POST /v1/ask           {"question"}
     POST /v1/code/explain  {"code", "language", "path"?, "context"?}
-    POST /v1/code/generate {"code", "language", "path"?, "context"?}
-    POST /v1/code/tests    {"code", "language", "path"?, "context"?, "failures"?, "previous"?}
+    POST /v1/code/generate {"code", "language": "python", "path"?, "context"?, "failures"?}
+    POST /v1/code/tests    {"code", "language": "python", "path"?, "context"?, "failures"?, "previous"?}
+    POST /v1/code/complete {"prefix", "suffix", "language", "path"?, "snippets", "max_tokens"?}
 
     event: delta   data: {"text": "..."}       (repeated)
     event: answer  data: {"answer", "citations", "backend", "model", "usage", "timings_ms"}

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from core.assistant import Assistant
 from core.audit import recent
+from core.contracts import Answer
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
 from server import api, bodies
@@ -689,6 +690,67 @@ async def test_every_operation_answers_what_its_200_declares(aiohttp_client: Any
             schema = declared_200["content"]["application/json"]["schema"] | {"components": doc["components"]}
             errors = [e.message for e in Draft202012Validator(schema).iter_errors(data)]
             assert errors == [], (path, accept, errors, data)
+
+
+async def test_the_lsp_remote_client_speaks_only_the_documented_contract(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    """`hearth lsp --server URL` against the real app: each request it sends is a documented
+    operation whose body validates against the document, and each answer comes back."""
+    from jsonschema import Draft202012Validator
+
+    from core.code.service import CodeService
+    from core.contracts import Code, Completion, Snippet
+    from lsp.remote import RemoteBackend
+
+    settings = make_settings(tmp_path)
+    backend = FakeBackend(reply=_follow_prompt)
+    assistant = Assistant(settings, Router(local=backend, remote=None, routing=settings.llm.routing))
+    assistant.code = CodeService(assistant)
+    app = create_app(settings, assistant=assistant)
+    sent: list[tuple[str, str, dict[str, str], Any]] = []
+
+    @web.middleware
+    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        sent.append((request.method, request.path, dict(request.headers), json.loads(await request.read())))
+        return await handler(request)
+
+    app.middlewares.append(record)
+    server = await aiohttp_server(app)
+    _, token = await app[TOKENS].create("dev", [])
+    client = RemoteBackend(str(server.make_url("")), token)
+    code = Code("def add(a, b):\n    return a + b\n", "python", "calc.py", "import math", "boom", "x = 1")
+    completion = Completion(
+        "def add(a, b):\n    return ", "\n", "python", "calc.py", (Snippet("m.py", "y"),), 32
+    )
+    try:
+        for stream in (
+            client.ask_stream("What is Hearth?"),
+            client.explain_stream(code),
+            client.generate_stream(code),
+            client.tests_stream(code),
+            client.complete_stream(completion),
+        ):
+            events = [e async for e in stream]
+            assert isinstance(events[-1], Answer) and events[-1].text, events
+    finally:
+        await client.aclose()
+    doc = app[CONTRACT].document()
+    assert [p for _, p, _, _ in sent] == [
+        "/v1/ask",
+        "/v1/code/explain",
+        "/v1/code/generate",
+        "/v1/code/tests",
+        "/v1/code/complete",
+    ]
+    for method, path, headers, body in sent:
+        op = doc["paths"][path][method.lower()]
+        schema = op["requestBody"]["content"]["application/json"]["schema"] | {
+            "components": doc["components"]
+        }
+        assert [e.message for e in Draft202012Validator(schema).iter_errors(body)] == [], (path, body)
+        assert headers["X-Hearth-Surface"] in op["parameters"][0]["schema"]["enum"]
+        assert headers["Content-Type"].startswith("application/json")
 
 
 def test_the_answer_schema_is_the_answer_contract() -> None:

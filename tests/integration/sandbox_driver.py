@@ -17,6 +17,7 @@ from typing import Any
 from core.code.config import SandboxSettings
 from core.code.sandbox import Sandbox
 from core.code.testrun import run_pytest
+from core.errors import SandboxError
 
 
 async def drive(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -24,7 +25,10 @@ async def drive(spec: dict[str, Any]) -> list[dict[str, Any]]:
     sandbox = Sandbox(SandboxSettings(**spec["settings"]))
 
     async def one(run: dict[str, Any]) -> dict[str, Any]:
-        outcome = await run_pytest(sandbox, Path(run["workspace"]), run["test"])
+        try:
+            outcome = await run_pytest(sandbox, Path(run["workspace"]), run["test"])
+        except SandboxError as exc:
+            return {"refused": str(exc)}
         result = outcome.result
         return {
             "exit_code": result.exit_code,

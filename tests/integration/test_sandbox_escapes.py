@@ -88,7 +88,7 @@ class Victim:
         for path in [self.base, *self.base.rglob("*")]:
             os.lchown(path, self.uid, self.gid)
 
-    def run(self, tests: list[str], **settings: Any) -> list[dict[str, Any]]:
+    def run(self, tests: list[str], wrap: tuple[str, ...] = (), **settings: Any) -> list[dict[str, Any]]:
         """Write each generated test file to its own workspace copy and run them all concurrently."""
         runs = []
         for i, text in enumerate(tests):
@@ -98,13 +98,13 @@ class Victim:
             runs.append({"workspace": str(ws), "test": "test_attack.py"})
         self.chown()
         spec = {"settings": {**BASE_SETTINGS, **settings}, "runs": runs}
-        if self.user is None:
+        if self.user is None and not wrap:
             import asyncio
 
             return asyncio.run(drive(spec))
-        return self._run_as_user(spec)
+        return self._run_as_user(spec, wrap)
 
-    def _run_as_user(self, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    def _run_as_user(self, spec: dict[str, Any], wrap: tuple[str, ...]) -> list[dict[str, Any]]:
         """The driver as the throwaway user; a private mount namespace lets that user reach this
         interpreter when it lives in a private home (the image keeps it in /opt/venv and /usr)."""
         assert self.user is not None
@@ -114,12 +114,14 @@ class Victim:
             hidden = str(_hidden_ancestor(Path(keep), self.uid))
             if hidden not in hides:
                 hides.append(hidden)
-        slots = tempfile.mkdtemp(prefix="hearth-test-slots-")
+        slots = tempfile.mkdtemp(
+            prefix="hearth-test-slots-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None
+        )
         try:
             command = [
                 "unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", _PRELUDE, "hearth-test",
                 slots, str(len(keeps)), *keeps, str(len(hides)), *hides,
-                "setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", "--",
+                "setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", "--", *wrap,
                 sys.executable, "-m", "tests.integration.sandbox_driver", json.dumps(spec),
             ]  # fmt: skip
             done = subprocess.run(
@@ -527,3 +529,16 @@ def test_hearths_home_inside_the_workspace_is_not_copied(victim: Victim) -> None
     assert "reported" in result["output"], result["output"]
     assert "FILE ./mod.py" in result["output"]
     assert not _leaked(result), result["output"]
+
+
+def test_without_user_namespaces_a_run_is_refused_with_the_fix(victim: Victim) -> None:
+    if victim.user is None and os.geteuid() == 0:
+        pytest.skip("as root the refusal of a failing prelude is tested in tests/unit/test_sandbox.py")
+    ran = victim.base / "ran-unsandboxed"
+    attack = f"def test_attack():\n    open({str(ran)!r}, 'w').write('ran')\n"
+    # Hearth started where no user namespace can be created (a container under Docker's default seccomp).
+    no_userns = ("bwrap", "--dev-bind", "/", "/", "--unshare-user", "--disable-userns", "--")
+    (result,) = victim.run([attack], wrap=no_userns)
+    assert "could not isolate the run" in result["refused"]
+    assert "seccomp=unconfined" in result["refused"] and "never run unsandboxed" in result["refused"]
+    assert not ran.exists()

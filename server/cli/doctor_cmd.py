@@ -274,6 +274,20 @@ def local_in_use(settings: Settings) -> bool:
     return settings.llm.local.enabled and "local" in settings.llm.routing.order
 
 
+def _sandbox(settings: Settings) -> list[Check]:
+    """A probe run through the code sandbox: one line per isolation property."""
+    from core.code.sandbox_probe import probe_sandbox
+    from core.errors import SandboxError
+
+    try:
+        lines = asyncio.run(probe_sandbox(settings.sandbox, home=settings.home))
+    except SandboxError as exc:
+        # Runs are refused, never unsandboxed: a warning for the editor's Run tests, not a broken install.
+        return [Check("sandbox", False, str(exc), "see the README's sandbox section", required=False)]
+    fix = "see the README's sandbox section (Run tests is refused until this passes)"
+    return [Check(f"sandbox: {line.name}", line.ok, line.detail, fix) for line in lines]
+
+
 def run_checks(settings: Settings, *, load: bool = True) -> list[Check]:
     """Every doctor check, in display order."""
     local = [*_build(settings), *_gpu(settings)]
@@ -294,6 +308,7 @@ def run_checks(settings: Settings, *, load: bool = True) -> list[Check]:
     if settings.store.url is None:
         checks.append(_writable("store.path", settings.store_path))
     checks.append(_store(settings))
+    checks += _sandbox(settings)
     return checks
 
 

@@ -7,8 +7,9 @@ request header each would hold the server's file descriptors for good. Here:
   after it opened (or after its last response: idle keep-alive) is closed. This is aiohttp's
   keep-alive timer, which it arms when a connection opens and which closes a connection still
   waiting for its next request;
-- **bodies**: a request whose body has not fully arrived ``server.body_timeout_s`` after its
-  headers is cut off (the handler reading it is cancelled, the connection closed);
+- **bodies**: a request whose body has not fully arrived ``server.body_timeout_s`` (plus two
+  seconds, so the REST body reader's 408 comes first where it applies) after its headers is cut
+  off: the handler reading it is cancelled, the connection closed;
 - **connections**: at most ``server.max_connections`` are open. A new connection beyond the cap
   closes the oldest one that is not running a request (half-sent headers, idle keep-alive), so
   a flood of slow clients evicts itself while real requests keep being served; when every
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 # After the app's own drain (server.shutdown_timeout_s), what aiohttp gives lingering connections.
 CLOSE_GRACE_S = 2.0
+# The REST body reader answers a late body with 408 at server.body_timeout_s; the connection is
+# cut this much later, for every route (chat callbacks included) and any handler that never answers.
+_BODY_GRACE_S = 2.0
 # File descriptors kept out of the connection cap: databases, the engine, log files, clients.
 _FD_RESERVE = 128
 
@@ -70,7 +74,9 @@ class GuardedServer(web.Server):
         def request_factory(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> Any:
             request = make_request(message, payload, protocol, writer, task)
             if not payload.is_eof():
-                self._loop.call_later(self.body_timeout_s, self._body_deadline, protocol, payload)
+                self._loop.call_later(
+                    self.body_timeout_s + _BODY_GRACE_S, self._body_deadline, protocol, payload
+                )
             return request
 
         self.request_factory = request_factory

@@ -23,14 +23,16 @@ TABLE_MORE = "…and {count:,} more row(s)"
 TABLE_EMPTY = "(no rows)"
 
 # --- slack --------------------------------------------------------------------------------
-SLACK_HELP = (
+SLACK_HELP = (  # {ask} … {help}: the configured command names (slack.commands)
     "*Hearth* answers from your team's docs and tables.\n"
-    "• `/ask <question>` — ask the docs (answers show their sources)\n"
-    "• `/data <question>` — ask the tables (shows the table and the SQL)\n"
-    "• `/explain <code>` — explain a pasted snippet\n"
-    "• `@Hearth <question>` in a channel — the answer arrives in a thread; follow-ups there keep the context\n"
+    "• `{ask} <question>` — ask the docs (answers show their sources)\n"
+    "• `{data} <question>` — ask the tables (shows the table and the SQL)\n"
+    "• `{explain} <code>` — explain a pasted snippet\n"
+    "• `@Hearth <question>` in a channel — the answer arrives in a thread; reply there to follow up, "
+    "no need to mention me again\n"
     "• a direct message to me works too\n"
-    "• `/hearth help` — this message"
+    "• `{digest} list` — scheduled digests\n"
+    "• `{help} help` — this message"
 )
 SLACK_ASKED = "<@{user}> asked: {question}"
 SLACK_SQL = "SQL"
@@ -42,7 +44,7 @@ SLACK_HISTORY_SUMMARY = "Earlier in this thread ({count} older message(s) left o
 SLACK_NOT_IN_CHANNEL = (
     "I can't post in this channel yet — invite me with `/invite @Hearth`, or send me a direct message."
 )
-SLACK_UNKNOWN_COMMAND = "I don't know `{command}`. Try `/hearth help`."
+SLACK_UNKNOWN_COMMAND = "I don't know `{command}`. Try `{help} help`."
 SLACK_DIGESTS_UNAVAILABLE = (
     "Digest commands are not set up on this Hearth yet — ask the team to configure `digests`."
 )

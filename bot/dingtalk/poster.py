@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -263,7 +264,19 @@ def split_markdown(text: str, limit: int) -> list[str]:
     return [p for p in pieces if p]
 
 
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")  # [label](url) and ![alt](url) -> the label
+_MARKERS = re.compile(r"\*\*|__|~~|`+|<[^>]+>")  # bold, strike-through, code spans, HTML tags
+_LEAD = re.compile(r"^(?:[#>*+-]+|\d+[.)])\s*")  # headings, quotes, list bullets and numbers
+
+
 def _title(text: str) -> str:
-    """The notification title DingTalk shows: the first line without Markdown markers."""
-    first = next((line for line in text.splitlines() if line.strip()), "Hearth")
-    return clip(first.strip().lstrip("#>*- ").strip() or "Hearth", 40)
+    """The notification title DingTalk shows as plain text: the first line without Markdown markers.
+
+    DingTalk shows the title verbatim (in the chat list and notifications), so ``**weekly** · …``
+    would show its asterisks.
+    """
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    plain = _MARKERS.sub("", _LINK.sub(r"\1", first)).strip()
+    while (stripped := _LEAD.sub("", plain).strip()) != plain:
+        plain = stripped
+    return clip(" ".join(plain.split()) or "Hearth", 40)

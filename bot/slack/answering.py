@@ -21,6 +21,7 @@ from bot.slack.feedback import AnswerRecord, FeedbackStore
 from bot.slack.history import thread_history
 from bot.slack.inbound import code_snippet
 from bot.slack.stream import StreamingReply
+from bot.slack.threads import AnsweredThreads
 from core.config import SlackSettings
 from core.contracts import Answer, Delta, Request
 from core.db import Database
@@ -107,6 +108,7 @@ class Answerer:
         access: SlackAccess,
         feedback: FeedbackStore,
         db: Database | None = None,
+        threads: AnsweredThreads | None = None,
     ) -> None:
         self.settings = settings
         self.intake = intake
@@ -114,6 +116,7 @@ class Answerer:
         self.access = access
         self.feedback = feedback
         self.db = db  # where the placeholder of each answer in progress is noted, to resume it
+        self.threads = threads  # where answers went, so replies there are follow-ups
 
     async def handle(self, q: Question, *, bot_user_id: str | None = None, bot_id: str | None = None) -> None:
         """Answer ``q`` once, whatever Slack retries; never raises, never shows a traceback."""
@@ -223,6 +226,8 @@ class Answerer:
         )
         produced = _produced(answer)
         await reply.finish(answer, produced.extra)
+        if self.threads is not None and not q.channel.startswith("D"):
+            await self.threads.remember(q.channel, q.reply_thread or reply.posted[0].ts)
         if answer.withheld:  # only the asker hears that more exists; never its text, never in the channel
             await q.notify(messages.SLACK_WITHHELD.format(count=answer.withheld))
         if produced.files:

@@ -40,6 +40,7 @@ from bot.slack.errors import error_code
 from bot.slack.feedback import FeedbackStore, slack_answers, slack_feedback
 from bot.slack.inbound import Payload, field, member, plain_text
 from bot.slack.resume import Resumer
+from bot.slack.threads import AnsweredThreads, slack_threads
 from core.config import Settings, SlackSettings
 from core.db import Database, seen_events
 from core.errors import ConfigError
@@ -50,7 +51,6 @@ if TYPE_CHECKING:  # the digest service is imported only when `hearth serve` run
 
 log = logging.getLogger(__name__)
 
-_COMMANDS: dict[str, Command] = {"/ask": "ask", "/data": "data", "/explain": "explain"}
 _FEEDBACK = re.compile(rf"^{render.FEEDBACK_ACTION}_(up|down)$")
 
 
@@ -134,6 +134,10 @@ class SlackBot:
         # bolt offers no constructor argument for this; the attribute is its documented runner slot.
         self.app.listener_runner.lazy_listener_runner = self.runner
         self.feedback = FeedbackStore(db)
+        self.threads = AnsweredThreads(db)
+        names = s.commands
+        # The slash commands by their configured names (renamed to avoid a clash with another app).
+        self.commands: dict[str, Command] = {names.ask: "ask", names.data: "data", names.explain: "explain"}
         self.answerer = Answerer(
             s,
             intake,
@@ -141,6 +145,7 @@ class SlackBot:
             access=SlackAccess(s, self.client, clock=clock),
             feedback=self.feedback,
             db=db,
+            threads=self.threads,
         )
         self.resumer = Resumer(db, self.answerer, self.client, engine_ready=lambda: intake.engine is not None)
         self._resuming: asyncio.Task[None] | None = None
@@ -150,11 +155,13 @@ class SlackBot:
 
     def _register(self) -> None:
         app = self.app
-        app.command(re.compile(r"^/(ask|data|explain)$"))(ack=self._ack, lazy=[self._command])
-        app.command("/hearth")(self._hearth)
-        app.command("/digest")(ack=self._ack, lazy=[self._digest])
+        names = self.settings.commands
+        asks = "|".join(re.escape(name) for name in self.commands)
+        app.command(re.compile(rf"^({asks})$"))(ack=self._ack, lazy=[self._command])
+        app.command(names.help)(self._hearth)
+        app.command(names.digest)(ack=self._ack, lazy=[self._digest])
         app.event("app_mention")(ack=self._ack, lazy=[self._mention])
-        app.event("message")(ack=self._ack, lazy=[self._direct_message])
+        app.event("message")(ack=self._ack, lazy=[self._plain_message])
         app.action(_FEEDBACK)(ack=self._ack, lazy=[self._vote])
 
     @staticmethod
@@ -164,10 +171,13 @@ class SlackBot:
     async def _hearth(self, ack: AsyncAck, command: Payload) -> None:
         """``/hearth help``: answered in the acknowledgement itself (no model work)."""
         arg = field(command, "text").strip().lower()
+        names = self.settings.commands
         text = (
-            messages.SLACK_HELP
+            messages.SLACK_HELP.format(**names.model_dump())
             if arg in ("", "help")
-            else messages.SLACK_UNKNOWN_COMMAND.format(command=render.escape(f"/hearth {arg}"))
+            else messages.SLACK_UNKNOWN_COMMAND.format(
+                command=render.escape(f"{names.help} {arg}"), help=names.help
+            )
         )
         await ack(text=text, blocks=render.notice_blocks(text), response_type="ephemeral")
 
@@ -189,7 +199,7 @@ class SlackBot:
         await respond(text=render.escape(reply), response_type="ephemeral")
 
     async def _command(self, command: Payload, respond: AsyncRespond, context: AsyncBoltContext) -> None:
-        kind = _COMMANDS[str(command["command"])]
+        kind = self.commands[str(command["command"])]
         text = plain_text(field(command, "text"))
 
         async def notify(notice: str) -> None:
@@ -219,20 +229,36 @@ class SlackBot:
         notify = private_notice(self.client, str(event["channel"]), field(event, "user"), reply_thread)
         await self._message(event, body, context, notify, reply_thread=reply_thread, history_thread=thread)
 
-    async def _direct_message(self, event: Payload, body: Payload, context: AsyncBoltContext) -> None:
-        """A DM to the bot (other message events are acknowledged and ignored)."""
+    async def _plain_message(self, event: Payload, body: Payload, context: AsyncBoltContext) -> None:
+        """A message without @Hearth: a DM to the bot, or a reply in a channel thread Hearth answered in.
+
+        Every other message event (the bot's own, edits, joins, channel chatter) is acknowledged and ignored.
+        """
+        user = field(event, "user")
+        if not user or event.get("bot_id") or user == context.bot_user_id:
+            return
+        channel = str(event["channel"])
+        thread = field(event, "thread_ts") or None
+        if event.get("channel_type") == "im":
+            if event.get("subtype"):
+                return
+            notify = private_notice(self.client, channel, user, thread, via="dm")
+            await self._message(
+                event, body, context, notify, reply_thread=thread, history_thread=thread, private_via="dm"
+            )
+            return
         if (
-            event.get("channel_type") != "im"
-            or event.get("subtype")
-            or event.get("bot_id")
-            or not event.get("user")
+            not self.settings.thread_follow_ups
+            or thread is None
+            or thread == field(event, "ts")  # a thread's parent: not a reply
+            or event.get("subtype") not in (None, "thread_broadcast")
+            or (context.bot_user_id and f"<@{context.bot_user_id}" in field(event, "text"))  # app_mention's
         ):
             return
-        thread = field(event, "thread_ts") or None
-        notify = private_notice(self.client, str(event["channel"]), field(event, "user"), thread, via="dm")
-        await self._message(
-            event, body, context, notify, reply_thread=thread, history_thread=thread, private_via="dm"
-        )
+        if not await self.threads.answered(channel, thread):
+            return  # a thread Hearth has no part in
+        notify = private_notice(self.client, channel, user, thread)
+        await self._message(event, body, context, notify, reply_thread=thread, history_thread=thread)
 
     async def _message(
         self,
@@ -286,7 +312,7 @@ class SlackBot:
 
     async def start(self) -> None:
         """Create the bot's tables before the first event (concurrent first events must not race to it)."""
-        await self.db.ensure([seen_events, slack_answers, slack_feedback])
+        await self.db.ensure([seen_events, slack_answers, slack_feedback, slack_threads])
         # Answers a dead process left unfinished: now (once the engine is up), then once per lease.
         every = max(1.0, self.intake.claim_lease_s / 3)
         self._resuming = asyncio.create_task(self.resumer.run(every), name="slack-resume")

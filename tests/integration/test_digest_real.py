@@ -121,6 +121,10 @@ async def test_docs_tables_and_dingtalk_through_the_real_parts(tmp_path: Path, d
     # The guard's reason is in the run record and the owner was told.
     assert run.reason is not None and "inputs.tables[1] (tickets)" in run.reason
     assert "left out a table" in owner_note
+    # DingTalk shows a message's title as plain text (chat list, notifications): no Markdown in it.
+    titles = [c.body["markdown"]["title"] for c in dingtalk_gateway.calls_to("/robot/send")]
+    assert titles[0].startswith("eng-weekly · ") and digest.startswith("**eng-weekly** · ")
+    assert not [t for t in titles if "*" in t or "#" in t or "`" in t]
 
 
 async def test_hearth_serve_runs_the_scheduled_digest(

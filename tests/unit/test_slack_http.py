@@ -9,6 +9,7 @@ import yaml
 from aiohttp import web
 
 from bot.slack.http import mount, payload_problem
+from core.config import SlackCommands
 from core.errors import ConfigError
 from tests.fixtures.core import make_settings
 
@@ -82,14 +83,27 @@ def test_mount_names_the_missing_key(tmp_path):
 def test_manifest_declares_what_the_bot_handles():
     manifest = yaml.safe_load((ROOT / "deploy" / "slack-manifest.yaml").read_text(encoding="utf-8"))
     commands = manifest["features"]["slash_commands"]
-    assert [c["command"] for c in commands] == ["/ask", "/data", "/explain", "/hearth", "/digest"]
+    names = SlackCommands()  # the bot's defaults: what a fresh hearth.yaml listens for
+    assert [c["command"] for c in commands] == [
+        names.ask,
+        names.data,
+        names.explain,
+        names.help,
+        names.digest,
+    ]
     settings = manifest["settings"]
     urls = [c["url"] for c in commands] + [
         settings["event_subscriptions"]["request_url"],
         settings["interactivity"]["request_url"],
     ]
     assert all(u.endswith("/slack/events") for u in urls)
-    assert set(settings["event_subscriptions"]["bot_events"]) == {"app_mention", "message.im"}
+    # Mentions, DMs, and replies in channel threads Hearth answered in (public and private channels).
+    assert set(settings["event_subscriptions"]["bot_events"]) == {
+        "app_mention",
+        "message.im",
+        "message.channels",
+        "message.groups",
+    }
     assert settings["interactivity"]["is_enabled"] is True
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {
@@ -101,3 +115,13 @@ def test_manifest_declares_what_the_bot_handles():
         "usergroups:read",
     } <= scopes
     assert len(manifest["display_information"]["name"]) <= 35
+
+
+def test_readme_names_the_commands_the_manifest_registers_and_how_to_rename_them():
+    manifest = yaml.safe_load((ROOT / "deploy" / "slack-manifest.yaml").read_text(encoding="utf-8"))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Slack\n", 1)[1].split("\n## ", 1)[0]
+    for command in manifest["features"]["slash_commands"]:
+        assert f"`{command['command']}" in section, command["command"]
+    assert "slack.commands" in section and "commands:" in section
+    assert "without a mention" in section or "no need to mention" in section

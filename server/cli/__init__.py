@@ -17,6 +17,7 @@ import click
 
 from core.config import Settings, load_settings
 from core.errors import ConfigError, HearthError
+from core.home import make_home_private
 from core.logs import harden_logging
 
 # command name -> "module:attribute" of its click command or group. Modules are imported only
@@ -53,6 +54,7 @@ class State:
         """The validated settings (loaded on first use)."""
         if self._settings is None:
             self._settings = load_settings(self.config)
+            make_home_private(self._settings.home)  # 0700 home, 0600 files from here on
         return self._settings
 
 

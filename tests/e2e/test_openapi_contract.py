@@ -1,16 +1,15 @@
 """The REST API keeps its own contract: schemathesis against the real `hearth serve` (issue 23).
 
 `hearth serve` runs on loopback with a token, the fake OpenAI-compatible chat API as its only model
-(fast, deterministic), a small indexed document source (embedded through a loopback embeddings
-endpoint) and a CSV table, so every operation can answer 200. ``st run`` then tests every operation
-of /v1/openapi.json with every check (server errors, status codes, content types, headers,
-response schemas, negative data rejected, positive data accepted, auth not ignored, methods),
-through its examples, coverage, fuzzing and stateful phases (stateful is skipped as not applicable
-while no response links to another operation), from a fixed seed with a bounded number of examples.
-Any mismatch fails the test with schemathesis's report (and a curl line to reproduce it), and so
-does an ERROR line in the server's log. Malformed bodies outside what a schema can say (deep
-nesting, huge numbers, bytes that are not UTF-8, wrong content types, non-object JSON) are sent to
-the same server after it.
+(fast, deterministic; it embeds too), a small indexed document source and a CSV table, so every
+operation can answer 200. ``st run`` then tests every operation of /v1/openapi.json with every
+check (server errors, status codes, content types, headers, response schemas, negative data
+rejected, positive data accepted, auth not ignored, methods), through its examples, coverage,
+fuzzing and stateful phases (stateful is skipped as not applicable while no response links to
+another operation), from a fixed seed with a bounded number of examples. Any mismatch fails the
+test with schemathesis's report (and a curl line to reproduce it), and so does an ERROR line in
+the server's log. Malformed bodies outside what a schema can say (deep nesting, huge numbers,
+bytes that are not UTF-8, wrong content types, non-object JSON) are sent to the same server after.
 """
 
 from __future__ import annotations
@@ -67,18 +66,6 @@ class PromptedOpenAI(FakeOpenAI):
         return super().next_behaviour()
 
 
-@pytest.fixture
-async def model_url() -> AsyncIterator[str]:
-    """The prompted fake chat API on loopback; its base URL ends in /v1."""
-    runner = web.AppRunner(make_app(PromptedOpenAI()), shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/v1"
-    await runner.cleanup()
-
-
 def _vector(text: str) -> list[float]:
     """A deterministic bag-of-words vector (unit length)."""
     vec = [0.0] * DIM
@@ -88,18 +75,19 @@ def _vector(text: str) -> list[float]:
     return [v / norm for v in vec]
 
 
+async def embeddings(request: web.Request) -> web.Response:
+    """OpenAI's /v1/embeddings: hashed words, one vector per input, ordered by index as the API is."""
+    body = await request.json()
+    texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    data = [{"object": "embedding", "index": i, "embedding": _vector(t)} for i, t in enumerate(texts)]
+    usage = {"prompt_tokens": len(texts), "total_tokens": len(texts)}
+    return web.json_response({"object": "list", "data": data, "model": body["model"], "usage": usage})
+
+
 @pytest.fixture
-async def embeddings_url() -> AsyncIterator[str]:
-    """A loopback OpenAI-style /v1/embeddings endpoint (hashed words; ordered by index as the API is)."""
-
-    async def embeddings(request: web.Request) -> web.Response:
-        body = await request.json()
-        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        data = [{"object": "embedding", "index": i, "embedding": _vector(t)} for i, t in enumerate(texts)]
-        usage = {"prompt_tokens": len(texts), "total_tokens": len(texts)}
-        return web.json_response({"object": "list", "data": data, "model": body["model"], "usage": usage})
-
-    app = web.Application()
+async def model_url() -> AsyncIterator[str]:
+    """The prompted fake chat API with embeddings, on loopback; its base URL ends in /v1."""
+    app = make_app(PromptedOpenAI())
     app.router.add_post("/v1/embeddings", embeddings)
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
@@ -110,7 +98,7 @@ async def embeddings_url() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-def sections(tmp_path: Path, model_url: str, embeddings_url: str) -> dict[str, Any]:
+def sections(tmp_path: Path, model_url: str) -> dict[str, Any]:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "leave.md").write_text(
@@ -128,7 +116,7 @@ def sections(tmp_path: Path, model_url: str, embeddings_url: str) -> dict[str, A
             "local": {"enabled": False},
             "remote": {"base_url": model_url, "api_key": "sk-test", "max_retries": 0},
         },
-        "embed": {"backend": "openai", "base_url": embeddings_url, "api_key": "sk-embed", "model": "hash"},
+        "embed": {"backend": "openai", "base_url": model_url, "api_key": "sk-embed", "model": "hash"},
         "sources": [{"name": "handbook", "type": "files", "path": str(docs), "acl": ["public"]}],
         "tables": [{"name": "sales", "type": "csv", "path": str(sales), "acl": ["public"]}],
         # schemathesis sends a few hundred requests a minute with one token.
@@ -169,11 +157,9 @@ async def _run(*args: str, limit_s: float, cwd: Path) -> tuple[int, str]:
 
 
 @pytest.fixture
-async def served(
-    hearth_serve: Any, model_url: str, embeddings_url: str, tmp_path: Path
-) -> tuple[ServeProcess, str]:
+async def served(hearth_serve: Any, model_url: str, tmp_path: Path) -> tuple[ServeProcess, str]:
     """`hearth serve` over an indexed source and a table, and a token for it."""
-    server = await hearth_serve(sections(tmp_path, model_url, embeddings_url))
+    server = await hearth_serve(sections(tmp_path, model_url))
     code, out = await _run(*HEARTH, "--config", str(server.config), "index", limit_s=120, cwd=tmp_path)
     assert code == 0, out
     return server, await server.token("alice", "hearth:admin")  # admin: /v1/index too

@@ -203,3 +203,25 @@ async def test_isolation_that_cannot_be_set_up_is_an_error_not_an_unsandboxed_ru
     with pytest.raises(SandboxError, match="could not isolate the run"):
         await _sandbox().run(_workspace(tmp_path), ["{python}", "-c", f"open({str(marker)!r}, 'w')"])
     assert not marker.exists()
+
+
+def test_the_image_and_compose_give_the_sandbox_what_it_needs() -> None:
+    import yaml
+
+    deploy = Path(__file__).resolve().parents[2] / "deploy"
+    assert "bubblewrap" in (deploy / "Dockerfile").read_text()
+    compose = yaml.safe_load((deploy / "compose.yaml").read_text())
+    options = set(compose["services"]["hearth"]["security_opt"])
+    assert {"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"} <= options
+
+
+async def test_a_missing_bwrap_is_refused_with_the_package_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import core.code.sandbox as sandbox_module
+
+    monkeypatch.setattr(sandbox_module, "_SAFE_PATH", str(tmp_path))  # no bwrap there
+    marker = tmp_path / "ran"
+    with pytest.raises(SandboxError, match="bubblewrap"):
+        await _sandbox().run(_workspace(tmp_path), ["{python}", "-c", f"open({str(marker)!r}, 'w')"])
+    assert not marker.exists()

@@ -16,6 +16,7 @@ guard did not understand. A LIMIT is added (or lowered) to ``max_rows``::
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -140,6 +141,58 @@ _FORBIDDEN_FUNCTIONS: dict[str, frozenset[str]] = {
         }
     ),
 }
+# Functions whose result grows with a number in the call: repeat('x', 300000000) or
+# printf('%300000000c', 'x') builds a value no answer can carry, and DuckDB's memory limit does
+# not bound strings built that way, so a literal size over the result limit is refused up front.
+_BUILDERS = frozenset(
+    {"repeat", "lpad", "rpad", "pad", "printf", "format", "space", "zeroblob", "randomblob", "replicate"}
+)
+_FORMAT_WIDTH = re.compile(r"\d+")
+
+
+def _constant_int(node: object) -> int | None:
+    """The value of an integer expression made only of literals (``1000*1000*300``), else None."""
+    if isinstance(node, exp.Literal):
+        if node.is_string:
+            return None
+        try:
+            return int(float(node.this))
+        except (TypeError, ValueError):
+            return None
+    if isinstance(node, (exp.Paren, exp.Cast)):
+        return _constant_int(node.this)
+    if isinstance(node, exp.Neg):
+        value = _constant_int(node.this)
+        return -value if value is not None else None
+    if isinstance(node, (exp.Mul, exp.Add, exp.Sub, exp.Pow)):
+        left, right = _constant_int(node.this), _constant_int(node.expression)
+        if left is None or right is None:
+            return None
+        if isinstance(node, exp.Pow):
+            return left ** min(right, 64) if abs(left) < 2**32 else None
+        return (
+            left * right
+            if isinstance(node, exp.Mul)
+            else left + right
+            if isinstance(node, exp.Add)
+            else left - right
+        )
+    return None
+
+
+def _built_size(func: exp.Func) -> int:
+    """The largest size a string-building call asks for with literals (0 when none is given)."""
+    biggest = 0
+    for value in func.args.values():
+        for arg in value if isinstance(value, list) else [value]:
+            number = _constant_int(arg)
+            if number is not None:
+                biggest = max(biggest, number)
+            elif isinstance(arg, exp.Literal) and arg.is_string:  # a printf/format width
+                biggest = max([biggest, *(int(w) for w in _FORMAT_WIDTH.findall(str(arg.this)))])
+    return biggest
+
+
 # Harmless functions matched by a prefix above, allowed by exact name.
 _ALLOWED_FUNCTIONS = frozenset({"pg_typeof", "pg_size_pretty"})
 # Table-valued functions that may appear in FROM (they generate rows, they touch nothing).
@@ -213,11 +266,14 @@ def guard_sql(
     *,
     max_rows: int,
     tables: Collection[str] | None = None,
+    max_value_bytes: int | None = None,
 ) -> GuardedSQL:
     """Check ``sql`` and return the SQL to run; raise SQLRejected with a one-sentence reason.
 
     ``tables`` are the names the query may read (lower case; ``schema.table`` for tables outside
     the default schema); ``None`` skips that check (the database's own read-only mode still holds).
+    ``max_value_bytes``: refuse string-building calls (``repeat``, ``lpad``, ``printf`` …) whose
+    literal size is larger (``table_limits.max_result_bytes``).
     """
     if dialect not in DIALECTS:
         raise SQLRejected(f"Unknown SQL dialect '{dialect}'; available: {', '.join(DIALECTS)}.")
@@ -242,6 +298,13 @@ def guard_sql(
                         f"The function {name}() is not allowed: it can touch files, the network "
                         "or the server."
                     )
+            names = _fn_names(node, dialect)
+            if max_value_bytes is not None and names & _BUILDERS and _built_size(node) > max_value_bytes:
+                raise SQLRejected(
+                    f"The query builds a value of {_built_size(node):,} characters with "
+                    f"{max(names & _BUILDERS, key=len)}(), more than a result may hold "
+                    f"({max_value_bytes:,} bytes, table_limits.max_result_bytes) — ask for less."
+                )
     used = _check_tables(root, dialect, tables)
     limited, added, limit = _apply_limit(root, max_rows)
     return GuardedSQL(

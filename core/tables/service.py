@@ -285,7 +285,11 @@ class TableService:
                 if sql is None:
                     raise NotSQL("The reply was not one valid SELECT query over the tables above.")
                 guarded = guard_sql(
-                    sql, catalog.dialect, max_rows=self.limits.max_rows, tables=catalog.names()
+                    sql,
+                    catalog.dialect,
+                    max_rows=self.limits.max_rows,
+                    tables=catalog.names(),
+                    max_value_bytes=self.limits.max_result_bytes,
                 )
                 t0 = time.perf_counter()
                 result = await run_query(
@@ -324,7 +328,13 @@ class TableService:
         started = time.perf_counter()
         spec = self.spec(source, acl)
         catalog = await self.catalog(spec.name)
-        guarded = guard_sql(sql, catalog.dialect, max_rows=self.limits.max_rows, tables=catalog.names())
+        guarded = guard_sql(
+            sql,
+            catalog.dialect,
+            max_rows=self.limits.max_rows,
+            tables=catalog.names(),
+            max_value_bytes=self.limits.max_result_bytes,
+        )
         result = await run_query(
             self.source(spec.name),
             guarded.sql,
@@ -362,7 +372,9 @@ class TableService:
         if n > self.limits.chat_rows:
             csv_path = await asyncio.to_thread(write_csv, results_dir, source, result.columns, result.rows)
             # The file's name, never the server's path: chat attaches the file, REST returns the rows.
-            notices.append(f"Showing {self.limits.chat_rows} of {n:,} rows; all of them are in {csv_path.name}.")
+            notices.append(
+                f"Showing {self.limits.chat_rows} of {n:,} rows; all of them are in {csv_path.name}."
+            )
         chart: Path | None = None
         try:
             chart = await asyncio.to_thread(
@@ -396,7 +408,12 @@ class TableService:
             log.warning("could not prune %s: %s", results_dir, exc)
             return
         if pruned.files:
-            log.info("pruned %d old result file(s), %.1f MB, from %s", pruned.files, pruned.bytes / 2**20, results_dir)
+            log.info(
+                "pruned %d old result file(s), %.1f MB, from %s",
+                pruned.files,
+                pruned.bytes / 2**20,
+                results_dir,
+            )
 
     async def aclose(self) -> None:
         """Close sources that keep connections open."""

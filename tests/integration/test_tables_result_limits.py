@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import TableError
+from core.errors import SQLRejected, TableError
 from core.tables.service import TableService
 from core.tables.sources import ResultTooLarge, fetch_capped, run_query
 from tests.fixtures.postgres import PostgresDatabase
@@ -26,16 +26,37 @@ def limited(tmp_path: Path, tables: list[dict[str, object]], **limits: object) -
     return table_settings(tmp_path, tables, max_rows=1000, timeout_s=20, max_result_bytes=MB, **limits)
 
 
+@pytest.mark.parametrize(
+    ("source", "sql"),
+    [
+        ("tickets", "SELECT printf('%.*c', 300000000, 'x') AS v FROM tickets LIMIT 3"),
+        ("tickets", "SELECT zeroblob(1000 * 1000 * 300) AS v FROM tickets LIMIT 3"),
+        ("sales", "SELECT repeat('x', 300000000) AS v FROM sales LIMIT 3"),
+        ("sales", "SELECT lpad('x', 300000000, 'y') AS v FROM sales LIMIT 3"),
+    ],
+)
+async def test_a_literal_huge_value_is_refused_before_it_runs(
+    source: str, sql: str, tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory
+) -> None:
+    service = table_service_factory(limited(tmp_path, demo_tables.specs()))
+    with pytest.raises(SQLRejected, match=r"builds a value of 300,000,000 characters .* ask for less"):
+        await service.query(source, sql)
+
+
 async def test_sqlite_refuses_to_build_a_huge_value(
     tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory
 ) -> None:
     service = table_service_factory(limited(tmp_path, demo_tables.specs()))
-    # SQLite's own length limit is the byte cap: printf gives up (NULL) instead of building 300 MB …
-    answer = await service.query("tickets", "SELECT printf('%.*c', 300000000, 'x') AS v FROM tickets LIMIT 3")
+    # Sizes the guard cannot read (from a column): SQLite's own length limit is the byte cap,
+    # so printf gives up (NULL) instead of building 300 MB …
+    big = "WITH n(size) AS (SELECT 300000000) "
+    answer = await service.query(
+        "tickets", big + "SELECT printf('%.*c', size, 'x') AS v FROM n, tickets LIMIT 3"
+    )
     assert answer.table is not None and answer.table.rows == [[None]] * 3
     # … and other functions fail, which the asker reads as one sentence.
     with pytest.raises(TableError) as err:
-        await service.query("tickets", "SELECT zeroblob(300000000) AS v FROM tickets LIMIT 3")
+        await service.query("tickets", big + "SELECT zeroblob(size) AS v FROM n, tickets LIMIT 3")
     assert isinstance(err.value, ResultTooLarge)
     assert str(err.value) == (
         "The result is too large: one row is over the 1 MB limit (table_limits.max_result_bytes) — "
@@ -84,7 +105,9 @@ async def test_duckdb_result_is_capped_in_bytes(
     assert answer.table is not None and 10 <= len(answer.table.rows) <= 21
     assert any("larger than 1 MB" in n for n in answer.notices)
     with pytest.raises(ResultTooLarge):
-        await service.query("sales", "SELECT repeat('x', 3000000) AS v FROM sales LIMIT 3")
+        await service.query(
+            "sales", "WITH n(size) AS (SELECT 3000000) SELECT repeat('x', size) AS v FROM n, sales LIMIT 3"
+        )
 
 
 @pytest.fixture
@@ -105,7 +128,9 @@ async def test_postgres_result_is_capped_in_bytes_while_fetching(pg_service: Tab
     assert 5 <= len(answer.table.rows) <= 10
     assert any("larger than 1 MB" in n for n in answer.notices)
     with pytest.raises(ResultTooLarge):
-        await pg_service.query("wh", "SELECT repeat('x', 3000000) AS v FROM generate_series(1, 3)")
+        await pg_service.query(
+            "wh", "SELECT repeat('x', 3000000 + i - i) AS v FROM generate_series(1, 3) AS g(i)"
+        )
     # A small result is untouched, and the session is still usable after a capped one.
     answer = await pg_service.query("wh", "SELECT count(*) AS n FROM notes")
     assert answer.table is not None and answer.table.rows == [[200]] and not answer.notices

@@ -190,7 +190,9 @@ async def test_a_thread_history_read_that_is_not_json_answers_without_history(
     h = await make_slack(assistant_with(tmp_path, backend))
     root = "1700000000.000001"
     slack_api.add_message("C1", root, user="U1", text=f"<@{BOT_USER_ID}> What is X?", thread_ts=root)
-    slack_api.add_message("C1", "1700000000.000002", user=BOT_USER_ID, bot_id=BOT_ID, text="X.", thread_ts=root)
+    slack_api.add_message(
+        "C1", "1700000000.000002", user=BOT_USER_ID, bot_id=BOT_ID, text="X.", thread_ts=root
+    )
     slack_api.fail_raw("conversations.replies", body, status=502, content_type=content_type)
     caplog.set_level(logging.WARNING, logger="bot.slack.history")
     event = event_body(mention("And Y?", ts="1700000000.000003", thread_ts=root), event_id="EvRaw")

@@ -148,6 +148,8 @@ async def answer(request: web.Request, ask: Ask, *, render: Render | None = None
     with request.app[LIFECYCLE].track():
         if render is None and wants_stream(request):
             return await _respond_sse(request, intake.answer(ask))
+        # JSON clients get every sentence with its support score: unsupported ones marked, not dropped.
+        ask.request.grounding = ask.request.grounding or intake.settings.retrieval.grounding_api
         return await _respond_json(request, intake.answer(ask), render or _as_json)
 
 

@@ -96,6 +96,26 @@ SCHEMAS: dict[str, Schema] = {
             "type": "object",
             "description": "Present when the answer came from a table query: its SQL and rows.",
         },
+        grounding=ref("Grounding"),
+    ),
+    # core.contracts.Grounding.as_dict: present when the answer was checked against its sources.
+    "Grounding": _object(
+        ("mode", "not_found", "removed", "sentences"),
+        mode={"type": "string", "description": "drop (unsupported sentences removed) or mark (kept)."},
+        not_found={"type": "boolean", "description": "Nothing was supported: the not-found sentence."},
+        removed=_STRS,
+        sentences={
+            "type": "array",
+            "items": _object(
+                ("text", "supported", "support", "citation", "kind", "missing"),
+                text=_STR,
+                supported={"type": "boolean"},
+                support={"type": "number", "description": "0-1: how well the best chunk supports it."},
+                citation={"type": ["integer", "null"], "description": "The supporting citation's number."},
+                kind={"type": "string", "description": "quote (from a source) or answer (the model's)."},
+                missing={"type": "array", "items": _STR, "description": "Numbers, names… no chunk has."},
+            ),
+        },
     ),
     "Hit": _object(("rank", *_CHUNK, "text", "source"), rank=_INT, **_CHUNK, text=_STR, source=_STR),
     "SearchResult": _object(("query", "hits"), query=_STR, hits={"type": "array", "items": ref("Hit")}),

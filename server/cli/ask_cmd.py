@@ -68,6 +68,7 @@ async def _run(state: State, request: Request, *, stream: bool) -> Answer:
         # The same front door as every surface: its refusal is the sentence the command exits with.
         intake = Intake(state.settings, lambda: assistant, observers=[METRICS])
         answer: Answer | None = None
+        streamed: list[str] = []
         spinner.update("Searching the docs and thinking…")
         try:
             async for event in intake.run(Ask(Kind.ASK, request)):
@@ -76,11 +77,15 @@ async def _run(state: State, request: Request, *, stream: bool) -> Answer:
                 if isinstance(event, Delta) and stream:
                     spinner.stop()
                     click.echo(event.text, nl=False)
+                    streamed.append(event.text)
                 elif isinstance(event, Answer):
                     answer = event
             spinner.stop()
             if stream:
                 click.echo()
+            if stream and answer is not None and answer.text.strip() != "".join(streamed).strip():
+                # The verifier changed what streamed (dropped a sentence, re-cited): show the final text.
+                click.echo(f"\nChecked against the sources:\n{answer.text}")
         finally:
             await assistant.aclose()
     assert answer is not None

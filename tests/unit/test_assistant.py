@@ -74,14 +74,15 @@ async def test_huge_question_is_refused_with_its_length_and_the_limit(
     )
 
 
-async def test_answer_cites_what_the_model_cited(tmp_path: Path) -> None:
+async def test_answer_cites_the_chunk_that_supports_it_not_the_number_the_model_wrote(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    backend = FakeBackend(reply="New staff get 25 days [2].")
+    backend = FakeBackend(reply="Employees get 25 vacation days [1].")
     retriever = FakeRetriever([hit(1, "Expenses are paid monthly."), hit(2)])
     assistant = Assistant(settings, Router(local=backend, remote=None), retriever=retriever)
     answer = await assistant.ask(Request(text="How many vacation days?"))
-    assert [c.number for c in answer.citations] == [2]
+    assert [c.number for c in answer.citations] == [1]
     assert answer.citations[0].uri == "handbook/doc2.md"
+    assert answer.text == "Employees get 25 vacation days [1]."
     prompt = backend.calls[0].messages[-1].content
     assert "[1] Doc 1" in prompt and "[2] Doc 2" in prompt
 
@@ -90,7 +91,8 @@ async def test_acl_is_passed_to_retrieval_and_forbidden_text_never_reaches_the_m
     tmp_path: Path, corpus_retriever: Any
 ) -> None:
     # The real store over the corpus: salaries.md is readable by group:hr and user:alice only.
-    settings = make_settings(tmp_path)
+    # The hash embedder models no meaning, so keyword hits are kept (no dense similarity cut-off).
+    settings = make_settings(tmp_path, retrieval={"min_similarity": 0})
     backend = FakeBackend(reply="ok")
     assistant = Assistant(settings, Router(local=backend, remote=None), retriever=corpus_retriever)
     question = "What are the salary bands for engineers, and the vacation payout?"

@@ -18,6 +18,8 @@ async def test_bench_lsp_smoke() -> None:
         "15",
         "--explains",
         "0",
+        "--completions",
+        "0",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

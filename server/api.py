@@ -402,6 +402,14 @@ ENDPOINTS: list[tuple[Operation, Handler]] = [
             SearchBody,
             errors=(501,),
             surface=True,
+            # What a client does next: ask about the top hit (schemathesis's stateful phase follows it).
+            links={
+                "AskAboutTheTopHit": {
+                    "operationId": "post_v1_ask",
+                    "requestBody": {"question": "$response.body#/hits/0/title"},
+                    "description": "Ask about the best hit's document.",
+                }
+            },
         ),
         search,
     ),

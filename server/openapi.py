@@ -208,6 +208,7 @@ class Operation:
     surface: bool = False  # takes the X-Hearth-Surface header
     description: str = ""
     schemas: Mapping[str, Schema] = field(default_factory=dict)  # extra component schemas it refers to
+    links: Mapping[str, Schema] = field(default_factory=dict)  # from its 200 to other operations
 
     def statuses(self) -> list[int]:
         """Every status but 200 that this operation can answer."""
@@ -218,12 +219,19 @@ class Operation:
             codes.update(_BODY_ERRORS)
         return sorted(codes)
 
+    @property
+    def operation_id(self) -> str:
+        """The document's name for this operation, e.g. ``post_v1_ask`` (what links point at)."""
+        return self.method.lower() + self.path.replace("/", "_").replace(".", "_")
+
     def as_openapi(self) -> Schema:
         """The OpenAPI operation object."""
         ok = dict(self.ok)
         ok["headers"] = _header_refs("X-Request-Id")
+        if self.links:
+            ok["links"] = dict(self.links)
         op: Schema = {
-            "operationId": self.method.lower() + self.path.replace("/", "_").replace(".", "_"),
+            "operationId": self.operation_id,
             "summary": self.summary,
             "security": [] if self.public else [{"bearer": []}],
             "responses": {"200": ok, **{str(c): _error(c) for c in self.statuses()}},

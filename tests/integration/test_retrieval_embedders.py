@@ -201,9 +201,7 @@ async def test_changed_embedder_on_an_existing_index_needs_a_rebuild(tmp_path: P
 
     indexer = Indexer(changed)
     try:
-        with pytest.raises(
-            RetrievalError, match=r"built by the embedder 'onnx:.*:int8:.*--rebuild"
-        ) as raised:
+        with pytest.raises(RetrievalError, match=r"built by the embedder 'onnx:.*:int8.*--rebuild") as raised:
             await indexer.sync()
         assert "fp32" in str(raised.value)
         assert await indexer.store.count() == points  # nothing of the new embedder was written

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Literal
@@ -34,7 +35,7 @@ from core.config import Settings
 from core.db import Database
 from core.errors import ConfigError, HearthError
 from core.jsontypes import JsonObject, JsonValue
-from core.retrieval.owner import ADMIN, find_owner, owner_file, remove_owner, write_owner
+from core.retrieval.owner import ADMIN, find_owner, owner_file, read_owner, remove_owner, write_owner
 from core.retrieval.search import DocsRetriever
 from core.retrieval.state import SyncState
 from core.retrieval.sync import Indexer, SourceReport
@@ -203,9 +204,14 @@ class IndexService:
         path = owner_file(self.settings)
         if path is None:
             return
-        stale = find_owner(self.settings)
-        if stale is not None:
-            log.warning("another hearth serve (pid %d) announces this store at %s", stale.pid, stale.url)
+        live = find_owner(self.settings)
+        if live is not None:
+            log.warning("another hearth serve (pid %d) announces this store at %s", live.pid, live.url)
+        else:
+            previous = read_owner(path)  # left by a server that was killed: its token must not outlive it
+            match = re.match(r"^hth_([0-9a-f]{12})_", previous.token) if previous is not None else None
+            if match is not None:
+                await tokens.revoke(match.group(1))
         try:
             await self.indexer().store.count()  # open the store now: this process holds it
         except HearthError as exc:

@@ -69,12 +69,13 @@ def write_owner(settings: Settings, url: str, token: str) -> Path | None:
 def remove_owner(settings: Settings) -> None:
     """Withdraw this process's announcement (only its own)."""
     path = owner_file(settings)
-    found = _read(path) if path is not None else None
+    found = read_owner(path) if path is not None else None
     if path is not None and found is not None and found.pid == os.getpid():
         path.unlink(missing_ok=True)
 
 
-def _read(path: Path) -> Owner | None:
+def read_owner(path: Path) -> Owner | None:
+    """The owner file's content, alive or not (None when missing or unreadable)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return Owner(int(data["pid"]), str(data["url"]), str(data["token"]), path)
@@ -97,7 +98,7 @@ def find_owner(settings: Settings) -> Owner | None:
     path = owner_file(settings)
     if path is None or not path.exists():
         return None
-    owner = _read(path)
+    owner = read_owner(path)
     if owner is None or owner.pid == os.getpid() or not _alive(owner.pid):
         return None
     return owner

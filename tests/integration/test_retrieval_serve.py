@@ -145,3 +145,46 @@ async def test_hearth_index_and_search_go_through_the_running_server(
     )
     assert code == 0, err
     assert json.loads(out)[0]["doc_id"] == "eng:runbook.md"
+
+
+async def test_the_owner_file_and_its_token_live_exactly_as_long_as_the_server(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    import os
+
+    from core.assistant import Assistant
+    from core.llm.fake import FakeBackend
+    from core.llm.router import Router
+    from core.retrieval.owner import ADMIN, find_owner, owner_file
+    from server.app import create_app
+    from server.auth import TOKENS
+    from server.indexing import announce
+    from tests.fixtures.retrieval import corpus_settings
+
+    settings = corpus_settings(tmp_path)
+    assistant = Assistant(
+        settings, Router(local=FakeBackend(reply="x"), remote=None, routing=settings.llm.routing)
+    )
+    client = await aiohttp_client(create_app(settings, assistant=assistant))
+    tokens = client.app[TOKENS]
+    # A server killed with -9 left its announcement and its token behind.
+    _, stale = await tokens.create("hearth-serve", [ADMIN])
+    path = owner_file(settings)
+    assert path is not None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dead = 2**22 + 12345  # beyond pid_max's default: no such process
+    path.write_text(json.dumps({"pid": dead, "url": "http://127.0.0.1:9", "token": stale}))
+    assert find_owner(settings) is None  # a dead owner is no owner
+
+    await announce(client.app, [str(client.make_url("")).rstrip("/")])
+    assert await tokens.verify(stale) is None  # revoked
+    owner = json.loads(path.read_text())
+    assert owner["pid"] == os.getpid()
+    info = await tokens.verify(owner["token"])
+    assert info is not None and ADMIN in info.acl
+    resp = await client.get("/v1/index", headers={"Authorization": f"Bearer {owner['token']}"})
+    assert resp.status == 200 and (await resp.json())["store"]["kind"] == "edge"
+
+    await client.close()
+    assert not path.exists()
+    assert await tokens.verify(owner["token"]) is None

@@ -278,3 +278,85 @@ async def test_remote_mode_suggests_through_hearth_serve_and_a_superseded_reques
     # when the language server closed its connection.
     assert 'hearth_answers_total{action="code.complete",status="ok",surface="lsp"} 1.0' in seen
     assert 'hearth_answers_total{action="code.complete",status="cancelled",surface="lsp"} 1.0' in seen
+
+
+NEOVIM_DIR = Path(__file__).resolve().parents[2] / "lsp" / "editors" / "neovim"
+NVIM_SCRIPT = r"""
+local out = {}
+local ok, err = pcall(function()
+  package.path = vim.env.HEARTH_SNIPPET_DIR .. '/?.lua;' .. package.path
+  local hearth = require('hearth')
+  hearth.cmd = { vim.env.HEARTH_BIN, '--config', vim.env.HEARTH_NVIM_CONFIG, 'lsp' }
+  vim.cmd('filetype on')
+  vim.cmd('edit ' .. vim.fn.fnameescape(vim.env.HEARTH_NVIM_FILE))
+  local client
+  vim.wait(30000, function()
+    client = vim.lsp.get_active_clients()[1]
+    return client ~= nil and client.initialized
+  end, 50)
+  out.initialized = client ~= nil and client.initialized or false
+  local last = vim.api.nvim_buf_line_count(0)
+  local got, answered = nil, false
+  -- The cursor after the indentation of the last line (insert mode's place there).
+  hearth.suggest(0, function(item) got, answered = item, true end, { line = last - 1, character = 4 })
+  vim.wait(240000, function() return answered end, 50)
+  out.answered = answered
+  out.visible = hearth.visible(0)
+  out.ghost = #vim.api.nvim_buf_get_extmarks(0, vim.api.nvim_create_namespace('hearth-suggestion'), 0, -1, {})
+  out.accepted = hearth.accept(0)
+  out.lines = vim.api.nvim_buf_get_lines(0, 0, -1, false)
+end)
+if not ok then out.lua_error = tostring(err) end
+local f = io.open(vim.env.HEARTH_NVIM_OUT, 'w')
+f:write(vim.fn.json_encode(out))
+f:close()
+vim.cmd('qa!')
+"""
+
+
+async def test_headless_neovim_shows_and_accepts_a_suggestion(tmp_path: Path, bundled_model: Path) -> None:
+    import json
+    import shutil
+
+    from tests.e2e.lsp_rig import HEARTH
+
+    nvim = shutil.which("nvim")
+    if nvim is None:
+        pytest.skip("Neovim is not installed (tests/e2e/test_lsp_neovim.py installs Debian's)")
+    ws = make_workspace(tmp_path)
+    (ws / "prices.py").write_text(HALF)
+    model, lsp = llm()
+    config = write_config(tmp_path, model, lsp=lsp)
+    script = tmp_path / "drive.lua"
+    script.write_text(NVIM_SCRIPT)
+    out = tmp_path / "nvim-out.json"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "HEARTH_BIN": HEARTH,
+        "HEARTH_NVIM_OUT": str(out),
+        "HEARTH_NVIM_FILE": str(ws / "prices.py"),
+        "HEARTH_NVIM_CONFIG": str(config),
+        "HEARTH_HOME": str(tmp_path / "home"),
+        "HEARTH_SNIPPET_DIR": str(NEOVIM_DIR),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        nvim, "--headless", "--clean", "-n", "-c", f"luafile {script}",
+        env=env, cwd=ws, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        output, _ = await asyncio.wait_for(proc.communicate(), 280)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert out.exists(), output.decode(errors="replace")[-2000:]
+    result = json.loads(out.read_text())
+    assert "lua_error" not in result, result
+    # Neovim 0.7 has no inline completion: the completion item became ghost text, then the buffer.
+    assert result["initialized"] and result["answered"] and result["visible"] and result["ghost"] == 1
+    assert result["accepted"] is True
+    text = "\n".join(result["lines"])
+    assert text.startswith(HALF) and len(text) > len(HALF)
+    ast.parse(text)

@@ -13,6 +13,7 @@ from core.engine import build_assistant
 from core.intake import Intake
 from core.metrics import METRICS
 from core.refusals import Refusal, Refused
+from core.render import grouped_sources
 from server.cli import State, json_option, pass_state
 from server.cli.spinner import Spinner
 
@@ -25,9 +26,9 @@ def render_answer_footer(answer: Answer) -> str:
     if answer.citations:
         lines.append("")
         lines.append("Sources:")
-        for c in answer.citations:
-            where = f" ({c.location})" if c.location else ""
-            lines.append(f"  [{c.number}] {c.title} — {c.uri}{where}")
+        for group in grouped_sources(answer.citations):
+            where = f" ({group.where})" if group.where else ""
+            lines.append(f"  {group.label} {group.title} — {group.uri}{where}")
     served = f"{answer.model} ({answer.backend})" if answer.model else "no model (nothing relevant found)"
     lines.append("")
     lines.append(f"— {served}, {answer.timings_ms.get('total', 0) / 1000:.1f}s")

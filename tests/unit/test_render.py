@@ -44,3 +44,21 @@ def test_digest_renders_a_table_answer_with_its_own_words() -> None:
     assert text.splitlines()[:3] == ["| team | n |", "|---|---|", "| t0 | 0 |"]
     assert "| t19 | 19 |" in text and "t20" not in text and text.endswith("(+5 more rows)")
     assert render_rows(TablePart("SELECT 1", "tickets", ["n"], [], 10)).endswith("(no rows)")
+
+
+def test_citations_are_grouped_one_line_per_document_in_first_cited_order() -> None:
+    from core.contracts import Citation
+    from core.render import grouped_sources
+
+    def cite(n: int, doc: str, where: str) -> Citation:
+        return Citation(n, doc.title(), f"handbook/{doc}.md", doc, f"{doc}-{n}", where, 1.0 / n)
+
+    groups = grouped_sources(
+        [cite(1, "leave", "Vacation"), cite(2, "travel", "Hotels"), cite(3, "leave", "Requesting time off"),
+         cite(4, "leave", "Vacation")]
+    )  # fmt: skip
+    assert [(g.label, g.title, g.where) for g in groups] == [
+        ("[1, 3, 4]", "Leave", "Vacation; Requesting time off"),
+        ("[2]", "Travel", "Hotels"),
+    ]
+    assert grouped_sources([]) == []

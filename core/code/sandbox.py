@@ -284,8 +284,10 @@ class Sandbox:
         self._check_tools()
         if not await asyncio.to_thread(workspace.is_dir):
             raise SandboxError(f"The workspace {workspace} is not a directory.")
+        await asyncio.to_thread(_sweep_stale)
         parent = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="hearth-sandbox-"))  # 0700
         try:
+            await asyncio.to_thread((parent / "owner").write_text, str(os.getpid()))
             await asyncio.to_thread(self._prepare, workspace, parent, overlay or {})
             limit = timeout_s or self.settings.timeout_s
             return await self._execute(parent, list(argv), collect, limit)
@@ -608,6 +610,18 @@ class Sandbox:
             output += f"\n[the run ended on signal {-code}: {_signal_name(-code)}]"
         files = {str(k): str(v) for k, v in (done or {}).get("files", {}).items() if k in collect}
         return RunResult(code, output, timed_out, truncated, duration, self.isolation(), files, memory)
+
+
+def _sweep_stale() -> None:
+    """Remove the staging directories of runs whose Hearth process was killed mid-run."""
+    for stale in Path(tempfile.gettempdir()).glob("hearth-sandbox-*"):
+        try:
+            pid = int((stale / "owner").read_text())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True)
+        except (OSError, ValueError):
+            continue  # another user's, being set up, or still running
 
 
 def _read_report(fd: int) -> list[dict[str, Any]]:

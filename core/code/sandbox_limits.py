@@ -84,6 +84,8 @@ class RunCgroup:
             if (path / "memory.swap.max").exists():
                 (path / "memory.swap.max").write_text("0")
             (path / "pids.max").write_text(str(max_processes))
+            if (path / "memory.oom.group").exists():
+                (path / "memory.oom.group").write_text("1")  # an OOM kill takes the whole run
         except OSError:
             path.rmdir()
             raise

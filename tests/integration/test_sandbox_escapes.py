@@ -315,6 +315,22 @@ def test_a_chmod_000_copy_is_removed(victim: Victim) -> None:
     # The victim fixture checks the sandbox's temporary directory is empty afterwards.
 
 
+def test_a_chmod_000_copy_is_removed_after_a_timeout(victim: Victim) -> None:
+    attack = _forced_failure(
+        """
+        import time
+        os.makedirs("trap/inner")
+        open("trap/inner/blob", "wb").write(b"x" * 1_000_000)
+        os.chmod("trap/inner", 0)
+        os.chmod("trap", 0)
+        time.sleep(60)
+        """
+    )
+    (result,) = victim.run([attack], timeout_s=3)
+    assert result["timed_out"], result["output"]
+    # The victim fixture checks nothing of the run is left.
+
+
 def test_filesystem_unix_sockets_are_unreachable(victim: Victim) -> None:
     sock_dir = victim.base / "sock"
     sock_dir.mkdir()

@@ -225,3 +225,46 @@ async def test_a_missing_bwrap_is_refused_with_the_package_to_install(
     with pytest.raises(SandboxError, match="bubblewrap"):
         await _sandbox().run(_workspace(tmp_path), ["{python}", "-c", f"open({str(marker)!r}, 'w')"])
     assert not marker.exists()
+
+
+def test_a_delegated_cgroup_gets_the_limits_of_the_whole_run(tmp_path: Path) -> None:
+    """File-level only (this machine's cgroup v2 delegates no memory controller): which directory is
+    chosen and what is written to it; the kernel's enforcement is the escape suite's on such hosts."""
+    from core.code.sandbox_limits import RunCgroup, find_cgroup_parent
+
+    parent = tmp_path / "delegated"
+    parent.mkdir()
+    (parent / "cgroup.procs").write_text("")
+    (parent / "cgroup.subtree_control").write_text("cpu pids\n")
+    assert find_cgroup_parent(str(parent)) is None  # no memory controller for its children
+    (parent / "cgroup.subtree_control").write_text("cpu memory pids\n")
+    assert find_cgroup_parent(str(parent)) == parent
+    group = RunCgroup.create(parent, memory_mb=256, max_processes=20)
+    assert group.path.parent == parent and group.path.name.startswith("hearth-run-")
+    assert (group.path / "memory.max").read_text() == str(256 << 20)
+    assert (group.path / "pids.max").read_text() == "20"
+    assert not group.oom_killed()
+    (group.path / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    assert group.oom_killed()
+
+
+async def test_a_staging_copy_left_by_a_killed_hearth_is_swept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = await asyncio.create_subprocess_exec("true")
+    await dead.wait()
+    stale = tmp_path / "hearth-sandbox-stale"
+    (stale / "ro" / "src").mkdir(parents=True)
+    (stale / "owner").write_text(str(dead.pid))
+    live = tmp_path / "hearth-sandbox-live"
+    live.mkdir()
+    (live / "owner").write_text(str(os.getpid()))
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "mod.py").write_text("VALUE = 1\n")
+    result = await _sandbox().run(ws, ["true"])
+    assert result.ok, result.output
+    assert not stale.exists() and live.exists()

@@ -316,13 +316,11 @@ vim.cmd('qa!')
 
 async def test_headless_neovim_shows_and_accepts_a_suggestion(tmp_path: Path, bundled_model: Path) -> None:
     import json
-    import shutil
 
     from tests.e2e.lsp_rig import HEARTH
+    from tests.e2e.test_lsp_neovim import _ensure_neovim
 
-    nvim = shutil.which("nvim")
-    if nvim is None:
-        pytest.skip("Neovim is not installed (tests/e2e/test_lsp_neovim.py installs Debian's)")
+    nvim = await asyncio.to_thread(_ensure_neovim)  # Debian's 0.7 (apt-get) when it is missing
     ws = make_workspace(tmp_path)
     (ws / "prices.py").write_text(HALF)
     model, lsp = llm()

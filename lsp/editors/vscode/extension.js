@@ -1,10 +1,47 @@
-// Hearth for VS Code: starts `hearth lsp` over stdio; the code actions come from the server.
+// Hearth for VS Code: starts `hearth lsp` over stdio; the code actions come from the server, and so
+// do the suggestions shown as ghost text while you type (textDocument/inlineCompletion).
 // Install: `make vscode` in the repository root builds the .vsix (see README.md here).
 'use strict';
 const vscode = require('vscode');
-const { LanguageClient, TransportKind } = require('vscode-languageclient/node');
+const { LanguageClient, State, TransportKind } = require('vscode-languageclient/node');
 
 let client;
+
+// vscode-languageclient 9 predates LSP 3.18's inline completion: declare it ourselves, so the server
+// knows this editor shows suggestions inline (and keeps them out of the completion list).
+const inlineCompletionCapability = {
+  fillClientCapabilities(capabilities) {
+    capabilities.textDocument = capabilities.textDocument || {};
+    capabilities.textDocument.inlineCompletion = { dynamicRegistration: false };
+  },
+  initialize() {},
+  getState() { return { kind: 'static' }; },
+  dispose() {},
+};
+
+// Ghost text: each request carries VS Code's cancellation token, so a keystroke that makes it stale
+// sends $/cancelRequest and the server stops generating.
+const inlineSuggestions = {
+  async provideInlineCompletionItems(document, position, context, token) {
+    if (!client || client.state !== State.Running) return undefined;
+    const params = {
+      textDocument: { uri: document.uri.toString() },
+      position: { line: position.line, character: position.character },
+      context: { triggerKind: context.triggerKind === vscode.InlineCompletionTriggerKind.Invoke ? 1 : 2 },
+    };
+    let result;
+    try {
+      result = await client.sendRequest('textDocument/inlineCompletion', params, token);
+    } catch (err) {
+      return undefined; // cancelled, or the server has none: nothing to show, nothing to report
+    }
+    const items = Array.isArray(result) ? result : (result && result.items) || [];
+    return items.map((item) => new vscode.InlineCompletionItem(
+      typeof item.insertText === 'string' ? item.insertText : new vscode.SnippetString(item.insertText.value),
+      item.range ? client.protocol2CodeConverter.asRange(item.range) : undefined,
+    ));
+  },
+};
 
 function serverOptions() {
   const cfg = vscode.workspace.getConfiguration('hearth');
@@ -32,7 +69,9 @@ function activate(context) {
     documentSelector: [{ scheme: 'file' }],
     outputChannelName: 'Hearth',
   });
+  client.registerFeature(inlineCompletionCapability);
   context.subscriptions.push(
+    vscode.languages.registerInlineCompletionItemProvider({ scheme: 'file' }, inlineSuggestions),
     vscode.commands.registerCommand('hearth.askQuestion', async () => {
       const question = await vscode.window.showInputBox({ prompt: 'Ask Hearth about this workspace' });
       if (question) await client.sendRequest('workspace/executeCommand', { command: 'hearth.ask', arguments: [{ question }] });

@@ -92,6 +92,7 @@ class LlamaCppBackend:
     """Streams completions from a GGUF model through llama-cpp-python."""
 
     name = "llama_cpp"
+    raw_prompts = True  # takes GenOptions.prompt_parts (code completion)
 
     def __init__(self, settings: LocalLLMSettings) -> None:
         self.settings = settings
@@ -281,7 +282,15 @@ class LlamaCppBackend:
             "repeat_penalty": options.repeat_penalty,
             "seed": options.seed if options.seed is not None else self.settings.seed,
         }
-        if self._chat:
+        if options.prompt_parts is not None:  # a verbatim prompt: text as plain text, ids as they are
+            tokens = []
+            for part in options.prompt_parts:
+                if isinstance(part, int):
+                    tokens.append(part)
+                else:
+                    tokens += llm.tokenize(part.encode("utf-8"), add_bos=False, special=False)
+            stops = list(dict.fromkeys([*options.stop, *options.completion_stop]))
+        elif self._chat:
             tokens = self.chat_tokens(messages)
             stops = list(options.stop)
         else:

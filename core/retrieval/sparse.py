@@ -14,7 +14,6 @@ vector is the union of its analyses, so numbers and Latin terms inside CJK text 
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -33,7 +32,6 @@ DEFAULT_LANGUAGE = "english"
 # Expected tokens per chunk after stop words (a 1000-character chunk): BM25 length normalisation
 # pivots here. Qdrant's default, 256, suits longer documents than Hearth's chunks.
 AVG_LEN = 120.0
-_lock = threading.Lock()
 
 
 @lru_cache(maxsize=32)
@@ -49,8 +47,7 @@ def check_language(language: str) -> str:
     if lang in (AUTO, *CJK_LANGUAGES):
         return lang
     try:
-        with _lock:
-            _model(lang, False)
+        _model(lang, False)
     except ValueError:
         raise ConfigError(
             f"Unknown language '{language}' for BM25 — use auto, english, german, french, spanish, "
@@ -84,11 +81,9 @@ def _union(vectors: Iterable[tuple[list[int], list[float]]]) -> Sparse:
 
 def document_vector(text: str, language: str = AUTO) -> Sparse:
     """BM25 term-frequency weights of a chunk, tf·(k1+1) / (tf + k1·(1 − b + b·len/avg_len))."""
-    with _lock:
-        out = [
-            (list(v.indices), list(v.values))
-            for v in (m.embed_document(text) for m in _analyses(text, language))
-        ]
+    out = [
+        (list(v.indices), list(v.values)) for v in (m.embed_document(text) for m in _analyses(text, language))
+    ]
     return _union(out)
 
 
@@ -99,6 +94,5 @@ def query_vector(text: str, languages: Iterable[str] = (DEFAULT_LANGUAGE,)) -> S
         for model in _analyses(text, language):
             if model not in models:
                 models.append(model)
-    with _lock:
-        out = [(list(v.indices), list(v.values)) for v in (m.embed_query(text) for m in models)]
+    out = [(list(v.indices), list(v.values)) for v in (m.embed_query(text) for m in models)]
     return _union(out)

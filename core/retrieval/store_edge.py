@@ -86,7 +86,7 @@ def _sparse(vector: Sparse) -> qe.SparseVector:
 
 
 def _id(value: object) -> str:
-    return str(value) if isinstance(value, UUID) else str(value)
+    return str(value)  # Edge hands back uuid.UUID for the string ids Hearth writes
 
 
 class EdgeStore:

@@ -90,7 +90,7 @@ class RetrievalSettings(Section):
         description="The same for the REST API's JSON answers, which also list each sentence's support score.",
     )
     min_support: float = Field(
-        0.5,
+        0.6,
         ge=0,
         le=1,
         description="Share of a sentence's words one passage of a chunk must contain to support it "

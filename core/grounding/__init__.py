@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core.contracts import Citation, Grounding, Hit, Support
 from core.grounding.quotes import Quote, pick_quotes, rank_sentences
@@ -86,7 +86,9 @@ class Grounder:
         quotes: Sequence[Quote] = (),
     ) -> tuple[str, list[Citation], Grounding]:
         """The verified answer: its text, the citations it uses (numbered in order) and the record."""
-        checked = [c for c in self.verifier.check(text, hits, question) if c.text]
+        # In quote mode the model was shown only the quotes: it may restate them and nothing else.
+        basis = [replace(hits[q.source], text=q.text) for q in quotes] if quotes else list(hits)
+        checked = [_back(c, quotes) for c in self.verifier.check(text, basis, question) if c.text]
         # The model saying "not found" is no claim: beside supported sentences it is left out.
         claims = [c for c in checked if not (says_not_found(c.text) and not c.supported)]
         kept = [c for c in claims if c.supported or mode == "mark"]
@@ -105,6 +107,13 @@ class Grounder:
         sentences = [Support(q.text, True, 1.0, numbers[q.source], "quote") for q in quotes]
         sentences += [_support(c, numbers.get(c.source) if c.source is not None else None) for c in claims]
         return "\n\n".join(p for p in parts if p), citations, Grounding(mode, sentences)
+
+
+def _back(checked: Checked, quotes: Sequence[Quote]) -> Checked:
+    """A sentence checked against quotes, pointed back at the chunk its quote came from."""
+    if not quotes or checked.source is None:
+        return checked
+    return replace(checked, source=quotes[checked.source].source)
 
 
 def _support(checked: Checked, number: int | None) -> Support:

@@ -280,7 +280,6 @@ async def test_remote_mode_suggests_through_hearth_serve_and_a_superseded_reques
     assert 'hearth_answers_total{action="code.complete",status="cancelled",surface="lsp"} 1.0' in seen
 
 
-NEOVIM_DIR = Path(__file__).resolve().parents[2] / "lsp" / "editors" / "neovim"
 NVIM_SCRIPT = r"""
 local out = {}
 local ok, err = pcall(function()
@@ -315,42 +314,14 @@ vim.cmd('qa!')
 
 
 async def test_headless_neovim_shows_and_accepts_a_suggestion(tmp_path: Path, bundled_model: Path) -> None:
-    import json
-
-    from tests.e2e.lsp_rig import HEARTH
-    from tests.e2e.test_lsp_neovim import _ensure_neovim
+    from tests.e2e.test_lsp_neovim import _ensure_neovim, run_headless_neovim
 
     nvim = await asyncio.to_thread(_ensure_neovim)  # Debian's 0.7 (apt-get) when it is missing
     ws = make_workspace(tmp_path)
     (ws / "prices.py").write_text(HALF)
     model, lsp = llm()
     config = write_config(tmp_path, model, lsp=lsp)
-    script = tmp_path / "drive.lua"
-    script.write_text(NVIM_SCRIPT)
-    out = tmp_path / "nvim-out.json"
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "HEARTH_BIN": HEARTH,
-        "HEARTH_NVIM_OUT": str(out),
-        "HEARTH_NVIM_FILE": str(ws / "prices.py"),
-        "HEARTH_NVIM_CONFIG": str(config),
-        "HEARTH_HOME": str(tmp_path / "home"),
-        "HEARTH_SNIPPET_DIR": str(NEOVIM_DIR),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        nvim, "--headless", "--clean", "-n", "-c", f"luafile {script}",
-        env=env, cwd=ws, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        output, _ = await asyncio.wait_for(proc.communicate(), 280)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert out.exists(), output.decode(errors="replace")[-2000:]
-    result = json.loads(out.read_text())
+    result = await run_headless_neovim(nvim, NVIM_SCRIPT, ws / "prices.py", config, tmp_path, 280)
     assert "lua_error" not in result, result
     # Neovim 0.7 has no inline completion: the completion item became ghost text, then the buffer.
     assert result["initialized"] and result["answered"] and result["visible"] and result["ghost"] == 1

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,6 +77,52 @@ def _ensure_neovim() -> str:
     return nvim
 
 
+async def run_headless_neovim(
+    nvim: str, script: str, file: Path, config: Path, tmp_path: Path, limit_s: float = 120
+) -> dict[str, Any]:
+    """Run ``script`` (Lua) in headless Neovim editing ``file``; it writes its findings as JSON.
+
+    The script sees the shipped snippet's folder (HEARTH_SNIPPET_DIR), `hearth` (HEARTH_BIN), the
+    config (HEARTH_NVIM_CONFIG), the file (HEARTH_NVIM_FILE) and where to write (HEARTH_NVIM_OUT).
+    """
+    driver = tmp_path / "drive.lua"
+    driver.write_text(script)
+    out = tmp_path / "nvim-out.json"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "HEARTH_BIN": HEARTH,
+        "HEARTH_NVIM_OUT": str(out),
+        "HEARTH_NVIM_FILE": str(file),
+        "HEARTH_NVIM_CONFIG": str(config),
+        "HEARTH_NVIM_ROOT": str(file.parent),
+        "HEARTH_HOME": str(tmp_path / "home"),
+        "HEARTH_SNIPPET_DIR": str(SNIPPET_DIR),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        nvim,
+        "--headless",
+        "--clean",
+        "-n",
+        "-c",
+        f"luafile {driver}",
+        env=env,
+        cwd=file.parent,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(proc.communicate(), limit_s)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert out.exists(), output.decode(errors="replace")[-2000:]
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
 @pytest.fixture
 async def api() -> AsyncIterator[ScriptedAPI]:
     api = ScriptedAPI(
@@ -90,41 +137,7 @@ async def test_neovim_runs_hearth_generate_code_action(tmp_path: Path, api: Scri
     nvim = await asyncio.to_thread(_ensure_neovim)
     ws = make_workspace(tmp_path)
     config = write_config(tmp_path, remote_llm(api))
-    script = tmp_path / "drive.lua"
-    script.write_text(SCRIPT)
-    out = tmp_path / "nvim-out.json"
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "HEARTH_BIN": HEARTH,
-        "HEARTH_NVIM_OUT": str(out),
-        "HEARTH_NVIM_FILE": str(ws / "geometry.py"),
-        "HEARTH_NVIM_CONFIG": str(config),
-        "HEARTH_NVIM_ROOT": str(ws),
-        "HEARTH_HOME": str(tmp_path / "home"),
-        "HEARTH_SNIPPET_DIR": str(SNIPPET_DIR),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        nvim,
-        "--headless",
-        "--clean",
-        "-n",
-        "-c",
-        f"luafile {script}",
-        env=env,
-        cwd=ws,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        output, _ = await asyncio.wait_for(proc.communicate(), 120)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert out.exists(), output.decode(errors="replace")[-2000:]
-    result = json.loads(out.read_text())
+    result = await run_headless_neovim(nvim, SCRIPT, ws / "geometry.py", config, tmp_path)
     assert "lua_error" not in result, result
     assert result["initialized"] is True
     assert result["titles"] == [

@@ -86,6 +86,7 @@ _SETUP_FAILED = "HEARTH_SANDBOX_SETUP_FAILED"
 # read-only. $1: slot dir, $2: count of keeps, then the keeps, the count of hides, the hides, the rest.
 _PRELUDE = f"""set -eu
 trap 'rc=$?; [ "$rc" -eq 0 ] || echo "{_SETUP_FAILED}" >&2; exit "$rc"' EXIT
+umask 022  # the re-exposed paths' parents must be traversable whatever Hearth's own umask (077)
 mount --make-rprivate /
 slots="$1"; n="$2"; shift 2
 i=0; keeps=""
@@ -195,6 +196,36 @@ def _outermost(paths: Sequence[str]) -> tuple[str, ...]:
         if not any(path.is_relative_to(k) for k in keep):
             keep.append(path)
     return tuple(str(p) for p in keep)
+
+
+def reexpose_as(uid: int, gid: int, needed: Sequence[str], slots: str, argv: Sequence[str]) -> list[str]:
+    """As root: ``argv`` as ``uid``/``gid``, in a private mount namespace where each ``needed`` path
+    below a directory that uid cannot traverse is put back, read-only, in an empty tmpfs there.
+
+    ``slots`` is an empty directory outside those directories (see :func:`_slot_dir`).
+    """
+    keeps: list[str] = []
+    hides: list[str] = []
+    for path in needed:
+        hidden = _hidden_ancestor(Path(path), uid)
+        if hidden is not None:
+            keeps.append(path)
+            if str(hidden) not in hides:
+                hides.append(str(hidden))
+    drop = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+    prelude = ["/bin/sh", "-c", _PRELUDE, "hearth-sandbox", slots, str(len(keeps)), *keeps]
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        *prelude,
+        str(len(hides)),
+        *hides,
+        *drop,
+        *argv,
+    ]
 
 
 def _slot_dir(hides: Sequence[str]) -> str:
@@ -458,34 +489,8 @@ class Sandbox:
         ]
         if not self._root:
             return bwrap, None
-        keeps: list[str] = []
-        hides: list[str] = []
-        for src in sources:
-            hidden = _hidden_ancestor(Path(src), s.run_as_uid)
-            if hidden is not None:
-                keeps.append(src)
-                if str(hidden) not in hides:
-                    hides.append(str(hidden))
-        slots = _slot_dir(hides)
-        drop = ["setpriv", f"--reuid={s.run_as_uid}", f"--regid={s.run_as_uid}", "--clear-groups", "--"]
-        return [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "/bin/sh",
-            "-c",
-            _PRELUDE,
-            "hearth-sandbox",
-            slots,
-            str(len(keeps)),
-            *keeps,
-            str(len(hides)),
-            *hides,
-            *drop,
-            *bwrap,
-        ], slots
+        slots = _slot_dir([str(h) for src in sources if (h := _hidden_ancestor(Path(src), s.run_as_uid))])
+        return reexpose_as(s.run_as_uid, s.run_as_uid, sources, slots, bwrap), slots
 
     async def _execute(
         self, parent: Path, argv: list[str], collect: Sequence[str], timeout_s: float

@@ -60,6 +60,7 @@ def main(config: dict[str, Any]) -> int:
     fd = config["report_fd"]
     work = config["work"]
     _emit(fd, {"event": "up"})
+    os.umask(0o022)  # a normal umask for the tests, not Hearth's private one
     try:
         shutil.copytree(config["src"], work, symlinks=True, dirs_exist_ok=True)
     except (OSError, shutil.Error) as exc:

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from core.code.sandbox import _PRELUDE, _hidden_ancestor, _prefixes
+from core.code.sandbox import _prefixes, reexpose_as
 from tests.fixtures.sandbox import SandboxUser
 from tests.integration.sandbox_driver import drive
 
@@ -108,22 +108,12 @@ class Victim:
         """The driver as the throwaway user; a private mount namespace lets that user reach this
         interpreter when it lives in a private home (the image keeps it in /opt/venv and /usr)."""
         assert self.user is not None
-        keeps = [p for p in (*_prefixes(sys.executable), str(REPO)) if _hidden_ancestor(Path(p), self.uid)]
-        hides: list[str] = []
-        for keep in keeps:
-            hidden = str(_hidden_ancestor(Path(keep), self.uid))
-            if hidden not in hides:
-                hides.append(hidden)
         slots = tempfile.mkdtemp(
             prefix="hearth-test-slots-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None
         )
         try:
-            command = [
-                "unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", _PRELUDE, "hearth-test",
-                slots, str(len(keeps)), *keeps, str(len(hides)), *hides,
-                "setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", "--", *wrap,
-                sys.executable, "-m", "tests.integration.sandbox_driver", json.dumps(spec),
-            ]  # fmt: skip
+            driver = [*wrap, sys.executable, "-m", "tests.integration.sandbox_driver", json.dumps(spec)]
+            command = reexpose_as(self.uid, self.gid, [*_prefixes(sys.executable), str(REPO)], slots, driver)
             done = subprocess.run(
                 command, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120
             )

@@ -268,3 +268,15 @@ async def test_a_staging_copy_left_by_a_killed_hearth_is_swept(
     result = await _sandbox().run(ws, ["true"])
     assert result.ok, result.output
     assert not stale.exists() and live.exists()
+
+
+async def test_runs_under_hearths_private_umask(tmp_path: Path) -> None:
+    """`hearth` sets umask 077 once settings load; the sandbox must still reach what it binds."""
+    previous = os.umask(0o077)
+    try:
+        result = await _sandbox().run(
+            _workspace(tmp_path), ["{python}", "-c", "import mod; print(mod.VALUE)"]
+        )
+    finally:
+        os.umask(previous)
+    assert result.ok and result.output.strip() == "1", result.output

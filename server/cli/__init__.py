@@ -19,6 +19,7 @@ from core.config import Settings, load_settings
 from core.errors import ConfigError, HearthError
 from core.home import make_home_private
 from core.logs import harden_logging
+from core.redact import redact
 
 # command name -> "module:attribute" of its click command or group. Modules are imported only
 # when their command runs (or for --help), so `hearth lsp` does not pay for qdrant or torch.
@@ -97,11 +98,11 @@ class HearthGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
-            click.echo(f"Configuration error: {exc}", err=True)
+            click.echo(f"Configuration error: {redact(str(exc))}", err=True)
             sys.exit(2)
         except HearthError as exc:
             logging.getLogger("hearth").debug("command failed", exc_info=True)
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {redact(str(exc))}", err=True)
             sys.exit(1)
 
 

@@ -7,13 +7,14 @@ import logging
 import socket
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.errors import BackendUnavailable
+from core.errors import BackendUnavailable, HearthError
 from core.llm.base import GenOptions, Message, Role, collect
 from core.llm.config import RemoteLLMSettings
 from core.llm.openai_compat import OpenAICompatBackend
@@ -191,3 +192,18 @@ async def test_remote_api_down_names_the_setting_not_the_url(caplog: pytest.LogC
     assert "internal-gateway" not in str(err.value) and str(port) not in str(err.value)
     assert "llm.remote.base_url" in str(err.value)
     assert url in caplog.text  # the operator still learns where it failed
+
+
+@click.command("boom")
+def boom() -> None:
+    """A command whose error sentence carries a credential (what a driver's message may hold)."""
+    raise HearthError("cannot open postgresql://hearth:s3cretPw@db/x?sslkey=1&password=s3cretPw")
+
+
+def test_cli_error_sentences_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    import server.cli as cli
+
+    monkeypatch.setitem(cli._COMMANDS, "boom", "tests.unit.test_secrets_masked:boom")
+    result = CliRunner().invoke(main, ["boom"])
+    assert result.exit_code == 1
+    assert "s3cretPw" not in result.output and "hearth:****@db" in result.output

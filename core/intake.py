@@ -222,8 +222,11 @@ class Intake:
             refusal = refusal_for(exc)
             outcome.refusal = refusal
             outcome.status = "refused" if refusal.reason in _ASKERS else "error"
+            level = logging.INFO if outcome.status == "refused" else logging.WARNING
+            if ask.kind is Kind.COMPLETE:
+                level = logging.DEBUG  # one per keystroke: the editor logs a failing suggestion once
             log.log(
-                logging.INFO if outcome.status == "refused" else logging.WARNING,
+                level,
                 "%s %s %s refused (%s): %s",
                 ask.request.surface,
                 ask.kind.value,
@@ -353,7 +356,9 @@ def _tests(engine: Assistant, ask: Ask) -> AsyncIterator[Delta | Answer]:
 
 def _complete(engine: Assistant, ask: Ask) -> AsyncIterator[Delta | Answer]:
     if ask.completion is None:
-        raise HearthError("an inline completion needs the text around the cursor", key=Reason.EMPTY_CODE.value)
+        raise HearthError(
+            "an inline completion needs the text around the cursor", key=Reason.EMPTY_CODE.value
+        )
     return Completer.of(engine).stream(ask.completion, request=ask.request)
 
 

@@ -140,11 +140,11 @@ class Completions:
         rel = path.relative_to(root).as_posix() if path and root and path.is_relative_to(root) else None
         rel = rel or (path.name if path else uri.rsplit("/", 1)[-1])
         language = language_of(rel, doc.language_id) or "text"
+        if s.debounce_ms:
+            await asyncio.sleep(s.debounce_ms / 1000)
         snippets = self.snippets.related(
             uri, rel, at.line, window.prefix, _open_files(ls, root), ls.workspace_index
         )
-        if s.debounce_ms:
-            await asyncio.sleep(s.debounce_ms / 1000)
         me = asyncio.current_task()
         if me is not None:
             self.generating.add(me)
@@ -171,23 +171,27 @@ class Completions:
                 async for event in events:
                     if isinstance(event, Answer):
                         answer = event
-        except (Refused, HearthError) as exc:
-            self._failed(str(exc) or type(exc).__name__)
+        except Refused as exc:  # the front door's "no": the detail says why (the engine is down …)
+            self._failed(exc.refusal.reason.value, exc.refusal.detail or str(exc))
+            return ""
+        except HearthError as exc:  # the remote client's errors (the server is unreachable …)
+            self._failed(type(exc).__name__, str(exc))
             return ""
         except Exception as exc:  # noqa: BLE001 - a suggestion must never break typing
             log.error("inline completion failed", exc_info=exc)
-            self._failed(type(exc).__name__)
+            self._failed(type(exc).__name__, "an unexpected error (logged above)")
             return ""
         if self._quiet is not None:
             log.info("inline completion works again")
             self._quiet = None
         return answer.text if answer is not None else ""
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, kind: str, why: str) -> None:
+        """Count a failed suggestion; log it once per kind of failure until suggestions work again."""
         self.stats.failed += 1
-        if reason != self._quiet:
-            log.warning("no inline suggestions: %s", reason)
-            self._quiet = reason
+        if kind != self._quiet:
+            log.warning("no inline suggestions: %s", why)
+            self._quiet = kind
 
     def report(self, ls: HearthServer) -> dict[str, object]:
         """The counters of ``hearth/completionStats``."""

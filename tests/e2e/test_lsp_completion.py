@@ -223,7 +223,9 @@ async def test_turned_off_by_config(tmp_path: Path) -> None:
         assert (await stats(editor))["lsp"]["requests"] == 0
 
 
-async def test_bad_positions_and_a_dead_model_give_no_suggestion_and_no_popup(tmp_path: Path) -> None:
+async def test_bad_positions_and_a_dead_model_give_no_suggestion_and_no_popup(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     ws = make_workspace(tmp_path)
     (ws / "prices.py").write_text(HALF)
     broken = {"local": {"model_path": str(tmp_path / "missing.gguf")}, "routing": {"order": ["local"]}}
@@ -236,6 +238,10 @@ async def test_bad_positions_and_a_dead_model_give_no_suggestion_and_no_popup(tm
         counts = await stats(editor)
         assert counts["lsp"]["failed"] == 2
         assert editor.client.messages == []  # no window/showMessage for a suggestion that did not come
+    # The server's log (its stderr, forwarded here) says why once, not once per keystroke.
+    logged = capfd.readouterr().err
+    assert logged.count("no inline suggestions:") == 1, logged[-3000:]
+    assert "missing.gguf" in logged.split("no inline suggestions:", 1)[1].split("\n", 1)[0]
 
 
 async def test_remote_mode_suggests_through_hearth_serve_and_a_superseded_request_stops_there(

@@ -14,6 +14,7 @@ RATE_LIMITED = "You're asking faster than I can answer — please wait {seconds:
 MODEL_DOWN = "Sorry — no model is available to answer right now. Please try again in a few minutes."
 GENERIC_ERROR = "Sorry — something went wrong while answering. The team has the details in the logs."
 THINKING = "Thinking…"
+ANSWER_LOST = "Sorry — this answer was lost when Hearth restarted. Please ask again."
 NOT_FOUND = "I could not find this in the docs."
 FOOTER = "Answered by {model} ({where})"
 LOCAL = "local"
@@ -53,7 +54,6 @@ SLACK_WITHHELD = (
     "This answer uses only sources everyone in this channel may read. {count} more document(s) that only "
     "you can read were left out — send me a direct message for an answer that uses them."
 )
-SLACK_ANSWER_LOST = "Sorry — this answer was lost when Hearth restarted. Please ask again."
 SLACK_EMPTY_ANSWER = "The model gave an empty answer — please try rephrasing the question."
 SLACK_ACTIVITY_NOTE = "{channel} · (not read: {reason})"
 SLACK_ACTIVITY_NOT_FOUND = "no such channel — check the name in inputs.chat.channels"
@@ -90,6 +90,7 @@ DINGTALK_ZH: dict[str, str] = {
     "MODEL_DOWN": "抱歉，目前没有可用的模型来回答，请几分钟后再试。",
     "GENERIC_ERROR": "抱歉，回答时出了点问题，详细信息已记录在日志中。",
     "THINKING": "思考中…",
+    "ANSWER_LOST": "抱歉，Hearth 重启时丢失了这个回答，请重新提问。",
     "NOT_FOUND": "文档中没有找到相关内容。",
     "FOOTER": "由 {model}（{where}）回答",
     "LOCAL": "本地",

@@ -11,9 +11,11 @@ at once and answers in a background task the bot keeps track of (finished or can
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from bot.dingtalk import commands
@@ -26,6 +28,7 @@ from bot.dingtalk.render import answer_markdown
 from bot.dingtalk.reply import Replier
 from bot.dingtalk.texts import Lang, pick_language, refusal_text, say
 from bot.identity import acl_for, audience_of
+from bot.resume import MAX_AGE_S, MAX_ATTEMPTS, sweep_forever
 from core.config import Settings
 from core.contracts import Answer, Delta, Request
 from core.db import Database
@@ -57,6 +60,7 @@ class DingTalkBot:
         clock: Callable[[], float] = time.monotonic,
         thinking_after_s: float = 3.0,
         digests: Callable[[], DigestService | None] | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.config = settings.dingtalk
@@ -69,8 +73,59 @@ class DingTalkBot:
         self.thinking_after_s = thinking_after_s
         self._digests = digests  # the digest service of `hearth serve` (None while disabled)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.wall = wall
+        self._resuming: asyncio.Task[None] | None = None
+        self.swept = asyncio.Event()  # set after each resume sweep (tests wait on it)
 
     # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Answer what a dead process left unanswered: once the engine is ready, then once per lease."""
+        every = max(1.0, self.intake.claim_lease_s / 3)
+        self._resuming = asyncio.create_task(
+            sweep_forever(
+                self.resume, ready=lambda: self.intake.engine is not None, every_s=every, swept=self.swept
+            ),
+            name="dingtalk-resume",
+        )
+
+    async def resume(self) -> int:
+        """Answer each message whose claim a dead process left unfinished (DingTalk does not redeliver).
+
+        The claim has one winner, so an answer is not given twice while its process lives; a process
+        that dies after replying but before finishing the claim is the one case that answers twice.
+        A message that has taken down ``MAX_ATTEMPTS`` processes, or is older than ``MAX_AGE_S``, gets
+        one sentence saying the answer was lost.
+        """
+        done = 0
+        for left in await self.db.unfinished("dingtalk"):
+            try:
+                incoming = Incoming(**json.loads(left.note))
+            except (ValueError, TypeError):
+                log.error("DingTalk: the note of message %s cannot be read; not answered", left.event_id)
+                continue
+            if left.attempts >= MAX_ATTEMPTS or self.wall() - left.claimed_at > MAX_AGE_S:
+                if await self.db.claim("dingtalk", incoming.msg_id):
+                    log.error(
+                        "DingTalk: giving up on message %s after %d attempt(s)",
+                        incoming.msg_id,
+                        left.attempts,
+                    )
+                    lang = pick_language(self.config.language, incoming.text or "")
+                    try:
+                        await self._say(incoming, lang, say("ANSWER_LOST", lang))
+                    except Exception:  # noqa: BLE001 — the reply path is broken; the log has it
+                        log.exception("DingTalk: could not say that message %s was lost", incoming.msg_id)
+                    await self.db.finish("dingtalk", incoming.msg_id)
+                    done += 1
+                continue
+            log.warning(
+                "DingTalk: message %s was left unanswered by a process that stopped; answering it",
+                left.event_id,
+            )
+            await self.handle(incoming)  # claims it (one winner) and answers
+            done += 1
+        return done
+
     def dispatch(self, incoming: Incoming) -> asyncio.Task[None]:
         """Answer ``incoming`` in the background; the transport acknowledges DingTalk meanwhile."""
         task = asyncio.create_task(self.handle(incoming), name=f"dingtalk-{incoming.msg_id}")
@@ -85,6 +140,9 @@ class DingTalkBot:
 
     async def aclose(self, grace_s: float = 20.0) -> None:
         """Let answers in progress finish for up to ``grace_s`` seconds, then cancel the rest."""
+        if self._resuming is not None:
+            self._resuming.cancel()
+            await asyncio.gather(self._resuming, return_exceptions=True)
         if not self._tasks:
             return
         _, late = await asyncio.wait(set(self._tasks), timeout=grace_s)
@@ -140,6 +198,8 @@ class DingTalkBot:
                 if refusal.reason is not Reason.DUPLICATE:
                     await self._say(incoming, lang, refusal_text(refusal, lang))
                 return
+            # Claimed: if this process dies before it has answered, a restart answers from this note.
+            await self.db.note("dingtalk", incoming.msg_id, json.dumps(asdict(incoming)))
             answer = await self._answer(incoming, self.intake.answer(ask), lang)
             if answer is not None and answer.withheld and incoming.is_group:
                 await self._offer_privately(incoming, lang, answer.withheld)

@@ -78,6 +78,7 @@ async def _bot_ctx(app: web.Application, services: Services) -> AsyncIterator[No
     app[BOT] = bot
     app[POSTER] = poster
     app[SIGNATURES] = UsedSignatures(services.db)
+    bot.start()
     stream = None
     if cfg.mode == "stream":
         stream = StreamClient(cfg, bot.dispatch)

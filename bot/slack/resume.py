@@ -26,13 +26,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
+from bot.resume import MAX_AGE_S, MAX_ATTEMPTS, sweep_forever
 from bot.slack.answering import Answerer, Question
 from bot.slack.errors import error_code
 from core.db import Database
 
 log = logging.getLogger(__name__)
-
-MAX_ATTEMPTS = 3  # processes a question may take down before it is given up
 
 
 class Resumer:
@@ -45,7 +44,7 @@ class Resumer:
         client: AsyncWebClient,
         *,
         engine_ready: Callable[[], bool],
-        max_age_s: float = 3600.0,
+        max_age_s: float = MAX_AGE_S,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
@@ -59,18 +58,7 @@ class Resumer:
 
     async def run(self, every_s: float) -> None:
         """Sweep once the engine is ready, then every ``every_s`` seconds (a lease that ran out elsewhere)."""
-        while True:
-            if self.engine_ready():
-                try:
-                    await self.sweep()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # noqa: BLE001 — the next round tries again
-                    log.exception("slack: resuming unfinished answers failed")
-                self.swept.set()
-                await asyncio.sleep(every_s)
-            else:
-                await asyncio.sleep(min(1.0, every_s))
+        await sweep_forever(self.sweep, ready=self.engine_ready, every_s=every_s, swept=self.swept)
 
     async def sweep(self) -> int:
         """Finish every unfinished answer that can be taken over now; return how many were."""
@@ -103,7 +91,7 @@ class Resumer:
             attempts,
         )
         try:
-            await self.answerer.reply_for(q, placeholder).fail(messages.SLACK_ANSWER_LOST)
+            await self.answerer.reply_for(q, placeholder).fail(messages.ANSWER_LOST)
         except SlackApiError as exc:
             log.warning("slack: could not update the placeholder of %s (%s)", q.question_id, error_code(exc))
         await self.db.finish("slack", q.question_id)

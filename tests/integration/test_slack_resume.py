@@ -11,7 +11,7 @@ import time
 
 from bot import messages
 from bot.slack.answering import Question
-from bot.slack.resume import MAX_ATTEMPTS
+from bot.resume import MAX_ATTEMPTS
 from core.db import Database
 from core.llm.fake import FakeBackend
 from tests.fixtures.core import make_settings
@@ -123,7 +123,7 @@ async def test_a_question_that_killed_too_many_processes_or_is_too_old_is_given_
     assert backend.calls == []
     updates = {c.args["ts"]: c for c in slack_api.of("chat.update")}
     assert set(updates) == {poisoned, stale}
-    assert all(messages.SLACK_ANSWER_LOST in c.blocks_text() for c in updates.values())
+    assert all(messages.ANSWER_LOST in c.blocks_text() for c in updates.values())
     assert await h.db.unfinished("slack") == []  # finished: no one answers them later
     assert not await h.db.claim("slack", "event:EvPoison")
 

@@ -235,8 +235,11 @@ async def test_bad_positions_and_a_dead_model_give_no_suggestion_and_no_popup(
         assert suggestion_of(await inline(editor, uri, types.Position(line=500, character=0))) == ""
         assert suggestion_of(await inline(editor, uri, END)) == ""  # no model file: nothing, quietly
         assert suggestion_of(await inline(editor, uri, END)) == ""
+        (ws / "blob.py").write_text("data = '\x00\x01'\n")  # a binary buffer: never sent to the model
+        blob = editor.open("blob.py")
+        assert suggestion_of(await inline(editor, blob, types.Position(line=1, character=0))) == ""
         counts = await stats(editor)
-        assert counts["lsp"]["failed"] == 2
+        assert counts["lsp"]["failed"] == 2 and counts["lsp"]["requests"] == 4
         assert editor.client.messages == []  # no window/showMessage for a suggestion that did not come
     # The server's log (its stderr, forwarded here) says why once, not once per keystroke.
     logged = capfd.readouterr().err

@@ -63,6 +63,12 @@ class ServerSettings(Section):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest accepted request body.")
     shutdown_timeout_s: float = Field(20.0, ge=0, description="Time in-flight answers get on SIGTERM.")
     rate_limit_per_minute: int = Field(60, ge=1, description="REST requests per token per minute.")
+    completion_rate_limit_per_minute: int = Field(
+        1200,
+        ge=1,
+        description="Inline suggestions (POST /v1/code/complete) per token per minute, counted apart "
+        "from the other requests: an editor asks about once per keystroke.",
+    )
     header_timeout_s: float = Field(
         10.0,
         gt=0,

@@ -35,7 +35,7 @@ from core.metrics import METRICS
 from core.ratelimit import RateLimiter
 from core.services import Services
 from server import api, digests, indexing
-from server.auth import LIMITER, TOKENS, TokenStore, api_tokens, require_token
+from server.auth import COMPLETION_LIMITER, LIMITER, TOKENS, TokenStore, api_tokens, require_token
 from server.health import healthz, readyz
 from server.observability import metrics_handler, observe
 from server.state import ASSISTANT, AUDIT, DATABASE, INTAKE, LIFECYCLE, SETTINGS, Lifecycle
@@ -62,6 +62,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
     app[SETTINGS] = settings
     app[LIFECYCLE] = life
     app[LIMITER] = RateLimiter(settings.server.rate_limit_per_minute)
+    app[COMPLETION_LIMITER] = RateLimiter(settings.server.completion_rate_limit_per_minute)
     # The composition root: one database, one audit log, one intake, handed to every surface.
     db = Database(settings.database_url)
     audit = AuditLog(db)

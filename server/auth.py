@@ -181,6 +181,9 @@ class TokenStore:
 
 TOKENS = web.AppKey("tokens", TokenStore)
 LIMITER = web.AppKey("rate_limiter", RateLimiter)
+# Inline suggestions come about once per keystroke: they have a bucket (and a rate) of their own.
+COMPLETION_LIMITER = web.AppKey("completion_rate_limiter", RateLimiter)
+COMPLETION_PATH = "/v1/code/complete"
 TOKEN_INFO = web.RequestKey("token_info", TokenInfo)
 # Paths under /v1 anyone may read.
 PUBLIC_PATHS = frozenset({"/v1/openapi.json"})
@@ -219,7 +222,8 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
         return _unauthorized("The bearer token is not valid or was revoked.")
     request[TOKEN_INFO] = info
     request[USER_KEY] = info.user
-    wait = request.app[LIMITER].check(info.id)
+    completing = request.path == COMPLETION_PATH and COMPLETION_LIMITER in request.app
+    wait = request.app[COMPLETION_LIMITER if completing else LIMITER].check(info.id)
     if wait > 0:
         seconds = max(1, math.ceil(wait))
         return error_response(

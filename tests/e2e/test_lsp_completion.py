@@ -338,3 +338,44 @@ async def test_headless_neovim_shows_and_accepts_a_suggestion(tmp_path: Path, bu
     text = "\n".join(result["lines"])
     assert text.startswith(HALF) and len(text) > len(HALF)
     ast.parse(text)
+
+
+async def test_the_rest_endpoint_has_its_own_rate_limit_and_the_remote_client_reads_it(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    """POST /v1/code/complete through the real app and the real RemoteBackend: an editor asks once per
+    keystroke, so suggestions have a bucket of their own; the other endpoints keep theirs."""
+    from core.assistant import Assistant
+    from core.contracts import Completion
+    from core.errors import BackendUnavailable
+    from core.llm.fake import FakeBackend
+    from core.llm.router import Router
+    from lsp.remote import RemoteBackend
+    from server.app import create_app
+    from server.auth import TOKENS
+    from tests.fixtures.core import make_settings
+
+    settings = make_settings(
+        tmp_path, server={"rate_limit_per_minute": 2, "completion_rate_limit_per_minute": 50}
+    )
+    backend = FakeBackend(reply="return a + b\n\n\ndef sub(a, b):")
+    assistant = Assistant(settings, Router(local=backend, remote=None, routing=settings.llm.routing))
+    server = await aiohttp_server(create_app(settings, assistant=assistant))
+    _, token = await server.app[TOKENS].create("dev", [])
+    client = RemoteBackend(f"http://127.0.0.1:{server.port}", token)
+    try:
+        for _ in range(5):  # more than rate_limit_per_minute
+            events = [
+                e
+                async for e in client.complete_stream(
+                    Completion("def add(a, b):\n    ", "", "python", "m.py")
+                )
+            ]
+            assert events[-1].text == "return a + b"  # type: ignore[union-attr]
+        assert all(call.options.prompt_parts for call in backend.calls) and len(backend.calls) == 5
+        for _ in range(2):
+            [e async for e in client.ask_stream("What does add do?")]
+        with pytest.raises(BackendUnavailable, match="429"):
+            [e async for e in client.ask_stream("And sub?")]
+    finally:
+        await client.aclose()

@@ -313,6 +313,7 @@ class Sandbox:
         ``argv`` is the sandbox's interpreter; the copy is the working directory (``WORK`` inside).
         """
         self._check_tools()
+        await asyncio.to_thread(_prefixes, self.python)  # may ask the interpreter once (cached)
         if not await asyncio.to_thread(workspace.is_dir):
             raise SandboxError(f"The workspace {workspace} is not a directory.")
         await asyncio.to_thread(_sweep_stale)

@@ -27,7 +27,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from core.code.context import RUNNABLE
+from core.code.context import RUNNABLE, require_runnable
+from core.errors import InputError
 from core.refusals import ENGLISH, Reason, Refusal
 from server.observability import ApiError
 
@@ -50,7 +51,12 @@ M = TypeVar("M", bound=BaseModel)
 # --- field types ------------------------------------------------------------------------------
 def _refusal(reason: Reason, **values: int) -> PydanticCustomError:
     """The intake's own sentence for ``reason`` (core.refusals), so REST words it as every surface."""
-    return PydanticCustomError("refusal", Refusal(reason, values).text(ENGLISH))
+    return _sentence(Refusal(reason, values).text(ENGLISH))
+
+
+def _sentence(text: str) -> PydanticCustomError:
+    # As a context value, so braces in it (a file name can hold them) are not a template.
+    return PydanticCustomError("refusal", "{sentence}", {"sentence": text})
 
 
 def _text(empty: Reason, limit: int | None = None) -> Callable[[str], str]:
@@ -73,16 +79,6 @@ def _no_nul(value: str) -> str:
     return value
 
 
-def _runnable(value: str) -> str:
-    if value not in RUNNABLE:
-        raise PydanticCustomError(
-            "language",
-            "Hearth generates and runs code for {languages} only (Explain works for any language)",
-            {"languages": ", ".join(sorted(RUNNABLE))},
-        )
-    return value
-
-
 def _integer(value: object) -> object:
     # JSON has integers only: true and "5" are not one (pydantic's lax mode would take both).
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -100,7 +96,8 @@ TableQuestion = Annotated[
     AfterValidator(_text(Reason.EMPTY, TABLE_QUESTION_CHARS)),
     Field(json_schema_extra=_TEXT_SCHEMA | {"maxLength": TABLE_QUESTION_CHARS}),
 ]
-Runnable = Annotated[str, AfterValidator(_runnable), Field(json_schema_extra={"enum": sorted(RUNNABLE)})]
+# Checked with the path it comes with by RunnableBody (the core's sentence names the file).
+Runnable = Annotated[str, Field(json_schema_extra={"enum": sorted(RUNNABLE)})]
 # Lax only for 5.0, which JSON Schema counts as an integer too; _integer refuses true and "5".
 Integer = Annotated[int, Field(strict=False), BeforeValidator(_integer)]
 NoNul = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern": r"^[^\x00]*$"})]
@@ -151,7 +148,22 @@ class ExplainBody(Body):
     context: str | None = Field(None, description="Related code from the workspace.")
 
 
-class GenerateBody(Body):
+class RunnableBody(Body):
+    """A body about code Hearth must be able to run: its ``language`` is one of RUNNABLE."""
+
+    language: Runnable
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _runnable(self) -> RunnableBody:
+        try:
+            require_runnable(self.language, self.path or "code")
+        except InputError as exc:
+            raise _sentence(str(exc)) from None
+        return self
+
+
+class GenerateBody(RunnableBody):
     """POST /v1/code/generate."""
 
     code: CodeText = Field(description="The comment, docstring, TODO or function head to implement.")
@@ -161,7 +173,7 @@ class GenerateBody(Body):
     failures: str | None = Field(None, description="Errors from an earlier attempt, for a repair round.")
 
 
-class TestsBody(Body):
+class TestsBody(RunnableBody):
     """POST /v1/code/tests."""
 
     code: CodeText = Field(description="The code to write tests for.")

@@ -182,7 +182,7 @@ async def test_code_generate_and_tests_stream_through_the_code_service(coder: An
     calls = len(client.backend.calls)
     resp = await client.post("/v1/code/tests", json=body | {"language": "cobol"}, headers=sse)
     assert resp.status == 400 and resp.headers["Content-Type"].startswith("application/json")
-    assert "for python only" in (await resp.json())["message"] and len(client.backend.calls) == calls
+    assert "for Python only" in (await resp.json())["message"] and len(client.backend.calls) == calls
     rows = await _audit_rows(client)
     # A language outside the declared enum is a malformed request (400), refused before the intake.
     assert [(r["action"], r["surface"], r["status"]) for r in rows[:2]] == [
@@ -367,7 +367,8 @@ async def test_code_generation_declares_the_languages_it_takes(coder: Any, path:
         resp = await client.post(path, json={"code": "def f(): pass", "language": lang}, headers=client.auth)
         body = await resp.json()
         assert (
-            resp.status == 400 and "Field 'language'" in body["message"] and "python only" in body["message"]
+            resp.status == 400
+            and f"a {lang} file: Hearth generates and runs code for Python only" in body["message"]
         )
     for lang in language["enum"]:
         resp = await client.post(path, json={"code": "def f(): pass", "language": lang}, headers=client.auth)

@@ -148,6 +148,9 @@ _BUILDERS = frozenset(
     {"repeat", "lpad", "rpad", "pad", "printf", "format", "space", "zeroblob", "randomblob", "replicate"}
 )
 _FORMAT_WIDTH = re.compile(r"\d+")
+# printf('%.*c', n, 'x'): a width or precision taken from an argument (SQLite's printf walks the
+# whole width even when the value is over its length limit, so a computed one costs CPU).
+_STAR_WIDTH = re.compile(r"%[-+ #0]*(?:\*|\d*\.\*)")
 
 
 def _constant_int(node: object) -> int | None:
@@ -191,6 +194,18 @@ def _built_size(func: exp.Func) -> int:
             elif isinstance(arg, exp.Literal) and arg.is_string:  # a printf/format width
                 biggest = max([biggest, *(int(w) for w in _FORMAT_WIDTH.findall(str(arg.this)))])
     return biggest
+
+
+def _computed_star_width(func: exp.Func) -> bool:
+    """A printf whose format takes a width from an argument (``%*d``) and has a non-literal argument."""
+    args = [a for v in func.args.values() for a in (v if isinstance(v, list) else [v])]
+    starred = any(
+        isinstance(a, exp.Literal) and a.is_string and _STAR_WIDTH.search(str(a.this)) for a in args
+    )
+    return starred and any(
+        isinstance(a, exp.Expression) and not isinstance(a, exp.Literal) and _constant_int(a) is None
+        for a in args
+    )
 
 
 # Harmless functions matched by a prefix above, allowed by exact name.
@@ -304,6 +319,11 @@ def guard_sql(
                     f"The query builds a value of {_built_size(node):,} characters with "
                     f"{max(names & _BUILDERS, key=len)}(), more than a result may hold "
                     f"({max_value_bytes:,} bytes, table_limits.max_result_bytes) — ask for less."
+                )
+            if names & {"printf", "format"} and _computed_star_width(node):
+                raise SQLRejected(
+                    "printf() widths computed by the query (%*d, %.*s with a column or expression) "
+                    "are not allowed — write the width out."
                 )
     used = _check_tables(root, dialect, tables)
     limited, added, limit = _apply_limit(root, max_rows)

@@ -59,6 +59,7 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+@pytest.mark.slow
 async def test_hundreds_of_half_sent_headers_leave_healthz_answering(hearth_serve: Any) -> None:
     server = await hearth_serve(sections())
     pid = server.proc.pid
@@ -86,6 +87,7 @@ async def test_hundreds_of_half_sent_headers_leave_healthz_answering(hearth_serv
     assert sum(len(line) for line in server.log_lines) < 200_000
 
 
+@pytest.mark.slow
 async def test_a_client_dribbling_its_header_is_cut_off(hearth_serve: Any) -> None:
     server = await hearth_serve(sections())
     reader, writer = await connect(server.url)
@@ -109,6 +111,7 @@ async def test_a_client_dribbling_its_header_is_cut_off(hearth_serve: Any) -> No
     assert await healthz(server.url) == b"HTTP/1.1 200 OK"
 
 
+@pytest.mark.slow
 async def test_a_request_body_that_never_finishes_is_cut_off(hearth_serve: Any) -> None:
     server = await hearth_serve(sections())
     token = await server.token("alice")

@@ -108,7 +108,11 @@ def local(model: Path, **kw: object) -> LocalLLMSettings:
 
 @pytest.mark.parametrize(
     ("which", "prompt_format"),
-    [("chat_model", "auto"), ("bundled_model", "chat"), ("bundled_model", "completion")],
+    [
+        ("chat_model", "auto"),
+        pytest.param("bundled_model", "chat", marks=pytest.mark.slow),
+        pytest.param("bundled_model", "completion", marks=pytest.mark.slow),
+    ],
 )
 async def test_llama_server_is_sent_no_control_token_from_untrusted_text(
     which: str, prompt_format: str, request: pytest.FixtureRequest
@@ -133,6 +137,7 @@ async def test_llama_server_is_sent_no_control_token_from_untrusted_text(
         await backend.aclose()
 
 
+@pytest.mark.slow
 async def test_chat_template_markup_is_still_control_tokens(chat_model: Path) -> None:
     """Segmented tokenization leaves the template's own turns as llama-server would tokenize them."""
     backend = LlamaServerBackend(local(chat_model))
@@ -153,6 +158,7 @@ async def test_chat_template_markup_is_still_control_tokens(chat_model: Path) ->
         await backend.aclose()
 
 
+@pytest.mark.slow
 async def test_in_process_chat_engine_tokenizes_untrusted_text_as_text(chat_model: Path) -> None:
     controls = vocabulary_controls(chat_model)
     doc = hostile(controls)

@@ -33,6 +33,7 @@ def limited(tmp_path: Path, tables: list[dict[str, object]], **limits: object) -
         ("tickets", "SELECT zeroblob(1000 * 1000 * 300) AS v FROM tickets LIMIT 3"),
         ("sales", "SELECT repeat('x', 300000000) AS v FROM sales LIMIT 3"),
         ("sales", "SELECT lpad('x', 300000000, 'y') AS v FROM sales LIMIT 3"),
+        ("tickets", "SELECT printf('%300000000c', 'x') AS v FROM tickets LIMIT 3"),
     ],
 )
 async def test_a_literal_huge_value_is_refused_before_it_runs(
@@ -43,18 +44,29 @@ async def test_a_literal_huge_value_is_refused_before_it_runs(
         await service.query(source, sql)
 
 
+async def test_printf_widths_from_arguments_are_refused(
+    tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory
+) -> None:
+    """SQLite's printf walks a computed width to the end even past its length limit (12 s of CPU
+    for 300 million), so a width taken from an argument is refused."""
+    service = table_service_factory(limited(tmp_path, demo_tables.specs()))
+    for sql in (
+        "WITH n(size) AS (SELECT 300000000) SELECT printf('%.*c', size, 'x') AS v FROM n, tickets",
+        "SELECT printf('%*d', id * 100000000, 1) AS v FROM tickets",
+    ):
+        with pytest.raises(SQLRejected, match="write the width out"):
+            await service.query("tickets", sql)
+    answer = await service.query("tickets", "SELECT printf('%5.2f', 3.14159) AS v FROM tickets LIMIT 1")
+    assert answer.table is not None and answer.table.rows == [[" 3.14"]]
+
+
 async def test_sqlite_refuses_to_build_a_huge_value(
     tmp_path: Path, demo_tables: DemoTables, table_service_factory: Factory
 ) -> None:
     service = table_service_factory(limited(tmp_path, demo_tables.specs()))
-    # Sizes the guard cannot read (from a column): SQLite's own length limit is the byte cap,
-    # so printf gives up (NULL) instead of building 300 MB …
+    # Sizes the guard cannot read (from a column or a CTE): SQLite's own length limit is the byte cap.
     big = "WITH n(size) AS (SELECT 300000000) "
-    answer = await service.query(
-        "tickets", big + "SELECT printf('%.*c', size, 'x') AS v FROM n, tickets LIMIT 3"
-    )
-    assert answer.table is not None and answer.table.rows == [[None]] * 3
-    # … and other functions fail, which the asker reads as one sentence.
+    # The function fails before it allocates, and the asker reads one sentence.
     with pytest.raises(TableError) as err:
         await service.query("tickets", big + "SELECT zeroblob(size) AS v FROM n, tickets LIMIT 3")
     assert isinstance(err.value, ResultTooLarge)

@@ -82,7 +82,9 @@ class HearthServer(LanguageServer):
         self.settings = settings
         self.backend = backend
         self.code = CodeWorkbench(
-            backend.model, Sandbox(settings.sandbox), repair_attempts=settings.sandbox.repair_attempts
+            backend.model,
+            Sandbox(settings.sandbox, private=(settings.home,)),  # Hearth's home: never copied nor mounted
+            repair_attempts=settings.sandbox.repair_attempts,
         )
         self.running: dict[MsgId, asyncio.Task[object]] = {}
         self.diagnosed: set[str] = set()  # workspace-relative files holding Hearth diagnostics

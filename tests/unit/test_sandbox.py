@@ -280,3 +280,14 @@ async def test_runs_under_hearths_private_umask(tmp_path: Path) -> None:
     finally:
         os.umask(previous)
     assert result.ok and result.output.strip() == "1", result.output
+
+
+async def test_a_configured_home_inside_the_workspace_is_not_copied(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    home = ws / "state"
+    home.mkdir()
+    (home / "hearth.db").write_text("tokens")
+    sandbox = Sandbox(SandboxSettings(timeout_s=20, cpu_s=10), private=(home,))
+    result = await sandbox.run(ws, ["{python}", "-c", "import os; print(sorted(os.listdir('.')))"])
+    assert result.ok, result.output
+    assert "mod.py" in result.output and "state" not in result.output

@@ -106,7 +106,7 @@ class RetrievalSettings(Section):
     )
     quote_sentences: int = Field(2, ge=1, le=5, description="Source sentences quoted at most in quote mode.")
     min_relevance: float = Field(
-        0.35,
+        0.34,
         ge=0,
         le=1,
         description="Quote mode: when the best source sentence covers less of the question than this (the "

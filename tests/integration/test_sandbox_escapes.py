@@ -443,6 +443,7 @@ def test_forty_files_cannot_exceed_the_disk_of_the_run(victim: Victim) -> None:
     assert "No space left on device" in result["output"]
 
 
+@pytest.mark.slow  # the first run holds its copy for 5 s while the second searches
 def test_concurrent_runs_cannot_read_each_others_copies(victim: Victim) -> None:
     mine = f"{SECRET}-run-a"
     half = len(mine) // 2

@@ -338,6 +338,9 @@ class EdgeStore:
                     f"makes {len(dense)} — {REBUILD} after changing the embedder."
                 )
         flt = _filter(acl)
+        # ACORN: filtered HNSW search also explores neighbours' neighbours, so a restrictive ACL
+        # does not cut the graph into pieces (recall@10 0.978-0.99 -> 1.0 at 25k, +0.07 ms).
+        params = qe.SearchParams(acorn=qe.AcornSearchParams(enable=True)) if flt is not None else None
         sparse_ok = sparse is not None and bool(sparse[0])
         threshold = min_similarity or None
         if mode == "dense":
@@ -348,6 +351,7 @@ class EdgeStore:
                 query=qe.Query.Nearest(dense, using=DENSE),
                 filter=flt,
                 score_threshold=threshold,
+                params=params,
                 with_payload=True,
             )
         elif mode == "bm25":
@@ -369,6 +373,7 @@ class EdgeStore:
                         query=qe.Query.Nearest(dense, using=DENSE),
                         filter=flt,
                         score_threshold=threshold,
+                        params=params,
                     )
                 )
             if sparse_ok and sparse is not None:

@@ -291,3 +291,10 @@ async def test_a_configured_home_inside_the_workspace_is_not_copied(tmp_path: Pa
     result = await sandbox.run(ws, ["{python}", "-c", "import os; print(sorted(os.listdir('.')))"])
     assert result.ok, result.output
     assert "mod.py" in result.output and "state" not in result.output
+
+
+async def test_a_workspace_larger_than_the_run_disk_is_a_clear_error(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    (ws / "data.bin").write_bytes(b"x" * (20 << 20))
+    with pytest.raises(SandboxError, match=r"does not fit the sandbox disk \(sandbox.disk_mb = 16 MiB\)"):
+        await _sandbox(disk_mb=16).run(ws, ["true"])

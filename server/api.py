@@ -52,7 +52,7 @@ from server.bodies import (
 )
 from server.observability import REQUEST_ID_KEY, ApiError, error_response
 from server.openapi import CONTRACT, SSE_DOC, Operation, expose, ok, ref
-from server.state import AUDIT, INTAKE, LIFECYCLE
+from server.state import AUDIT, INTAKE, LIFECYCLE, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +375,10 @@ async def openapi(request: web.Request) -> web.Response:
     """GET /v1/openapi.json: the OpenAPI 3 description of this API (questions bounded as the intake is)."""
     intake = request.app[INTAKE]
     limit = intake.limit_for("rest") if intake.engine is not None else None
-    return web.json_response(request.app[CONTRACT].document(max_question_chars=limit))
+    body_bytes = request.app[SETTINGS].server.max_body_bytes
+    return web.json_response(
+        request.app[CONTRACT].document(max_question_chars=limit, max_body_bytes=body_bytes)
+    )
 
 
 # --- what the document declares for each handler ---------------------------------------------

@@ -224,8 +224,8 @@ class Operation:
         """The document's name for this operation, e.g. ``post_v1_ask`` (what links point at)."""
         return self.method.lower() + self.path.replace("/", "_").replace(".", "_")
 
-    def as_openapi(self) -> Schema:
-        """The OpenAPI operation object."""
+    def as_openapi(self, max_body_bytes: int | None = None) -> Schema:
+        """The OpenAPI operation object (``max_body_bytes``: server.max_body_bytes, when known)."""
         ok = dict(self.ok)
         ok["headers"] = _header_refs("X-Request-Id")
         if self.links:
@@ -251,7 +251,9 @@ class Operation:
         if self.body is not None:
             op["requestBody"] = {
                 "required": True,
-                "description": "A JSON object, at most server.max_body_bytes.",
+                "description": f"A JSON object of at most {max_body_bytes:,} bytes (server.max_body_bytes)."
+                if max_body_bytes
+                else "A JSON object, at most server.max_body_bytes.",
                 "content": json_content(ref(self.body.__name__)),
             }
         return op
@@ -269,15 +271,16 @@ class Contract:
             raise ValueError(f"{op.method} {op.path} is declared twice")
         self.operations.append(op)
 
-    def document(self, *, max_question_chars: int | None = None) -> Schema:
-        """The OpenAPI 3.1 document; ``max_question_chars`` (the engine's limit) bounds the questions."""
+    def document(self, *, max_question_chars: int | None = None, max_body_bytes: int | None = None) -> Schema:
+        """The OpenAPI 3.1 document; ``max_question_chars`` (the engine's limit) bounds the questions,
+        ``max_body_bytes`` the bodies (both left out when not known)."""
         schemas: Schema = dict(SCHEMAS)
         paths: dict[str, Schema] = {}
         for op in self.operations:
             schemas.update(op.schemas)
             if op.body is not None:
                 schemas.update(_body_schemas(op.body, max_question_chars))
-            paths.setdefault(op.path, {})[op.method.lower()] = op.as_openapi()
+            paths.setdefault(op.path, {})[op.method.lower()] = op.as_openapi(max_body_bytes)
         return {
             "openapi": "3.1.0",
             "info": {

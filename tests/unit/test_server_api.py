@@ -17,7 +17,7 @@ from core.contracts import Answer
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
 from server import api, bodies
-from server.app import ASSISTANT, AUDIT, DATABASE, INTAKE, create_app
+from server.app import ASSISTANT, AUDIT, DATABASE, INTAKE, SETTINGS, create_app
 from server.auth import PUBLIC_PATHS, TOKENS
 from server.bodies import TABLE_QUESTION_CHARS
 from server.openapi import CONTRACT, SCHEMAS
@@ -543,7 +543,11 @@ async def test_readyz_is_503_with_the_reason_when_the_database_is_down(
 async def test_openapi_describes_every_v1_route(client: Any) -> None:
     doc = await (await client.get("/v1/openapi.json")).json()  # no token needed
     limit = client.app[INTAKE].limit_for("rest")
-    assert doc == json.loads(json.dumps(client.app[CONTRACT].document(max_question_chars=limit)))
+    body_bytes = client.app[SETTINGS].server.max_body_bytes
+    assert doc == json.loads(
+        json.dumps(client.app[CONTRACT].document(max_question_chars=limit, max_body_bytes=body_bytes))
+    )
+    assert f"{body_bytes:,} bytes" in doc["paths"]["/v1/ask"]["post"]["requestBody"]["description"]
     described = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     routes = {
         (r.method.lower(), r.resource.canonical)

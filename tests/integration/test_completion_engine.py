@@ -1,8 +1,9 @@
-"""A file being completed never reaches the model as control tokens (the verbatim completion prompt).
+"""Completion prompts on the real llama-server with the bundled model.
 
-The buffer spells every CONTROL token of the bundled Gemma's vocabulary; the completion prompt's
-token ids, as llama-server is sent them, hold exactly one control token: the BOS the prompt itself
-puts first (by id, from the GGUF). A suggestion still comes back.
+A file being completed never reaches the model as control tokens: the buffer spells every CONTROL
+token of the Gemma vocabulary, and the prompt's token ids hold exactly one control token, the BOS
+the prompt itself puts first (by id, from the GGUF). And consecutive keystrokes reuse the engine's
+prompt cache: the second request evaluates only what changed at the end.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.code.completion import build_prompt
+from core.code.completion import build_prompt, cursor_window
 from core.contracts import Completion, Snippet
 from core.llm.base import GenOptions, Message, Role, collect
 from core.llm.gguf import gguf_tokenizer_info
@@ -46,5 +47,33 @@ async def test_completion_prompt_carries_no_control_token_from_the_code(bundled_
         text, final = await collect(backend.stream([Message(Role.USER, small.shown)], options))
         assert final.usage is not None and final.usage.prompt_tokens == len(tokens)
         assert text  # the engine took the verbatim prompt and continued it
+    finally:
+        await backend.aclose()
+
+
+async def test_the_next_keystroke_reuses_the_engines_prompt_cache(bundled_model: Path) -> None:
+    source = (
+        "".join(f"def f_{i}(x):\n    return x + {i}\n\n\n" for i in range(200)) + "def total(prices):\n    "
+    )
+    info = gguf_tokenizer_info(bundled_model)
+    backend = LlamaServerBackend(local(bundled_model, n_ctx=2048))
+    try:
+        await backend.load()
+        evaluated = []
+        for typed in ("", "r", "re"):  # three keystrokes at the end of the file
+            lines = (source + typed).splitlines(keepends=True)
+            window = cursor_window(lines, len(lines) - 1, len(lines[-1]), prefix_chars=3000, suffix_chars=300)
+            prompt = build_prompt(PromptRegistry(), Completion(window.prefix, "", "python", "m.py"), info)
+            options = GenOptions(prompt_parts=prompt.parts)
+            tokens = await backend.prompt_tokens([Message(Role.USER, prompt.shown)], options)
+            body = {"prompt": tokens, "n_predict": 4, "temperature": 0, "cache_prompt": True, "stream": False}
+            async with backend.engine.session().post("/completion", json=body) as resp:
+                timings = (await resp.json())["timings"]
+            evaluated.append((len(tokens), timings["cache_n"], timings["prompt_n"]))
+        first, *later = evaluated
+        assert first[1] == 0  # a cold cache
+        for total, cached, fresh in later:
+            # The window's front did not move: all but the last few tokens came from the cache.
+            assert cached >= total - 8 and fresh <= 8, evaluated
     finally:
         await backend.aclose()

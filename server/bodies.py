@@ -29,7 +29,7 @@ from pydantic_core import PydanticCustomError
 
 from core.code.context import RUNNABLE, require_runnable
 from core.errors import InputError
-from core.refusals import ENGLISH, Reason, Refusal
+from core.refusals import ENGLISH, Reason, Refusal, check_text
 from server.observability import ApiError
 
 BODY_TIMEOUT_S = 30.0
@@ -60,15 +60,14 @@ def _sentence(text: str) -> PydanticCustomError:
 
 
 def _text(empty: Reason, limit: int | None = None) -> Callable[[str], str]:
-    """The intake's check of a text (core.refusals.check_text, in its order), as a field validator."""
+    """The intake's check of a text (core.refusals.check_text) as a field validator; ``empty`` words
+    a text of only whitespace (Python's, as strip() and TEXT_PATTERN under Python's re see it)."""
 
     def check(value: str) -> str:
-        # Python's own whitespace, as strip() and the pattern under Python's re both see it.
-        if not value.strip():
-            raise _refusal(empty)
-        if limit is not None and len(value) > limit:
-            raise _refusal(Reason.TOO_LONG, length=len(value), limit=limit)
-        return _no_nul(value)
+        refusal = check_text(value, len(value) if limit is None else limit)
+        if refusal is not None:
+            raise _sentence((Refusal(empty) if refusal.reason is Reason.EMPTY else refusal).text(ENGLISH))
+        return value
 
     return check
 

@@ -28,7 +28,7 @@ from core.intake import Intake
 from core.llm.base import Priority, Usage
 from core.metrics import FEEDBACK_VOTES, METRICS
 from core.refusals import ENGLISH, Reason, Refusal, Refused, refusal_for, sentence
-from core.render import markdown_table
+from core.render import SourceGroup, grouped_sources, markdown_table
 from core.retrieval.config import SourceSpec
 from core.retrieval.embedders import Embedder
 from core.retrieval.search import DocsRetriever
@@ -62,6 +62,8 @@ __all__ = [
     "FEEDBACK_VOTES",
     # rendering
     "markdown_table",
+    "grouped_sources",
+    "SourceGroup",
     "text_table",
     # configuration, state, errors
     "Settings",

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.dingtalk.texts import Lang, say
-from core.contracts import Answer, Citation
-from core.render import markdown_table
+from core.api import Answer, Citation, grouped_sources, markdown_table
 
 # DingTalk rejects markdown messages over 20,000 bytes; stay well below with multi-byte text.
 MAX_MARKDOWN_CHARS = 6000
@@ -35,13 +34,19 @@ def answer_markdown(answer: Answer, lang: Lang) -> str:
 
 
 def sources_markdown(citations: Sequence[Citation], lang: Lang) -> str:
-    """A numbered list of sources, linked when their URI is a web address."""
+    """The sources, one line per document with every number that points into it, linked when their
+    URI is a web address (``- [1, 3] [Leave policy](https://…) — §2; §5``).
+
+    A bullet list, not a numbered one: Markdown renumbers ``1.``/``3.`` items, and a document cited
+    as [1] and [3] must keep both numbers.
+    """
     lines = [f"**{say('SOURCES', lang)}**", ""]
-    for c in citations:
-        title = _escape(c.title or c.uri or c.doc_id)
-        label = f"[{title}]({c.uri})" if c.uri.startswith(("http://", "https://")) else f"{title} ({c.uri})"
-        where = f" — {c.location}" if c.location else ""
-        lines.append(f"{c.number}. {label}{where}")
+    for group in grouped_sources(citations):
+        title = _escape(group.title or group.uri)
+        link = group.uri.startswith(("http://", "https://"))
+        label = f"[{title}]({group.uri})" if link else f"{title} ({group.uri})"
+        where = f" — {group.where}" if group.where else ""
+        lines.append(f"- {group.label} {label}{where}")
     return "\n".join(lines)
 
 

@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable, Sequence
 
 from bot import messages
-from core.contracts import Answer, Cell, Citation
-from core.tables.render import text_table as core_text_table
+from core.api import Answer, Cell, SourceGroup, grouped_sources
+from core.api import text_table as core_text_table
 
 # A Block Kit block as we build it and hand it to slack_sdk (which takes plain dicts).
 Block = dict[str, object]
@@ -111,13 +111,24 @@ def split_text(text: str, limit: int = MESSAGE_CHARS) -> list[str]:
     return parts or [""]
 
 
-def source_line(citation: Citation) -> str:
-    """One cited source: a link when it has a web address, else its title and location as text."""
-    title = escape(citation.title or citation.uri or citation.doc_id)
-    if citation.uri.lower().startswith(("http://", "https://")):
-        return f"[{citation.number}] <{escape(citation.uri)}|{title.replace('|', '/')}>"
-    where = f" {_inert(escape(citation.uri))}" if citation.uri and citation.uri != citation.title else ""
-    return f"[{citation.number}] *{title}*{where}"
+def source_line(group: SourceGroup) -> str:
+    """One cited document, once with every number that points into it: a link when it has a web
+    address, else its title and path as text; then the places in it (``[1, 3] <url|Guide> (Leave; Pay)``).
+    """
+    title = escape(group.title or group.uri)
+    where = f" ({escape(group.where)})" if group.where else ""
+    if group.uri.lower().startswith(("http://", "https://")):
+        return f"{group.label} <{escape(group.uri)}|{title.replace('|', '/')}>{where}"
+    path = f" {_inert(escape(group.uri))}" if group.uri and group.uri != group.title else ""
+    return f"{group.label} *{title}*{path}{where}"
+
+
+def sources_block(answer: Answer) -> Block | None:
+    """The sources of ``answer`` as one context line, one entry per document (None: it cites nothing)."""
+    if not answer.citations:
+        return None
+    lines = [source_line(g) for g in grouped_sources(answer.citations)]
+    return context([f"*{messages.SOURCES}:* " + " · ".join(lines)])
 
 
 def footer_text(answer: Answer) -> str | None:
@@ -186,9 +197,9 @@ def final_blocks(
     if not last:
         return blocks
     blocks.extend(extra)
-    if answer.citations:
-        lines = [source_line(c) for c in answer.citations]
-        blocks.append(context([f"*{messages.SOURCES}:* " + " · ".join(lines)]))
+    sources = sources_block(answer)
+    if sources is not None:
+        blocks.append(sources)
     footer = footer_text(answer)
     if footer:
         blocks.append(context([footer]))

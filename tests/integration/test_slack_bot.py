@@ -462,7 +462,9 @@ async def test_data_renders_answer_sql_table_and_chart(
 
 
 async def test_feedback_buttons_store_votes(make_slack, slack_api, tmp_path):
-    before = METRICS_REGISTRY.get_sample_value("hearth_feedback_votes_total", {"surface": "slack", "vote": "down"})
+    before = METRICS_REGISTRY.get_sample_value(
+        "hearth_feedback_votes_total", {"surface": "slack", "vote": "down"}
+    )
     h = await make_slack(assistant_with(tmp_path, FakeBackend(reply="Rated answer.")))
     await h.send(
         command_body("/ask", "rate me", trigger_id="trig-rate", response_url=slack_api.response_url())
@@ -498,20 +500,25 @@ async def test_feedback_buttons_store_votes(make_slack, slack_api, tmp_path):
     record = await store.answer(answer_id)
     assert record is not None and record.question == "rate me" and record.question_id == "command:trig-rate"
     assert messages.SLACK_FEEDBACK_THANKS in slack_api.of("chat.postEphemeral")[-1].args["text"]
-    assert METRICS_REGISTRY.get_sample_value(
-        "hearth_feedback_votes_total", {"surface": "slack", "vote": "down"}
-    ) == (before or 0) + 1
+    assert (
+        METRICS_REGISTRY.get_sample_value("hearth_feedback_votes_total", {"surface": "slack", "vote": "down"})
+        == (before or 0) + 1
+    )
     # The operator sees the vote, with what was asked and answered, from the CLI.
     cfg = tmp_path / "feedback.yaml"
     cfg.write_text(f"database:\n  url: '{h.db.url}'\n")
-    listed = await asyncio.to_thread(CliRunner().invoke, cli_main, ["--config", str(cfg), "feedback", "list", "--down", "--json"])
+    listed = await asyncio.to_thread(
+        CliRunner().invoke, cli_main, ["--config", str(cfg), "feedback", "list", "--down", "--json"]
+    )
     assert listed.exit_code == 0, listed.output
     rows_json = [json.loads(line) for line in listed.stdout.splitlines()]
     assert len(rows_json) == 1, listed.output
     row = rows_json[0]
     assert row["vote"] == -1 and row["user_id"] == "U5" and row["question"] == "rate me"
     assert row["answer"].startswith("Rated answer.") and row["answer_id"] == answer_id
-    ups = await asyncio.to_thread(CliRunner().invoke, cli_main, ["--config", str(cfg), "feedback", "list", "--up"])
+    ups = await asyncio.to_thread(
+        CliRunner().invoke, cli_main, ["--config", str(cfg), "feedback", "list", "--up"]
+    )
     assert ups.exit_code == 0 and "No feedback matches." in ups.output
     out = tmp_path / "votes.csv"
     exported = await asyncio.to_thread(
@@ -539,3 +546,26 @@ async def test_an_empty_model_answer_is_explained(make_slack, slack_api, tmp_pat
     done = await slack_api.wait_for(finals)
     assert messages.SLACK_EMPTY_ANSWER in done[-1].blocks_text()
     assert all(c.args.get("text") for c in slack_api.calls if c.method.startswith("chat."))
+
+
+async def test_an_answer_citing_two_chunks_of_one_page_lists_the_page_once_with_both_numbers(
+    make_slack, slack_api, tmp_path
+):
+    page = "https://wiki.example/leave"
+    retriever = RecordingRetriever(
+        [
+            Hit("leave#1", "wiki:leave", page, "Leave policy", "Vacation is 25 days.", 0.9, "Vacation"),
+            Hit("form#1", "wiki:form", "https://wiki.example/form", "Form", "Use form L1.", 0.8, ""),
+            Hit("leave#2", "wiki:leave", page, "Leave policy", "Unused days are paid out.", 0.7, "Payout"),
+        ]
+    )
+    backend = FakeBackend(reply="Vacation is 25 days [1]. Unused days are paid out [3]. Use form L1 [2].")
+    h = await make_slack(assistant_with(tmp_path, backend, retriever, grounding="off"))
+    await h.send(command_body("/ask", "how much leave?", response_url=slack_api.response_url()))
+    [done] = await slack_api.wait_for(finals)
+    [sources] = [b for b in done.blocks() if b["type"] == "context" and "Sources" in str(b)]
+    line = sources["elements"][0]["text"]
+    assert line == (
+        f"*{messages.SOURCES}:* [1, 3] <{page}|Leave policy> (Vacation; Payout)"
+        " · [2] <https://wiki.example/form|Form>"
+    )

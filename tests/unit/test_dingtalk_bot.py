@@ -127,7 +127,37 @@ async def test_acl_mapping_and_sources(
     sender = frozenset({"public", "user:dingtalk:staff-7", "group:hr", "group:finance"})
     assert retriever.acls == [group, sender, frozenset({"public", "user:dingtalk:staff-8"})]
     reply = dingtalk_gateway.replies("g-fin")[0]
-    assert "**Sources**" in reply and "1. [Leave policy](https://wiki.example/leave) — §2" in reply
+    assert "**Sources**" in reply and "- [1] [Leave policy](https://wiki.example/leave) — §2" in reply
+
+
+class PagesRetriever:
+    """Two chunks of one wiki page and one file: what a page cited twice comes back as."""
+
+    async def search(self, query: str, *, acl: frozenset[str] | None, k: int) -> Sequence[Hit]:
+        page = "https://wiki.example/leave"
+        return [
+            Hit("leave#1", "wiki:leave", page, "Leave [policy]", "Vacation is 25 days.", 0.9, "Vacation"),
+            Hit("form#1", "files:form", "docs/form.md", "Form", "Use form L1.", 0.8, ""),
+            Hit("leave#2", "wiki:leave", page, "Leave [policy]", "Unused days are paid out.", 0.7, "Payout"),
+        ]
+
+
+async def test_a_page_cited_twice_is_listed_once_with_both_numbers(
+    tmp_path: Path, dingtalk_gateway: FakeDingTalk
+) -> None:
+    settings = dingtalk_settings(tmp_path, dingtalk_gateway, sections={"retrieval": {"grounding": "off"}})
+    backend = FakeBackend(reply="Vacation is 25 days [1]. Unused days are paid out [3]. Use form L1 [2].")
+    assistant = Assistant(
+        settings, Router(local=backend, remote=None, routing=settings.llm.routing), retriever=PagesRetriever()
+    )
+    async with bot_rig(settings, assistant, dingtalk_gateway) as rig:
+        await rig.send(robot_message("/ask leave?", gateway=dingtalk_gateway))
+    [reply] = dingtalk_gateway.replies("cid-1to1")
+    sources = reply.split("**Sources**\n\n", 1)[1].split("\n\n", 1)[0]
+    assert sources.splitlines() == [
+        "- [1, 3] [Leave (policy)](https://wiki.example/leave) — Vacation; Payout",
+        "- [2] Form (docs/form.md)",
+    ]
 
 
 async def test_model_down_gets_an_apology(tmp_path: Path, dingtalk_gateway: FakeDingTalk) -> None:

@@ -156,8 +156,8 @@ def test_answer_markdown_has_sources_notices_and_footer() -> None:
         notices=["Question was trimmed."],
     )
     en = answer_markdown(answer, "en")
-    assert "**Sources**" in en and "1. [Leave (policy)](https://wiki/leave) — Section 2" in en
-    assert "2. Handbook (docs/handbook.md)" in en
+    assert "**Sources**" in en and "- [1] [Leave (policy)](https://wiki/leave) — Section 2" in en
+    assert "- [2] Handbook (docs/handbook.md)" in en
     assert "> Question was trimmed." in en
     assert en.endswith("Answered by gpt-x (remote)")
     zh = answer_markdown(answer, "zh")

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from bot import messages
 from bot.slack import render
 from bot.slack.inbound import code_snippet, guess_language, plain_text
+from core.api import grouped_sources
 from core.contracts import Answer, Citation
 from core.llm.base import Usage
 
@@ -108,3 +109,32 @@ def test_code_snippet_reads_fence_tag_or_guesses():
     assert code_snippet("SELECT * FROM t")[1] == "sql"
     assert guess_language("def f():\n    return 1") == "python"
     assert guess_language("just words") == "code"
+
+
+def chunk(n: int, doc: str, uri: str, title: str, location: str) -> Citation:
+    return Citation(n, title, uri, doc, f"{doc}#{n}", location, 0.9)
+
+
+def test_sources_name_each_document_once_with_every_number_that_points_into_it():
+    a = answer(
+        "Leave [1], payout [3], form [2].",
+        [
+            chunk(1, "wiki:leave", "https://wiki.example/leave", "Leave policy", "Vacation"),
+            chunk(2, "hr:form", "docs/hr/form.md", "Request form", ""),
+            chunk(3, "wiki:leave", "https://wiki.example/leave", "Leave policy", "Payout"),
+            chunk(4, "wiki:leave", "https://wiki.example/leave", "Leave policy", "Vacation"),
+        ],
+    )
+    [sources] = [b for b in render.final_blocks(render.answer_parts(a)[0], a) if "Sources" in str(b)]
+    line = sources["elements"][0]["text"]
+    assert line == (
+        "*Sources:* [1, 3, 4] <https://wiki.example/leave|Leave policy> (Vacation; Payout)"
+        " · [2] *Request form* `docs/hr/form.md`"
+    )
+    assert line.count("wiki.example/leave") == 1
+
+
+def test_a_source_title_and_places_cannot_forge_slack_markup():
+    group = grouped_sources([chunk(1, "d", "https://x.example/a", "A|<!channel>", "<@U1> & more")])[0]
+    line = render.source_line(group)
+    assert line == "[1] <https://x.example/a|A/&lt;!channel&gt;> (&lt;@U1&gt; &amp; more)"

@@ -7,8 +7,8 @@ Two ways, chosen per machine:
   cgroup v2 host): each run gets its own child cgroup with ``memory.max``, ``memory.swap.max=0`` and
   ``pids.max``; the kernel enforces the total.
 - **otherwise** (the usual container: ``/sys/fs/cgroup`` read-only) a :class:`MemoryWatch` sums the
-  anonymous memory (proportional set size) of every process of the run (its process tree, read from ``/proc``) every
-  few milliseconds and kills the run once the sum passes ``sandbox.memory_mb``. The process count is
+  anonymous memory of every process of the run (its process tree, read from ``/proc``) every
+  30 ms (the tree itself every 120 ms) and kills the run once the sum passes ``sandbox.memory_mb``. The process count is
   bounded by ``RLIMIT_NPROC``, which the launcher sets inside the run's own user namespace, so it
   counts that run's processes only; each process is also capped at ``memory_mb`` of address space, so
   between two samples the run can overshoot by at most what its processes allocate in one interval.
@@ -134,7 +134,7 @@ def _tree(root: int) -> list[int]:
     return found
 
 
-def _anon_bytes(pid: int) -> int:
+def _pss_anon(pid: int) -> int | None:
     """A process's proportional share of anonymous memory (copy-on-write pages split between sharers)."""
     try:
         with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
@@ -143,7 +143,12 @@ def _anon_bytes(pid: int) -> int:
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError):
         pass
-    try:  # no smaps_rollup (old kernel): resident minus file-backed, which over-counts shared pages
+    return None
+
+
+def _rss_anon(pid: int) -> int:
+    """Resident memory that is not file-backed: cheap, and never less than the process's share."""
+    try:
         with open(f"/proc/{pid}/statm", "rb") as fh:
             fields = fh.read().split()
         return max(0, int(fields[1]) - int(fields[2])) * _PAGE
@@ -151,25 +156,54 @@ def _anon_bytes(pid: int) -> int:
         return 0
 
 
-def anon_memory_bytes(root: int) -> int:
-    """Anonymous memory held by ``root``'s whole process tree (shared libraries never count)."""
-    return sum(_anon_bytes(pid) for pid in _tree(root))
+def anon_memory_bytes(pids: list[int]) -> int:
+    """Anonymous memory these processes hold together (shared libraries never count).
+
+    The cheap per-process figure counts pages a fork shares with its parent once per process; only
+    when that sum is over a limit is the exact proportional one (``smaps_rollup``) worth reading.
+    """
+    return sum(_rss_anon(pid) for pid in pids)
+
+
+def exact_anon_memory_bytes(pids: list[int]) -> int:
+    """Like :func:`anon_memory_bytes`, with copy-on-write pages split between the processes sharing them."""
+    return sum(pss if (pss := _pss_anon(pid)) is not None else _rss_anon(pid) for pid in pids)
 
 
 class MemoryWatch:
-    """Kills a run whose processes together hold more than ``limit_bytes`` (the fallback without cgroups)."""
+    """Kills a run whose processes together hold more than ``limit_bytes`` (the fallback without cgroups).
 
-    def __init__(self, root_pid: int, limit_bytes: int, interval_s: float = 0.03) -> None:
+    Every ``interval_s`` it sums the memory of the run's processes; the process tree itself (a scan
+    of ``/proc``) is read again every ``rescan_every`` samples, so a process started in between is
+    counted at most that many intervals late (each is capped by its own address-space limit).
+    """
+
+    def __init__(
+        self, root_pid: int, limit_bytes: int, interval_s: float = 0.03, rescan_every: int = 4
+    ) -> None:
         self.root_pid = root_pid
         self.limit_bytes = limit_bytes
         self.interval_s = interval_s
+        self.rescan_every = rescan_every
         self.tripped = False
         self.peak_bytes = 0
 
+    def sample(self, pids: list[int]) -> int:
+        """The run's memory now (the exact figure once the cheap one is over the limit)."""
+        used = anon_memory_bytes(pids)
+        if used > self.limit_bytes:
+            used = exact_anon_memory_bytes(pids)
+        return used
+
     async def watch(self, kill: Callable[[], None]) -> None:
         """Sample until cancelled; call ``kill()`` once over the limit."""
+        pids: list[int] = []
+        n = 0
         while True:
-            used = await asyncio.to_thread(anon_memory_bytes, self.root_pid)
+            if n % self.rescan_every == 0:
+                pids = await asyncio.to_thread(_tree, self.root_pid)
+            n += 1
+            used = await asyncio.to_thread(self.sample, pids)
             self.peak_bytes = max(self.peak_bytes, used)
             if used > self.limit_bytes:
                 self.tripped = True

@@ -31,8 +31,8 @@ from core.code.context import RUNNABLE, require_runnable
 from core.errors import InputError
 from core.refusals import ENGLISH, Reason, Refusal, check_text
 from server.observability import ApiError
+from server.state import SETTINGS
 
-BODY_TIMEOUT_S = 30.0
 # Callers may say which client they are (the editor plugin sends "lsp"); the header is optional.
 SURFACE_HEADER = "X-Hearth-Surface"
 SURFACES = frozenset({"rest", "lsp", "cli", "web"})
@@ -354,12 +354,13 @@ async def read_body(request: web.Request, model: type[M]) -> M:
     """The request's headers and JSON body, checked and parsed into ``model``; else a 400/408/413 sentence."""
     surface(request)
     _check_content_type(request)
+    deadline = request.app[SETTINGS].server.body_timeout_s
     try:
-        async with asyncio.timeout(BODY_TIMEOUT_S):  # a client trickling its body must not hold a slot
+        async with asyncio.timeout(deadline):  # a client trickling its body must not hold a slot
             raw = await request.read()  # aiohttp raises 413 beyond server.max_body_bytes
     except TimeoutError:
         raise ApiError(
-            408, "timeout", f"The request body did not arrive within {BODY_TIMEOUT_S:.0f}s."
+            408, "timeout", f"The request body did not arrive within {deadline:g}s (server.body_timeout_s)."
         ) from None
     data = parse_json(raw)
     if not isinstance(data, dict):

@@ -802,8 +802,8 @@ def test_api_handlers_are_coroutines() -> None:
     assert isinstance(create_app(make_settings(Path("/tmp/unused"))), web.Application)
 
 
-async def test_a_client_trickling_its_body_gets_408(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bodies, "BODY_TIMEOUT_S", 0.2)
+async def test_a_client_trickling_its_body_gets_408(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await start(aiohttp_client, tmp_path, FakeBackend(), body_timeout_s=0.2)
 
     async def slow_body() -> Any:
         yield b'{"question": '
@@ -812,7 +812,7 @@ async def test_a_client_trickling_its_body_gets_408(client: Any, monkeypatch: py
 
     headers = client.auth | {"Content-Type": "application/json"}
     resp = await client.post("/v1/ask", data=slow_body(), headers=headers)
-    assert resp.status == 408
+    assert resp.status == 408 and "server.body_timeout_s" in (await resp.json())["message"]
     assert client.backend.calls == []
 
 

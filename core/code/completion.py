@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from core.contracts import Answer, Completion, Delta, Request, Snippet
+from core.errors import InputError
 from core.llm.base import Chunk, GenOptions, Message, Priority, Role, Usage
 from core.llm.gguf import TokenizerInfo, gguf_tokenizer_info
 from core.prompts.registry import PromptRegistry
@@ -354,12 +355,31 @@ class Completer:
         local = self.assistant.router.local
         return local.model if local is not None else ""
 
-    def prompt(self, completion: Completion, info: TokenizerInfo) -> CompletionPrompt:
-        """The prompt for ``completion``, its text clipped to this server's own budgets."""
+    def prompt(self, completion: Completion, info: TokenizerInfo, *, shrink: int = 1) -> CompletionPrompt:
+        """The prompt for ``completion``, clipped to this server's budgets and its model's context.
+
+        The prefix is cut with :func:`cursor_window` again (its first line moves in steps), so a
+        prefix the editor sent in full stays cache-friendly when the server keeps less of it;
+        ``shrink`` divides every budget (a retry after the engine found the prompt too long).
+        """
         s = self.settings
-        prefix = completion.prefix[-s.prefix_tokens * CHARS_PER_TOKEN :]
-        suffix = completion.suffix[: s.suffix_tokens * CHARS_PER_TOKEN]
-        budget = s.snippet_tokens * CHARS_PER_TOKEN
+        # What fits beside the answer in one slot's context (template text and margin: 64 tokens).
+        room = max(64, self.assistant.settings.llm.local.n_ctx - s.max_tokens - 64) // shrink
+        snippet_tokens = min(s.snippet_tokens // shrink, room // 4)
+        suffix_tokens = min(s.suffix_tokens // shrink, room // 4)
+        prefix_tokens = min(s.prefix_tokens // shrink, room - snippet_tokens - suffix_tokens)
+        lines = completion.prefix.splitlines(keepends=True)
+        if not lines or lines[-1].endswith(("\n", "\r")):
+            lines.append("")
+        prefix = cursor_window(
+            lines,
+            len(lines) - 1,
+            len(lines[-1]),
+            prefix_chars=prefix_tokens * CHARS_PER_TOKEN,
+            suffix_chars=0,
+        ).prefix
+        suffix = completion.suffix[: suffix_tokens * CHARS_PER_TOKEN]
+        budget = snippet_tokens * CHARS_PER_TOKEN
         snippets = []
         for snippet in completion.snippets[: s.snippets]:
             if budget <= 0:
@@ -369,25 +389,32 @@ class Completer:
         clipped = Completion(prefix, suffix, completion.language, completion.path, tuple(snippets))
         return build_prompt(self.assistant.prompts, clipped, info, fim=s.fim == "auto")
 
-    async def stream(
-        self, completion: Completion, *, request: Request | None = None
-    ) -> AsyncIterator[Delta | Answer]:
-        """Generate the suggestion for ``completion``: one Delta with it (when not empty), then the Answer."""
-        started = time.perf_counter()
-        request = request or Request(text="complete code", surface="lsp", priority=Priority.EDITOR)
+    def options(self, completion: Completion, prompt: CompletionPrompt, request: Request) -> GenOptions:
+        """Short, greedy, at the asker's priority; stops at a blank line when configured."""
         s = self.settings
-        info = await self.tokenizer_info()
-        prompt = self.prompt(completion, info)
-        stops = list(prompt.stop) + (["\n\n"] if s.stop_at_blank_line else [])
-        options = GenOptions(
+        return GenOptions(
             max_tokens=min(completion.max_tokens or s.max_tokens, s.max_tokens),
             temperature=s.temperature,
-            stop=stops,
+            stop=list(prompt.stop) + (["\n\n"] if s.stop_at_blank_line else []),
             repeat_penalty=1.0,  # code repeats itself; a penalty makes suggestions worse
             seed=self.assistant.settings.llm.local.seed,
             priority=request.priority,
             prompt_parts=prompt.parts,
         )
+
+    async def stream(
+        self, completion: Completion, *, request: Request | None = None
+    ) -> AsyncIterator[Delta | Answer]:
+        """Generate the suggestion for ``completion``: one Delta with it (when not empty), then the Answer.
+
+        A prompt the engine finds too long for its context (code that takes more tokens than the
+        estimate) is sent once more with half the budgets.
+        """
+        started = time.perf_counter()
+        request = request or Request(text="complete code", surface="lsp", priority=Priority.EDITOR)
+        s = self.settings
+        info = await self.tokenizer_info()
+        prompt = self.prompt(completion, info)
         trimmer = Trimmer(
             completion.prefix,
             completion.suffix if prompt.fim else "",
@@ -397,17 +424,26 @@ class Completer:
         text, tokens, final, first_ms = "", 0, Chunk(done=True, usage=Usage()), 0.0
         self.stats.started += 1
         try:
-            stream = self.assistant.router.stream([Message(Role.USER, prompt.shown)], options)
-            async with contextlib.aclosing(stream) as chunks:  # type: ignore[type-var]
-                async for chunk in chunks:
-                    if chunk.text:
-                        tokens += 1
-                        first_ms = first_ms or (time.perf_counter() - started) * 1000
-                        text += chunk.text
-                        if trimmer.cut(text) is not None:
-                            break  # closing the stream stops the engine
-                    if chunk.done:
-                        final = chunk
+            for attempt in (1, 2):
+                try:
+                    options = self.options(completion, prompt, request)
+                    stream = self.assistant.router.stream([Message(Role.USER, prompt.shown)], options)
+                    async with contextlib.aclosing(stream) as chunks:  # type: ignore[type-var]
+                        async for chunk in chunks:
+                            if chunk.text:
+                                tokens += 1
+                                first_ms = first_ms or (time.perf_counter() - started) * 1000
+                                text += chunk.text
+                                if trimmer.cut(text) is not None:
+                                    break  # closing the stream stops the engine
+                            if chunk.done:
+                                final = chunk
+                    break
+                except InputError:
+                    if attempt == 2 or tokens:
+                        raise
+                    log.debug("completion prompt too long for the context; halving its budgets")
+                    prompt = self.prompt(completion, info, shrink=2)
         except asyncio.CancelledError:
             self.stats.cancelled += 1
             self.stats.cancelled_tokens.append(tokens)

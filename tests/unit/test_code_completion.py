@@ -13,9 +13,10 @@ from core.assistant import Assistant
 from core.code.completion import STEP_LINES, Completer, Trimmer, build_prompt, cursor_window
 from core.config import Settings
 from core.contracts import Answer, Ask, Completion, Kind, Request, Snippet
+from core.errors import InputError
 from core.intake import Intake
 from core.llm.base import GenOptions, Message, Priority, Role
-from core.llm.fake import FakeBackend
+from core.llm.fake import FakeBackend, FakeCall
 from core.llm.gguf import ControlToken, TokenizerInfo, gguf_tokenizer_info
 from core.llm.router import Router
 from core.prompts.registry import PromptRegistry
@@ -260,3 +261,37 @@ async def test_the_router_skips_a_backend_that_cannot_take_a_verbatim_prompt() -
     opts = GenOptions(prompt_parts=["x = "])
     chunks = [c async for c in router.stream([Message(Role.USER, "x = ")], opts)]
     assert chunks[-1].backend == "local" and chat.calls == []
+
+
+async def test_the_prompt_fits_the_models_context_and_a_too_long_one_is_retried_shorter(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        home=tmp_path / "home",
+        llm={"local": {"model_path": str(tmp_path / "none.gguf"), "n_ctx": 512}},
+        lsp={"completion": {"max_tokens": 32}},
+    )
+
+    class Counting(FakeBackend):
+        """Refuses a prompt of more than 500 characters, as the engine refuses one past its context."""
+
+        async def stream(self, messages, options):  # type: ignore[no-untyped-def,override]
+            size = sum(len(p) for p in options.prompt_parts or [] if isinstance(p, str))
+            if size > 500:
+                self.calls.append(FakeCall(list(messages), options))
+                raise InputError("The prompt is too long for the model's context window.")
+            async for chunk in super().stream(messages, options):
+                yield chunk
+
+    backend = Counting(reply="return x")
+    assistant = Assistant(settings, Router(local=backend, remote=None))
+    completer = Completer.of(assistant)
+    prefix = "".join(f"value_{i} = {i}  # a line of the file\n" for i in range(400)) + "x = "
+    first = completer.prompt(Completion(prefix, "", "python"), TokenizerInfo())
+    text = "".join(p for p in first.parts if isinstance(p, str))
+    # (512 - 32 - 64) tokens of room, a quarter each kept for suffix and snippets: ~624 characters.
+    assert len(text) <= (512 - 32 - 64) * 3 and text.split("\n", 2)[1].startswith("value_")
+    events = [e async for e in completer.stream(Completion(prefix * 3, "", "python"))]
+    answer = events[-1]
+    assert isinstance(answer, Answer) and answer.text == "return x"
+    assert len(backend.calls) == 2  # refused once, then sent with half the budget

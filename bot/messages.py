@@ -8,7 +8,11 @@ from __future__ import annotations
 from core.refusals import Reason
 
 # --- shared -------------------------------------------------------------------------------
-EMPTY_QUESTION = "Ask me something — for example `/ask how do I request time off?`"
+# The two sentences that show a command: {ask} / {explain} are filled with Slack's configured names
+# (slack.commands, see slack_refusals); DingTalk's commands are fixed, so it reads them filled in.
+EMPTY_QUESTION_FOR = "Ask me something — for example `{ask} how do I request time off?`"
+EMPTY_CODE_FOR = "Paste the code after the command, for example `{explain} print(1 + 1)`."
+EMPTY_QUESTION = EMPTY_QUESTION_FOR.format(ask="/ask")
 QUESTION_TOO_LONG = "That message is {length:,} characters; I can take up to {limit:,}. Please shorten it."
 RATE_LIMITED = "You're asking faster than I can answer — please wait {seconds:.0f}s and try again."
 MODEL_DOWN = "Sorry — no model is available to answer right now. Please try again in a few minutes."
@@ -120,7 +124,7 @@ DINGTALK_ZH: dict[str, str] = {
 REFUSALS: dict[Reason, str] = {
     Reason.DUPLICATE: "",
     Reason.EMPTY: EMPTY_QUESTION,
-    Reason.EMPTY_CODE: "Paste the code after the command, for example `/explain print(1 + 1)`.",
+    Reason.EMPTY_CODE: EMPTY_CODE_FOR.format(explain="/explain"),
     Reason.TOO_LONG: QUESTION_TOO_LONG,
     Reason.BINARY: "I can only read plain text — please send the question as text.",
     Reason.RATE_LIMITED: RATE_LIMITED,
@@ -138,6 +142,17 @@ REFUSALS: dict[Reason, str] = {
     Reason.BAD_INPUT: "I can't work with that: {detail}",
     Reason.ERROR: GENERIC_ERROR,
 }
+
+
+def slack_refusals(ask: str, explain: str) -> dict[Reason, str]:
+    """The chat catalogue as Slack words it: the sentences that show a command name the configured ones."""
+    # A configured name is `/[a-z0-9_-]+` (core.config.SlackCommands): no braces reach format().
+    return REFUSALS | {
+        Reason.EMPTY: EMPTY_QUESTION_FOR.format(ask=ask),
+        Reason.EMPTY_CODE: EMPTY_CODE_FOR.format(explain=explain),
+    }
+
+
 REFUSALS_ZH: dict[Reason, str] = {
     Reason.DUPLICATE: "",
     Reason.EMPTY: DINGTALK_ZH["EMPTY_QUESTION"],

@@ -117,6 +117,8 @@ class Answerer:
         self.feedback = feedback
         self.db = db  # where the placeholder of each answer in progress is noted, to resume it
         self.threads = threads  # where answers went, so replies there are follow-ups
+        # Refusals that show a command name the one this workspace uses (slack.commands).
+        self.refusals = messages.slack_refusals(settings.commands.ask, settings.commands.explain)
 
     async def handle(self, q: Question, *, bot_user_id: str | None = None, bot_id: str | None = None) -> None:
         """Answer ``q`` once, whatever Slack retries; never raises, never shows a traceback."""
@@ -129,9 +131,9 @@ class Answerer:
                 placeholder = await self._placeholder(q)
                 if refusal is not None:
                     if placeholder is None:
-                        await q.notify(refusal.text(messages.REFUSALS))
+                        await q.notify(refusal.text(self.refusals))
                     else:
-                        await self.reply_for(q, placeholder).fail(refusal.text(messages.REFUSALS))
+                        await self.reply_for(q, placeholder).fail(refusal.text(self.refusals))
                     return
                 if q.history_thread and q.message_ts and self.intake.engine is not None:
                     budget = min(
@@ -204,7 +206,7 @@ class Answerer:
             if isinstance(event, Delta):
                 await reply.feed(event.text)
             elif isinstance(event, Refusal):
-                await reply.fail(event.text(messages.REFUSALS))
+                await reply.fail(event.text(self.refusals))
                 return
             else:
                 answer = event

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import pytest
 
+from bot import messages
 from core.errors import ConfigError
 from core.llm.fake import FakeBackend
+from core.refusals import Reason
 from tests.fixtures.core import make_settings
 from tests.fixtures.slack_api import BOT_USER_ID, command_body, event_body
 from tests.integration.test_slack_bot import assistant_with, finals, mention
@@ -151,6 +153,23 @@ async def test_renamed_commands_are_the_ones_answered_and_the_help_names_them(
     assert len(backend.calls) == 1
 
 
+async def test_with_renamed_commands_the_empty_question_sentences_name_the_renamed_ones(
+    make_slack, slack_api, tmp_path
+):
+    backend = FakeBackend(reply="never")
+    h = await make_slack(assistant_with(tmp_path, backend), commands={"ask": "/kb", "explain": "/why"})
+    for command in ("/kb", "/why"):
+        await h.send(command_body(command, "  ", response_url=slack_api.response_url()))
+    await h.send(event_body(mention("", ts="1700001500.000001"), event_id="EvEmpty"))
+    await h.bot.drain()
+    empty_ask, empty_code = (c.args["text"] for c in slack_api.of("response_url"))
+    assert "`/kb how do I request time off?`" in empty_ask and "/ask" not in empty_ask
+    assert "`/why print(1 + 1)`" in empty_code and "/explain" not in empty_code
+    [ephemeral] = slack_api.of("chat.postEphemeral")  # an empty @-mention: told privately, the same way
+    assert ephemeral.args["text"] == empty_ask and ephemeral.args["user"] == "U1"
+    assert backend.calls == [] and not slack_api.of("chat.postMessage")
+
+
 @pytest.mark.parametrize(
     ("commands", "message"),
     [
@@ -163,3 +182,11 @@ async def test_renamed_commands_are_the_ones_answered_and_the_help_names_them(
 def test_bad_command_names_fail_at_load_naming_the_key(tmp_path, commands, message):
     with pytest.raises((ConfigError, ValueError), match=message):
         make_settings(tmp_path, slack={"commands": commands})
+
+
+def test_dingtalk_keeps_its_own_command_in_the_empty_question_sentence():
+    # DingTalk's commands are fixed (and it has Chinese ones): Slack's renaming never reaches it.
+    assert "`/ask how do I" in messages.REFUSALS[Reason.EMPTY]
+    renamed = messages.slack_refusals("/kb", "/why")
+    assert renamed[Reason.EMPTY] != messages.REFUSALS[Reason.EMPTY]
+    assert messages.slack_refusals("/ask", "/explain") == messages.REFUSALS

@@ -30,6 +30,7 @@ import pytest
 
 from core.code.sandbox import _prefixes, reexpose_as
 from tests.fixtures.sandbox import SandboxUser
+from tests.fixtures.skips import needs_root, unavailable
 from tests.integration.sandbox_driver import drive
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,7 +156,7 @@ def victim(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     """The attack's targets, for Hearth running as root or as an unprivileged user."""
     root = os.geteuid() == 0
     if request.param == "as-root" and not root:
-        pytest.skip("the root mode needs the tests to run as root (CI does)")
+        needs_root("the sandbox's root mode")
     base = Path(tempfile.mkdtemp(prefix="hearth-escape-"))
     try:
         if request.param == "unprivileged" and root:
@@ -358,7 +359,7 @@ def test_filesystem_unix_sockets_are_unreachable(victim: Victim) -> None:
     assert "reported" in result["output"], result["output"]
     assert "CONNECTED" not in result["output"]
     if not pg.exists():
-        pytest.skip("no PostgreSQL socket in /var/run/postgresql on this machine; the listener case ran")
+        unavailable("no PostgreSQL socket in /var/run/postgresql on this machine; the listener case ran", ci_may_skip=True)
 
 
 def test_no_network_to_the_hosts_loopback(victim: Victim) -> None:

@@ -144,6 +144,20 @@ async def test_typing_supersedes_and_cancels_the_stale_generation(
         assert stopped_after < 48  # stopped long before max_tokens
 
 
+async def test_a_suggestion_for_an_older_version_of_the_document_is_dropped(
+    tmp_path: Path, bundled_model: Path
+) -> None:
+    async for editor in editor_for(tmp_path, debounce_ms=0):
+        uri = editor.open("prices.py")
+        pending = inline(editor, uri, END)
+        await engine_started(editor, 1)
+        # The document changes elsewhere (a paste, a formatter) while the model works: no new request.
+        type_text(editor, uri, 2, types.Position(line=0, character=0), "# edited\n")
+        assert suggestion_of(await pending) == ""
+        counts = await stats(editor)
+        assert counts["lsp"]["stale"] == 1 and counts["lsp"]["served"] == 0
+
+
 async def test_a_burst_of_keystrokes_starts_at_most_one_generation_per_document(
     tmp_path: Path, bundled_model: Path
 ) -> None:

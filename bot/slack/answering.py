@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -54,20 +54,23 @@ class Question:
     header_fallback: str = ""
     private_via: Literal["ephemeral", "dm"] = "ephemeral"  # how ``notify`` reaches the asker
 
-    def note(self, placeholder_ts: str) -> str:
-        """What another process needs to finish this answer in ``placeholder_ts`` (JSON, for the claim)."""
+    def note(self, posted: Sequence[str]) -> str:
+        """What another process needs to finish this answer in the messages ``posted`` so far, in order
+        (JSON, kept with the claim)."""
         fields = {k: v for k, v in asdict(self).items() if k != "notify"}
-        return json.dumps({"placeholder": placeholder_ts, "question": fields})
+        # "placeholder" (the first message) is what notes held before long answers noted every message.
+        return json.dumps({"placeholder": posted[0], "messages": list(posted), "question": fields})
 
     @classmethod
-    def resumed(cls, note: str, client: AsyncWebClient) -> tuple[Question, str]:
-        """The question and placeholder ts of a :meth:`note`; ``notify`` goes through the Web API."""
+    def resumed(cls, note: str, client: AsyncWebClient) -> tuple[Question, list[str]]:
+        """The question and message ts of a :meth:`note`; ``notify`` goes through the Web API."""
         data = json.loads(note)
         fields = dict(data["question"])
         notify = private_notice(
             client, fields["channel"], fields["user"], fields["reply_thread"], via=fields["private_via"]
         )
-        return cls(notify=notify, **fields), str(data["placeholder"])
+        posted = [str(ts) for ts in data.get("messages") or [data["placeholder"]]]
+        return cls(notify=notify, **fields), posted
 
 
 def private_notice(
@@ -127,13 +130,13 @@ class Answerer:
             async with self.intake.turn(ask) as refusal:
                 if refusal is not None and refusal.reason is Reason.DUPLICATE:
                     return
-                # The claim is ours. A process that died on this question left its placeholder: use it.
-                placeholder = await self._placeholder(q)
+                # The claim is ours. A process that died on this question left its messages: use them.
+                left = await self._left(q)
                 if refusal is not None:
-                    if placeholder is None:
+                    if not left:
                         await q.notify(refusal.text(self.refusals))
                     else:
-                        await self.reply_for(q, placeholder).fail(refusal.text(self.refusals))
+                        await self.reply_for(q, left).fail(refusal.text(self.refusals))
                     return
                 if q.history_thread and q.message_ts and self.intake.engine is not None:
                     budget = min(
@@ -148,7 +151,7 @@ class Answerer:
                         bot_id=bot_id,
                         budget_chars=budget,
                     )
-                await self._answer(q, ask, placeholder)  # the claim is finished once this has posted it
+                await self._answer(q, ask, left)  # the claim is finished once this has posted it
         except SlackApiError as exc:
             log.error("slack: Web API call failed while answering %s: %s", q.question_id, error_code(exc))
         except Exception:
@@ -166,15 +169,25 @@ class Answerer:
             code = Code(snippet, language)
         return Ask(_KINDS[q.kind], request, code=code, once=q.question_id, audience=audience)
 
-    async def _placeholder(self, q: Question) -> str | None:
-        """The placeholder a dead process posted for ``q`` before it could answer (None: none)."""
+    async def _left(self, q: Question) -> list[str]:
+        """The messages a dead process posted for ``q`` before it finished, in order ([]: none)."""
         if self.db is None:
-            return None
+            return []
         note = await self.db.noted("slack", q.question_id)
-        return Question.resumed(note, self.client)[1] if note else None
+        return Question.resumed(note, self.client)[1] if note else []
 
-    def reply_for(self, q: Question, placeholder: str | None = None) -> StreamingReply:
-        """The streaming reply for ``q``: a new placeholder, or (``placeholder``) one posted earlier."""
+    def reply_for(self, q: Question, left: Sequence[str] = ()) -> StreamingReply:
+        """The streaming reply for ``q``: a new placeholder, or the messages ``left`` by an earlier process.
+
+        Every message it posts or deletes is noted with the claim, so a process that takes the answer
+        over writes it into the same messages.
+        """
+        db = self.db
+
+        async def noted(posted: list[str]) -> None:
+            if db is not None and posted:
+                await db.note("slack", q.question_id, q.note(posted))
+
         reply = StreamingReply(
             self.client,
             q.channel,
@@ -182,25 +195,23 @@ class Answerer:
             interval_s=self.settings.update_interval_s,
             header=q.header,
             header_fallback=q.header_fallback,
+            on_change=noted,
         )
-        if placeholder is not None:
-            reply.adopt(placeholder)
+        reply.adopt(left)
         return reply
 
-    async def _answer(self, q: Question, ask: Ask, placeholder: str | None = None) -> None:
-        reply = self.reply_for(q, placeholder)
+    async def _answer(self, q: Question, ask: Ask, left: Sequence[str] = ()) -> None:
+        reply = self.reply_for(q, left)
         events = self.intake.answer(ask)
-        if placeholder is None:
+        if not left:
             try:
-                await reply.start()
+                await reply.start()  # noted with the claim, so a restart finishes the answer in it
             except SlackApiError as exc:
                 await events.aclose()
                 if error_code(exc) in _CANNOT_POST:
                     await q.notify(messages.SLACK_NOT_IN_CHANNEL)
                     return
                 raise
-            if self.db is not None:  # so that a restart can finish this answer in this placeholder
-                await self.db.note("slack", q.question_id, q.note(reply.posted[0].ts))
         answer: Answer | None = None
         async for event in events:
             if isinstance(event, Delta):

@@ -1,18 +1,21 @@
 """Finish the answers a dead process left behind: its "Thinking…" placeholder becomes the answer.
 
 When the process answering a question dies (deploy, OOM, an engine crash), its claim stays
-unfinished and its placeholder stays in the thread. Every answer notes its placeholder and question
-with its claim (``Database.note``), so whoever takes the claim over continues in that same
-message: Slack's retry of the event, or — for slash commands, which Slack never retries, and for
-events whose retries are spent — this sweep, run at startup and then once per claim lease::
+unfinished and its messages stay in the thread: the placeholder, and for a long answer every
+message it had been split over. Every answer notes its messages and question with its claim
+(``Database.note``), updated whenever it posts or deletes one, so whoever takes the claim over
+continues in those same messages: Slack's retry of the event, or — for slash commands, which Slack
+never retries, and for events whose retries are spent — this sweep, run at startup and then once
+per claim lease::
 
     resumer = Resumer(db, answerer, client, engine_ready=lambda: intake.engine is not None)
     task = asyncio.create_task(resumer.run(every_s=20))
 
 Exactly once: taking a claim over has one winner (``Database.claim``), and the answer is written
-into the placeholder (``chat.update``), never as a new message, so even a resumer that dies in turn
-leaves one answer in the thread. A question that has already killed ``MAX_ATTEMPTS`` processes, or
-that is older than ``max_age_s``, is not answered again: its placeholder says so, in one sentence.
+into the messages left (``chat.update``; the ones it no longer needs deleted), never as a new copy,
+so even a resumer that dies in turn leaves one answer in the thread. A question that has already
+killed ``MAX_ATTEMPTS`` processes, or that is older than ``max_age_s``, is not answered again: its
+first message says so, in one sentence.
 """
 
 from __future__ import annotations
@@ -65,12 +68,12 @@ class Resumer:
         done = 0
         for left in await self.db.unfinished("slack"):
             try:
-                q, placeholder = Question.resumed(left.note, self.client)
+                q, posted = Question.resumed(left.note, self.client)
             except (ValueError, KeyError, TypeError):
                 log.error("slack: the note of %s cannot be read; its answer is not resumed", left.event_id)
                 continue
             if left.attempts >= MAX_ATTEMPTS or self.wall() - left.claimed_at > self.max_age_s:
-                done += await self._give_up(q, placeholder, left.attempts)
+                done += await self._give_up(q, posted, left.attempts)
                 continue
             log.warning(
                 "slack: %s was left unanswered by a process that stopped; answering it in its placeholder",
@@ -81,8 +84,8 @@ class Resumer:
             done += 1
         return done
 
-    async def _give_up(self, q: Question, placeholder: str, attempts: int) -> int:
-        """Say in the placeholder that the answer was lost; finish the claim so nothing answers it later."""
+    async def _give_up(self, q: Question, posted: list[str], attempts: int) -> int:
+        """Say in the first message that the answer was lost (the others deleted); finish the claim."""
         if not await self.db.claim("slack", q.question_id):
             return 0  # someone else took it meanwhile
         log.error(
@@ -91,7 +94,7 @@ class Resumer:
             attempts,
         )
         try:
-            await self.answerer.reply_for(q, placeholder).fail(messages.ANSWER_LOST)
+            await self.answerer.reply_for(q, posted).fail(messages.ANSWER_LOST)
         except SlackApiError as exc:
             log.warning("slack: could not update the placeholder of %s (%s)", q.question_id, error_code(exc))
         await self.db.finish("slack", q.question_id)

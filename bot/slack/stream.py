@@ -8,6 +8,11 @@
         if isinstance(event, Delta):
             await reply.feed(event.text)     # at most one chat.update per interval per message
     await reply.finish(answer)               # final text, sources, footer, 👍/👎
+
+A long answer is several messages. ``on_change`` hears every message ts the reply uses whenever
+that list changes (a message posted or deleted), so a process that takes the answer over after a
+crash can ``adopt`` them all and write the answer into them again: each one updated in place, the
+ones the new answer does not need deleted, never a second copy.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import messages
 from bot.slack import render
+from bot.slack.errors import error_code
 from core.contracts import Answer
 
 log = logging.getLogger(__name__)
@@ -47,7 +54,13 @@ class StreamingReply:
     limit: int = render.MESSAGE_CHARS
     clock: Callable[[], float] = time.monotonic
     posted: list[_Posted] = field(default_factory=list)
+    # Told the ts of every message in use whenever that list changes (the answerer notes them with its claim).
+    on_change: Callable[[list[str]], Awaitable[None]] | None = None
     _text: str = ""
+
+    async def _changed(self) -> None:
+        if self.on_change is not None:
+            await self.on_change([p.ts for p in self.posted])
 
     async def _post(self, text: str, blocks: list[render.Block]) -> str:
         resp = await self.client.chat_postMessage(
@@ -67,21 +80,44 @@ class StreamingReply:
             if not final:
                 return
             await asyncio.sleep(wait)  # Slack allows about one update per second per message
-        await self.client.chat_update(
-            channel=self.channel, ts=msg.ts, text=text or messages.THINKING, blocks=blocks
-        )
+        try:
+            await self.client.chat_update(
+                channel=self.channel, ts=msg.ts, text=text or messages.THINKING, blocks=blocks
+            )
+        except SlackApiError as exc:
+            if error_code(exc) != "message_not_found":
+                raise
+            # Deleted meanwhile (by a person, or by a process that died before noting so): post it anew.
+            log.info("slack: message %s is gone; posting its part of the answer again", msg.ts)
+            msg.ts = await self._post(text, blocks)
+            await self._changed()
         msg.updated_at = self.clock()
         msg.shown = text
+
+    async def _drop(self, keep: int) -> None:
+        """Delete the messages after the first ``keep`` (a shorter final text, or a notice)."""
+        extra, self.posted[keep:] = self.posted[keep:], []
+        if not extra:
+            return
+        for msg in extra:
+            try:
+                await self.client.chat_delete(channel=self.channel, ts=msg.ts)
+            except SlackApiError as exc:
+                if error_code(exc) != "message_not_found":
+                    raise
+        # Noted after the deletes: a crash in between leaves a ts that is gone, which _update reposts.
+        await self._changed()
 
     async def start(self) -> str:
         """Post the placeholder; return its ts."""
         ts = await self._post(self._fallback(messages.THINKING, 0), render.streaming_blocks("", self.header))
         self.posted.append(_Posted(ts, messages.THINKING, self.clock()))
+        await self._changed()
         return ts
 
-    def adopt(self, ts: str) -> None:
-        """Continue in a placeholder posted earlier (by a process that died before it could answer)."""
-        self.posted.append(_Posted(ts, messages.THINKING, float("-inf")))
+    def adopt(self, ts: Sequence[str]) -> None:
+        """Continue in the messages posted earlier, in order (by a process that died before it finished)."""
+        self.posted.extend(_Posted(t, messages.THINKING, float("-inf")) for t in ts)
 
     def _fallback(self, text: str, index: int) -> str:
         return f"{self.header_fallback}\n\n{text}" if index == 0 and self.header_fallback else text
@@ -102,6 +138,7 @@ class StreamingReply:
             if i >= len(self.posted):
                 ts = await self._post(part, render.streaming_blocks(part, header))
                 self.posted.append(_Posted(ts, part, self.clock()))
+                await self._changed()
             elif self.posted[i].shown != part:
                 # A message that has filled up gets its full text as soon as its own throttle allows.
                 await self._update(self.posted[i], part, render.streaming_blocks(part, header), final=False)
@@ -120,9 +157,8 @@ class StreamingReply:
             else:
                 ts = await self._post(text, blocks)
                 self.posted.append(_Posted(ts, text, self.clock()))
-        for extra_msg in self.posted[len(parts) :]:
-            await self.client.chat_delete(channel=self.channel, ts=extra_msg.ts)
-        del self.posted[len(parts) :]
+                await self._changed()
+        await self._drop(len(parts))
         return [p.ts for p in self.posted]
 
     async def fail(self, text: str) -> None:
@@ -134,9 +170,7 @@ class StreamingReply:
             render.escape(text)
         )
         await self._update(self.posted[0], text, blocks, final=True)
-        for extra_msg in self.posted[1:]:
-            await self.client.chat_delete(channel=self.channel, ts=extra_msg.ts)
-        del self.posted[1:]
+        await self._drop(1)
 
 
 def answer_fallback(part_mrkdwn: str) -> str:

@@ -167,3 +167,47 @@ async def test_after_a_kill_the_restarted_process_finishes_the_answer_in_its_pla
     assert len(finals(slack_api.calls)) == 2
     assert len(slack_api.messages["C1"]) == 2
     assert "left unanswered by a process that stopped" in "\n".join(again.log_lines)
+
+
+async def test_a_long_answer_killed_mid_stream_is_finished_in_all_its_messages_after_the_restart(
+    hearth_serve, openai_server, slack_api
+):
+    import asyncio
+    import signal
+
+    from bot.slack.answering import Question
+    from core.config import load_settings
+    from core.db import Database
+
+    # One streamed token of about 7,000 characters (three Slack messages), then the model hangs.
+    openai_server.reply = "\n".join(f"line{i:04d}" for i in range(800))
+    openai_server.plan = ["stall"]
+    server = await hearth_serve(config(openai_server, slack_api))
+    body = command_body("/ask", "long?", response_url=slack_api.response_url(), trigger_id="trig.split")
+    assert await post(server.url, body) == 200
+    db = Database(load_settings(server.config).database_url)
+    try:
+        noted: list[str] = []
+        for _ in range(600):  # until the answer has noted all three of its messages with its claim
+            note = await db.noted("slack", "command:trig.split")
+            noted = Question.resumed(note, client=None)[1] if note else []
+            if len(noted) == 3:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await db.aclose()
+    assert noted == [m["ts"] for m in slack_api.messages["C1"]]
+    assert await server.stop(signal.SIGKILL) == -signal.SIGKILL
+
+    openai_server.reply = "Shorter after the restart."
+    again = await hearth_serve(config(openai_server, slack_api))
+    [final] = await slack_api.wait_for(finals, within=60)
+    await slack_api.wait_for(
+        lambda calls: len([c for c in calls if c.method == "chat.delete"]) == 2, within=30
+    )
+    assert await again.stop() == 0
+    assert final.method == "chat.update" and final.args["ts"] == noted[0]
+    assert [c.args["ts"] for c in slack_api.of("chat.delete")] == noted[1:]
+    assert len(slack_api.of("chat.postMessage")) == 3  # all posted by the killed process; none after
+    [answer] = slack_api.messages["C1"]
+    assert answer["ts"] == noted[0] and "Shorter after the restart." in answer["text"]

@@ -274,6 +274,8 @@ class Intake:
             return Refusal(Reason.TABLES_UNAVAILABLE)
         if ask.kind in (Kind.GENERATE, Kind.TESTS) and engine.code is None:
             return Refusal(Reason.CODE_UNAVAILABLE)
+        if ask.kind is Kind.COMPLETE and not self.settings.lsp.completion.enabled:
+            return Refusal(Reason.CODE_UNAVAILABLE)  # the operator turned suggestions off (a busy GPU)
         return None
 
     async def _use_case(self, ask: Ask) -> AsyncIterator[Delta | Answer]:

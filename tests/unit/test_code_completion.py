@@ -295,3 +295,17 @@ async def test_the_prompt_fits_the_models_context_and_a_too_long_one_is_retried_
     answer = events[-1]
     assert isinstance(answer, Answer) and answer.text == "return x"
     assert len(backend.calls) == 2  # refused once, then sent with half the budget
+
+
+async def test_a_server_with_completion_turned_off_refuses_suggestions(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    settings = _settings(tmp_path, enabled=False)
+    assistant = Assistant(settings, Router(local=backend, remote=None))
+    ask = Ask(
+        Kind.COMPLETE,
+        Request(text="complete code", surface="lsp"),
+        completion=Completion("x = ", "", "python"),
+    )
+    [event] = [e async for e in Intake(settings, lambda: assistant).run(ask)]
+    assert isinstance(event, Refusal) and event.reason is Reason.CODE_UNAVAILABLE
+    assert backend.calls == []

@@ -24,7 +24,13 @@ _BODYLESS = ("pass", "...", "raise NotImplementedError", "raise NotImplementedEr
 
 
 class GenerationRejected(InputError):
-    """The model's output was not usable code (no code, or not valid Python); nothing was applied."""
+    """The model's output was not usable code (no code, or not valid Python); nothing was applied.
+
+    A refusal of its own (``code_unusable``, HTTP 422): the request was fine, the model's answer was not.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, key="code_unusable", detail=message)
 
 
 @dataclass(frozen=True)
@@ -271,6 +277,17 @@ def preamble_for_tests(code: str, path: str) -> str:
     if funcs:
         return f"import pytest\n\n{imports}\n\n\ndef test_{funcs[0]}():\n    assert {funcs[0]}("
     return f"import pytest\n\n{imports}\n\n\ndef test_"
+
+
+def is_test_module(text: str) -> bool:
+    """Whether ``text`` is already a whole Python module with a test function (not a fragment)."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return False
+    return any(
+        isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name.startswith("test") for n in tree.body
+    )
 
 
 def with_imports(module: str, preamble: str) -> str:

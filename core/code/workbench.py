@@ -25,12 +25,16 @@ from core.code.context import CodeContext, require_runnable
 from core.code.generation import (
     GenerationTarget,
     extract_generated,
+    extract_tests,
     find_target,
     indent_block,
+    is_test_module,
     module_name,
     path_for_tests,
+    preamble_for_tests,
     rewrite_target,
     splice,
+    with_imports,
 )
 from core.code.sandbox import Sandbox
 from core.code.testrun import PytestRun, run_pytest
@@ -203,8 +207,12 @@ class CodeWorkbench:
         on_delta: Progress | None = None,
     ) -> tuple[str, Answer]:
         stream = self.model.tests_stream(Code(code, "python", path, context, failures, previous))
-        _, answer = await collect(stream, on_delta)
-        return answer.text, answer  # the core's tests stream ends in the whole, checked module
+        raw, answer = await collect(stream, on_delta)
+        if is_test_module(answer.text):  # the core's tests stream ends in the whole, checked module
+            return answer.text, answer
+        # A server or model that answers with the model's raw words (a fenced block, a continuation).
+        preamble = preamble_for_tests(code, path)
+        return with_imports(extract_tests(raw, preamble), preamble), answer
 
     async def run_file(
         self, workspace: Path, test_path: str, overlay: dict[str, str] | None = None

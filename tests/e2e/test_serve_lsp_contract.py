@@ -51,14 +51,22 @@ async def test_every_editor_call_streams_an_answer(remote: Any) -> None:
     for stream in (
         remote.explain_stream(Code(code, "python", "calc.py")),
         remote.generate_stream(Code(code, "python", "calc.py")),
-        remote.tests_stream(Code(code, "python", "calc.py", failures="assert add(1, 2) == 4")),
         remote.ask_stream("What does add do?"),
     ):
         text, answer = await collect(stream)
         assert text == "    return a + b" and answer.text.strip() == "return a + b"
         assert answer.backend == "local" and answer.model == "fake-model"
+    # Tests stream the model's words, then end in the whole module those words complete.
+    remote.backend.reply = "1, 2) == 3\n"
+    text, answer = await collect(
+        remote.tests_stream(Code(code, "python", "calc.py", failures="assert add(1, 2) == 4"))
+    )
+    assert text == "1, 2) == 3\n"
+    assert answer.text.startswith("import pytest\n\nfrom calc import add\n")
+    assert "def test_add():\n    assert add(1, 2) == 3" in answer.text
     assert len(remote.backend.calls) == 4
-    assert all(call.options.priority == 0 for call in remote.backend.calls[:3])  # editor priority
+    editor = [remote.backend.calls[i] for i in (0, 1, 3)]
+    assert all(call.options.priority == 0 for call in editor)  # editor priority
 
 
 async def test_errors_reach_the_editor_as_one_sentence(remote: Any) -> None:

@@ -901,3 +901,19 @@ async def test_a_bug_mid_stream_ends_with_a_generic_error_event(
     assert events[-1] == ("error", {"code": "internal", "message": ENGLISH[Reason.ERROR]})
     rows = await _audit_rows(client)
     assert rows[0]["status"] == "error"
+
+
+async def test_tests_the_model_could_not_write_are_a_422_not_the_clients_fault(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    from core.code.service import CodeService
+
+    client = await start(aiohttp_client, tmp_path, FakeBackend(reply="I am not sure what to test here."))
+    client.app[ASSISTANT].code = CodeService(client.app[ASSISTANT])
+    body = {"code": "def add(a, b):\n    return a + b\n", "language": "python", "path": "calc.py"}
+    resp = await client.post("/v1/code/tests", json=body, headers=client.auth)
+    assert resp.status == 422, await resp.text()
+    error = await resp.json()
+    assert error["error"]["code"] == "unusable_output" and "no test function" in error["message"]
+    declared = client.app[CONTRACT].document()["paths"]["/v1/code/tests"]["post"]["responses"]
+    assert "422" in declared

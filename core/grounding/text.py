@@ -272,6 +272,35 @@ def strict_tokens(text: str) -> dict[str, str]:
     return out
 
 
+_RATE = re.compile(
+    r"(?<![\w.])[$€£]?\s?(\d+(?:[.,:]\d+)*)\s*%?\s*(?:[a-z]+\s+)?(?:per|a|an|each|every)\s+"
+    r"(day|week|month|year|night|hour|quarter)s?\b"
+)
+
+
+def rates(text: str) -> set[tuple[str, str]]:
+    """(amount, period) of each rate a sentence states: "750 EUR per month" → ("750", "month")."""
+    return {(_norm_number(m.group(1)), m.group(2)) for m in _RATE.finditer(clean(text).lower())}
+
+
+def rate_in(rate: tuple[str, str], text: str) -> bool:
+    """Whether ``text`` gives the amount with the same period within a few words of it.
+
+    "180 EUR per night (250 EUR in Tokyo)" gives 250 per night; "750 EUR to equip a home office"
+    gives no monthly 750.
+    """
+    number, period = rate
+    lowered = clean(text).lower()
+    for m in re.finditer(r"(?<![\w.])\d+(?:[.,:]\d+)*", lowered):
+        if _norm_number(m.group()) != number:
+            continue
+        before = " ".join(lowered[: m.start()].split()[-6:])
+        after = " ".join(lowered[m.end() :].split()[:7])
+        if re.search(rf"\b{period}(?:s|ly)?\b", f"{before} {after}"):
+            return True
+    return False
+
+
 def strict_vocabulary(text: str) -> frozenset[str]:
     """Every strict key a chunk offers: its numbers, currencies, months, commands and word stems.
 

@@ -18,7 +18,7 @@ The best such chunk is the sentence's citation, whatever number the model wrote:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from core.contracts import Hit
@@ -26,6 +26,8 @@ from core.grounding.text import (
     Sentence,
     command_in,
     content_words,
+    rate_in,
+    rates,
     split_sentences,
     strict_tokens,
     strict_vocabulary,
@@ -70,9 +72,12 @@ class Passage:
                 out.append((i, acc))
         return out
 
-    def missing(self, strict: dict[str, str]) -> list[str]:
-        """The strict tokens of a sentence this chunk does not contain (display values)."""
-        out = []
+    def missing(self, strict: dict[str, str], stated_rates: Collection[tuple[str, str]] = ()) -> list[str]:
+        """The strict tokens of a sentence this chunk does not contain (display values).
+
+        An amount stated per period ("750 EUR per month") must come with that period in the chunk.
+        """
+        out = [f"{n} per {p}" for n, p in sorted(stated_rates) if not rate_in((n, p), self.text_lower)]
         for key, shown in strict.items():
             if key.startswith("cmd:"):
                 if not command_in(key, self.text_lower):
@@ -130,6 +135,7 @@ class Verifier:
         """The best-supporting chunk for one sentence, or why none supports it."""
         words = content_words(sentence.text)
         strict = strict_tokens(sentence.text)
+        stated = rates(sentence.text)
         q_words = frozenset(content_words(question))
         best: tuple[float, int, str] | None = None  # (score, passage index, supporting text)
         closest: tuple[float, list[str]] | None = None  # highest coverage regardless of strict tokens
@@ -139,7 +145,7 @@ class Verifier:
                 value = self.coverage(words, window, q_words)
                 if value > score:
                     score, first = value, start
-            missing = passage.missing(strict)
+            missing = passage.missing(strict, stated)
             if closest is None or score > closest[0]:
                 closest = (score, missing)
             if missing:

@@ -17,7 +17,7 @@ from core.errors import InputError
 from core.grounding import Grounder
 from core.grounding.evaluation import Case, evaluate, fact_in, load_cases
 from core.grounding.quotes import pick_quotes
-from core.grounding.text import numbers, split_sentences, strict_tokens
+from core.grounding.text import numbers, rates, split_sentences, strict_tokens
 from core.grounding.verify import Verifier
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
@@ -100,6 +100,7 @@ def test_strict_tokens_are_numbers_currencies_dates_names_and_commands() -> None
     )
     assert {"1500", "$", "31", "march", "pagerduty", "/deploy api rollback"} <= tokens
     assert numbers("three working days, the fourth day, 09:00") == {"3", "4", "9:00"}
+    assert rates("a stipend of 750 EUR per month, 30 days a year") == {("750", "month"), ("30", "year")}
 
 
 # --- the verifier ------------------------------------------------------------------------------
@@ -119,6 +120,7 @@ QUESTION = "How many vacation days do new employees get, and how do I request ti
         "Hotels in Paris are limited to 250 EUR per night.",  # a name no chunk has
         "Roll back with `/deploy web rollback` in #deploys.",  # a wrong command
         "Unused days must be used by 31 May.",  # a wrong date
+        "Primary on-call pays 300 EUR per month.",  # the right amount for the wrong period
     ],
 )
 def test_each_planted_sentence_is_removed_and_the_supported_ones_keep_their_chunk(planted: str) -> None:

@@ -76,7 +76,8 @@ async def migrate(
     dimension = await source.dimension()
     if dimension is None:
         raise RetrievalError(f"There is no index at {source.location} to migrate — run 'hearth index' first.")
-    await target.ensure(dimension)
+    # The copy records the same embedder identity, so searching it checks queries as the original does.
+    await target.ensure(dimension, await source.embedder())
     total = await source.count()
     offset, copied = _load(checkpoint, target.location)
     resumed = copied

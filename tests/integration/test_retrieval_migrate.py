@@ -65,6 +65,17 @@ def test_migrate_round_trip_copies_vectors_and_payload_and_the_copy_searches_the
     before = asyncio.run(everything(settings))
     assert report["copied"] == report["source_points"] == report["target_points"] == len(before) >= 5
     after = asyncio.run(everything(settings, path=str(target)))
+
+    async def identities() -> tuple[str | None, str | None]:
+        source, copy = open_store(settings), open_store(settings, path=str(target))
+        try:
+            return await source.embedder(), await copy.embedder()
+        finally:
+            await source.aclose()
+            await copy.aclose()
+
+    recorded, copied = asyncio.run(identities())
+    assert recorded is not None and copied == recorded  # the copy names the embedder that built it
     assert after.keys() == before.keys()
     for pid, point in before.items():
         copy = after[pid]

@@ -91,16 +91,19 @@ class DingTalkBot:
     async def resume(self) -> int:
         """Answer each message whose claim a dead process left unfinished (DingTalk does not redeliver).
 
-        The claim has one winner, so an answer is not given twice while its process lives; a process
-        that dies after replying but before finishing the claim is the one case that answers twice.
-        A message that has taken down ``MAX_ATTEMPTS`` processes, or is older than ``MAX_AGE_S``, gets
-        one sentence saying the answer was lost.
+        The claim has one winner, so an answer is not given twice while its process lives. An AI card
+        the dead process had opened is noted with the claim and finished with the answer (or, when
+        the message is given up, with the sentence that it was lost), so it never stays "processing"
+        and the answer is not posted a second time beside it. Without a card, a process that dies after
+        replying but before finishing the claim is the one case that answers twice. A message that
+        has taken down ``MAX_ATTEMPTS`` processes, or is older than ``MAX_AGE_S``, gets one sentence
+        saying the answer was lost.
         """
         done = 0
         for left in await self.db.unfinished("dingtalk"):
             try:
-                incoming = Incoming(**json.loads(left.note))
-            except (ValueError, TypeError):
+                incoming, card = read_note(left.note)
+            except (ValueError, TypeError, KeyError):
                 log.error("DingTalk: the note of message %s cannot be read; not answered", left.event_id)
                 continue
             if left.attempts >= MAX_ATTEMPTS or self.wall() - left.claimed_at > MAX_AGE_S:
@@ -110,21 +113,30 @@ class DingTalkBot:
                         incoming.msg_id,
                         left.attempts,
                     )
-                    lang = pick_language(self.config.language, incoming.text or "")
-                    try:
-                        await self._say(incoming, lang, say("ANSWER_LOST", lang))
-                    except Exception:  # noqa: BLE001 — the reply path is broken; the log has it
-                        log.exception("DingTalk: could not say that message %s was lost", incoming.msg_id)
+                    await self._lost(incoming, card)
                     await self.db.finish("dingtalk", incoming.msg_id)
                     done += 1
                 continue
             log.warning(
-                "DingTalk: message %s was left unanswered by a process that stopped; answering it",
+                "DingTalk: message %s was left unanswered by a process that stopped; answering it%s",
                 left.event_id,
+                " in its card" if card else "",
             )
-            await self.handle(incoming)  # claims it (one winner) and answers
+            await self.handle(incoming, card=card)  # claims it (one winner) and answers
             done += 1
         return done
+
+    async def _lost(self, incoming: Incoming, card: str | None) -> None:
+        """Say that the answer to ``incoming`` was lost: in its card when it has one, else as a reply."""
+        lang = pick_language(self.config.language, incoming.text or "")
+        text = say("ANSWER_LOST", lang)
+        stream = self._card(incoming, card) if card else None
+        if stream is not None and await _quietly(stream.finish(text, failed=True)):
+            return
+        try:
+            await self._say(incoming, lang, text)
+        except Exception:  # noqa: BLE001 — the reply path is broken; the log has it
+            log.exception("DingTalk: could not say that message %s was lost", incoming.msg_id)
 
     def dispatch(self, incoming: Incoming) -> asyncio.Task[None]:
         """Answer ``incoming`` in the background; the transport acknowledges DingTalk meanwhile."""
@@ -153,10 +165,10 @@ class DingTalkBot:
             await asyncio.gather(*late, return_exceptions=True)
 
     # --- one message ----------------------------------------------------------------------
-    async def handle(self, incoming: Incoming) -> None:
-        """Answer one message; never raises (failures are logged and apologised for)."""
+    async def handle(self, incoming: Incoming, *, card: str | None = None) -> None:
+        """Answer one message (``card``: the AI card a dead process opened for it); never raises."""
         try:
-            await self._handle(incoming)
+            await self._handle(incoming, card)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -167,7 +179,7 @@ class DingTalkBot:
             except Exception:  # noqa: BLE001 — the reply path itself is broken; the log has it
                 log.exception("DingTalk apology for message %s could not be sent", incoming.msg_id)
 
-    async def _handle(self, incoming: Incoming) -> None:
+    async def _handle(self, incoming: Incoming, card: str | None = None) -> None:
         lang = pick_language(self.config.language, incoming.text or "")
         if incoming.text is None:
             if await self.db.first_time("dingtalk", incoming.msg_id):
@@ -196,11 +208,11 @@ class DingTalkBot:
         async with self.intake.turn(ask) as refusal:
             if refusal is not None:
                 if refusal.reason is not Reason.DUPLICATE:
-                    await self._say(incoming, lang, refusal_text(refusal, lang))
+                    await self._refuse(incoming, lang, refusal_text(refusal, lang), card)
                 return
             # Claimed: if this process dies before it has answered, a restart answers from this note.
-            await self.db.note("dingtalk", incoming.msg_id, json.dumps(asdict(incoming)))
-            answer = await self._answer(incoming, self.intake.answer(ask), lang)
+            await self.db.note("dingtalk", incoming.msg_id, note_for(incoming, card))
+            answer = await self._answer(incoming, self.intake.answer(ask), lang, card)
             if answer is not None and answer.withheld and incoming.is_group:
                 await self._offer_privately(incoming, lang, answer.withheld)
         if answer is not None and command.kind is Kind.ASK:
@@ -241,9 +253,20 @@ class DingTalkBot:
             history=self.memory.history(incoming.conversation_id),
         )
 
-    async def _answer(self, incoming: Incoming, events: Events, lang: Lang) -> Answer | None:
-        """Stream ``events`` into a card when one is configured, else reply once with the final Markdown."""
-        card = await self._start_card(incoming)
+    async def _refuse(self, incoming: Incoming, lang: Lang, text: str, card: str | None) -> None:
+        """Say a refusal: in the card a dead process left (so it is not left "processing"), else as a reply."""
+        stream = self._card(incoming, card) if card else None
+        if stream is None or not await _quietly(stream.finish(text, failed=True)):
+            await self._say(incoming, lang, text)
+
+    async def _answer(
+        self, incoming: Incoming, events: Events, lang: Lang, left: str | None = None
+    ) -> Answer | None:
+        """Stream ``events`` into a card when one is configured (``left``: the one a dead process
+        opened), else reply once with the final Markdown."""
+        card = self._card(incoming, left) if left else await self._start_card(incoming)
+        if card is not None and not left:  # noted, so a restart finishes this card instead of leaving it
+            await self.db.note("dingtalk", incoming.msg_id, note_for(incoming, card.out_track_id))
         thinking = None
         if card is None and self.thinking_after_s >= 0:
             thinking = asyncio.create_task(self._thinking(incoming, lang))
@@ -293,6 +316,16 @@ class DingTalkBot:
             return card
         return None
 
+    def _card(self, incoming: Incoming, out_track_id: str) -> CardStream | None:
+        """The card ``out_track_id`` that was delivered for ``incoming`` earlier (None: no OpenAPI client)."""
+        if self.api is None:
+            log.warning(
+                "DingTalk: card %s cannot be finished without dingtalk.client_id/secret", out_track_id
+            )
+            return None
+        template = self.config.card_template_id or ""
+        return CardStream(self.api, incoming, template, clock=self.clock, out_track_id=out_track_id)
+
     async def _digest(self, incoming: Incoming, lang: Lang, text: str) -> None:
         """Run a `/digest …` command through the digest service."""
         service = self._digests() if self._digests is not None else None
@@ -313,6 +346,20 @@ class DingTalkBot:
     async def _say(self, incoming: Incoming, lang: Lang, text: str) -> None:
         """Reply with Markdown ``text``."""
         await self.replier.markdown(incoming, say("DINGTALK_REPLY_TITLE", lang), text)
+
+
+def note_for(incoming: Incoming, card: str | None) -> str:
+    """What a restart needs to answer ``incoming``: the message, and the AI card opened for it (if any)."""
+    return json.dumps({"incoming": asdict(incoming), "card": card})
+
+
+def read_note(note: str) -> tuple[Incoming, str | None]:
+    """The message and card of a :func:`note_for` (a note from before cards were noted: the message alone)."""
+    data = json.loads(note)
+    if "incoming" not in data:
+        return Incoming(**data), None
+    card = data.get("card")
+    return Incoming(**data["incoming"]), str(card) if card else None
 
 
 async def _quietly(call: Awaitable[object]) -> bool:

@@ -24,13 +24,15 @@ class CardStream:
         *,
         interval_s: float = 0.8,
         clock: Callable[[], float] = time.monotonic,
+        out_track_id: str | None = None,
     ) -> None:
         self.api = api
         self.incoming = incoming
         self.template_id = template_id
         self.interval_s = interval_s
         self.clock = clock
-        self.out_track_id = uuid.uuid4().hex
+        # A card's own id: new, or (``out_track_id``) one delivered before, continued without creating it.
+        self.out_track_id = out_track_id or uuid.uuid4().hex
         self.guid = uuid.uuid4().hex
         self.updates = 0
         self._last = float("-inf")

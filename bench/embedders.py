@@ -37,10 +37,10 @@ import numpy as np  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.retrieval.config import EmbedSettings  # noqa: E402
 from core.retrieval.embedders import (  # noqa: E402
-    MICRO_BATCH,
     OnnxEmbedder,
     SentenceTransformersEmbedder,
     _Batched,
+    _OnnxModel,
     bundled_embedder_path,
 )
 from core.retrieval.evaluation import evaluate, load_queries  # noqa: E402
@@ -68,44 +68,9 @@ def make_chunks(target: int) -> list[str]:
 
 
 def intra_op_runner(threads: int) -> Callable[[list[str]], list[list[float]]]:
-    """The int8 graph as one run on ``threads`` intra-op threads (the layout embed.threads does not use)."""
-    import onnxruntime as ort
-    from tokenizers import Tokenizer
-
-    from core.retrieval.bert_onnx import build_sentence_bert, max_seq_length
-
-    path = bundled_embedder_path()
-    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(max_seq_length(path))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    session = ort.InferenceSession(
-        build_sentence_bert(path, quantize=True).SerializeToString(),
-        options,
-        providers=["CPUExecutionProvider"],
-        disabled_optimizers=["SkipLayerNormFusion"],
-    )
-
-    def run(texts: list[str]) -> list[list[float]]:
-        tokens = [e.ids for e in tok.encode_batch(texts)]
-        order = sorted(range(len(texts)), key=lambda i: len(tokens[i]))
-        out: list[list[float]] = [[] for _ in texts]
-        for start in range(0, len(order), MICRO_BATCH):
-            batch = order[start : start + MICRO_BATCH]
-            width = max(len(tokens[i]) for i in batch)
-            ids = np.zeros((len(batch), width), dtype=np.int64)
-            mask = np.zeros_like(ids)
-            for row, i in enumerate(batch):
-                ids[row, : len(tokens[i])] = tokens[i]
-                mask[row, : len(tokens[i])] = 1
-            vectors = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-            for row, i in enumerate(batch):
-                out[i] = vectors[row].tolist()
-        return out
-
-    return run
+    """The default model as one run at a time on ``threads`` intra-op threads (not what embed.threads does)."""
+    model = _OnnxModel(bundled_embedder_path(), True, threads=1, intra_op_threads=threads)
+    return model.encode
 
 
 async def quality(backend: str, precision: str, home: Path) -> dict[str, dict[str, float]]:

@@ -210,13 +210,14 @@ class _OnnxModel:
     """The tokenizer, the graphs (built on first use: a query-only process never builds int8), and
     the threads that run batches side by side."""
 
-    def __init__(self, path: Path, quantize: bool, threads: int) -> None:
+    def __init__(self, path: Path, quantize: bool, threads: int, intra_op_threads: int = 1) -> None:
         from tokenizers import Tokenizer
 
         from core.retrieval.bert_onnx import max_seq_length
 
         self.path = path
         self.quantize = quantize
+        self.intra_op_threads = intra_op_threads
         try:
             self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         except Exception as exc:  # tokenizers raises plain Exception
@@ -248,8 +249,9 @@ class _OnnxModel:
         )
         model = build_sentence_bert(self.path, quantize=quantized)
         options = ort.SessionOptions()
-        # One thread per run; runs go side by side on the workers (measured faster than intra-op threads).
-        options.intra_op_num_threads = 1
+        # One thread per run; runs go side by side on the workers (measured faster than intra-op
+        # threads; bench/embedders.py compares the two).
+        options.intra_op_num_threads = self.intra_op_threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:

@@ -227,3 +227,17 @@ async def test_changed_embedder_on_an_existing_index_needs_a_rebuild(tmp_path: P
         assert hits and hits[0].uri.endswith("leave.md")
     finally:
         await retriever.aclose()
+
+
+@pytest.mark.slow
+def test_embedders_bench_prints_the_ratio_and_the_cosines() -> None:
+    pytest.importorskip("sentence_transformers", reason="the bench's baseline needs hearth[torch]")
+    out = subprocess.run(
+        [sys.executable, "bench/embedders.py", "--chunks", "8", "--rounds", "1", "--no-quality"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=True,
+    ).stdout  # fmt: skip
+    report = json.loads(out)
+    assert report["chunks"]["count"] == 8 and report["chunks"]["mean_chars"] > 500
+    assert report["ratio"]["onnx_int8_vs_pytorch"] > 0
+    assert report["results"]["onnx_int8"]["cosine_to_pytorch_min"] >= 0.99
+    assert report["results"]["onnx_fp32"]["cosine_to_pytorch_min"] >= 0.9999

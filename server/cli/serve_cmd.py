@@ -13,6 +13,7 @@ from click.core import ParameterSource
 from core.logs import harden_logging
 from server.app import create_app, describe
 from server.cli import State, pass_state
+from server.indexing import announce
 from server.listener import start_listener
 from server.observability import configure_json_logging
 
@@ -92,6 +93,7 @@ async def _serve(state: State) -> None:
     for url in urls:
         # Printed (and flushed) so scripts and tests can find a port chosen with --port 0.
         click.echo(f"Hearth listening on {url}", err=True)
+    await announce(app, urls)  # the embedded index's owner: hearth index/search go through this server
     log.info("serving", extra={"routes": [r["path"] for r in describe(app) if r["method"] != "HEAD"]})
     stop = asyncio.Event()
 

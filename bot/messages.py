@@ -137,6 +137,7 @@ REFUSALS: dict[Reason, str] = {
         "I couldn't turn that into a query ({attempts} tries) — try naming the table and the columns."
     ),
     Reason.CODE_UNAVAILABLE: "Code generation is not set up on this Hearth.",
+    Reason.COMPLETION_UNAVAILABLE: "Inline code suggestions are not set up on this Hearth (they need a local model).",
     Reason.CODE_UNUSABLE: "{detail} Please try again.",
     Reason.SQL_REJECTED: "I couldn't answer that from the tables: the query was refused ({reason})",
     Reason.TABLE_ERROR: "I couldn't answer that from the tables: {reason}",
@@ -168,6 +169,7 @@ REFUSALS_ZH: dict[Reason, str] = {
     Reason.TABLES_NO_ACCESS: "你没有任何数据表的访问权限，请联系管理员为你开通。",
     Reason.TABLE_NO_SQL: "无法把这个问题转换成查询（已尝试 {attempts} 次），请写明表名和列名后再试。",
     Reason.CODE_UNAVAILABLE: "此 Hearth 尚未配置代码生成。",
+    Reason.COMPLETION_UNAVAILABLE: "此 Hearth 尚未配置行内代码补全（需要本地模型）。",
     Reason.CODE_UNUSABLE: "模型生成的代码无法使用，请重试。",
     Reason.SQL_REJECTED: "无法根据数据表回答：查询被拒绝（{reason}）",
     Reason.TABLE_ERROR: "无法根据数据表回答：{reason}",

@@ -53,6 +53,7 @@ _ASKERS = {
     Reason.TABLES_NO_ACCESS,
     Reason.TABLE_NO_SQL,
     Reason.CODE_UNAVAILABLE,
+    Reason.COMPLETION_UNAVAILABLE,
 }
 
 
@@ -274,8 +275,13 @@ class Intake:
             return Refusal(Reason.TABLES_UNAVAILABLE)
         if ask.kind in (Kind.GENERATE, Kind.TESTS) and engine.code is None:
             return Refusal(Reason.CODE_UNAVAILABLE)
-        if ask.kind is Kind.COMPLETE and not self.settings.lsp.completion.enabled:
-            return Refusal(Reason.CODE_UNAVAILABLE)  # the operator turned suggestions off (a busy GPU)
+        if ask.kind is Kind.COMPLETE:
+            if not self.settings.lsp.completion.enabled:
+                return Refusal(Reason.CODE_UNAVAILABLE)  # the operator turned suggestions off (a busy GPU)
+            if not _takes_completion_prompts(engine):
+                # How the server is set up (a chat-only remote API), not a passing outage: say so
+                # once, plainly, rather than a "model down" on every keystroke.
+                return Refusal(Reason.COMPLETION_UNAVAILABLE)
         return None
 
     async def _use_case(self, ask: Ask) -> AsyncIterator[Delta | Answer]:
@@ -318,6 +324,12 @@ class Intake:
                 observer.observe(outcome)
             except Exception:  # noqa: BLE001 — a broken observer must not cost the asker the answer
                 log.exception("observer %r failed", observer)
+
+
+def _takes_completion_prompts(engine: Assistant) -> bool:
+    """Whether a model the router may use takes a verbatim completion prompt (a chat API cannot)."""
+    router = engine.router
+    return any(getattr(router.backends.get(label), "raw_prompts", False) for label in router.routing.order)
 
 
 # --- the use cases, one per kind ---------------------------------------------------------------

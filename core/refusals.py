@@ -46,6 +46,7 @@ class Reason(StrEnum):
     TABLES_NO_ACCESS = "tables_no_access"
     TABLE_NO_SQL = "table_no_sql"  # values: attempts
     CODE_UNAVAILABLE = "code_unavailable"
+    COMPLETION_UNAVAILABLE = "completion_unavailable"  # no configured model takes completion prompts
     CODE_UNUSABLE = "code_unusable"  # values: detail (what was wrong with the model's code, English)
     SQL_REJECTED = "sql_rejected"  # values: reason
     TABLE_ERROR = "table_error"  # values: reason
@@ -83,6 +84,9 @@ ENGLISH: dict[Reason, str] = {
         "table and column names, or run your own SQL with 'hearth tables query'."
     ),
     Reason.CODE_UNAVAILABLE: "The code service is not available on this server.",
+    Reason.COMPLETION_UNAVAILABLE: (
+        "Inline completion needs a local model (llm.local): the remote API takes chat prompts only."
+    ),
     Reason.CODE_UNUSABLE: "{detail} Try again, or select a smaller piece of code.",
     Reason.SQL_REJECTED: "The SQL was refused: {reason}",
     Reason.TABLE_ERROR: "{reason}",

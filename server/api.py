@@ -57,7 +57,6 @@ from server.state import AUDIT, INTAKE, LIFECYCLE, SETTINGS
 log = logging.getLogger(__name__)
 
 SHUTTING_DOWN = "Hearth is restarting and could not finish this answer; please retry in a moment."
-NO_COMPLETION = "Inline completion needs a local model (llm.local): the remote API takes chat prompts only."
 
 
 # --- refusals in HTTP terms ------------------------------------------------------------------
@@ -77,6 +76,7 @@ STATUS: dict[Reason, tuple[int, str]] = {
     Reason.TABLES_NO_ACCESS: (403, "forbidden"),
     Reason.TABLE_NO_SQL: (422, "table_error"),
     Reason.CODE_UNAVAILABLE: (501, "not_implemented"),
+    Reason.COMPLETION_UNAVAILABLE: (501, "not_implemented"),  # how the server is set up, not an outage
     Reason.CODE_UNUSABLE: (422, "unusable_output"),  # the model's output, not the request, was at fault
     Reason.SQL_REJECTED: (422, "rejected"),
     Reason.TABLE_ERROR: (422, "table_error"),
@@ -359,13 +359,6 @@ async def code_tests(request: web.Request) -> web.StreamResponse:
 async def code_complete(request: web.Request) -> web.StreamResponse:
     """POST /v1/code/complete: an inline suggestion at an editor's cursor (a client that leaves stops it)."""
     body = await read_body(request, CompleteBody)
-    engine = request.app[INTAKE].engine
-    if engine is not None and not any(
-        getattr(b, "raw_prompts", False) for b in engine.router.backends.values()
-    ):
-        # No configured model takes completion prompts (core.llm.router skips chat-only APIs): that
-        # is how the server is set up, not a passing outage, so 501 rather than a 503 to retry.
-        return error_response(501, "not_implemented", NO_COMPLETION)
     req = make_request(request, f"complete {body.path or body.language} code", priority=Priority.EDITOR)
     snippets = tuple(Snippet(s.path, s.text) for s in body.snippets)
     completion = Completion(body.prefix, body.suffix, body.language, body.path, snippets, body.max_tokens)

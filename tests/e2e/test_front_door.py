@@ -182,3 +182,26 @@ async def test_the_editor_words_each_refusal_from_the_core_catalogue(
     shown = [m.message for m in ed.client.messages if m.type.name == "Error"]
     assert shown == [refusal.text(ENGLISH) for _, _, refusal in cases]
     assert api.requests == []
+
+
+async def test_the_editor_in_process_gets_the_intakes_sentence_when_no_model_takes_completions(
+    editor: tuple[Editor, ScriptedAPI, Path], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A chat-only remote API cannot take a completion prompt: the intake refuses before any call,
+    and the editor logs the core's sentence once (REST answers the same sentence with its 501)."""
+    from lsprotocol import types
+
+    ed, api, _ = editor
+    uri = ed.open("geometry.py")
+    params = types.InlineCompletionParams(
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        position=types.Position(line=2, character=0),
+    )
+    for _ in range(2):
+        result = await ed.client.text_document_inline_completion_async(params)
+        assert result is None or not result.items
+    assert api.requests == [] and ed.client.messages == []  # no call, and no popup for a suggestion
+    logged = capfd.readouterr().err
+    line = f"no inline suggestions: {ENGLISH[Reason.COMPLETION_UNAVAILABLE]}"
+    assert logged.count("no inline suggestions:") == 1 and line in logged, logged[-3000:]

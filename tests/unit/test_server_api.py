@@ -16,6 +16,7 @@ from core.audit import recent
 from core.contracts import Answer
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
+from core.refusals import ENGLISH, Reason, Refusal
 from server import api, bodies
 from server.app import ASSISTANT, AUDIT, DATABASE, INTAKE, SETTINGS, create_app
 from server.auth import PUBLIC_PATHS, TOKENS
@@ -635,7 +636,39 @@ async def test_completion_without_a_model_that_takes_its_prompts_is_a_declared_5
     )
     body = await resp.json()
     assert resp.status == 501 and declared(client, "/v1/code/complete", 501), body
-    assert "llm.local" in body["message"] and chat_only.calls == []
+    # The intake's own refusal (core.intake), worded from the core catalogue as for the editor.
+    assert body["message"] == ENGLISH[Reason.COMPLETION_UNAVAILABLE] and chat_only.calls == []
+    assert "llm.local" in body["message"]
+
+
+@pytest.mark.parametrize(
+    "local,order,refused",
+    [
+        (None, ["local", "remote"], True),  # a chat API only
+        (True, ["remote"], True),  # a local model the routing never uses
+        (True, ["remote", "local"], False),
+    ],
+)
+async def test_the_intake_refuses_completion_when_no_routed_model_takes_its_prompts(
+    tmp_path: Path, local: bool | None, order: list[str], refused: bool
+) -> None:
+    from core.contracts import Completion, Request
+    from core.intake import Ask, Intake, Kind
+
+    settings = make_settings(tmp_path, llm={"routing": {"order": order}})
+    chat_only, engine = FakeBackend(raw_prompts=False, reply="x"), FakeBackend(reply="return a + b")
+    router = Router(local=engine if local else None, remote=chat_only, routing=settings.llm.routing)
+    assistant = Assistant(settings, router)
+    ask = Ask(
+        Kind.COMPLETE, Request(text="complete", surface="lsp"), completion=Completion("x = ", "", "python")
+    )
+    events = [e async for e in Intake(settings, lambda: assistant).run(ask)]
+    if refused:
+        assert events == [Refusal(Reason.COMPLETION_UNAVAILABLE)]
+        assert engine.calls == [] and chat_only.calls == []
+    else:
+        assert isinstance(events[-1], Answer) and events[-1].text == "return a + b"
+    await assistant.aclose()
 
 
 def _follow_prompt(messages: Any) -> str:

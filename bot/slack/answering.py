@@ -35,6 +35,8 @@ _KINDS = {"ask": Kind.ASK, "data": Kind.TABLES, "explain": Kind.EXPLAIN}
 Notify = Callable[[str], Awaitable[None]]
 # Slack reports these when the bot cannot post where it was asked.
 _CANNOT_POST = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
+# The metadata event type on every message of an answer; its payload names the question.
+ANSWER_EVENT = "hearth_answer"
 
 
 @dataclass
@@ -132,6 +134,8 @@ class Answerer:
                     return
                 # The claim is ours. A process that died on this question left its messages: use them.
                 left = await self._left(q)
+                if left:  # and the parts it posted but died before noting
+                    left += await self._strays(q, after=left[-1])
                 if refusal is not None:
                     if not left:
                         await q.notify(refusal.text(self.refusals))
@@ -176,6 +180,39 @@ class Answerer:
         note = await self.db.noted("slack", q.question_id)
         return Question.resumed(note, self.client)[1] if note else []
 
+    async def _strays(self, q: Question, *, after: str) -> list[str]:
+        """Messages of ``q``'s answer posted after ``after`` whose process died before noting them.
+
+        A part is noted right after Slack has posted it; a process that dies in between leaves one
+        message no note names. Every part carries the question in its metadata, so it is found here.
+        """
+        try:
+            if q.reply_thread:
+                resp = await self.client.conversations_replies(
+                    channel=q.channel, ts=q.reply_thread, oldest=after, include_all_metadata=True, limit=200
+                )
+            else:
+                resp = await self.client.conversations_history(
+                    channel=q.channel, oldest=after, include_all_metadata=True, limit=200
+                )
+        except SlackApiError as exc:
+            log.info("slack: could not look for unnoted parts of %s (%s)", q.question_id, error_code(exc))
+            return []
+        found = []
+        for msg in resp.get("messages") or []:
+            meta = msg.get("metadata") or {}
+            ours = (
+                meta.get("event_type") == ANSWER_EVENT
+                and (meta.get("event_payload") or {}).get("question_id") == q.question_id
+            )
+            if ours and float(msg.get("ts", 0)) > float(after):
+                found.append(str(msg["ts"]))
+        if found:
+            log.warning(
+                "slack: %d part(s) of %s were posted but not noted; reusing them", len(found), q.question_id
+            )
+        return sorted(found, key=float)
+
     def reply_for(self, q: Question, left: Sequence[str] = ()) -> StreamingReply:
         """The streaming reply for ``q``: a new placeholder, or the messages ``left`` by an earlier process.
 
@@ -196,6 +233,7 @@ class Answerer:
             header=q.header,
             header_fallback=q.header_fallback,
             on_change=noted,
+            metadata={"event_type": ANSWER_EVENT, "event_payload": {"question_id": q.question_id}},
         )
         reply.adopt(left)
         return reply

@@ -56,6 +56,8 @@ class StreamingReply:
     posted: list[_Posted] = field(default_factory=list)
     # Told the ts of every message in use whenever that list changes (the answerer notes them with its claim).
     on_change: Callable[[list[str]], Awaitable[None]] | None = None
+    # Slack message metadata on every message (which question they answer: finds one posted, not noted).
+    metadata: dict[str, object] | None = None
     _text: str = ""
 
     async def _changed(self) -> None:
@@ -70,6 +72,7 @@ class StreamingReply:
             blocks=blocks,
             unfurl_links=False,
             unfurl_media=False,
+            metadata=self.metadata,
         )
         # Later messages go to the same thread; in a DM without a thread they follow each other.
         return str(resp["ts"])
@@ -82,7 +85,11 @@ class StreamingReply:
             await asyncio.sleep(wait)  # Slack allows about one update per second per message
         try:
             await self.client.chat_update(
-                channel=self.channel, ts=msg.ts, text=text or messages.THINKING, blocks=blocks
+                channel=self.channel,
+                ts=msg.ts,
+                text=text or messages.THINKING,
+                blocks=blocks,
+                metadata=self.metadata,
             )
         except SlackApiError as exc:
             if error_code(exc) != "message_not_found":

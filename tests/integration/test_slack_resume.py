@@ -13,9 +13,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import pytest
+
 from bot import messages
 from bot.resume import MAX_ATTEMPTS
-from bot.slack.answering import Question
+from bot.slack.answering import ANSWER_EVENT, Question
 from core.db import Database
 from core.llm.fake import FakeBackend
 from tests.fixtures.core import make_settings
@@ -223,6 +225,40 @@ async def test_a_part_deleted_before_its_process_could_note_it_is_posted_again(
     shown = " ".join(m["text"] for m in bot_messages(slack_api))
     assert all(shown.count(w) == 1 for w in WORDS[::50])
     assert bot_messages(slack_api)[0]["ts"] == left[0] and len(bot_messages(slack_api)) == 3
+
+
+@pytest.mark.parametrize("thread", [None, "1700000000.000001"], ids=["top-level", "in-a-thread"])
+async def test_a_part_posted_but_not_noted_is_found_by_its_metadata_and_not_left_behind(
+    make_slack, slack_api, tmp_path, thread
+):
+    q = question(question_id="event:EvStray", reply_thread=thread, history_thread=None, message_ts=None)
+    if thread:
+        slack_api.add_message("C1", thread, user="U1", text=f"<@{BOT_USER_ID}> long?", thread_ts=thread)
+    left = await left_by_a_dead_process(slack_api, tmp_path, q, shown=["part one", "part two"])
+    ours = {"event_type": ANSWER_EVENT, "event_payload": {"question_id": q.question_id}}
+    other = {"event_type": ANSWER_EVENT, "event_payload": {"question_id": "event:EvOther"}}
+    stray, unrelated = slack_api.next_ts(), slack_api.next_ts()
+    for ts, meta in ((stray, ours), (unrelated, other)):  # the dead one's third part; another answer
+        slack_api.add_message(
+            "C1", ts, text="…", user=BOT_USER_ID, bot_id=BOT_ID, thread_ts=thread, metadata=meta
+        )
+    h = await make_slack(assistant_with(tmp_path, FakeBackend(reply="Short this time.")))
+    [final] = await slack_api.wait_for(finals)
+    await h.bot.resumer.swept.wait()
+    assert final.args["ts"] == left[0]
+    assert [c.args["ts"] for c in slack_api.of("chat.delete")] == [left[1], stray]
+    assert [m["ts"] for m in bot_messages(slack_api)] == [left[0], unrelated]
+    assert slack_api.messages["C1"][-1]["text"] == "…"  # another question's answer is left alone
+
+
+async def test_every_part_of_an_answer_carries_its_question_in_its_metadata(make_slack, slack_api, tmp_path):
+    h = await make_slack(assistant_with(tmp_path, FakeBackend(reply=LONG)))
+    await h.send(command_body("/ask", "long please", trigger_id="trig.meta"))
+    await slack_api.wait_for(finals)
+    await h.bot.drain()
+    tags = [m.get("metadata") for m in bot_messages(slack_api)]
+    assert len(tags) == 3
+    assert tags == [{"event_type": ANSWER_EVENT, "event_payload": {"question_id": "command:trig.meta"}}] * 3
 
 
 def test_a_note_from_before_split_answers_were_noted_still_resumes():

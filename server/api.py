@@ -25,6 +25,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -174,7 +175,13 @@ async def _respond_json(
 def _answer_json(answer: Answer) -> dict[str, object]:
     if answer.table is None:
         return answer.as_dict()
-    return table_json(answer) | {"request_id": answer.request_id}
+    return _file_names(table_json(answer)) | {"request_id": answer.request_id}
+
+
+def _file_names(data: dict[str, Any]) -> dict[str, Any]:
+    """``chart`` and ``csv`` as file names: a REST client cannot read the server's disk, and the full
+    paths would show its layout (the chart comes inline, ``rows`` holds every row of the CSV)."""
+    return data | {key: Path(data[key]).name for key in ("chart", "csv") if data.get(key)}
 
 
 async def _as_json(answer: Answer) -> dict[str, object]:

@@ -61,6 +61,8 @@ _NUM: Schema = {"type": "number"}
 _STRS: Schema = {"type": "array", "items": _STR}
 _TIMINGS: Schema = {"type": "object", "additionalProperties": _NUM}
 _CELL: Schema = {"type": ["string", "number", "boolean", "null"]}
+# A file's name, never a path on the server (a client cannot read it; it would show the layout).
+_FILE_NAME = r"^[^/\\]+$"
 
 # What a citation and a search hit both say about the chunk they point at.
 _CHUNK: dict[str, Schema] = {
@@ -126,9 +128,18 @@ SCHEMAS: dict[str, Schema] = {
         columns=_STRS,
         rows={"type": "array", "items": {"type": "array", "items": _CELL}},
         answer=_STR,
-        chart={"type": ["string", "null"], "description": "Path of the chart on the server."},
+        chart={
+            "type": ["string", "null"],
+            "pattern": _FILE_NAME,
+            "description": "The chart's file name on the server (the PNG itself is chart_png_base64).",
+        },
         chart_png_base64={"type": ["string", "null"], "description": "The chart as a base64 PNG."},
-        csv={"type": ["string", "null"]},
+        csv={
+            "type": ["string", "null"],
+            "pattern": _FILE_NAME,
+            "description": "The CSV's file name on the server, written when the result is longer than a "
+            "chat shows (table_limits.chat_rows); `rows` holds every row.",
+        },
         source=_STR,
         notices=_STRS,
         backend=_STR,

@@ -247,6 +247,53 @@ async def test_tables_ask_answers_with_sql_over_a_csv(aiohttp_client: Any, tmp_p
     assert resp.status == 400, await resp.text()
 
 
+async def test_a_table_answer_names_its_files_but_never_the_servers_paths(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    import base64
+
+    from jsonschema import Draft202012Validator
+
+    from core.tables.service import TableService, table_json
+
+    csv = tmp_path / "sales.csv"
+    csv.write_text("region,units\neast,3\nwest,4\nnorth,5\n", encoding="utf-8")
+    settings = make_settings(
+        tmp_path,
+        tables=[{"name": "sales", "type": "csv", "path": str(csv)}],
+        table_limits={"chat_rows": 2},  # three rows: more than a chat shows, so a CSV is written
+    )
+    backend = FakeBackend(reply="SELECT region, units FROM sales ORDER BY region")
+    assistant = Assistant(settings, Router(local=backend, remote=None, routing=settings.llm.routing))
+    assistant.tables = TableService(settings, assistant.router, assistant.prompts)
+    client = await aiohttp_client(create_app(settings, assistant=assistant))
+    _, token = await client.app[TOKENS].create("alice", [])
+    resp = await client.post(
+        "/v1/tables/ask", json={"question": "Units per region?"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert resp.status == 200, await resp.text()
+    text = await resp.text()
+    body = json.loads(text)
+    results = settings.path("results")
+    assert str(tmp_path) not in text and str(results) not in text  # no server path anywhere
+    assert body["rows"] == [["east", 3], ["north", 5], ["west", 4]]  # all of them, not chat's two
+    assert body["csv"] and "/" not in body["csv"] and (results / body["csv"]).is_file()
+    assert body["csv"] in " ".join(body["notices"])  # the notice names the same file
+    assert body["chart"] and "/" not in body["chart"] and (results / body["chart"]).is_file()
+    assert base64.b64decode(body["chart_png_base64"]).startswith(b"\x89PNG")
+    doc = client.app[CONTRACT].document()
+    schema = doc["paths"]["/v1/tables/ask"]["post"]["responses"]["200"]["content"]["application/json"]
+    validator = Draft202012Validator(schema["schema"] | {"components": doc["components"]})
+    assert list(validator.iter_errors(body)) == []
+    # The schema says so: a path would not validate.
+    assert list(validator.iter_errors(body | {"csv": str(results / body["csv"])}))
+    # The local CLI (`hearth tables ask --json`) keeps the full path: it runs where the files are.
+    answer = await assistant.tables.ask("Units per region?", source=None, acl=None)
+    local = table_json(answer)
+    assert local["csv"].startswith(str(results)) and local["chart"].startswith(str(results))
+    await assistant.aclose()
+
+
 def test_the_table_question_cap_is_the_table_services() -> None:
     from core.tables import service
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.dingtalk.bot import note_for
+from bot.dingtalk.bot import note_for, read_note
 from bot.dingtalk.message import Incoming
 from bot.dingtalk.openapi import FLOW_FAILED, FLOW_FINISHED, FLOW_INPUTTING
 from bot.resume import MAX_ATTEMPTS
@@ -168,3 +170,10 @@ async def test_an_answer_cut_off_mid_card_is_finished_in_that_card_by_the_next_p
     assert list(dingtalk_gateway.cards) == [track] and card.status == FLOW_FINISHED and card.finalized
     assert card.content.startswith("Deploy with make deploy.") and "dashboard" not in card.content
     assert dingtalk_gateway.replies("cid-1to1") == [] and len(backend.calls) == 1
+
+
+def test_a_note_from_before_cards_were_noted_still_reads() -> None:
+    incoming = Incoming.from_payload(robot_message("/ask how do I deploy?"))
+    assert read_note(json.dumps(asdict(incoming))) == (incoming, None)  # what notes held before
+    assert read_note(note_for(incoming, CARD)) == (incoming, CARD)
+    assert read_note(note_for(incoming, None)) == (incoming, None)

@@ -9,6 +9,7 @@ list of alternatives (any one counts). A fact is found when it appears in the an
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.contracts import Answer, Citation, Hit, Request
-from core.errors import InputError
+from core.errors import HearthError, InputError
 from core.grounding import NOT_FOUND, says_not_found
 from core.grounding.text import NUMBER_WORDS, clean, split_sentences
 from core.grounding.verify import Verifier
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ class Outcome:
     not_found: bool
     removed: int  # sentences the verifier took out (or marked)
     unsupported: list[str] = field(default_factory=list)  # final sentences still unsupported
+    error: str = ""  # why there is no answer (the model failed)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -135,6 +139,7 @@ class Outcome:
             "not_found": self.not_found,
             "removed": self.removed,
             "unsupported": self.unsupported,
+            "error": self.error,
         }
 
 
@@ -158,6 +163,7 @@ class Report:
             "not_found_wrongly": _share(sum(o.not_found for o in answerable), len(answerable)),
             "unsupported_share": _share(sum(bool(o.unsupported) for o in self.outcomes), n),
             "verifier_removed_share": _share(sum(o.removed > 0 for o in self.outcomes), n),
+            "errors": sum(bool(o.error) for o in self.outcomes),
         }
 
 
@@ -177,7 +183,12 @@ async def evaluate(assistant: Asks, cases: Sequence[Case], verifier: Verifier) -
     """Ask every question (as the operator) and score the answers."""
     outcomes = []
     for case in cases:
-        answer: Answer = await assistant.ask(Request(text=case.question, surface="cli"))
+        try:
+            answer: Answer = await assistant.ask(Request(text=case.question, surface="cli"))
+        except HearthError as exc:  # one failed answer (a busy model) is a miss, not the end of the run
+            log.warning("%r was not answered: %s", case.question, exc)
+            outcomes.append(Outcome(case, "", False if case.answerable else None, False, 0, error=str(exc)))
+            continue
         not_found = is_not_found(answer)
         hit = any(fact_in(f, answer.text) for f in case.facts) if case.answerable else None
         removed = len(answer.grounding.unsupported) if answer.grounding is not None else 0

@@ -78,6 +78,8 @@ def eval_answers(
             found = ", answered not found" if a["not_found"] else ""
             console.print(f"[bold]{a['question']}[/bold]  ({verdict}{found})", highlight=False)
             console.print(a["answer"], markup=False, highlight=False)
+            if a["error"]:
+                console.print(f"  not answered: {a['error']}", markup=False, highlight=False)
             for s in a["unsupported"]:
                 console.print(f"  unsupported: {s}", markup=False, highlight=False)
             console.print()
@@ -93,4 +95,6 @@ def eval_answers(
     table.add_row("answerable answered 'not found'", f"{figures['not_found_wrongly']:.3f}")
     table.add_row("answers with an unsupported sentence", f"{figures['unsupported_share']:.3f}")
     table.add_row("answers the verifier corrected", f"{figures['verifier_removed_share']:.3f}")
+    if figures["errors"]:
+        table.add_row("questions the model failed to answer", str(figures["errors"]))
     console.print(table)

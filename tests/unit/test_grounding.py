@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from core.assistant import NO_SOURCES, NOT_FOUND, Assistant
 from core.contracts import Answer, Delta, Hit, Request
-from core.errors import InputError
+from core.errors import BackendUnavailable, InputError
 from core.grounding import Grounder
 from core.grounding.evaluation import Case, evaluate, fact_in, load_cases
 from core.grounding.quotes import pick_quotes
@@ -269,6 +269,25 @@ async def test_evaluate_counts_facts_not_found_and_unsupported(tmp_path: Path) -
     assert figures["unsupported_share"] == 0.0 and figures["verifier_removed_share"] == pytest.approx(
         2 / 3, 0.01
     )
+    assert figures["errors"] == 0
+
+
+async def test_a_question_the_model_fails_on_is_a_miss_and_the_run_goes_on(tmp_path: Path) -> None:
+    def reply(messages: Sequence[Any]) -> str:
+        if "vacation" in messages[-1].content.rsplit("Question:", 1)[-1]:
+            raise BackendUnavailable("the engine is busy")
+        return "Hotels in Tokyo: 250 EUR per night."
+
+    # No breaker pause between the two questions: the second one is answered.
+    settings = make_settings(
+        tmp_path, retrieval={"quote": "never"}, llm={"routing": {"breaker_cooldown_s": 0}}
+    )
+    router = Router(local=FakeBackend(reply=reply), remote=None, routing=settings.llm.routing)
+    asst = Assistant(settings, router, retriever=FakeRetriever(hits()))
+    cases = [Case("vacation days?", ("20",)), Case("hotel limit in Tokyo?", ("250 EUR",))]
+    report = await evaluate(asst, cases, Verifier())
+    assert report.figures()["errors"] == 1 and report.figures()["fact_hit_rate"] == 0.5
+    assert "busy" in report.outcomes[0].error and report.outcomes[1].fact_hit
 
 
 def test_demo_question_file_has_answerable_and_out_of_scope_questions() -> None:

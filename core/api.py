@@ -10,7 +10,8 @@ CLI: it builds the core from its parts and may reach further.
 from __future__ import annotations
 
 from core.assistant import Assistant
-from core.code.context import RUNNABLE, CodeContext, build_context, language_of
+from core.code.completion import CHARS_PER_TOKEN, Completer, CompletionSettings, cursor_window
+from core.code.context import RUNNABLE, CodeContext, build_context, definitions, language_of
 from core.code.generation import GenerationTarget
 from core.code.merge import MergedTests, merge_tests
 from core.code.sandbox import Sandbox
@@ -18,7 +19,21 @@ from core.code.service import CodeService
 from core.code.testrun import Failure, PytestRun
 from core.code.workbench import CodeModel, CodeWorkbench, Fix, Progress, WrittenTests
 from core.config import DatabaseSettings, DingTalkSettings, Settings, SlackSettings
-from core.contracts import Answer, Ask, Cell, Citation, Code, Delta, Hit, Kind, Request, Retriever, Turn
+from core.contracts import (
+    Answer,
+    Ask,
+    Cell,
+    Citation,
+    Code,
+    Completion,
+    Delta,
+    Hit,
+    Kind,
+    Request,
+    Retriever,
+    Snippet,
+    Turn,
+)
 from core.db import Database, metadata, seen_events
 from core.digests.access import Readers
 from core.digests.commands import handle_command
@@ -100,6 +115,14 @@ __all__ = [
     "RUNNABLE",
     "build_context",
     "language_of",
+    "definitions",
+    # inline completion
+    "Completer",
+    "Completion",
+    "CompletionSettings",
+    "Snippet",
+    "CHARS_PER_TOKEN",
+    "cursor_window",
     "Retriever",
     "DocsRetriever",
     "Embedder",

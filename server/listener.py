@@ -14,6 +14,12 @@ request header each would hold the server's file descriptors for good. Here:
   closes the oldest one that is not running a request (half-sent headers, idle keep-alive), so
   a flood of slow clients evicts itself while real requests keep being served; when every
   connection is busy with a request, the new one is closed instead.
+- **requests that are not HTTP** (a NUL in a header, a bad Content-Length, TLS sent to the plain
+  port): aiohttp's parser refuses them with 400 before any Hearth code runs, and logs each at
+  ERROR with a traceback. They are the client's error, so here they are one INFO line (DEBUG for
+  a first line that is not HTTP at all: scanners) naming the parser's reason, never the bytes
+  sent (a header may hold a token), and the 400 carries Hearth's JSON error body. A server error
+  (500) is still logged at ERROR with its traceback.
 
 ::
 
@@ -30,10 +36,13 @@ import resource
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from core import metrics
 from core.config import ServerSettings
+from server.observability import error_response
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,37 @@ def connection_cap(wanted: int) -> int:
     return min(wanted, room)
 
 
+class ClientErrorHandler(RequestHandler):
+    """aiohttp's connection handler, with a request it cannot parse logged as the client's error."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """400 for a request that is not HTTP, in one log line; anything else as aiohttp does it."""
+        if not (isinstance(exc, HttpProcessingError) and 400 <= status < 500):
+            return super().handle_error(request, status, exc, message)
+        # The parser's reason is its message's first line; the lines after it echo the bytes sent.
+        reason = (exc.message.splitlines() or [""])[0].strip().rstrip(":")[:200] or type(exc).__name__
+        first = self._request_count == 1 and isinstance(exc, BadHttpMethod)
+        log.log(
+            logging.DEBUG if first else logging.INFO,
+            "refused a request from %s that is not valid HTTP (%s): %s",
+            request.remote,
+            type(exc).__name__,
+            reason,
+        )
+        metrics.HTTP_REQUESTS.labels("unparsed", "ops", str(status)).inc()
+        if request.writer.output_size > 0:  # as aiohttp: a response was already under way
+            raise ConnectionError("Response is sent already, cannot send another response")
+        response = error_response(status, "bad_request", f"The request is not valid HTTP: {reason}.")
+        response.force_close()
+        return response
+
+
 class GuardedServer(web.Server):
     """aiohttp's low-level server with a body deadline per request and a connection cap."""
 
@@ -80,6 +120,10 @@ class GuardedServer(web.Server):
             return request
 
         self.request_factory = request_factory
+
+    def __call__(self) -> RequestHandler:
+        """A connection's handler (one per connection): aiohttp's, logging parse errors as the client's."""
+        return ClientErrorHandler(self, loop=self._loop, **self._kwargs)
 
     def _body_deadline(self, protocol: RequestHandler, payload: Any) -> None:
         if payload.is_eof() or protocol.transport is None:

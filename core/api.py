@@ -40,6 +40,7 @@ from core.digests.commands import handle_command
 from core.digests.service import DigestService
 from core.errors import BackendError, BackendUnavailable, ConfigError, HearthError, InputError
 from core.intake import Intake
+from core.jsontypes import load_json
 from core.llm.base import Priority, Usage
 from core.metrics import FEEDBACK_VOTES, METRICS
 from core.refusals import ENGLISH, Reason, Refusal, Refused, refusal_for, sentence
@@ -93,6 +94,8 @@ __all__ = [
     "InputError",
     "BackendError",
     "BackendUnavailable",
+    # untrusted JSON (a platform's callback body)
+    "load_json",
     # digests from chat
     "DigestService",
     "handle_command",

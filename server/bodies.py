@@ -3,15 +3,15 @@
 The OpenAPI document (:mod:`server.openapi`) is generated from these models, so what it declares is
 what :func:`read_body` enforces: required fields, bounds, the text fields' pattern (some text, no
 NUL), the languages code generation takes, the ``X-Hearth-Surface`` enum. Beyond the schema a body
-is refused, with one plain sentence, when it is not JSON sent as JSON, not UTF-8, not an object,
-nested deeper than :data:`MAX_DEPTH`, or holds a number no field could take (5000 digits, 1e999,
-NaN) or an unpaired surrogate escape; 408 when it trickles in, 413 beyond ``server.max_body_bytes``.
+is refused, with one plain sentence, when it is not JSON sent as JSON or not an object, or when
+the core's reading of untrusted JSON (:func:`core.jsontypes.load_json`) refuses it: not UTF-8,
+nested deeper than :data:`MAX_DEPTH`, a number no field could take (5000 digits, 1e999, NaN), an
+unpaired surrogate escape; 408 when it trickles in, 413 beyond ``server.max_body_bytes``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -29,6 +29,8 @@ from pydantic_core import PydanticCustomError
 
 from core.code.context import RUNNABLE, require_runnable
 from core.errors import InputError
+from core.jsontypes import MAX_DEPTH as MAX_DEPTH
+from core.jsontypes import load_json
 from core.refusals import ENGLISH, Reason, Refusal, check_text
 from server.observability import ApiError
 from server.state import SETTINGS
@@ -36,10 +38,6 @@ from server.state import SETTINGS
 # Callers may say which client they are (the editor plugin sends "lsp"); the header is optional.
 SURFACE_HEADER = "X-Hearth-Surface"
 SURFACES = frozenset({"rest", "lsp", "cli", "web"})
-# Our bodies nest three levels (history -> turn -> text); anything far deeper is an attack or a bug.
-MAX_DEPTH = 32
-# No field takes a number longer than this (k is 1..50); json would build a 4300-digit int, then fail.
-MAX_NUMBER_CHARS = 40
 # Some text that is not only whitespace, and no NUL: the intake refuses the rest (core.refusals).
 TEXT_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
 # The table service's own cap on a question (core.tables.service refuses longer ones).
@@ -278,76 +276,12 @@ def _check_content_type(request: web.Request) -> None:
         raise BadRequest(f"JSON bodies are UTF-8; charset={charset} is not accepted.")
 
 
-class _Unusable(ValueError):
-    """A JSON value the body may not hold; its message is the sentence for the client."""
-
-
-def _number(text: str, convert: type[int] | type[float]) -> int | float:
-    if len(text.lstrip("-")) > MAX_NUMBER_CHARS:
-        raise _Unusable(f"A number in the request body is too long ({len(text)} characters).")
-    value = convert(text)
-    if value in (float("inf"), float("-inf")):
-        raise _Unusable(f"A number in the request body is too large ({text}).")
-    return value
-
-
-def _constant(name: str) -> object:
-    raise _Unusable(f"{name} is not a JSON number; send a finite number.")
-
-
-def _check_values(data: object) -> None:
-    """Refuse nesting deeper than MAX_DEPTH and strings that are not Unicode text (lone surrogates)."""
-    stack: list[tuple[object, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, str):
-            _check_text(value)
-            continue
-        if not isinstance(value, dict | list):
-            continue
-        if depth > MAX_DEPTH:
-            raise _Unusable(f"The request body is nested too deeply (more than {MAX_DEPTH} levels).")
-        items: list[Any] = list(value.values()) if isinstance(value, dict) else value
-        if isinstance(value, dict):
-            for key in value:
-                _check_text(key)
-        stack.extend((item, depth + 1) for item in items)
-
-
-def _check_text(value: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _Unusable(
-            "The request body holds an unpaired surrogate escape (e.g. \\ud800), which is not text."
-        ) from None
-
-
 def parse_json(raw: bytes) -> object:
     """The JSON value of ``raw``, or a :class:`BadRequest` whose sentence says what is wrong with it."""
-    if not raw.strip():
-        raise BadRequest("The request body is empty; send a JSON object.")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest(f"The request body is not UTF-8 text (invalid byte at {exc.start}).") from None
-    try:
-        data = json.loads(
-            text,
-            parse_int=lambda t: _number(t, int),
-            parse_float=lambda t: _number(t, float),
-            parse_constant=_constant,
-        )
-        _check_values(data)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(
-            f"The request body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})."
-        ) from None
-    except _Unusable as exc:
+        return load_json(raw)  # the core's reading of untrusted JSON, shared with the chat callbacks
+    except InputError as exc:
         raise BadRequest(str(exc)) from None
-    except RecursionError:
-        raise BadRequest(f"The request body is nested too deeply (more than {MAX_DEPTH} levels).") from None
-    return data
 
 
 async def read_body(request: web.Request, model: type[M]) -> M:

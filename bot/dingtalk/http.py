@@ -7,7 +7,6 @@ opened and closed in one ``cleanup_ctx`` generator.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from bot.dingtalk.signing import CallbackRejected, UsedSignatures, verify_callba
 from bot.dingtalk.stream import StreamClient
 from core.config import Settings
 from core.errors import ConfigError, InputError
+from core.jsontypes import load_json
 from core.services import Services
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ async def callback(request: web.Request) -> web.Response:
         )
         return web.json_response({"error": "invalid signature"}, status=401)
     try:
-        payload = json.loads(await request.read())
+        payload = load_json(await request.read())  # deep nesting, huge numbers: InputError, a 400
         incoming = Incoming.from_payload(payload)
     except (ValueError, UnicodeDecodeError):
         log.warning("DingTalk callback from %s: the body is not JSON", request.remote)

@@ -77,7 +77,10 @@ async def test_bad_signatures_get_401_and_a_log_line(
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("{not json", "The body must be a JSON object."),
+        ("{not json", "The request body is not valid JSON"),
+        # Signed, so past the signature check: json.loads raised RecursionError here (a 500).
+        ('{"msgId": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+        ('{"msgId": ' + "9" * 5000 + "}", "too long"),
         (json.dumps({k: v for k, v in robot_message("hi").items() if k != "msgId"}), "lacks msgId"),
         (
             json.dumps({k: v for k, v in robot_message("hi").items() if k != "conversationId"}),
@@ -85,7 +88,7 @@ async def test_bad_signatures_get_401_and_a_log_line(
         ),
         (json.dumps([1, 2]), "must be a JSON object"),
     ],
-    ids=["not-json", "no-msgId", "no-conversationId", "array"],
+    ids=["not-json", "deep-nesting", "huge-number", "no-msgId", "no-conversationId", "array"],
 )
 async def test_malformed_payloads_get_400(
     tmp_path: Path,

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 from core.retrieval.connectors import SourceInfo
 from core.retrieval.documents import Document
+
+if TYPE_CHECKING:
+    from bs4 import Tag
 
 log = logging.getLogger(__name__)
 
@@ -113,20 +118,72 @@ def _first_heading(text: str, marker: str = "# ") -> str:
     return ""
 
 
+# Navigation and page chrome: DocBook's Prev/Up/Next bars, Sphinx's related bars and sidebars,
+# breadcrumbs, tables of contents, asciidoc's "Last updated" footer. Kept out of chunks and titles.
+_CHROME_CLASSES = frozenset(
+    {
+        "navheader",
+        "navfooter",
+        "navigation",
+        "related",
+        "sphinxsidebar",
+        "sphinxsidebarwrapper",
+        "breadcrumb",
+        "breadcrumbs",
+        "toc",
+        "footer",
+        "headerlink",
+        "skip-link",
+    }
+)
+_CHROME_IDS = frozenset({"footer", "footer-text", "toc", "sidebar", "navigation", "breadcrumbs"})
+# "Page title — Product 3.11 documentation", "Title | Site manual": the site's part is not the page's.
+_TITLE_SUFFIX = re.compile(r"\s+(?:—|–|\||::|-)\s+[^—–|]*\b(?:documentation|manual|docs|handbook)\b.*$", re.I)
+_FENCE_LINE = re.compile(r"^\s*(```|~~~)", re.M)
+
+
+def _is_chrome(tag: Tag) -> bool:
+    if tag.name in ("nav", "footer"):
+        return True
+    if tag.name == "header" and tag.find("h1") is None:
+        return True
+    if str(tag.get("role", "")).lower() == "navigation":
+        return True
+    classes: list[str] | str = tag.get("class") or []
+    if isinstance(classes, str):
+        classes = classes.split()
+    if any(str(c).lower() in _CHROME_CLASSES for c in classes):
+        return True
+    return str(tag.get("id", "")).lower() in _CHROME_IDS
+
+
+def page_title(title: str) -> str:
+    """A page title without the site's suffix ('Logging — Python 3.11 documentation' -> 'Logging')."""
+    cleaned = _TITLE_SUFFIX.sub("", title).strip()
+    return cleaned or title.strip()
+
+
 def _html(data: bytes) -> tuple[str, str]:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(_decode(data), "html.parser")
-    for tag in soup(["script", "style", "nav", "noscript", "template"]):
+    for tag in soup(["script", "style", "noscript", "template", "link", "meta"]):
         tag.decompose()
-    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for tag in [t for t in soup.find_all(True) if _is_chrome(t)]:
+        if not tag.decomposed:
+            tag.decompose()
+    title = page_title(soup.title.get_text(" ", strip=True)) if soup.title else ""
     if soup.title:
         soup.title.decompose()
+    # Preformatted text is fenced, so a shell comment ('# ...') in an example is not a heading.
+    for pre in soup.find_all("pre"):
+        body = _FENCE_LINE.sub(lambda m: " " + m.group(0), pre.get_text())
+        pre.replace_with(f"\n\n```\n{body.strip(chr(10))}\n```\n\n")
     # Headings become Markdown headings so the chunker can keep the section path.
     for level in range(1, 7):
         for h in soup.find_all(f"h{level}"):
             h.replace_with(f"\n\n{'#' * level} {h.get_text(' ', strip=True)}\n\n")
-    for br in soup.find_all(["p", "li", "tr", "div", "pre"]):
+    for br in soup.find_all(["p", "li", "tr", "div", "dt", "dd"]):
         br.insert_after("\n")
     lines = [line.rstrip() for line in soup.get_text().splitlines()]
     text, blank = [], 0

@@ -255,7 +255,9 @@ class IndexSearchBody(Body):
     acl: list[str] | None = Field(
         None, description="Search as someone holding only these ACL tokens; null: all."
     )
-    mode: Literal["dense", "bm25", "hybrid"] | None = Field(None, description="Default: retrieval.mode.")
+    mode: Literal["dense", "bm25", "rrf", "hybrid"] | None = Field(
+        None, description="Default: retrieval.mode (hybrid: the full pipeline; rrf: plain dense+BM25 fusion)."
+    )
 
 
 def _service(request: web.Request) -> IndexService:

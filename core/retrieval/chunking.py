@@ -65,6 +65,10 @@ class Chunk:
         context = SEP.join(h for h in (title, *self.headings) if h)
         return f"{context}\n{self.text}" if context else self.text
 
+    def field_text(self, title: str) -> str:
+        """The chunk's fields, indexed as their own BM25 signal: the page title and heading path."""
+        return " \n".join(dict.fromkeys(h for h in (title, *self.headings) if h))
+
 
 @lru_cache(maxsize=32)
 def _splitter(kind: str, size: int, overlap: int) -> RecursiveCharacterTextSplitter:

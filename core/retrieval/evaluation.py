@@ -1,7 +1,8 @@
-"""Retrieval quality on a labelled query set: recall@5, MRR@10 and nDCG@10 per search mode.
+"""Retrieval quality on a labelled query set: recall@1, recall@5, MRR@10 and nDCG@10 per search mode.
 
 The file holds one JSON object per line: ``{"query": "...", "relevant": ["doc id or uri", ...]}``.
 Rankings are per document (a document's best chunk counts; its other chunks are not double-counted).
+The relevant documents of a query are alternatives: recall@k is 1 when one of them is in the top k.
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ from typing import Protocol
 
 from core.contracts import Hit
 from core.errors import InputError
-from core.retrieval.store import Mode
+from core.retrieval.search import SearchMode
 
-MODES: tuple[Mode, ...] = ("dense", "bm25", "hybrid")
+MODES: tuple[SearchMode, ...] = ("dense", "bm25", "rrf", "hybrid")
+# What each mode is, for tables: rrf is the plain hybrid, hybrid the full pipeline.
+LABELS = {"dense": "dense", "bm25": "BM25", "rrf": "hybrid (plain RRF)", "hybrid": "full pipeline"}
+METRICS = ("recall@1", "recall@5", "mrr@10", "ndcg@10")
 
 
 class ModeSearcher(Protocol):
     """A retriever that searches in a given mode (DocsRetriever, or a `hearth serve` through RemoteRetriever)."""
 
     async def search(
-        self, query: str, *, acl: frozenset[str] | None, k: int, mode: Mode | None = None
+        self, query: str, *, acl: frozenset[str] | None, k: int, mode: SearchMode | None = None
     ) -> Sequence[Hit]:
         """The ``k`` best chunks ``acl`` may read."""
         ...
@@ -78,22 +82,31 @@ def ranked_docs(hits: Sequence[Hit]) -> list[tuple[str, str]]:
 
 
 def score(ranking: Sequence[tuple[str, str]], relevant: frozenset[str]) -> dict[str, float]:
-    """recall@5, mrr@10 and ndcg@10 of one ranking."""
+    """recall@1, recall@5, mrr@10 and ndcg@10 of one ranking (recall@1: a right page is first)."""
     flags = [doc_id in relevant or uri in relevant for doc_id, uri in ranking]
-    recall = sum(flags[:5]) / len(relevant)
+    # The listed pages are alternatives (each answers the question): recall@k is whether one is in the top k.
+    recall = 1.0 if any(flags[:5]) else 0.0
     mrr = next((1.0 / (i + 1) for i, hit in enumerate(flags[:10]) if hit), 0.0)
     dcg = sum(1.0 / math.log2(i + 2) for i, hit in enumerate(flags[:10]) if hit)
     ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(relevant), 10)))
-    return {"recall@5": min(recall, 1.0), "mrr@10": mrr, "ndcg@10": dcg / ideal if ideal else 0.0}
+    return {
+        "recall@1": 1.0 if flags[:1] == [True] else 0.0,
+        "recall@5": recall,
+        "mrr@10": mrr,
+        "ndcg@10": dcg / ideal if ideal else 0.0,
+    }
 
 
 async def evaluate(
-    retriever: ModeSearcher, queries: Sequence[EvalQuery], modes: Sequence[Mode] = MODES, depth: int = 40
+    retriever: ModeSearcher,
+    queries: Sequence[EvalQuery],
+    modes: Sequence[SearchMode] = MODES,
+    depth: int = 40,
 ) -> dict[str, dict[str, float]]:
-    """Mean metrics per mode: ``{"dense": {"recall@5": …, "mrr@10": …, "ndcg@10": …}, …}``."""
+    """Mean metrics per mode: ``{"dense": {"recall@1": …, "recall@5": …, "mrr@10": …, "ndcg@10": …}, …}``."""
     results: dict[str, dict[str, float]] = {}
     for mode in modes:
-        totals = {"recall@5": 0.0, "mrr@10": 0.0, "ndcg@10": 0.0}
+        totals = dict.fromkeys(METRICS, 0.0)
         for q in queries:
             hits = await retriever.search(q.query, acl=None, k=depth, mode=mode)
             for key, value in score(ranked_docs(hits), q.relevant).items():

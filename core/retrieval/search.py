@@ -1,16 +1,29 @@
-"""The Retriever the assistant uses: hybrid (dense + BM25, RRF) search filtered by the asker's ACL."""
+"""The Retriever the assistant uses: the hybrid pipeline, filtered by the asker's ACL inside every query.
+
+``hybrid`` (the default) fuses three rankings with weighted reciprocal rank (``retrieval.fusion``):
+dense similarity, BM25 over the chunk text, and BM25 over the page title and heading path (ranked
+by page, so every chunk of a page whose title matches shares it). Each chunk then gains a share of
+its page's other strong chunks, and the reranker (``retrieval.rerank``), when one is configured,
+reorders the top-N within its latency budget. ``rrf`` is the plain single-query dense + BM25 RRF,
+``dense`` and ``bm25`` one signal each (for comparison: ``hearth eval retrieval``).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from typing import Literal
 
 from core.config import Settings
 from core.contracts import Hit
 from core.retrieval.embedders import Embedder, check_identity, embedder_identity, get_embedder
-from core.retrieval.sparse import query_vector
-from core.retrieval.store import ChunkStore, Mode, open_store
+from core.retrieval.rerank import Reranker, get_reranker, rerank_order
+from core.retrieval.sparse import Sparse, query_vector
+from core.retrieval.store import ChunkStore, ScoredChunk, open_store
 
 log = logging.getLogger(__name__)
+
+SearchMode = Literal["dense", "bm25", "rrf", "hybrid"]
 
 
 class DocsRetriever:
@@ -29,17 +42,19 @@ class DocsRetriever:
         *,
         embedder: Embedder | None = None,
         store: ChunkStore | None = None,
-        mode: Mode | None = None,
+        mode: SearchMode | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder or get_embedder(settings.embed)
         self.store = store or open_store(settings)
-        self.mode: Mode = mode or settings.retrieval.mode
+        self.mode: SearchMode = mode or settings.retrieval.mode
+        self.reranker = reranker if reranker is not None else get_reranker(settings.retrieval.rerank)
         self.languages = tuple(dict.fromkeys(s.language for s in settings.sources))
         self._embedder_checked = False
 
     async def search(
-        self, query: str, *, acl: frozenset[str] | None, k: int, mode: Mode | None = None
+        self, query: str, *, acl: frozenset[str] | None, k: int, mode: SearchMode | None = None
     ) -> list[Hit]:
         """The ``k`` best chunks ``acl`` may read (``None``: the operator reads everything)."""
         query = query.strip()
@@ -54,14 +69,17 @@ class DocsRetriever:
             self._embedder_checked = True
         dense = (await self.embedder.embed([query]))[0] if mode != "bm25" else None
         sparse = query_vector(query, self.languages) if mode != "dense" else None
-        points = await self.store.search(
-            mode,
-            dense=dense,
-            sparse=sparse,
-            acl=acl,
-            limit=k,
-            min_similarity=self.settings.retrieval.min_similarity,
-        )
+        if mode == "hybrid":
+            points = await self._pipeline(query, dense, sparse, acl, k)
+        else:
+            points = await self.store.search(
+                "hybrid" if mode == "rrf" else mode,
+                dense=dense,
+                sparse=sparse,
+                acl=acl,
+                limit=k,
+                min_similarity=self.settings.retrieval.min_similarity,
+            )
         hits = []
         for p in points:
             pl = p.payload
@@ -79,6 +97,95 @@ class DocsRetriever:
             )
         return hits
 
+    async def _pipeline(
+        self, query: str, dense: list[float] | None, sparse: Sparse | None, acl: frozenset[str] | None, k: int
+    ) -> list[ScoredChunk]:
+        """Weighted RRF of dense, text BM25 and title BM25; page aggregation; then the reranker."""
+        fusion = self.settings.retrieval.fusion
+        depth = max(fusion.candidates, k)
+        by_dense = await self.store.search(
+            "dense",
+            dense=dense,
+            sparse=None,
+            acl=acl,
+            limit=depth,
+            min_similarity=self.settings.retrieval.min_similarity,
+        )
+        by_text, by_title = [], []
+        if fusion.text:
+            by_text = await self.store.search("bm25", dense=None, sparse=sparse, acl=acl, limit=depth)
+        if fusion.title:  # titles repeat across a page's chunks: fetch deeper, rank by page
+            by_title = await self.store.search(
+                "bm25", dense=None, sparse=sparse, acl=acl, limit=depth * 3, field="title"
+            )
+        chunks: dict[str, ScoredChunk] = {}
+        fused: dict[str, float] = defaultdict(float)
+        for weight, ranking in ((fusion.dense, by_dense), (fusion.text, by_text)):
+            for rank, point in enumerate(ranking, 1):
+                chunks.setdefault(point.id, point)
+                fused[point.id] += weight / (fusion.rrf_k + rank)
+        page_rank: dict[str, int] = {}
+        for point in by_title:
+            page_rank.setdefault(_doc(point), len(page_rank) + 1)
+            # The best title-matching chunks of the top pages join the candidates on their own.
+            if len(page_rank) <= max(depth // 4, 1):
+                chunks.setdefault(point.id, point)
+        for cid, point in chunks.items():
+            page = page_rank.get(_doc(point))
+            if page is not None:
+                fused[cid] += fusion.title / (fusion.rrf_k + page)
+        scores = _with_pages(chunks, fused, fusion.document)
+        order = sorted(chunks, key=lambda cid: scores[cid], reverse=True)
+        if self.reranker is not None:
+            order = await self._rerank(query, order, chunks, scores)
+        return [ScoredChunk(cid, scores[cid], chunks[cid].payload) for cid in order[:k]]
+
+    async def _rerank(
+        self, query: str, order: list[str], chunks: dict[str, ScoredChunk], scores: dict[str, float]
+    ) -> list[str]:
+        """The top-N reordered by the reranker (blended with the fused rank by ``rerank.weight``)."""
+        settings = self.settings.retrieval.rerank
+        if self.reranker is None or len(order) < 2:
+            return order
+        head, tail = order[: settings.top_n], order[settings.top_n :]
+        texts = [
+            f"{chunks[c].payload.get('title', '')}\n{chunks[c].payload.get('text', '')}".strip() for c in head
+        ]
+        result = await rerank_order(self.reranker, query, texts, settings.budget_ms)
+        if result is None:
+            return order
+        model_rank = {
+            c: r for r, (_, c) in enumerate(sorted(zip(result, head, strict=True), key=lambda x: -x[0]))
+        }
+        blended = {
+            c: settings.weight / (1 + model_rank[c]) + (1 - settings.weight) / (1 + i)
+            for i, c in enumerate(head)
+        }
+        head = sorted(head, key=lambda c: blended[c], reverse=True)
+        top = max(scores.values(), default=0.0)
+        for i, c in enumerate(head):  # scores follow the new order, above the tail's
+            scores[c] = round(top + (len(head) - i) / len(head), 6)
+        return head + tail
+
     async def aclose(self) -> None:
-        """Release the store client."""
+        """Release the store client and the reranker."""
         await self.store.aclose()
+        if self.reranker is not None:
+            await self.reranker.aclose()
+
+
+def _doc(point: ScoredChunk) -> str:
+    return str(point.payload.get("doc_id", ""))
+
+
+def _with_pages(chunks: dict[str, ScoredChunk], fused: dict[str, float], share: float) -> dict[str, float]:
+    """Each chunk's fused score plus ``share`` of its page's other candidates (halving by rank, best three)."""
+    pages: dict[str, list[float]] = defaultdict(list)
+    for cid, point in chunks.items():
+        pages[_doc(point)].append(fused[cid])
+    out = {}
+    for cid, point in chunks.items():
+        siblings = sorted(pages[_doc(point)], reverse=True)
+        siblings.remove(fused[cid])
+        out[cid] = fused[cid] + share * sum(v / 2**i for i, v in enumerate(siblings[:3]))
+    return out

@@ -1,4 +1,7 @@
-"""The chunk store: one collection with a named dense vector and a BM25 sparse vector, two engines.
+"""The chunk store: one collection with a named dense vector and two BM25 sparse vectors, two engines.
+
+The sparse vectors are the chunk's text (``bm25``) and its fields (``title_bm25``: the page title
+and heading path), so a question naming a page's subject can match the title on its own signal.
 
 ``open_store(settings)`` picks the backend; both keep the same layout, payload and queries:
 
@@ -31,13 +34,16 @@ if TYPE_CHECKING:
     from core.config import Settings
 
 Mode = Literal["dense", "bm25", "hybrid"]
+Field = Literal["text", "title"]
 Kind = Literal["edge", "server", "local"]
 DENSE = "dense"
 SPARSE = "bm25"
+TITLE = "title_bm25"
 # Keyword payload indexes: the ACL filter, per-document deletes, per-source relabels and deletes.
 INDEXED_FIELDS = ("acl", "doc_id", "source", "version")
-# Bumped when the collection layout or the meaning of its vectors changes (2: Qdrant's BM25 tokens).
-LAYOUT = 2
+# Bumped when the collection layout or the meaning of its vectors changes (2: Qdrant's BM25 tokens;
+# 3: the title/heading sparse vector, and chunk text without HTML navigation).
+LAYOUT = 3
 _NAMESPACE = uuid.UUID("6f1c7a52-43c4-4f0e-9d4e-6b1f0c8e2a11")
 
 Sparse = tuple[list[int], list[float]]
@@ -56,6 +62,7 @@ class StoredChunk:
     dense: list[float]
     sparse: Sparse
     payload: JsonObject
+    title_sparse: Sparse = ([], [])
 
 
 @dataclass(frozen=True)
@@ -153,8 +160,12 @@ class ChunkStore(Protocol):
         acl: frozenset[str] | None,
         limit: int,
         min_similarity: float = 0.0,
+        field: Field = "text",
     ) -> list[ScoredChunk]:
-        """Top chunks by dense, BM25 or both fused with RRF; the ACL filter is inside every (pre)fetch."""
+        """Top chunks by dense, BM25 or both fused with RRF; the ACL filter is inside every (pre)fetch.
+
+        ``field`` picks the sparse vector BM25 searches: the chunk's text or its title and headings.
+        """
         ...
 
     async def scroll(self, offset: str | None, limit: int) -> tuple[list[StoredChunk], str | None]:

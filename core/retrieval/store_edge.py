@@ -30,6 +30,8 @@ from core.retrieval.store import (
     INDEXED_FIELDS,
     LAYOUT,
     SPARSE,
+    TITLE,
+    Field,
     Kind,
     Mode,
     ScoredChunk,
@@ -156,7 +158,10 @@ class EdgeStore:
     def _config(self, dimension: int) -> qe.EdgeConfig:
         return qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)},
-            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            sparse_vectors={
+                SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf),
+                TITLE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf),
+            },
             wal_enabled=True,
         )
 
@@ -179,6 +184,7 @@ class EdgeStore:
                     "layout": LAYOUT,
                     "dense": DENSE,
                     "sparse": SPARSE,
+                    "title": TITLE,
                     "bm25": "qdrant",
                     "embedder": self._new_embedder,
                 }
@@ -276,7 +282,12 @@ class EdgeStore:
         if not chunks:
             return
         points = [
-            qe.Point(c.id, {DENSE: list(c.dense), SPARSE: _sparse(c.sparse)}, dict(c.payload)) for c in chunks
+            qe.Point(
+                c.id,
+                {DENSE: list(c.dense), SPARSE: _sparse(c.sparse), TITLE: _sparse(c.title_sparse)},
+                dict(c.payload),
+            )
+            for c in chunks
         ]
         await self._call(lambda s: s.update(qe.UpdateOperation.upsert_points(points)))
         self._written += len(points)
@@ -323,6 +334,7 @@ class EdgeStore:
         acl: frozenset[str] | None,
         limit: int,
         min_similarity: float = 0.0,
+        field: Field = "text",
     ) -> list[ScoredChunk]:
         """Top chunks by dense, BM25 or both fused with RRF; the ACL filter is inside every (pre)fetch."""
         if acl is not None and not acl:
@@ -359,7 +371,7 @@ class EdgeStore:
                 return []
             request = qe.QueryRequest(
                 limit=limit,
-                query=qe.Query.Nearest(_sparse(sparse), using=SPARSE),
+                query=qe.Query.Nearest(_sparse(sparse), using=TITLE if field == "title" else SPARSE),
                 filter=flt,
                 with_payload=True,
             )
@@ -407,6 +419,7 @@ class EdgeStore:
             vectors = r.vector if isinstance(r.vector, dict) else {}
             dense = vectors.get(DENSE)
             sparse = vectors.get(SPARSE)
+            title = vectors.get(TITLE)
             out.append(
                 StoredChunk(
                     _id(r.id),
@@ -417,6 +430,9 @@ class EdgeStore:
                     if isinstance(sparse, qe.SparseVector)
                     else ([], []),
                     dict(r.payload or {}),
+                    (list(title.indices), list(title.values))
+                    if isinstance(title, qe.SparseVector)
+                    else ([], []),
                 )
             )
         return out, (_id(after) if after is not None else None)

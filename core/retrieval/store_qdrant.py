@@ -24,6 +24,8 @@ from core.retrieval.store import (
     DENSE,
     INDEXED_FIELDS,
     SPARSE,
+    TITLE,
+    Field,
     Kind,
     Mode,
     ScoredChunk,
@@ -138,6 +140,12 @@ class QdrantStore:
                     f"The collection '{self.collection}' holds {size}-dimensional vectors but the embedder "
                     f"makes {dimension} — run 'hearth index --rebuild' after changing the embedder."
                 )
+            info = await client.get_collection(self.collection)
+            if TITLE not in (info.config.params.sparse_vectors or {}):
+                raise RetrievalError(
+                    f"The collection '{self.collection}' has an older layout (no '{TITLE}' vector) — "
+                    "run 'hearth index --rebuild' to re-index into it."
+                )
             if embedder is not None:
                 check_identity(await self.embedder(), embedder, self.location)
         else:
@@ -145,7 +153,10 @@ class QdrantStore:
                 self.collection,
                 metadata={EMBEDDER_KEY: embedder} if embedder else None,
                 vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
-                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                sparse_vectors_config={
+                    SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF),
+                    TITLE: models.SparseVectorParams(modifier=models.Modifier.IDF),
+                },
             )
             if self.kind == "server":  # local mode ignores payload indexes (and warns)
                 for name in INDEXED_FIELDS:
@@ -172,7 +183,11 @@ class QdrantStore:
         if not chunks:
             return
         points = [
-            models.PointStruct(id=c.id, vector={DENSE: c.dense, SPARSE: _sparse(c.sparse)}, payload=c.payload)
+            models.PointStruct(
+                id=c.id,
+                vector={DENSE: c.dense, SPARSE: _sparse(c.sparse), TITLE: _sparse(c.title_sparse)},
+                payload=c.payload,
+            )
             for c in chunks
         ]
         try:
@@ -227,6 +242,7 @@ class QdrantStore:
         acl: frozenset[str] | None,
         limit: int,
         min_similarity: float = 0.0,
+        field: Field = "text",
     ) -> list[ScoredChunk]:
         """Top chunks by dense, BM25 or both fused with RRF; the ACL filter is inside every (pre)fetch."""
         if acl is not None and not acl:
@@ -246,7 +262,7 @@ class QdrantStore:
         elif mode == "bm25":
             if sparse_vec is None:
                 return []
-            query, using, threshold = sparse_vec, SPARSE, None
+            query, using, threshold = sparse_vec, TITLE if field == "title" else SPARSE, None
         else:
             depth = hybrid_depth(limit)
             prefetch = [
@@ -280,7 +296,7 @@ class QdrantStore:
         out = []
         for p in points:
             vectors = p.vector if isinstance(p.vector, dict) else {}
-            dense, sparse = vectors.get(DENSE), vectors.get(SPARSE)
+            dense, sparse, title = vectors.get(DENSE), vectors.get(SPARSE), vectors.get(TITLE)
             out.append(
                 StoredChunk(
                     str(p.id),
@@ -291,6 +307,9 @@ class QdrantStore:
                     if isinstance(sparse, models.SparseVector)
                     else ([], []),
                     dict(p.payload or {}),
+                    (list(title.indices), list(title.values))
+                    if isinstance(title, models.SparseVector)
+                    else ([], []),
                 )
             )
         return out, (str(after) if after is not None else None)

@@ -33,7 +33,8 @@ from core.retrieval.store import ChunkStore, StoredChunk, open_store, point_id
 log = logging.getLogger(__name__)
 
 # 2: BM25 sparse vectors from Qdrant's encoder (other token ids than version 1's hand-written one).
-INDEX_VERSION = "2"
+# 3: a title/heading sparse vector beside the text's, HTML navigation left out of the text.
+INDEX_VERSION = "3"
 
 
 def index_signature(settings: Settings) -> str:
@@ -247,12 +248,14 @@ class Indexer:
         i = 0
         for doc, chunks in group:
             version = self._version(doc)
+            language = self._languages.get(doc.source, "auto")
             for chunk in chunks:
                 points.append(
                     StoredChunk(
                         id=point_id(doc.id, doc.content_hash, self.signature, chunk.index),
                         dense=vectors[i],
-                        sparse=document_vector(texts[i], self._languages.get(doc.source, "auto")),
+                        sparse=document_vector(chunk.text, language),
+                        title_sparse=document_vector(chunk.field_text(doc.title), language),
                         payload={
                             "doc_id": doc.id,
                             "source": doc.source,

@@ -159,9 +159,9 @@ async def _user_grants(settings: Settings, user: str) -> frozenset[str]:
 )
 @click.option(
     "--mode",
-    type=click.Choice(["dense", "bm25", "hybrid"]),
+    type=click.Choice(["dense", "bm25", "rrf", "hybrid"]),
     default=None,
-    help="Search mode (default: retrieval.mode).",
+    help="Search mode (default: retrieval.mode): hybrid is the full pipeline, rrf the plain dense+BM25 fusion.",
 )
 @pass_state
 def search(
@@ -245,15 +245,26 @@ async def _evaluate(settings: Settings, file: Path) -> dict[str, dict[str, float
 
 @eval_group.command("retrieval")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-@json_option('Print {"dense": {"recall@5": …, …}, "bm25": …, "hybrid": …}.')
+@json_option('Print {"dense": {"recall@1": …, "recall@5": …, …}, "bm25": …, "rrf": …, "hybrid": …}.')
 @pass_state
 def eval_retrieval(state: State, file: Path, as_json: bool) -> None:
-    """recall@5, MRR@10 and nDCG@10 of dense, BM25 and hybrid search on FILE (JSON lines: query, relevant)."""
+    """recall@1/@5, MRR@10 and nDCG@10 by page of dense, BM25, plain RRF and the full pipeline on FILE.
+
+    FILE holds JSON lines {"query": …, "relevant": [doc id or uri, …]}; every method runs on the same index.
+    """
     results = asyncio.run(_evaluate(state.settings, file))
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
-    table = Table("mode", "recall@5", "MRR@10", "nDCG@10")
+    from core.retrieval.evaluation import LABELS
+
+    table = Table("mode", "recall@1", "recall@5", "MRR@10", "nDCG@10")
     for mode, m in results.items():
-        table.add_row(mode, f"{m['recall@5']:.3f}", f"{m['mrr@10']:.3f}", f"{m['ndcg@10']:.3f}")
+        table.add_row(
+            f"{mode} ({LABELS[mode]})" if LABELS.get(mode, mode) != mode else mode,
+            f"{m['recall@1']:.3f}",
+            f"{m['recall@5']:.3f}",
+            f"{m['mrr@10']:.3f}",
+            f"{m['ndcg@10']:.3f}",
+        )
     Console().print(table)

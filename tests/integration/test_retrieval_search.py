@@ -205,7 +205,8 @@ def test_cli_index_search_sources_eval(tmp_path: Path) -> None:
     metrics = json.loads(
         run(main, ["--config", str(config), "eval", "retrieval", str(evalset), "--json"]).output
     )
-    assert set(metrics) == {"dense", "bm25", "hybrid"}
+    assert set(metrics) == {"dense", "bm25", "rrf", "hybrid"}
+    assert set(metrics["hybrid"]) == {"recall@1", "recall@5", "mrr@10", "ndcg@10"}
     assert metrics["hybrid"]["recall@5"] == 1.0
     bad = run(main, ["--config", str(config), "search", "x", "--mode", "fuzzy"])
     assert bad.exit_code == 2

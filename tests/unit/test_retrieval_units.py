@@ -166,9 +166,9 @@ def test_retrieval_mode_is_validated(tmp_path) -> None:
 
 def test_eval_metrics() -> None:
     ranking = [("a", "ua"), ("b", "ub"), ("c", "uc")]
-    assert score(ranking, frozenset({"a"})) == {"recall@5": 1.0, "mrr@10": 1.0, "ndcg@10": 1.0}
-    m = score(ranking, frozenset({"ub", "z"}))  # matched by uri; one relevant doc never retrieved
-    assert m["recall@5"] == 0.5 and m["mrr@10"] == 0.5
+    assert score(ranking, frozenset({"a"})) == {"recall@1": 1.0, "recall@5": 1.0, "mrr@10": 1.0, "ndcg@10": 1.0}
+    m = score(ranking, frozenset({"ub", "z"}))  # matched by uri; the other (alternative) page never retrieved
+    assert m["recall@1"] == 0.0 and m["recall@5"] == 1.0 and m["mrr@10"] == 0.5
     assert 0 < m["ndcg@10"] < 1
     assert score(ranking, frozenset({"z"}))["ndcg@10"] == 0.0
 

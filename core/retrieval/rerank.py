@@ -1,0 +1,115 @@
+"""The reranking stage: a cross-encoder scores (question, chunk) pairs over the fused top-N.
+
+``retrieval.rerank.backend: remote`` posts to a ``/v1/rerank`` endpoint in the shape Jina, Cohere,
+vLLM, TEI's OpenAI-style router and llama.cpp's ``llama-server --reranking`` share::
+
+    POST /v1/rerank {"model": "...", "query": "...", "documents": ["...", ...], "top_n": N}
+    -> {"results": [{"index": 0, "relevance_score": 0.93}, ...]}
+
+No model is ever downloaded: an operator points ``url`` at a service they run, e.g. llama-server
+with a reranking GGUF (bge-reranker-v2-m3, jina-reranker-v2-base-multilingual or
+Qwen3-Reranker-0.6B converted to GGUF)::
+
+    llama-server -m bge-reranker-v2-m3-Q8_0.gguf --reranking --port 8012
+    # hearth.yaml: retrieval.rerank: {backend: remote, url: http://127.0.0.1:8012}
+
+A call that fails or runs past ``budget_ms`` keeps the fused order (logged, never the user's error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import httpx
+
+from core.errors import RetrievalError
+from core.retrieval.config import RerankSettings
+
+log = logging.getLogger(__name__)
+
+
+class Reranker(Protocol):
+    """Scores documents against a query; higher is more relevant."""
+
+    async def scores(self, query: str, documents: Sequence[str]) -> list[float]:
+        """One score per document, in the documents' order."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+def _endpoint(url: str) -> str:
+    base = url.rstrip("/")
+    if base.endswith("/rerank"):
+        return base
+    return f"{base}/rerank" if base.endswith("/v1") else f"{base}/v1/rerank"
+
+
+class RemoteReranker:
+    """A ``/v1/rerank`` service (Jina/Cohere/llama-server shape)."""
+
+    def __init__(self, settings: RerankSettings, client: httpx.AsyncClient | None = None) -> None:
+        if not settings.url:
+            raise RetrievalError("retrieval.rerank.backend is 'remote' but retrieval.rerank.url is not set.")
+        self.settings = settings
+        self.url = _endpoint(settings.url)
+        headers = (
+            {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"} if settings.api_key else {}
+        )
+        self._client = client or httpx.AsyncClient(headers=headers, timeout=settings.budget_ms / 1000 + 1)
+
+    async def scores(self, query: str, documents: Sequence[str]) -> list[float]:
+        """Relevance scores from the service (missing indexes score lowest)."""
+        body: dict[str, object] = {"query": query, "documents": list(documents), "top_n": len(documents)}
+        if self.settings.model:
+            body["model"] = self.settings.model
+        try:
+            response = await self._client.post(self.url, json=body)
+            response.raise_for_status()
+            data = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise RetrievalError(f"The reranker at {self.url} failed: {exc}") from exc
+        results = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(results, list):
+            raise RetrievalError(f"The reranker at {self.url} answered without a 'results' list.")
+        out = [float("-inf")] * len(documents)
+        for item in results:
+            if not isinstance(item, dict):
+                continue
+            index, value = item.get("index"), item.get("relevance_score", item.get("score"))
+            if isinstance(index, int) and 0 <= index < len(out) and isinstance(value, int | float):
+                out[index] = float(value)
+        return out
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._client.aclose()
+
+
+def get_reranker(settings: RerankSettings) -> Reranker | None:
+    """The configured reranker, or None when the stage is off."""
+    if settings.backend == "off":
+        return None
+    return RemoteReranker(settings)
+
+
+async def rerank_order(
+    reranker: Reranker, query: str, texts: Sequence[str], budget_ms: int
+) -> list[float] | None:
+    """The reranker's scores for ``texts``, or None when it failed or ran past the budget (logged)."""
+    started = time.perf_counter()
+    try:
+        return await asyncio.wait_for(reranker.scores(query, texts), budget_ms / 1000)
+    except TimeoutError:
+        log.warning("reranker: over its %d ms budget; the fused order is kept", budget_ms)
+    except RetrievalError as exc:
+        log.warning("reranker: %s; the fused order is kept", exc)
+    finally:
+        log.debug("reranker: %d candidates in %.0f ms", len(texts), (time.perf_counter() - started) * 1000)
+    return None

@@ -70,12 +70,7 @@ class Grounder:
 
     def quotes(self, question: str, hits: Sequence[Hit]) -> list[Quote]:
         """The source sentences to quote before the model's summary (quote mode)."""
-        ranked = rank_sentences(question, hits)
-        if not ranked:
-            return []
-        # A second quote only when it answers nearly as well as the first.
-        floor = ranked[0].relevance * 0.75
-        return pick_quotes(question, hits, limit=self.settings.quote_sentences, min_relevance=floor)
+        return pick_quotes(question, hits, limit=self.settings.quote_sentences, min_relevance=0.0)
 
     def finish(
         self,

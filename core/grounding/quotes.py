@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.contracts import Hit
 from core.grounding.text import content_words, split_sentences
@@ -35,6 +35,7 @@ class Quote:
     text: str
     source: int  # index into the hits
     relevance: float
+    words: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
 
 def question_words(question: str) -> list[str]:
@@ -51,6 +52,11 @@ def rank_sentences(question: str, hits: Sequence[Hit]) -> list[Quote]:
     has (the question's subject is not in the docs) weighs the relevance down. Ties go to the
     better-ranked hit and then to the earlier sentence.
     """
+    return _ranked(question, hits)[0]
+
+
+def _ranked(question: str, hits: Sequence[Hit]) -> tuple[list[Quote], dict[str, float]]:
+    """The ranked sentences and the IDF weight of each question word."""
     wanted = question_words(question)
     candidates: list[tuple[int, int, str, frozenset[str]]] = []
     for h_index, hit in enumerate(hits):
@@ -65,30 +71,53 @@ def rank_sentences(question: str, hits: Sequence[Hit]) -> list[Quote]:
             words = frozenset(content_words(sentence.text)) | context
             candidates.append((h_index, s_index, sentence.text, words))
     if not wanted or not candidates:
-        return []
+        return [], {}
     n = len(candidates)
     idf = {w: math.log(1 + n / (1 + sum(w in c[3] for c in candidates))) for w in wanted}
     total = sum(idf.values())
     scored = [
-        Quote(text, h_index, sum(idf[w] for w in wanted if w in words) / total)
+        Quote(text, h_index, sum(idf[w] for w in wanted if w in words) / total, words)
         for h_index, s_index, text, words in candidates
     ]
     order = sorted(
         range(len(scored)), key=lambda i: (-scored[i].relevance, candidates[i][0], candidates[i][1])
     )
-    return [scored[i] for i in order]
+    return [scored[i] for i in order], idf
 
 
-def pick_quotes(question: str, hits: Sequence[Hit], *, limit: int, min_relevance: float) -> list[Quote]:
-    """Up to ``limit`` sentences that answer ``question`` well enough, shortened to a quote's length."""
-    out: list[Quote] = []
-    for quote in rank_sentences(question, hits):
-        if len(out) >= limit or quote.relevance < min_relevance:
+def pick_quotes(
+    question: str, hits: Sequence[Hit], *, limit: int, min_relevance: float, min_gain: float = 0.2
+) -> list[Quote]:
+    """Up to ``limit`` sentences that answer ``question``, shortened to a quote's length.
+
+    The first is the best answer (at least ``min_relevance``). A further one is taken when it
+    answers nearly as well (three quarters of the first's relevance) or covers two or more question
+    words the quotes so far do not, worth at least ``min_gain`` of the question: "How many vacation
+    days do I get, and how do I request time off?" gets a sentence for each half.
+    """
+    ranked, idf = _ranked(question, hits)
+    if not ranked or ranked[0].relevance < min_relevance:
+        return []
+    total = sum(idf.values())
+    chosen = [ranked[0]]
+    covered = set(ranked[0].words)
+    while len(chosen) < limit:
+        best: tuple[float, Quote] | None = None
+        for quote in ranked:
+            if any(quote.text == q.text for q in chosen):
+                continue
+            new = [w for w in idf if w in quote.words and w not in covered]
+            # Another part of the question is two of its words or more, not one generic verb.
+            gain = sum(idf[w] for w in new) / total if len(new) >= 2 else 0.0
+            close = quote.relevance >= 0.75 * ranked[0].relevance
+            value = max(gain, quote.relevance if close else 0.0)
+            if (gain >= min_gain or close) and (best is None or value > best[0]):
+                best = (value, quote)
+        if best is None:
             break
-        if any(quote.text == q.text for q in out):
-            continue
-        out.append(Quote(shorten(quote.text), quote.source, quote.relevance))
-    return out
+        chosen.append(best[1])
+        covered |= best[1].words
+    return [Quote(shorten(q.text), q.source, q.relevance, q.words) for q in chosen]
 
 
 def shorten(text: str, limit: int = MAX_QUOTE_CHARS) -> str:

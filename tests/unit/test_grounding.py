@@ -220,6 +220,13 @@ async def test_quote_mode_answers_not_found_without_the_model_when_nothing_answe
     assert backend.calls == [] and len(answer.citations) == 3
 
 
+def test_a_two_part_question_gets_a_quote_for_each_part() -> None:
+    quotes = pick_quotes(QUESTION, hits(), limit=2, min_relevance=0.2)
+    assert [q.text[:24] for q in quotes] == ["New employees get 20 vac", "Open the Time Off tab in"]
+    single = pick_quotes("What's the nightly hotel limit in Tokyo?", hits(), limit=2, min_relevance=0.2)
+    assert [q.text[:10] for q in single] == ["Hotels up "]
+
+
 def test_quotes_prefer_the_sentence_under_the_matching_heading() -> None:
     quotes = pick_quotes("By when must I use carried-over days?", hits(), limit=1, min_relevance=0.2)
     assert quotes and quotes[0].text.startswith("Up to 5 unused days carry over")

@@ -47,12 +47,15 @@ class Passage:
     words: tuple[frozenset[str], ...]
     vocabulary: frozenset[str]
     text_lower: str
+    header: frozenset[str] = frozenset()  # words of its title, path, location and headings
 
     @classmethod
     def of(cls, index: int, hit: Hit) -> Passage:
         """Split and index one hit."""
         body = "\n".join(p for p in (hit.title, hit.location, hit.text) if p)
-        sentences = tuple(s.text for s in split_sentences(hit.text))
+        split = split_sentences(hit.text)
+        sentences = tuple(s.text for s in split)
+        headings = " ".join([hit.title, hit.uri, hit.location, *(s.text for s in split if s.heading)])
         return cls(
             index,
             hit,
@@ -60,6 +63,7 @@ class Passage:
             tuple(frozenset(content_words(s)) for s in sentences),
             strict_vocabulary(body),
             body.lower(),
+            frozenset(content_words(headings)),
         )
 
     def windows(self) -> list[tuple[int, frozenset[str]]]:
@@ -154,6 +158,9 @@ class Verifier:
                 text = " ".join(passage.sentences[first : first + _WINDOW])
                 best = (score, passage.index, text)
         if not words and not strict:
+            return Checked(sentence, False, 0.0, None)
+        # "Parental leave [1]" or "On-call (on-call.md)" repeats a heading or a path: no claim at all.
+        if any(set(words) <= p.header for p in passages) and not any(k.startswith("num:") for k in strict):
             return Checked(sentence, False, 0.0, None)
         if best is not None and best[0] >= self.min_support:
             return Checked(sentence, True, best[0], best[1], passage=best[2])

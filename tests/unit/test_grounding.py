@@ -131,6 +131,11 @@ def test_each_planted_sentence_is_removed_and_the_supported_ones_keep_their_chun
     assert [c.source for c in checked] == [1, None, 1]
 
 
+def test_a_sentence_that_only_repeats_a_heading_or_a_path_is_no_claim() -> None:
+    checked = Verifier().check("Vacation days [2]. Expenses (handbook/expenses.md). Claims are paid.", hits())
+    assert [c.supported for c in checked] == [False, False, False]
+
+
 def test_supported_sentences_across_chunks_get_each_their_own_chunk() -> None:
     text = (
         "The hotel limit in Tokyo is 250 EUR per night. Primary on-call pays 300 EUR a week. "

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.contracts import Answer, Citation, Hit, Request
-from core.errors import HearthError, InputError
+from core.errors import BackendError, InputError
 from core.grounding import NOT_FOUND, says_not_found
 from core.grounding.text import NUMBER_WORDS, clean, split_sentences
 from core.grounding.verify import Verifier
@@ -185,7 +185,7 @@ async def evaluate(assistant: Asks, cases: Sequence[Case], verifier: Verifier) -
     for case in cases:
         try:
             answer: Answer = await assistant.ask(Request(text=case.question, surface="cli"))
-        except HearthError as exc:  # one failed answer (a busy model) is a miss, not the end of the run
+        except BackendError as exc:  # a busy model fails one answer: a miss, not the end of the run
             log.warning("%r was not answered: %s", case.question, exc)
             outcomes.append(Outcome(case, "", False if case.answerable else None, False, 0, error=str(exc)))
             continue

@@ -65,9 +65,31 @@ class Chunk:
         context = SEP.join(h for h in (title, *self.headings) if h)
         return f"{context}\n{self.text}" if context else self.text
 
-    def field_text(self, title: str) -> str:
-        """The chunk's fields, indexed as their own BM25 signal: the page title and heading path."""
-        return " \n".join(dict.fromkeys(h for h in (title, *self.headings) if h))
+
+def page_fields(doc: Document, limit: int = 300) -> str:
+    """A page's own fields, indexed as their own signals: its title, summary and outline.
+
+    The summary is the page's first paragraph of prose (not a heading, code or a one-word line),
+    cut at ``limit`` characters: a manual page's NAME line, a section's opening sentences. The
+    outline is its distinct headings below the first, joined up to ``limit`` characters.
+    """
+    summary = ""
+    fenced = False
+    headings: list[str] = []
+    for path, _, _ in _sections(doc.text) if doc.kind == "markdown" else []:
+        if len(path) > 1 and path[-1] not in headings and path[-1] != doc.title:
+            headings.append(path[-1])
+    outline = "; ".join(headings)[:limit]
+    for block in re.split(r"\n\s*\n", doc.text[:20000]):
+        text = block.strip()
+        if _FENCE.match(text):
+            fenced = not fenced if text.count("```") + text.count("~~~") == 1 else fenced
+            continue
+        if fenced or not text or _HEADING.match(text) or len(text.split()) < 4:
+            continue
+        summary = " ".join(text.split())[:limit]
+        break
+    return "\n".join(part for part in (doc.title, summary, outline) if part)
 
 
 @lru_cache(maxsize=32)

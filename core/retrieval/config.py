@@ -67,19 +67,21 @@ class FusionSettings(Section):
     dense: float = Field(1.0, ge=0, description="Weight of the dense (embedding) ranking.")
     text: float = Field(1.0, ge=0, description="Weight of the BM25 ranking of the chunk text.")
     title: float = Field(
-        0.0,
+        0.6,
         ge=0,
-        description="Weight of the BM25 ranking of the page title and heading path (by page). Off by default: "
-        "on the git manual eval every weight tried (0.5, 1.0) lowered recall@1 and nDCG@10.",
+        description="Weight of the BM25 ranking of pages by their title and summary.",
+    )
+    page: float = Field(
+        1.0, ge=0, description="Weight of the dense ranking of pages by their title and summary."
     )
     rrf_k: float = Field(10.0, gt=0, description="RRF constant: a rank r adds weight / (rrf_k + r).")
     document: float = Field(
-        0.1,
+        0.0,
         ge=0,
         le=1,
         description="Share of a page's other strong chunks added to each of its chunks (a page with three "
-        "matching chunks beats one with one); 0 ranks chunks alone. 0.5 helped the git manual eval (recall@1 "
-        "0.29 -> 0.35) but cost the 11-page handbook eval (1.0 -> 0.83); 0.1 keeps the handbook at 1.0.",
+        "matching chunks beats one with one); 0 ranks chunks alone. Off by default: on the git manual eval "
+        "0.1 raised recall@1 0.50 -> 0.52 but moved one handbook question to a page with more (weaker) matches.",
     )
     candidates: int = Field(
         40, ge=5, le=500, description="Candidates each signal fetches before fusion (and the reranker sees)."
@@ -89,11 +91,17 @@ class FusionSettings(Section):
 class RerankSettings(Section):
     """An optional reranking stage over the fused candidates, before the model sees them."""
 
-    backend: Literal["off", "remote"] = Field(
+    backend: Literal["off", "remote", "llama_cpp"] = Field(
         "off",
-        description="off, or remote: a /v1/rerank endpoint (Jina/Cohere shape; llama.cpp's llama-server "
-        "started with --reranking and a reranking GGUF serves it too).",
+        description="off; remote: a /v1/rerank endpoint (Jina/Cohere/vLLM shape, or a llama-server you run "
+        "with --reranking); llama_cpp: Hearth runs llama-server --reranking on model_path itself.",
     )
+    model_path: Path | None = Field(
+        None,
+        description="llama_cpp: a reranking GGUF on disk (e.g. bge-reranker-v2-m3, jina-reranker-v2-base-"
+        "multilingual, Qwen3-Reranker-0.6B in GGUF form); never downloaded by Hearth.",
+    )
+    n_ctx: int = Field(2048, ge=256, description="llama_cpp: tokens per (question, chunk) pair.")
     url: str | None = Field(
         None,
         description="Base URL of the rerank service (…/v1/rerank is appended unless the URL ends in it).",

@@ -13,6 +13,10 @@ Qwen3-Reranker-0.6B converted to GGUF)::
     llama-server -m bge-reranker-v2-m3-Q8_0.gguf --reranking --port 8012
     # hearth.yaml: retrieval.rerank: {backend: remote, url: http://127.0.0.1:8012}
 
+or lets Hearth run it (``backend: llama_cpp``, ``model_path: …gguf``): the same supervised
+llama-server child as the local LLM (:mod:`core.llm.engine`), started with ``--reranking`` on a
+private unix socket at the first question that needs it.
+
 A call that fails or runs past ``budget_ms`` keeps the fused order (logged, never the user's error).
 """
 
@@ -22,12 +26,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
-from core.errors import RetrievalError
+from core.errors import BackendUnavailable, RetrievalError
 from core.retrieval.config import RerankSettings
+
+if TYPE_CHECKING:
+    from core.llm.engine import EngineProcess
 
 log = logging.getLogger(__name__)
 
@@ -75,27 +83,93 @@ class RemoteReranker:
             data = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise RetrievalError(f"The reranker at {self.url} failed: {exc}") from exc
-        results = data.get("results") if isinstance(data, dict) else None
-        if not isinstance(results, list):
-            raise RetrievalError(f"The reranker at {self.url} answered without a 'results' list.")
-        out = [float("-inf")] * len(documents)
-        for item in results:
-            if not isinstance(item, dict):
-                continue
-            index, value = item.get("index"), item.get("relevance_score", item.get("score"))
-            if isinstance(index, int) and 0 <= index < len(out) and isinstance(value, int | float):
-                out[index] = float(value)
-        return out
+        return parse_results(data, len(documents), self.url)
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self._client.aclose()
 
 
+def parse_results(data: object, count: int, where: str) -> list[float]:
+    """Scores in document order from a ``{"results": [{"index", "relevance_score"}]}`` answer."""
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, list):
+        raise RetrievalError(f"The reranker at {where} answered without a 'results' list.")
+    out = [float("-inf")] * count
+    for item in results:
+        if not isinstance(item, dict):
+            continue
+        index, value = item.get("index"), item.get("relevance_score", item.get("score"))
+        if isinstance(index, int) and 0 <= index < count and isinstance(value, int | float):
+            out[index] = float(value)
+    return out
+
+
+def reranking_engine(settings: RerankSettings, server_path: Path | None = None) -> EngineProcess:
+    """A supervised ``llama-server --reranking`` child on ``settings.model_path``."""
+    from core.llm.config import LocalLLMSettings
+    from core.llm.engine import EngineProcess
+
+    if settings.model_path is None or not settings.model_path.is_file():
+        raise RetrievalError(
+            f"retrieval.rerank.model_path ({settings.model_path or 'not set'}) is not a reranking GGUF file "
+            "— point it at one on disk (e.g. bge-reranker-v2-m3 in GGUF form), or set rerank.backend: off."
+        )
+    local = LocalLLMSettings(n_ctx=settings.n_ctx, parallel=1, n_batch=settings.n_ctx)
+
+    class RerankEngine(EngineProcess):
+        def command(self) -> list[str]:
+            # One pair is one sequence: batch and micro-batch hold a whole pair (llama-server needs it).
+            return [
+                str(self.server_path),
+                "--model", str(self.model_path),
+                "--host", str(self.socket_path),
+                "--reranking",
+                "--ctx-size", str(settings.n_ctx),
+                "--batch-size", str(settings.n_ctx),
+                "--ubatch-size", str(settings.n_ctx),
+                "--parallel", "1",
+                "--no-webui",
+            ]  # fmt: skip
+
+    return RerankEngine(local, settings.model_path, server_path=server_path)
+
+
+class LocalReranker:
+    """A reranking GGUF served by Hearth's own supervised ``llama-server --reranking``."""
+
+    def __init__(self, settings: RerankSettings, engine: EngineProcess | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or reranking_engine(settings)
+
+    async def scores(self, query: str, documents: Sequence[str]) -> list[float]:
+        """Scores from the engine's ``/v1/rerank`` (it is started on first use)."""
+        import aiohttp
+
+        try:
+            await self.engine.ensure_ready()
+            body = {"query": query, "documents": list(documents), "top_n": len(documents)}
+            async with self.engine.session().post("/v1/rerank", json=body) as response:
+                if response.status != 200:
+                    raise RetrievalError(f"the reranking engine answered HTTP {response.status}")
+                data = await response.json()
+        except BackendUnavailable as exc:
+            raise RetrievalError(f"the reranking engine is not available ({exc})") from exc
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise RetrievalError(f"the reranking engine failed ({exc})") from exc
+        return parse_results(data, len(documents), str(self.settings.model_path))
+
+    async def aclose(self) -> None:
+        """Stop the engine."""
+        await self.engine.stop()
+
+
 def get_reranker(settings: RerankSettings) -> Reranker | None:
     """The configured reranker, or None when the stage is off."""
     if settings.backend == "off":
         return None
+    if settings.backend == "llama_cpp":
+        return LocalReranker(settings)
     return RemoteReranker(settings)
 
 

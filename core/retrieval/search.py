@@ -1,8 +1,8 @@
 """The Retriever the assistant uses: the hybrid pipeline, filtered by the asker's ACL inside every query.
 
-``hybrid`` (the default) fuses three rankings with weighted reciprocal rank (``retrieval.fusion``):
-dense similarity, BM25 over the chunk text, and BM25 over the page title and heading path (ranked
-by page, so every chunk of a page whose title matches shares it). Each chunk then gains a share of
+``hybrid`` (the default) fuses four rankings with weighted reciprocal rank (``retrieval.fusion``):
+dense similarity and BM25 over the chunks, and BM25 and dense similarity over each page's title
+and summary (ranked by page, so every chunk of a page whose title matches shares it). Each chunk then gains a share of
 its page's other strong chunks, and the reranker (``retrieval.rerank``), when one is configured,
 reorders the top-N within its latency budget. ``rrf`` is the plain single-query dense + BM25 RRF,
 ``dense`` and ``bm25`` one signal each (for comparison: ``hearth eval retrieval``).
@@ -100,7 +100,7 @@ class DocsRetriever:
     async def _pipeline(
         self, query: str, dense: list[float] | None, sparse: Sparse | None, acl: frozenset[str] | None, k: int
     ) -> list[ScoredChunk]:
-        """Weighted RRF of dense, text BM25 and title BM25; page aggregation; then the reranker."""
+        """Weighted RRF of dense, text BM25 and the page signals; page aggregation; then the reranker."""
         fusion = self.settings.retrieval.fusion
         depth = max(fusion.candidates, k)
         by_dense = await self.store.search(
@@ -111,29 +111,35 @@ class DocsRetriever:
             limit=depth,
             min_similarity=self.settings.retrieval.min_similarity,
         )
-        by_text, by_title = [], []
+        by_text = []
         if fusion.text:
             by_text = await self.store.search("bm25", dense=None, sparse=sparse, acl=acl, limit=depth)
-        if fusion.title:  # titles repeat across a page's chunks: fetch deeper, rank by page
-            by_title = await self.store.search(
-                "bm25", dense=None, sparse=sparse, acl=acl, limit=depth * 3, field="title"
-            )
         chunks: dict[str, ScoredChunk] = {}
         fused: dict[str, float] = defaultdict(float)
         for weight, ranking in ((fusion.dense, by_dense), (fusion.text, by_text)):
             for rank, point in enumerate(ranking, 1):
                 chunks.setdefault(point.id, point)
                 fused[point.id] += weight / (fusion.rrf_k + rank)
-        page_rank: dict[str, int] = {}
-        for point in by_title:
-            page_rank.setdefault(_doc(point), len(page_rank) + 1)
-            # The best title-matching chunks of the top pages join the candidates on their own.
-            if len(page_rank) <= max(depth // 4, 1):
-                chunks.setdefault(point.id, point)
+        # The page signals (title and summary, BM25 and dense) rank pages: each result is a page's
+        # first chunk; every candidate chunk of a page shares its page's share.
+        by_page: dict[str, float] = defaultdict(float)
+        for weight, kind in ((fusion.title, "bm25"), (fusion.page, "dense")):
+            if not weight or (kind == "dense" and dense is None):
+                continue
+            ranking = await self.store.search(
+                "bm25" if kind == "bm25" else "dense",
+                dense=dense,
+                sparse=sparse,
+                acl=acl,
+                limit=depth,
+                field="title",
+            )
+            for rank, point in enumerate(ranking, 1):
+                by_page[_doc(point)] += weight / (fusion.rrf_k + rank)
+                if rank <= max(depth // 4, 1):  # the top pages join the candidates
+                    chunks.setdefault(point.id, point)
         for cid, point in chunks.items():
-            page = page_rank.get(_doc(point))
-            if page is not None:
-                fused[cid] += fusion.title / (fusion.rrf_k + page)
+            fused[cid] += by_page.get(_doc(point), 0.0)
         scores = _with_pages(chunks, fused, fusion.document)
         order = sorted(chunks, key=lambda cid: scores[cid], reverse=True)
         if self.reranker is not None:
@@ -178,8 +184,16 @@ def _doc(point: ScoredChunk) -> str:
     return str(point.payload.get("doc_id", ""))
 
 
-def _with_pages(chunks: dict[str, ScoredChunk], fused: dict[str, float], share: float) -> dict[str, float]:
-    """Each chunk's fused score plus ``share`` of its page's other candidates (halving by rank, best three)."""
+def _with_pages(
+    chunks: dict[str, ScoredChunk], fused: dict[str, float], share: float, strong: float = 0.5
+) -> dict[str, float]:
+    """Each chunk's fused score plus ``share`` of its page's other *strong* candidates.
+
+    A sibling counts when its own score is at least ``strong`` times the best candidate's (so a long
+    page with many weak matches does not outvote a short page with one strong one), halving by
+    rank, the best three.
+    """
+    top = max(fused.values(), default=0.0)
     pages: dict[str, list[float]] = defaultdict(list)
     for cid, point in chunks.items():
         pages[_doc(point)].append(fused[cid])
@@ -187,5 +201,6 @@ def _with_pages(chunks: dict[str, ScoredChunk], fused: dict[str, float], share: 
     for cid, point in chunks.items():
         siblings = sorted(pages[_doc(point)], reverse=True)
         siblings.remove(fused[cid])
+        siblings = [v for v in siblings if v >= strong * top]
         out[cid] = fused[cid] + share * sum(v / 2**i for i, v in enumerate(siblings[:3]))
     return out

@@ -1,7 +1,8 @@
 """The chunk store: one collection with a named dense vector and two BM25 sparse vectors, two engines.
 
-The sparse vectors are the chunk's text (``bm25``) and its fields (``title_bm25``: the page title
-and heading path), so a question naming a page's subject can match the title on its own signal.
+The sparse vectors are the chunk's text (``bm25``) and its page's fields (``title_bm25``: the page
+title and summary); a page's first chunk also carries ``page``, the dense vector of those fields.
+So a question naming a page's subject matches it on signals of their own, ranked by page.
 
 ``open_store(settings)`` picks the backend; both keep the same layout, payload and queries:
 
@@ -39,10 +40,11 @@ Kind = Literal["edge", "server", "local"]
 DENSE = "dense"
 SPARSE = "bm25"
 TITLE = "title_bm25"
+PAGE = "page"
 # Keyword payload indexes: the ACL filter, per-document deletes, per-source relabels and deletes.
 INDEXED_FIELDS = ("acl", "doc_id", "source", "version")
 # Bumped when the collection layout or the meaning of its vectors changes (2: Qdrant's BM25 tokens;
-# 3: the title/heading sparse vector, and chunk text without HTML navigation).
+# 3: the page's title/summary vectors, dense and sparse, and chunk text without HTML navigation).
 LAYOUT = 3
 _NAMESPACE = uuid.UUID("6f1c7a52-43c4-4f0e-9d4e-6b1f0c8e2a11")
 
@@ -63,6 +65,7 @@ class StoredChunk:
     sparse: Sparse
     payload: JsonObject
     title_sparse: Sparse = ([], [])
+    page: list[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,9 @@ class ChunkStore(Protocol):
     ) -> list[ScoredChunk]:
         """Top chunks by dense, BM25 or both fused with RRF; the ACL filter is inside every (pre)fetch.
 
-        ``field`` picks the sparse vector BM25 searches: the chunk's text or its title and headings.
+        ``field`` picks the vectors searched: the chunk's text, or its page's title and summary
+        (``title``: the ``page`` dense vector and the ``title_bm25`` sparse one; only a page's first
+        chunk carries them, so each page is one result).
         """
         ...
 

@@ -29,6 +29,7 @@ from core.retrieval.store import (
     DENSE,
     INDEXED_FIELDS,
     LAYOUT,
+    PAGE,
     SPARSE,
     TITLE,
     Field,
@@ -157,7 +158,10 @@ class EdgeStore:
 
     def _config(self, dimension: int) -> qe.EdgeConfig:
         return qe.EdgeConfig(
-            vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)},
+            vectors={
+                DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine),
+                PAGE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine),
+            },
             sparse_vectors={
                 SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf),
                 TITLE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf),
@@ -185,6 +189,7 @@ class EdgeStore:
                     "dense": DENSE,
                     "sparse": SPARSE,
                     "title": TITLE,
+                    "page": PAGE,
                     "bm25": "qdrant",
                     "embedder": self._new_embedder,
                 }
@@ -281,14 +286,16 @@ class EdgeStore:
         """Write chunks (idempotent: same ids overwrite)."""
         if not chunks:
             return
-        points = [
-            qe.Point(
-                c.id,
-                {DENSE: list(c.dense), SPARSE: _sparse(c.sparse), TITLE: _sparse(c.title_sparse)},
-                dict(c.payload),
-            )
-            for c in chunks
-        ]
+        points = []
+        for c in chunks:
+            vectors: dict[str, qe.NamedVector] = {
+                DENSE: list(c.dense),
+                SPARSE: _sparse(c.sparse),
+                TITLE: _sparse(c.title_sparse),
+            }
+            if c.page:
+                vectors[PAGE] = list(c.page)
+            points.append(qe.Point(c.id, vectors, dict(c.payload)))
         await self._call(lambda s: s.update(qe.UpdateOperation.upsert_points(points)))
         self._written += len(points)
 
@@ -360,7 +367,7 @@ class EdgeStore:
                 return []
             request = qe.QueryRequest(
                 limit=limit,
-                query=qe.Query.Nearest(dense, using=DENSE),
+                query=qe.Query.Nearest(dense, using=PAGE if field == "title" else DENSE),
                 filter=flt,
                 score_threshold=threshold,
                 params=params,
@@ -420,6 +427,7 @@ class EdgeStore:
             dense = vectors.get(DENSE)
             sparse = vectors.get(SPARSE)
             title = vectors.get(TITLE)
+            page = vectors.get(PAGE)
             out.append(
                 StoredChunk(
                     _id(r.id),
@@ -433,6 +441,9 @@ class EdgeStore:
                     (list(title.indices), list(title.values))
                     if isinstance(title, qe.SparseVector)
                     else ([], []),
+                    [float(x) for x in page if isinstance(x, float | int)]
+                    if isinstance(page, list)
+                    else None,
                 )
             )
         return out, (_id(after) if after is not None else None)

@@ -23,6 +23,7 @@ from core.retrieval.embedders import check_identity
 from core.retrieval.store import (
     DENSE,
     INDEXED_FIELDS,
+    PAGE,
     SPARSE,
     TITLE,
     Field,
@@ -141,9 +142,12 @@ class QdrantStore:
                     f"makes {dimension} — run 'hearth index --rebuild' after changing the embedder."
                 )
             info = await client.get_collection(self.collection)
-            if TITLE not in (info.config.params.sparse_vectors or {}):
+            vectors = info.config.params.vectors
+            if TITLE not in (info.config.params.sparse_vectors or {}) or not (
+                isinstance(vectors, dict) and PAGE in vectors
+            ):
                 raise RetrievalError(
-                    f"The collection '{self.collection}' has an older layout (no '{TITLE}' vector) — "
+                    f"The collection '{self.collection}' has an older layout (no '{TITLE}'/'{PAGE}' vectors) — "
                     "run 'hearth index --rebuild' to re-index into it."
                 )
             if embedder is not None:
@@ -152,7 +156,10 @@ class QdrantStore:
             await client.create_collection(
                 self.collection,
                 metadata={EMBEDDER_KEY: embedder} if embedder else None,
-                vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
+                vectors_config={
+                    DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+                    PAGE: models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+                },
                 sparse_vectors_config={
                     SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF),
                     TITLE: models.SparseVectorParams(modifier=models.Modifier.IDF),
@@ -185,7 +192,12 @@ class QdrantStore:
         points = [
             models.PointStruct(
                 id=c.id,
-                vector={DENSE: c.dense, SPARSE: _sparse(c.sparse), TITLE: _sparse(c.title_sparse)},
+                vector={
+                    DENSE: c.dense,
+                    SPARSE: _sparse(c.sparse),
+                    TITLE: _sparse(c.title_sparse),
+                    **({PAGE: c.page} if c.page else {}),
+                },
                 payload=c.payload,
             )
             for c in chunks
@@ -258,7 +270,7 @@ class QdrantStore:
         using: str | None = None
         prefetch: list[models.Prefetch] | None = None
         if mode == "dense":
-            query, using = dense, DENSE
+            query, using = dense, PAGE if field == "title" else DENSE
         elif mode == "bm25":
             if sparse_vec is None:
                 return []
@@ -297,6 +309,7 @@ class QdrantStore:
         for p in points:
             vectors = p.vector if isinstance(p.vector, dict) else {}
             dense, sparse, title = vectors.get(DENSE), vectors.get(SPARSE), vectors.get(TITLE)
+            page = vectors.get(PAGE)
             out.append(
                 StoredChunk(
                     str(p.id),
@@ -310,6 +323,9 @@ class QdrantStore:
                     (list(title.indices), list(title.values))
                     if isinstance(title, models.SparseVector)
                     else ([], []),
+                    [float(x) for x in page if isinstance(x, float | int)]
+                    if isinstance(page, list)
+                    else None,
                 )
             )
         return out, (str(after) if after is not None else None)

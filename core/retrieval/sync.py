@@ -22,7 +22,7 @@ from core.db import Database
 from core.errors import ConfigError, ConnectorError
 from core.jsontypes import JsonObject
 from core.retrieval import connectors as registry
-from core.retrieval.chunking import Chunk, chunk_document
+from core.retrieval.chunking import Chunk, chunk_document, page_fields
 from core.retrieval.config import SourceSpec
 from core.retrieval.documents import Document, Skipped, Unchanged
 from core.retrieval.embedders import Embedder, embedder_identity, get_embedder
@@ -243,19 +243,25 @@ class Indexer:
 
         await self.state.put_docs([row(d, "", 0) for d, _ in group])
         texts = [c.embed_text(d.title) for d, chunks in group for c in chunks]
-        vectors = await self.embedder.embed(texts)
+        fields = [page_fields(d) for d, _ in group]
+        vectors = await self.embedder.embed(texts + fields)
+        pages = vectors[len(texts) :]
         points: list[StoredChunk] = []
         i = 0
-        for doc, chunks in group:
+        for n, (doc, chunks) in enumerate(group):
             version = self._version(doc)
             language = self._languages.get(doc.source, "auto")
+            # The page's fields ride on its first chunk only: one result per page when searched.
+            title_sparse = document_vector(fields[n], language)
             for chunk in chunks:
+                first = chunk is chunks[0]
                 points.append(
                     StoredChunk(
                         id=point_id(doc.id, doc.content_hash, self.signature, chunk.index),
                         dense=vectors[i],
-                        sparse=document_vector(chunk.text, language),
-                        title_sparse=document_vector(chunk.field_text(doc.title), language),
+                        sparse=document_vector(texts[i], language),
+                        title_sparse=title_sparse if first else ([], []),
+                        page=pages[n] if first else None,
                         payload={
                             "doc_id": doc.id,
                             "source": doc.source,

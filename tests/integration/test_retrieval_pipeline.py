@@ -49,9 +49,12 @@ def test_a_page_with_several_strong_chunks_beats_one_with_one() -> None:
         return ScoredChunk(cid, 0.0, {"doc_id": doc})
 
     chunks = {c: point(c, d) for c, d in (("a1", "a"), ("b1", "b"), ("b2", "b"), ("b3", "b"))}
-    fused = {"a1": 0.10, "b1": 0.09, "b2": 0.08, "b3": 0.08}
+    fused = {"a1": 0.10, "b1": 0.09, "b2": 0.08, "b3": 0.08, "c1": 0.02, "c2": 0.02, "c3": 0.02}
+    chunks |= {c: point(c, "c") for c in ("c1", "c2", "c3")}
     scores = _with_pages(chunks, fused, 0.5)
     assert scores["b1"] > scores["a1"]
+    # Many weak siblings do not count: page c's chunks stay below a.
+    assert scores["c1"] == fused["c1"] < scores["a1"]
     assert _with_pages(chunks, fused, 0.0)["a1"] > _with_pages(chunks, fused, 0.0)["b1"]
 
 

@@ -140,3 +140,65 @@ def test_the_git_manual_eval_names_real_pages() -> None:
         assert q.relevant <= pages, q
     assert score([("x", "x")], frozenset({"x"}))["recall@1"] == 1.0
     assert json.loads(EVAL.read_text().splitlines()[0])["query"]
+
+
+FAKE_LLAMA_SERVER = """#!{python}
+# A stand-in for llama-server --reranking: /health and /v1/rerank on the --host unix socket.
+import sys
+from aiohttp import web
+
+args = sys.argv[1:]
+assert "--reranking" in args, args
+sock = args[args.index("--host") + 1]
+favourite = {favourite!r}
+
+async def health(request):
+    return web.json_response({{"status": "ok"}})
+
+async def rerank(request):
+    body = await request.json()
+    scores = [d.lower().count(favourite) for d in body["documents"]]
+    return web.json_response({{"results": [{{"index": i, "relevance_score": s}} for i, s in enumerate(scores)]}})
+
+app = web.Application()
+app.router.add_get("/health", health)
+app.router.add_post("/v1/rerank", rerank)
+web.run_app(app, path=sock, print=None)
+"""
+
+
+async def test_a_reranking_gguf_runs_under_the_engine_supervisor(tmp_path: Path) -> None:
+    import sys
+
+    from core.errors import RetrievalError
+    from core.llm.engine import default_server_path
+    from core.retrieval.config import RerankSettings
+    from core.retrieval.rerank import LocalReranker, reranking_engine
+
+    with pytest.raises(RetrievalError, match="rerank.model_path"):
+        reranking_engine(RerankSettings(backend="llama_cpp", model_path=tmp_path / "absent.gguf"))
+    real = default_server_path()
+    if real.exists():  # the bundled llama-server has the flag the engine is started with
+        import subprocess
+
+        assert "--reranking" in subprocess.run([real, "--help"], capture_output=True, text=True).stdout
+    fake = tmp_path / "llama-server"
+    fake.write_text(FAKE_LLAMA_SERVER.format(python=sys.executable, favourite="pagerduty"))
+    fake.chmod(0o755)
+    gguf = tmp_path / "bge-reranker-v2-m3-Q8_0.gguf"
+    gguf.write_bytes(b"GGUF")
+    base = corpus_settings(tmp_path)
+    await _indexed(base)
+    rerank = RerankSettings(backend="llama_cpp", model_path=gguf, budget_ms=20000)
+    settings = base.model_copy(update={"retrieval": base.retrieval.model_copy(update={"rerank": rerank})})
+    engine = reranking_engine(rerank, server_path=fake)
+    cmd = engine.command()
+    assert cmd[cmd.index("--model") + 1] == str(gguf) and "--reranking" in cmd and "--port" not in cmd
+    retriever = DocsRetriever(settings, reranker=LocalReranker(rerank, engine))
+    try:
+        hits = await retriever.search("how many vacation days do I get", acl=None, k=3)
+        assert hits[0].doc_id == "eng:oncall.md"
+        assert engine.pid is not None
+    finally:
+        await retriever.aclose()
+    assert engine.pid is None  # closing the retriever stops the engine

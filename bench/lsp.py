@@ -35,7 +35,8 @@ from pygls.lsp.client import LanguageClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.code.completion import CHARS_PER_TOKEN, CompletionSettings, build_prompt, cursor_window  # noqa: E402
+from core.code.completion import CHARS_PER_TOKEN, build_prompt, cursor_window  # noqa: E402
+from core.code.config import CompletionSettings  # noqa: E402
 from core.code.context import build_context  # noqa: E402
 from core.contracts import Completion  # noqa: E402
 from core.llm.llama_cpp import bundled_model_path, completion_prompt  # noqa: E402

@@ -10,7 +10,8 @@ CLI: it builds the core from its parts and may reach further.
 from __future__ import annotations
 
 from core.assistant import Assistant
-from core.code.completion import CHARS_PER_TOKEN, Completer, CompletionSettings, cursor_window
+from core.code.completion import CHARS_PER_TOKEN, Completer, cursor_window
+from core.code.config import CompletionSettings
 from core.code.context import RUNNABLE, CodeContext, build_context, definitions, language_of
 from core.code.generation import GenerationTarget
 from core.code.merge import MergedTests, merge_tests

@@ -20,8 +20,7 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from core.code.completion import CompletionSettings
-from core.code.config import SandboxSettings
+from core.code.config import CompletionSettings, SandboxSettings
 from core.digests.config import DigestSpec
 from core.errors import ConfigError
 from core.jsontypes import JsonObject, JsonValue

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from lsprotocol import types
 
-from core.code.completion import CHARS_PER_TOKEN, CompletionSettings, cursor_window
+from core.code.completion import CHARS_PER_TOKEN, cursor_window
+from core.code.config import CompletionSettings
 from core.code.context import language_of
 from core.contracts import Answer, Completion, Delta
 from core.errors import HearthError

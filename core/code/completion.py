@@ -39,16 +39,13 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
-
-from pydantic import Field
+from typing import TYPE_CHECKING
 
 from core.contracts import Answer, Completion, Delta, Request, Snippet
 from core.errors import InputError
 from core.llm.base import Chunk, GenOptions, Message, Priority, Role, Usage
 from core.llm.gguf import TokenizerInfo, gguf_tokenizer_info
 from core.prompts.registry import PromptRegistry
-from core.section import Section
 
 if TYPE_CHECKING:
     from core.assistant import Assistant
@@ -66,41 +63,6 @@ _COMMENT = {
     "sql": "--", "lua": "--", "html": "<!--", "markdown": "<!--",
 }  # fmt: skip
 _OPENS_BLOCK = re.compile(r"[:{(\[]\s*(#.*)?$")
-
-
-class CompletionSettings(Section):
-    """Inline completion in the editor (``lsp.completion``)."""
-
-    enabled: bool = Field(
-        True, description="Offer inline suggestions as you type (advertised in initialize)."
-    )
-    max_tokens: int = Field(48, ge=1, le=512, description="Longest suggestion, in tokens.")
-    prefix_tokens: int = Field(
-        1024, ge=16, description="Budget for the text before the cursor (at about 3 characters a token)."
-    )
-    suffix_tokens: int = Field(
-        256, ge=0, description="Budget for the text after the cursor (fill-in-the-middle models only)."
-    )
-    snippets: int = Field(
-        3, ge=0, le=10, description="Related snippets from other open files and the workspace index."
-    )
-    snippet_tokens: int = Field(384, ge=0, description="Budget for those snippets, all together.")
-    debounce_ms: int = Field(
-        30,
-        ge=0,
-        le=2000,
-        description="Wait this long after a keystroke before generating (a newer one cancels).",
-    )
-    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature (0: greedy, reproducible).")
-    stop_at_blank_line: bool = Field(True, description="End a suggestion at a blank line.")
-    stop_at_block_end: bool = Field(
-        True, description="End a suggestion where the block at the cursor ends (a line indented less)."
-    )
-    fim: Literal["auto", "off"] = Field(
-        "auto",
-        description="'auto' fills in the middle when the model's GGUF declares FIM tokens; 'off' always "
-        "continues the text before the cursor.",
-    )
 
 
 # --- the window around the cursor ------------------------------------------------------------------

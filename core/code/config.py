@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from core.section import Section
@@ -46,4 +48,39 @@ class SandboxSettings(Section):
         65534,
         ge=1,
         description="Unprivileged uid/gid a run switches to before bubblewrap when Hearth runs as root.",
+    )
+
+
+class CompletionSettings(Section):
+    """Inline completion in the editor (``lsp.completion``)."""
+
+    enabled: bool = Field(
+        True, description="Offer inline suggestions as you type (advertised in initialize)."
+    )
+    max_tokens: int = Field(48, ge=1, le=512, description="Longest suggestion, in tokens.")
+    prefix_tokens: int = Field(
+        1024, ge=16, description="Budget for the text before the cursor (at about 3 characters a token)."
+    )
+    suffix_tokens: int = Field(
+        256, ge=0, description="Budget for the text after the cursor (fill-in-the-middle models only)."
+    )
+    snippets: int = Field(
+        3, ge=0, le=10, description="Related snippets from other open files and the workspace index."
+    )
+    snippet_tokens: int = Field(384, ge=0, description="Budget for those snippets, all together.")
+    debounce_ms: int = Field(
+        30,
+        ge=0,
+        le=2000,
+        description="Wait this long after a keystroke before generating (a newer one cancels).",
+    )
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature (0: greedy, reproducible).")
+    stop_at_blank_line: bool = Field(True, description="End a suggestion at a blank line.")
+    stop_at_block_end: bool = Field(
+        True, description="End a suggestion where the block at the cursor ends (a line indented less)."
+    )
+    fim: Literal["auto", "off"] = Field(
+        "auto",
+        description="'auto' fills in the middle when the model's GGUF declares FIM tokens; 'off' always "
+        "continues the text before the cursor.",
     )

@@ -236,8 +236,8 @@ async def store_bench(
     """Edge against local mode on the same ``size`` synthetic points."""
     import uuid
 
-    from core.retrieval.store import open_store
     from core.retrieval.store_qdrant import QdrantStore
+    from core.retrieval.stores import open_store
 
     vectors, texts, acls = synthetic(size)
     t0 = time.perf_counter()
@@ -386,7 +386,7 @@ async def manual_eval(home: Path) -> dict[str, Any]:
             for q in queries:
                 for mode in ("rrf", "hybrid"):
                     t0 = time.perf_counter()
-                    await retriever.search(q.query, acl=frozenset({"public"}), k=5, mode=mode)  # type: ignore[arg-type]
+                    await retriever.search(q.query, acl=frozenset({"public"}), k=5, mode=mode)
                     lat[mode].append(time.perf_counter() - t0)
     finally:
         await retriever.aclose()

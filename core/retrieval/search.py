@@ -19,7 +19,8 @@ from core.contracts import Hit
 from core.retrieval.embedders import Embedder, check_identity, embedder_identity, get_embedder
 from core.retrieval.rerank import Reranker, get_reranker, rerank_order
 from core.retrieval.sparse import Sparse, query_vector
-from core.retrieval.store import ChunkStore, ScoredChunk, open_store
+from core.retrieval.store import ChunkStore, ScoredChunk
+from core.retrieval.stores import open_store
 
 log = logging.getLogger(__name__)
 

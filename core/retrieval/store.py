@@ -200,20 +200,3 @@ def store_kind(settings: Settings) -> Kind:
     if settings.store.url:
         return "server"
     return settings.store.backend
-
-
-def open_store(settings: Settings, *, path: str | None = None, url: str | None = None) -> ChunkStore:
-    """The chunk store these settings point at (``path``/``url`` override them, e.g. for a migration)."""
-    if url is not None or (path is None and settings.store.url):
-        from core.retrieval.store_qdrant import QdrantStore
-
-        return QdrantStore(settings.store, url=url or settings.store.url)
-    kind = "edge" if path is not None else settings.store.backend
-    location = path or str(settings.store_path)
-    if kind == "local":
-        from core.retrieval.store_qdrant import QdrantStore
-
-        return QdrantStore(settings.store, path=location)
-    from core.retrieval.store_edge import EdgeStore
-
-    return EdgeStore(settings.store, location)

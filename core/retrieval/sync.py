@@ -28,7 +28,8 @@ from core.retrieval.documents import Document, Skipped, Unchanged
 from core.retrieval.embedders import Embedder, embedder_identity, get_embedder
 from core.retrieval.sparse import document_vector
 from core.retrieval.state import DocState, SyncState
-from core.retrieval.store import ChunkStore, StoredChunk, open_store, point_id
+from core.retrieval.store import ChunkStore, StoredChunk, point_id
+from core.retrieval.stores import open_store
 
 log = logging.getLogger(__name__)
 

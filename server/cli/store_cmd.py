@@ -15,7 +15,8 @@ from core.errors import InputError, RetrievalError
 from core.jsontypes import JsonObject
 from core.retrieval.migrate import MigrateReport, migrate, size_advice
 from core.retrieval.owner import IndexClient, find_owner
-from core.retrieval.store import ChunkStore, StoreInfo, open_store
+from core.retrieval.store import ChunkStore, StoreInfo
+from core.retrieval.stores import open_store
 from server.cli import State, json_option, pass_state
 
 

@@ -17,7 +17,8 @@ from core.config import Settings
 from core.errors import RetrievalError
 from core.retrieval.migrate import migrate
 from core.retrieval.search import DocsRetriever
-from core.retrieval.store import StoredChunk, open_store
+from core.retrieval.store import StoredChunk
+from core.retrieval.stores import open_store
 from core.retrieval.sync import Indexer
 from server.cli import main
 from tests.fixtures.retrieval import HashEmbedder, corpus_settings

@@ -15,7 +15,8 @@ import pytest
 from core.config import Settings
 from core.errors import RetrievalError
 from core.retrieval.search import DocsRetriever
-from core.retrieval.store import StoredChunk, open_store
+from core.retrieval.store import StoredChunk
+from core.retrieval.stores import open_store
 from core.retrieval.sync import Indexer
 from tests.fixtures.core import make_settings
 from tests.fixtures.retrieval import HashEmbedder
@@ -110,7 +111,8 @@ HOLDER = textwrap.dedent(
     """
     import asyncio, sys
     from core.config import Settings
-    from core.retrieval.store import StoredChunk, open_store
+    from core.retrieval.store import StoredChunk
+    from core.retrieval.stores import open_store
 
     async def main():
         store = open_store(Settings(home=sys.argv[1]))

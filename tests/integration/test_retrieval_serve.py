@@ -116,6 +116,8 @@ async def test_hearth_index_and_search_go_through_the_running_server(
 
         async def resynced() -> bool:
             async with session.get(server.url + "/v1/index", headers=headers) as resp:
+                if resp.status != 200:  # e.g. 429 while polling fast: not yet, ask again
+                    return False
                 status = await resp.json()
             return any(r["source"] == "eng" and r["added"] == 1 for r in status["last_reports"])
 

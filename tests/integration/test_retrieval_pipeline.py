@@ -181,7 +181,7 @@ async def test_a_reranking_gguf_runs_under_the_engine_supervisor(tmp_path: Path)
     if real.exists():  # the bundled llama-server has the flag the engine is started with
         import subprocess
 
-        assert "--reranking" in subprocess.run([real, "--help"], capture_output=True, text=True).stdout
+        assert "--reranking" in subprocess.run([real, "--help"], capture_output=True, text=True).stdout  # noqa: ASYNC221 - once, before the loop is busy
     fake = tmp_path / "llama-server"
     fake.write_text(FAKE_LLAMA_SERVER.format(python=sys.executable, favourite="pagerduty"))
     fake.chmod(0o755)

@@ -375,7 +375,28 @@ class Sandbox:
     def _binds(self, parent: Path) -> tuple[list[str], list[str]]:
         """bwrap's file-system arguments, and the bound host paths (for the root prelude)."""
         s = self.settings
-        args = ["--ro-bind", "/usr", "/usr"]
+        # The private /proc, /dev, /dev/shm and /tmp first: bwrap mounts in order, so an interpreter or
+        # venv that lives under /tmp (a CI checkout, a throwaway venv) is bound on top of the private
+        # /tmp below instead of being hidden by it.
+        args = [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--perms",
+            "1777",
+            "--size",
+            str(_SHM_MB << 20),
+            "--tmpfs",
+            "/dev/shm",
+            "--perms",
+            "1777",
+            "--size",
+            str(_TMP_MB << 20),
+            "--tmpfs",
+            "/tmp",
+        ]
+        args += ["--ro-bind", "/usr", "/usr"]
         sources = ["/usr"]
         for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
             host = Path("/") / name
@@ -406,22 +427,6 @@ class Sandbox:
             "--ro-bind",
             str(parent / "ro" / "src"),
             _SRC,
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--perms",
-            "1777",
-            "--size",
-            str(_SHM_MB << 20),
-            "--tmpfs",
-            "/dev/shm",
-            "--perms",
-            "1777",
-            "--size",
-            str(_TMP_MB << 20),
-            "--tmpfs",
-            "/tmp",
             "--perms",
             "0700",
             "--size",
@@ -648,6 +653,12 @@ def _read_report(fd: int) -> list[dict[str, Any]]:
 
 def _refusal(output: str) -> str:
     detail = "; ".join(line.strip() for line in output.replace(_SETUP_FAILED, "").strip().splitlines()[:3])
+    if "bwrap: execvp" in detail:  # the namespaces worked; the program is not where the sandbox looks
+        return (
+            f"The sandbox could not start the test command ({detail}) — the interpreter or one of its "
+            "directories is not visible inside the sandbox; set sandbox.python to an interpreter outside "
+            "Hearth's home. Tests are never run unsandboxed."
+        )
     return (
         f"The sandbox could not isolate the run ({detail or 'bubblewrap did not start'}) — {_NAMESPACE_FIX}; "
         "tests are never run unsandboxed."

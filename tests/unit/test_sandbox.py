@@ -300,3 +300,29 @@ async def test_a_workspace_larger_than_the_run_disk_is_a_clear_error(tmp_path: P
     (ws / "data.bin").write_bytes(b"x" * (20 << 20))
     with pytest.raises(SandboxError, match=r"does not fit the sandbox disk \(sandbox.disk_mb = 16 MiB\)"):
         await _sandbox(disk_mb=16).run(ws, ["true"])
+
+
+async def test_an_interpreter_under_tmp_is_not_hidden_by_the_private_tmp(tmp_path: Path) -> None:
+    """A CI checkout or a throwaway venv lives under /tmp: the run's private /tmp must not hide it."""
+    import subprocess
+    import sys
+
+    venv = tmp_path / "venv"
+    assert str(venv).startswith("/tmp/")
+    await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True
+    )
+    result = await _sandbox(python=str(venv / "bin" / "python")).run(
+        _workspace(tmp_path), ["{python}", "-c", "import sys; print('prefix', sys.prefix)"]
+    )
+    assert result.ok, result.output
+    assert f"prefix {venv}" in result.output
+
+
+def test_a_command_bwrap_cannot_find_is_not_blamed_on_namespaces() -> None:
+    from core.code.sandbox import _refusal
+
+    text = _refusal("bwrap: execvp /opt/gone/bin/python: No such file or directory")
+    assert "could not start the test command" in text and "/opt/gone/bin/python" in text
+    assert "security_opt" not in text
+    assert "security_opt" in _refusal("bwrap: setting up uid map: Permission denied")

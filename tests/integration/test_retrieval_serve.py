@@ -114,16 +114,16 @@ async def test_hearth_index_and_search_go_through_the_running_server(
     headers = {"Authorization": f"Bearer {owner['token']}"}
     async with aiohttp.ClientSession() as session:
 
-        async def resynced() -> bool:
+        async def resynced() -> dict[str, Any] | None:
             async with session.get(server.url + "/v1/index", headers=headers) as resp:
-                if resp.status != 200:  # e.g. 429 while polling fast: not yet, ask again
-                    return False
-                status = await resp.json()
-            return any(r["source"] == "eng" and r["added"] == 1 for r in status["last_reports"])
+                if resp.status != 200:  # e.g. 429 (the token's per-minute limit) while polling: ask again
+                    await asyncio.sleep(1)
+                    return None
+                status: dict[str, Any] = await resp.json()
+            done = any(r["source"] == "eng" and r["added"] == 1 for r in status["last_reports"])
+            return status if done else None
 
-        await until(resynced)
-        async with session.get(server.url + "/v1/index", headers=headers) as resp:
-            status = await resp.json()
+        status = await until(resynced)  # the status that showed the re-sync, not a second request
         assert status["store"]["kind"] == "edge" and status["store"]["points"] >= 6
         by_name = {s["name"]: s for s in status["sources"]}
         assert by_name["public"]["next_sync"] is None and by_name["eng"]["next_sync"] is not None

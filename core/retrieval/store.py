@@ -68,6 +68,29 @@ class StoredChunk:
     page: list[float] | None = None
 
 
+def _dense_of(value: object) -> list[float] | None:
+    return [float(x) for x in value if isinstance(x, float | int)] if isinstance(value, list) else None
+
+
+def _sparse_of(value: object) -> Sparse:
+    """A sparse vector of either client (Edge's and qdrant-client's both have indices and values)."""
+    indices, values = getattr(value, "indices", None), getattr(value, "values", None)
+    return (list(indices), list(values)) if indices is not None and values is not None else ([], [])
+
+
+def stored_chunk(point_id: str, vectors: object, payload: JsonObject | None) -> StoredChunk:
+    """A point read back from either backend as a StoredChunk (its named vectors, its payload)."""
+    named = vectors if isinstance(vectors, dict) else {}
+    return StoredChunk(
+        point_id,
+        _dense_of(named.get(DENSE)) or [],
+        _sparse_of(named.get(SPARSE)),
+        dict(payload or {}),
+        _sparse_of(named.get(TITLE)),
+        _dense_of(named.get(PAGE)),
+    )
+
+
 @dataclass(frozen=True)
 class ScoredChunk:
     """One search result: the point id, its score and its payload."""

@@ -40,6 +40,7 @@ from core.retrieval.store import (
     StoredChunk,
     StoreInfo,
     hybrid_depth,
+    stored_chunk,
 )
 
 log = logging.getLogger(__name__)
@@ -423,29 +424,7 @@ class EdgeStore:
         records, after = await self._call(lambda s: s.scroll(request))
         out = []
         for r in records:
-            vectors = r.vector if isinstance(r.vector, dict) else {}
-            dense = vectors.get(DENSE)
-            sparse = vectors.get(SPARSE)
-            title = vectors.get(TITLE)
-            page = vectors.get(PAGE)
-            out.append(
-                StoredChunk(
-                    _id(r.id),
-                    [float(x) for x in dense if isinstance(x, float | int)]
-                    if isinstance(dense, list)
-                    else [],
-                    (list(sparse.indices), list(sparse.values))
-                    if isinstance(sparse, qe.SparseVector)
-                    else ([], []),
-                    dict(r.payload or {}),
-                    (list(title.indices), list(title.values))
-                    if isinstance(title, qe.SparseVector)
-                    else ([], []),
-                    [float(x) for x in page if isinstance(x, float | int)]
-                    if isinstance(page, list)
-                    else None,
-                )
-            )
+            out.append(stored_chunk(_id(r.id), r.vector, r.payload))
         return out, (_id(after) if after is not None else None)
 
     async def commit(self) -> None:

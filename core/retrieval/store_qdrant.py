@@ -34,6 +34,7 @@ from core.retrieval.store import (
     StoredChunk,
     StoreInfo,
     hybrid_depth,
+    stored_chunk,
 )
 
 log = logging.getLogger(__name__)
@@ -307,27 +308,7 @@ class QdrantStore:
         )
         out = []
         for p in points:
-            vectors = p.vector if isinstance(p.vector, dict) else {}
-            dense, sparse, title = vectors.get(DENSE), vectors.get(SPARSE), vectors.get(TITLE)
-            page = vectors.get(PAGE)
-            out.append(
-                StoredChunk(
-                    str(p.id),
-                    [float(x) for x in dense if isinstance(x, float | int)]
-                    if isinstance(dense, list)
-                    else [],
-                    (list(sparse.indices), list(sparse.values))
-                    if isinstance(sparse, models.SparseVector)
-                    else ([], []),
-                    dict(p.payload or {}),
-                    (list(title.indices), list(title.values))
-                    if isinstance(title, models.SparseVector)
-                    else ([], []),
-                    [float(x) for x in page if isinstance(x, float | int)]
-                    if isinstance(page, list)
-                    else None,
-                )
-            )
+            out.append(stored_chunk(str(p.id), p.vector, p.payload))
         return out, (str(after) if after is not None else None)
 
     async def commit(self) -> None:

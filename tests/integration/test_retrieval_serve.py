@@ -66,6 +66,8 @@ async def test_hearth_index_and_search_go_through_the_running_server(
             },
             "sources": sources,
             "retrieval": {"chunk_size": 400, "chunk_overlap": 40},
+            # This test polls /v1/index; it is about who owns the index, not the per-minute limit.
+            "server": {"rate_limit_per_minute": 10000},
         },
         "--log-format",
         "text",

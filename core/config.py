@@ -23,26 +23,13 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from core.code.config import CompletionSettings, SandboxSettings
 from core.digests.config import DigestSpec
 from core.errors import ConfigError
+from core.home import default_home
 from core.jsontypes import JsonObject, JsonValue
 from core.llm.config import LLMSettings
+from core.prompts.config import PromptSettings
 from core.retrieval.config import EmbedSettings, RetrievalSettings, SourceSpec, StoreSettings
 from core.section import Section
 from core.tables.config import TableSourceSpec, TablesSettings
-
-
-def default_home() -> Path:
-    """Where Hearth keeps its data when nothing else is configured."""
-    env = os.environ.get("HEARTH_HOME")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "hearth"
-
-
-class PromptSettings(Section):
-    """Prompt template overrides."""
-
-    dir: Path | None = Field(None, description="Directory of extra or overriding *.j2 templates.")
 
 
 class DatabaseSettings(Section):

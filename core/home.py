@@ -1,4 +1,4 @@
-"""Hearth's home is private: created 0700, and every file Hearth creates afterwards 0600.
+"""Hearth's home: where it is when nothing is configured, and private: created 0700, every file 0600.
 
 ::
 
@@ -17,6 +17,15 @@ import stat
 from pathlib import Path
 
 PRIVATE_UMASK = 0o077
+
+
+def default_home() -> Path:
+    """Where Hearth keeps its data when nothing else is configured (``HEARTH_HOME``, else XDG)."""
+    env = os.environ.get("HEARTH_HOME")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "hearth"
 
 
 def make_home_private(home: Path) -> Path:

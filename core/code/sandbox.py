@@ -53,6 +53,7 @@ from core.code import sandbox_launch
 from core.code.config import SandboxSettings
 from core.code.sandbox_limits import MemoryWatch, RunCgroup, find_cgroup_parent
 from core.errors import SandboxError
+from core.home import default_home
 
 log = logging.getLogger(__name__)
 
@@ -263,8 +264,6 @@ class Sandbox:
         self.settings = settings
         self.python = settings.python or sys.executable
         self._root = os.geteuid() == 0
-        from core.config import default_home
-
         # Hearth's own files: never copied in, and covered if they sit under a bound directory.
         self.private = [Path(os.path.realpath(p)) for p in (default_home(), *private)]
         self._cgroup_parent = find_cgroup_parent(settings.cgroup_parent)

@@ -82,7 +82,7 @@ class Assistant:
     @classmethod
     def from_settings(cls, settings: Settings, *, retriever: Retriever | None = None) -> Assistant:
         """Build the assistant with the backends and templates the settings describe."""
-        return cls(settings, build_router(settings), PromptRegistry(settings.prompts.dir), retriever)
+        return cls(settings, build_router(settings.llm), PromptRegistry(settings.prompts.dir), retriever)
 
     def options(self, rendered: RenderedPrompt, request: Request, **overrides: Any) -> GenOptions:
         """Generation options for a rendered prompt."""

@@ -6,22 +6,19 @@ a third-party backend would: ``server`` and ``in_process`` serve ``llm.local.eng
 serves ``llm.remote``. A test's fake registers the same way::
 
     with LLM_BACKENDS.registered("in_process", lambda llm: FakeBackend(reply="hi")):
-        router = build_router(settings)       # llm.local.engine: in_process -> the fake
+        router = build_router(settings.llm)   # llm.local.engine: in_process -> the fake
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from core.llm.base import LLMBackend
 from core.llm.config import REMOTE_BACKEND, LLMSettings
 from core.llm.queue import LocalQueue
 from core.llm.router import Router
 from core.registry import Registry
-
-if TYPE_CHECKING:
-    from core.config import Settings
 
 LLMBackendFactory = Callable[[LLMSettings], LLMBackend]
 LLM_BACKENDS: Registry[LLMBackendFactory] = Registry("LLM backend", "hearth.llm_backends")
@@ -37,9 +34,8 @@ class Slotted(Protocol):
         ...
 
 
-def build_router(settings: Settings) -> Router:
+def build_router(llm: LLMSettings) -> Router:
     """The router over the configured local engine and remote API, its queue sized to the engine's slots."""
-    llm = settings.llm
     local = LLM_BACKENDS.get(llm.local.engine)(llm) if llm.local.enabled else None
     remote = LLM_BACKENDS.get(REMOTE_BACKEND)(llm) if llm.remote.base_url else None
     slots = local.slots if isinstance(local, Slotted) else 1

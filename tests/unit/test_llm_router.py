@@ -246,7 +246,7 @@ def test_router_built_from_settings_gives_the_queue_one_place_per_engine_slot(tm
     from core.llm.registry import build_router
     from tests.fixtures.core import make_settings
 
-    router = build_router(make_settings(tmp_path, llm={"local": {"parallel": 6}}))
+    router = build_router(make_settings(tmp_path, llm={"local": {"parallel": 6}}).llm)
     assert router.local is not None and router.local.name == "llama_server" and router.queue.capacity == 6
-    router = build_router(make_settings(tmp_path, llm={"local": {"engine": "in_process", "parallel": 6}}))
+    router = build_router(make_settings(tmp_path, llm={"local": {"engine": "in_process", "parallel": 6}}).llm)
     assert router.local is not None and router.local.name == "llama_cpp" and router.queue.capacity == 1

@@ -119,18 +119,20 @@ def test_build_router_takes_each_backend_from_the_registry(tmp_path: Path) -> No
         LLM_BACKENDS.registered("in_process", lambda llm: local),
         LLM_BACKENDS.registered("openai", lambda llm: remote),
     ):
-        router = build_router(settings)
+        router = build_router(settings.llm)
     assert router.local is local and router.backends.get("remote") is remote and router.queue.capacity == 1
 
 
 def test_build_router_uses_the_built_in_backends(tmp_path: Path) -> None:
-    router = build_router(make_settings(tmp_path, llm={"remote": {"base_url": "http://127.0.0.1:9/v1"}}))
+    router = build_router(make_settings(tmp_path, llm={"remote": {"base_url": "http://127.0.0.1:9/v1"}}).llm)
     assert isinstance(router.local, LlamaServerBackend) and isinstance(
         router.backends.get("remote"), OpenAICompatBackend
     )
-    router = build_router(make_settings(tmp_path, llm={"local": {"engine": "in_process", "enabled": True}}))
+    router = build_router(
+        make_settings(tmp_path, llm={"local": {"engine": "in_process", "enabled": True}}).llm
+    )
     assert isinstance(router.local, LlamaCppBackend) and "remote" not in router.backends
-    router = build_router(make_settings(tmp_path, llm={"local": {"enabled": False}}))
+    router = build_router(make_settings(tmp_path, llm={"local": {"enabled": False}}).llm)
     assert router.local is None
 
 
@@ -209,7 +211,7 @@ def test_a_plugin_registered_through_the_registry_becomes_nameable_in_hearth_yam
         assert settings.tables[0].type == "oracle"
         assert isinstance(make_source(settings.tables[0], settings), OracleSource)
         assert isinstance(get_embedder(settings.embed), HashEmbedder)
-        local = build_router(settings).local
+        local = build_router(settings.llm).local
         assert isinstance(local, FakeBackend) and local.name == "vllm"
     with pytest.raises(ConfigError, match="Unknown table source type 'oracle'"):
         _load(tmp_path, tables)

@@ -79,7 +79,9 @@ async def test_missing_model_file_without_remote_is_not_ready(aiohttp_client: An
     settings = make_settings(tmp_path, llm={"local": {"model_path": str(tmp_path / "missing.gguf")}})
     from core.llm.registry import build_router
 
-    client = await aiohttp_client(create_app(settings, assistant=Assistant(settings, build_router(settings))))
+    client = await aiohttp_client(
+        create_app(settings, assistant=Assistant(settings, build_router(settings.llm)))
+    )
     body = await (await client.get("/readyz")).json()
     assert not body["checks"]["model"]["ok"] and "missing.gguf" in body["checks"]["model"]["detail"]
 

@@ -39,16 +39,16 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from core.code.config import CompletionSettings
 from core.contracts import Answer, Completion, Delta, Request, Snippet
 from core.errors import InputError
 from core.llm.base import Chunk, GenOptions, Message, Priority, Role, Usage
+from core.llm.config import LLMSettings
 from core.llm.gguf import TokenizerInfo, gguf_tokenizer_info
+from core.llm.router import Router
 from core.prompts.registry import PromptRegistry
-
-if TYPE_CHECKING:
-    from core.assistant import Assistant
 
 log = logging.getLogger(__name__)
 
@@ -266,12 +266,49 @@ class CompletionStats:
         }
 
 
+class _LspSection(Protocol):
+    @property
+    def completion(self) -> CompletionSettings: ...
+
+
+class _Configured(Protocol):
+    @property
+    def lsp(self) -> _LspSection: ...
+
+    @property
+    def llm(self) -> LLMSettings: ...
+
+
+class CompletionEngine(Protocol):
+    """What the completer uses of the assistant (``core.assistant.Assistant`` is one).
+
+    Declared here so the use case above (the assistant, the intake) hands itself in and this
+    module never imports it: its router, its prompt library, and the ``llm`` and ``lsp.completion``
+    sections of its settings.
+    """
+
+    @property
+    def settings(self) -> _Configured:
+        """The settings the assistant was built from."""
+        ...
+
+    @property
+    def router(self) -> Router:
+        """The local engine (and the remote fallback, which completion never uses)."""
+        ...
+
+    @property
+    def prompts(self) -> PromptRegistry:
+        """The prompt library (``complete`` and ``complete_fim``)."""
+        ...
+
+
 class Completer:
     """Streams inline suggestions from the assistant's router (local engine only, editor priority)."""
 
-    _by_assistant: weakref.WeakKeyDictionary[Assistant, Completer] = weakref.WeakKeyDictionary()
+    _by_assistant: weakref.WeakKeyDictionary[CompletionEngine, Completer] = weakref.WeakKeyDictionary()
 
-    def __init__(self, assistant: Assistant) -> None:
+    def __init__(self, assistant: CompletionEngine) -> None:
         self.assistant = assistant
         self.settings = assistant.settings.lsp.completion
         self.stats = CompletionStats()
@@ -279,7 +316,7 @@ class Completer:
         self._info_lock = asyncio.Lock()
 
     @classmethod
-    def of(cls, assistant: Assistant) -> Completer:
+    def of(cls, assistant: CompletionEngine) -> Completer:
         """The completer of ``assistant`` (one per assistant: it caches the model's tokenizer facts)."""
         completer = cls._by_assistant.get(assistant)
         if completer is None:

@@ -27,12 +27,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 from core.jsontypes import JsonObject
-
-if TYPE_CHECKING:
-    from core.config import Settings
 
 Mode = Literal["dense", "bm25", "hybrid"]
 Field = Literal["text", "title"]
@@ -216,10 +213,3 @@ class ChunkStore(Protocol):
 def hybrid_depth(limit: int) -> int:
     """How many candidates each half of a hybrid query fetches before RRF fusion."""
     return max(limit * 4, 20)
-
-
-def store_kind(settings: Settings) -> Kind:
-    """Which backend these settings select."""
-    if settings.store.url:
-        return "server"
-    return settings.store.backend

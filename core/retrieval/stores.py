@@ -6,13 +6,13 @@ can import the interface without the interface importing them.
 
 from __future__ import annotations
 
-from core.config import Settings
+from core.retrieval.configured import StoreConfigured
 from core.retrieval.store import ChunkStore
 from core.retrieval.store_edge import EdgeStore
 from core.retrieval.store_qdrant import QdrantStore
 
 
-def open_store(settings: Settings, *, path: str | None = None, url: str | None = None) -> ChunkStore:
+def open_store(settings: StoreConfigured, *, path: str | None = None, url: str | None = None) -> ChunkStore:
     """The chunk store these settings point at (``path``/``url`` override them, e.g. for a migration)."""
     if url is not None or (path is None and settings.store.url):
         return QdrantStore(settings.store, url=url or settings.store.url)

@@ -17,13 +17,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, TypedDict
 
-from core.config import Settings
 from core.db import Database
 from core.errors import ConfigError, ConnectorError
 from core.jsontypes import JsonObject
 from core.retrieval import connectors as registry
 from core.retrieval.chunking import Chunk, chunk_document, page_fields
 from core.retrieval.config import SourceSpec
+from core.retrieval.configured import IndexConfigured
 from core.retrieval.documents import Document, Skipped, Unchanged
 from core.retrieval.embedders import Embedder, embedder_identity, get_embedder
 from core.retrieval.sparse import document_vector
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 INDEX_VERSION = "3"
 
 
-def index_signature(settings: Settings) -> str:
+def index_signature(settings: IndexConfigured) -> str:
     """What the stored chunks depend on besides the text: changing it re-indexes every document."""
     e, r = settings.embed, settings.retrieval
     model = str(e.model_path or "bundled") if e.backend != "openai" else e.model
@@ -93,7 +93,7 @@ class Indexer:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: IndexConfigured,
         *,
         embedder: Embedder | None = None,
         store: ChunkStore | None = None,
@@ -301,7 +301,7 @@ class Indexer:
             await self.db.aclose()
 
 
-async def changed_since(settings: Settings, sources: list[str], since: datetime) -> list[ChangedDoc]:
+async def changed_since(settings: IndexConfigured, sources: list[str], since: datetime) -> list[ChangedDoc]:
     """Documents of ``sources`` that changed (in the source or in the index) at or after ``since``.
 
     For digests: ``[ChangedDoc(doc_id, uri, title, source, updated_at)]``, newest first. Reads only
@@ -333,7 +333,7 @@ class SourceStatus(TypedDict):
     skipped: int
 
 
-async def source_status(settings: Settings) -> list[SourceStatus]:
+async def source_status(settings: IndexConfigured) -> list[SourceStatus]:
     """Each configured source with its document and chunk counts and last sync (for 'hearth sources list')."""
     db = Database(settings.database_url)
     state = SyncState(db)

@@ -1,12 +1,20 @@
-"""Settings for table sources (CSV, Parquet, SQLite, PostgreSQL)."""
+"""Settings for table sources (CSV, Parquet, SQLite, PostgreSQL), and what table code reads of the tree.
+
+The Settings tree (``core.config.Settings``) is built from these sections, so the table service
+and the sources take it through :class:`TableSourceConfigured` and :class:`TablesConfigured`,
+protocols it satisfies, instead of importing it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from pydantic import Field, SecretStr, model_validator
 
+from core.llm.config import LLMSettings
+from core.prompts.config import PromptSettings
 from core.registry import registered_name
 from core.section import Section
 
@@ -77,3 +85,35 @@ class TablesSettings(Section):
     catalog_ttl_s: float = Field(
         300.0, ge=0, description="Seconds a source's catalog (tables, columns, counts) is reused."
     )
+
+
+class TableSourceConfigured(Protocol):
+    """What a table source reads of the settings: the limits, and where under Hearth's home to keep files."""
+
+    @property
+    def table_limits(self) -> TablesSettings:
+        """The ``table_limits`` section."""
+        ...
+
+    def path(self, *parts: str) -> Path:
+        """A path under Hearth's data directory."""
+        ...
+
+
+class TablesConfigured(TableSourceConfigured, Protocol):
+    """What the table service reads: the sources, and the model and prompts it writes SQL with."""
+
+    @property
+    def tables(self) -> Sequence[TableSourceSpec]:
+        """The configured table sources."""
+        ...
+
+    @property
+    def llm(self) -> LLMSettings:
+        """The ``llm`` section (context size, token limits, seed)."""
+        ...
+
+    @property
+    def prompts(self) -> PromptSettings:
+        """The ``prompts`` section (a team's own templates)."""
+        ...

@@ -35,8 +35,7 @@ from core.tables.sources import (
 )
 
 if TYPE_CHECKING:
-    from core.config import Settings
-    from core.tables.config import TableSourceSpec
+    from core.tables.config import TableSourceConfigured, TableSourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ class DuckDBSource:
 
     dialect = "duckdb"
 
-    def __init__(self, spec: TableSourceSpec, settings: Settings) -> None:
+    def __init__(self, spec: TableSourceSpec, settings: TableSourceConfigured) -> None:
         self.spec = spec
         self.name = spec.name
         self._dir = settings.path("tables")

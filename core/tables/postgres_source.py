@@ -21,8 +21,7 @@ from core.tables.catalog import TableInfo, quote_ident, read_tables
 from core.tables.sources import QueryResult, QueryTimeout, catalog_error, first_line, query_error
 
 if TYPE_CHECKING:
-    from core.config import Settings
-    from core.tables.config import TableSourceSpec
+    from core.tables.config import TableSourceConfigured, TableSourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +104,7 @@ class PostgresSource:
 
     dialect = "postgres"
 
-    def __init__(self, spec: TableSourceSpec, settings: Settings) -> None:
+    def __init__(self, spec: TableSourceSpec, settings: TableSourceConfigured) -> None:
         assert spec.url is not None
         self.spec = spec
         self.name = spec.name

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.config import Settings
 from core.contracts import Answer, TablePart
 from core.errors import SQLRejected, TableError
 from core.llm.base import GenOptions, Priority, Usage, collect
@@ -27,7 +26,7 @@ from core.llm.router import Router
 from core.prompts.registry import PromptRegistry
 from core.refusals import require_text
 from core.tables.catalog import SourceCatalog, rank_tables, schema_for_prompt, tokens
-from core.tables.config import TableSourceSpec
+from core.tables.config import TablesConfigured, TableSourceSpec
 from core.tables.guard import GuardedSQL, guard_sql
 from core.tables.render import chart_title, draw_chart, json_rows, prune_results, summary, write_csv
 from core.tables.sources import QueryFailed, QueryResult, TableSource, make_source, megabytes, run_query
@@ -101,7 +100,7 @@ class TableService:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: TablesConfigured,
         router: Router | None,
         prompts: PromptRegistry | None = None,
         *,

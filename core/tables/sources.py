@@ -32,9 +32,8 @@ from core.errors import TableError
 from core.registry import Registry
 
 if TYPE_CHECKING:
-    from core.config import Settings
     from core.tables.catalog import TableInfo
-    from core.tables.config import TableSourceSpec
+    from core.tables.config import TableSourceConfigured, TableSourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -187,13 +186,13 @@ class TableSource(Protocol):
         ...
 
 
-SourceFactory = Callable[["TableSourceSpec", "Settings"], TableSource]
+SourceFactory = Callable[["TableSourceSpec", "TableSourceConfigured"], TableSource]
 # Built-ins (csv and parquet through DuckDB, sqlite, postgres) come from the entry points in
 # pyproject.toml, so a driver loads only when a source of its type is configured.
 TABLE_SOURCES: Registry[SourceFactory] = Registry("table source type", "hearth.table_sources")
 
 
-def make_source(spec: TableSourceSpec, settings: Settings) -> TableSource:
+def make_source(spec: TableSourceSpec, settings: TableSourceConfigured) -> TableSource:
     """The source for ``spec``; an unknown type names the known ones."""
     return TABLE_SOURCES.get(spec.type)(spec, settings)
 

@@ -20,8 +20,7 @@ from core.tables.sources import (
 )
 
 if TYPE_CHECKING:
-    from core.config import Settings
-    from core.tables.config import TableSourceSpec
+    from core.tables.config import TableSourceConfigured, TableSourceSpec
 
 _ALLOWED_ACTIONS = {
     sqlite3.SQLITE_SELECT,
@@ -85,7 +84,7 @@ class SQLiteSource:
 
     dialect = "sqlite"
 
-    def __init__(self, spec: TableSourceSpec, settings: Settings) -> None:
+    def __init__(self, spec: TableSourceSpec, settings: TableSourceConfigured) -> None:
         self.spec = spec
         self.name = spec.name
 

@@ -93,7 +93,7 @@ def mount(app: web.Application, services: Services) -> None:
             posters,
             services.db,
             chat_activity=build_chat_activity(settings),
-            intake=services.intake,  # summaries are audited and counted like every other answer
+            summarise=services.intake.run,  # summaries are audited and counted like every other answer
             audit=services.audit.record if services.audit is not None else None,
         )
         try:

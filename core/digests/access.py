@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from core.config import Settings
 from core.digests.config import DigestSpec
+from core.digests.configured import DigestsConfigured
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class ChannelReaders(Protocol):
         ...
 
 
-def audience(settings: Settings, surface: str, destination: str) -> frozenset[str]:
+def audience(settings: DigestsConfigured, surface: str, destination: str) -> frozenset[str]:
     """The grants of everyone who reads ``destination`` on ``surface``."""
     if surface == "slack":
         chat = settings.slack
@@ -53,7 +53,7 @@ def audience(settings: Settings, surface: str, destination: str) -> frozenset[st
     return frozenset({"public"})
 
 
-def unreadable(spec: DigestSpec, settings: Settings) -> list[str]:
+def unreadable(spec: DigestSpec, settings: DigestsConfigured) -> list[str]:
     """One sentence per input that a destination's audience may not read (empty: the digest may post)."""
     docs = spec.inputs.docs
     wanted = set(docs.sources) if docs is not None and docs.sources else None
@@ -78,7 +78,9 @@ def unreadable(spec: DigestSpec, settings: Settings) -> list[str]:
     return problems
 
 
-async def problems(spec: DigestSpec, settings: Settings, reader: object, *, creator: str | None) -> list[str]:
+async def problems(
+    spec: DigestSpec, settings: DigestsConfigured, reader: object, *, creator: str | None
+) -> list[str]:
     """Every reason ``spec`` may not post what it gathers: its docs and tables, then its chat input.
 
     ``reader`` is the digest's chat-history reader (a :class:`ChannelReaders` when it can tell who

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from core.config import Settings
 from core.contracts import TablePart
 from core.digests import messages
 from core.digests.assistant import DigestAssistant, TableQueries
 from core.digests.config import ChatInput, DigestSpec, DocsInput
+from core.digests.configured import DigestsConfigured
 from core.errors import HearthError, SQLRejected
 from core.render import markdown_table
 
@@ -71,7 +71,9 @@ class Gathered:
         return self.tracks_changes and self.complete and not self.docs and not self.chat
 
 
-async def changed_docs(settings: Settings, sources: list[str], since: datetime) -> list[IndexedChange]:
+async def changed_docs(
+    settings: DigestsConfigured, sources: list[str], since: datetime
+) -> list[IndexedChange]:
     """Changed documents from the retrieval sync state (ImportError when retrieval is not installed)."""
     from core.retrieval.sync import changed_since
 
@@ -87,7 +89,7 @@ def render_rows(part: TablePart, limit: int = TABLE_ROWS) -> str:
 
 async def gather(
     spec: DigestSpec,
-    settings: Settings,
+    settings: DigestsConfigured,
     assistant: DigestAssistant | None,
     since: datetime,
     until: datetime,
@@ -104,7 +106,7 @@ async def gather(
     return got
 
 
-async def _gather_docs(got: Gathered, spec: DigestSpec, settings: Settings, docs: DocsInput) -> None:
+async def _gather_docs(got: Gathered, spec: DigestSpec, settings: DigestsConfigured, docs: DocsInput) -> None:
     got.tracks_changes = True
     sources = docs.sources or [s.name for s in settings.sources]
     try:

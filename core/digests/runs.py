@@ -18,12 +18,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from core.config import Settings
 from core.digests import messages
 from core.digests.access import problems
 from core.digests.assistant import DigestAssistant
 from core.digests.compose import Draft, Summarise, write
 from core.digests.config import DigestSpec
+from core.digests.configured import DigestsConfigured
 from core.digests.inputs import ChatActivity, gather
 from core.digests.posting import Posting
 from core.digests.schedule import fire_key, last_fire, utcnow
@@ -40,7 +40,7 @@ class Runner:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: DigestsConfigured,
         store: RunStore,
         posting: Posting,
         assistant: Callable[[], DigestAssistant | None],

@@ -2,7 +2,8 @@
 
 ::
 
-    service = DigestService(settings, assistant, {"slack": slack_poster}, Database(settings.database_url))
+    service = DigestService(settings, assistant, {"slack": slack_poster}, Database(settings.database_url),
+                            summarise=intake.run)   # the core's front door: limits, audit, metrics
     await service.start()          # leader election; the leader runs APScheduler
     await service.run("eng-weekly", dry_run=True)
     await service.stop()
@@ -20,18 +21,18 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from core.assistant import Assistant
 from core.audit import AuditEntry
-from core.config import Settings
-from core.contracts import Poster
+from core.contracts import Answer, Ask, Delta, Poster
 from core.db import Database
 from core.digests.assistant import DigestAssistant
+from core.digests.compose import Summarise
 from core.digests.config import DigestSpec, SpecData
+from core.digests.configured import DigestsConfigured
 from core.digests.inputs import ChatActivity
 from core.digests.jobs import JobScheduler
 from core.digests.leader import LeaderLock, leader_lock
@@ -40,14 +41,22 @@ from core.digests.runs import Runner
 from core.digests.schedule import fire_key, last_fire, next_fire, utcnow
 from core.digests.specs import SpecBook
 from core.digests.store import RunRecord, RunStore
-from core.intake import Intake
-from core.metrics import METRICS
+from core.errors import DigestError
 from core.prompts.registry import PromptRegistry
+from core.refusals import Refusal
 
 log = logging.getLogger(__name__)
 
 # The assistant, or a callable that returns it (None while the engine loads; serve builds it later).
 AssistantSource = DigestAssistant | Callable[[], DigestAssistant | None] | None
+
+
+async def _no_front_door(ask: Ask) -> AsyncIterator[Delta | Answer | Refusal]:
+    """What a service opened without ``summarise`` does when a run needs a summary: says so."""
+    raise DigestError(
+        "This digest service was opened without the core's front door: pass summarise=Intake(...).run."
+    )
+    yield  # an async generator, like the front door it stands in for
 
 
 def make_holder() -> str:
@@ -60,7 +69,7 @@ class DigestService:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: DigestsConfigured,
         assistant: AssistantSource,
         posters: Mapping[str, Poster],
         db: Database,
@@ -72,7 +81,7 @@ class DigestService:
         leader_lease_s: float = 60.0,
         run_lease_s: float = 300.0,
         lock: LeaderLock | None = None,
-        intake: Intake | None = None,
+        summarise: Summarise | None = None,
         audit: Callable[[AuditEntry], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -95,23 +104,12 @@ class DigestService:
             self.store,
             Posting(self.posters, self.store, backoff),
             lambda: self.assistant,
-            (intake or self._own_intake()).run,
+            summarise or _no_front_door,
             chat_activity,
             creator=self.book.created_by.get,
         )
         self._loop_task: asyncio.Task[None] | None = None
         self.started = asyncio.Event()  # set once the first leader round is done
-
-    def _own_intake(self) -> Intake:
-        """The front door for summaries when none is handed in (`hearth digest run`, tests)."""
-
-        def engine() -> Assistant | None:
-            found = self.assistant
-            return found if isinstance(found, Assistant) else None
-
-        return Intake(
-            self.settings, engine, observers=[METRICS], not_ready=lambda: "the model is still loading"
-        )
 
     @property
     def assistant(self) -> DigestAssistant | None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from core.config import Settings
 from core.digests import messages
 from core.digests.access import problems
 from core.digests.config import DigestSpec, SpecData, spec_from_data
+from core.digests.configured import DigestsConfigured
 from core.digests.store import RunStore
 from core.errors import DigestError, PromptError
 from core.prompts.registry import PromptRegistry
@@ -25,7 +25,12 @@ class SpecBook:
     """Digest specs by name, with who created the chat-made ones."""
 
     def __init__(
-        self, settings: Settings, prompts: PromptRegistry, store: RunStore, *, chat_reader: object = None
+        self,
+        settings: DigestsConfigured,
+        prompts: PromptRegistry,
+        store: RunStore,
+        *,
+        chat_reader: object = None,
     ) -> None:
         self.settings = settings
         self.prompts = prompts

@@ -11,9 +11,12 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from core.assistant import Assistant
 from core.db import Database
 from core.digests.service import DigestService
 from core.digests.store import RunRecord
+from core.intake import Intake
+from core.metrics import METRICS
 from server.cli import State, json_option, pass_state
 
 T = TypeVar("T")
@@ -42,13 +45,21 @@ async def _with_service(
     db = Database(settings.database_url)
     # Running a digest by hand reads the same inputs as the scheduler, chat activity included.
     chat = build_chat_activity(settings) if engine else None
-    service = DigestService(settings, None, posters, db, backoff=(2.0, 10.0, 30.0), chat_activity=chat)
+    assistant: Assistant | None = None
+    # Summaries pass the core's front door, as in `hearth serve` (limits, metrics); the engine comes later.
+    intake = Intake(
+        settings, lambda: assistant, observers=[METRICS], not_ready=lambda: "the model is still loading"
+    )
+    service = DigestService(
+        settings, None, posters, db, backoff=(2.0, 10.0, 30.0), chat_activity=chat, summarise=intake.run
+    )
     try:
         await service.open()
         if engine:
             from core.engine import build_assistant
 
-            service.assistant = await asyncio.to_thread(build_assistant, settings)
+            assistant = await asyncio.to_thread(build_assistant, settings)
+            service.assistant = assistant
         return await fn(service)
     finally:
         await close_posters(posters)

@@ -15,6 +15,7 @@ from bot.slack.activity import SlackChatActivity
 from core.assistant import Assistant
 from core.db import Database
 from core.digests.service import DigestService
+from core.intake import Intake
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
 from server.digests import build_chat_activity
@@ -63,7 +64,9 @@ async def test_digest_gets_recent_human_messages_and_notes_for_unreadable_channe
     reader = build_chat_activity(settings)
     assert isinstance(reader, SlackChatActivity)
     db = Database(settings.database_url)
-    service = DigestService(settings, assistant, {}, db, chat_activity=reader)
+    service = DigestService(
+        settings, assistant, {}, db, chat_activity=reader, summarise=Intake(settings, lambda: assistant).run
+    )
     try:
         await service.open()
         run = await service.run("eng-weekly", fire_time=MONDAY_9, dry_run=True)

@@ -18,6 +18,7 @@ from core.db import Database
 from core.digests.commands import handle_command
 from core.digests.service import DigestService
 from core.errors import DigestError
+from core.intake import Intake
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
 from tests.fixtures.core import make_settings
@@ -46,7 +47,14 @@ async def service(tmp_path: Path, slack_api: FakeSlackApi) -> AsyncIterator[Dige
         settings, Router(local=FakeBackend(reply="A summary."), remote=None, routing=settings.llm.routing)
     )
     db = Database(settings.database_url)
-    digests = DigestService(settings, assistant, {}, db, chat_activity=SlackChatActivity(settings.slack))
+    digests = DigestService(
+        settings,
+        assistant,
+        {},
+        db,
+        chat_activity=SlackChatActivity(settings.slack),
+        summarise=Intake(settings, lambda: assistant).run,
+    )
     await digests.open()
     yield digests
     await assistant.aclose()

@@ -20,6 +20,7 @@ from core.assistant import Assistant
 from core.config import Settings
 from core.db import Database
 from core.digests.service import DigestService
+from core.intake import Intake
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
 from server.cli import main
@@ -105,7 +106,14 @@ async def test_docs_tables_and_dingtalk_through_the_real_parts(tmp_path: Path, d
     assistant = fake_assistant(settings)
     assistant.tables = TableService(settings, assistant.router, assistant.prompts)  # type: ignore[attr-defined]
     poster = DingTalkPoster(settings.dingtalk)
-    service = DigestService(settings, assistant, {"dingtalk": poster}, db, backoff=(0.0,))
+    service = DigestService(
+        settings,
+        assistant,
+        {"dingtalk": poster},
+        db,
+        backoff=(0.0,),
+        summarise=Intake(settings, lambda: assistant).run,
+    )
     try:
         await service.open()
         run = await service.run("eng-weekly")
@@ -177,8 +185,14 @@ async def test_two_replicas_on_postgresql_run_each_job_once(tmp_path: Path, post
     replicas = []
     for _ in range(2):
         db = Database(settings.database_url)
+        engine = fake_assistant(settings)
         svc = DigestService(
-            settings, fake_assistant(settings), {"slack": Poster()}, db, leader_interval_s=3600
+            settings,
+            engine,
+            {"slack": Poster()},
+            db,
+            leader_interval_s=3600,
+            summarise=Intake(settings, lambda engine=engine: engine).run,
         )
         svc.listeners.append(done.put_nowait)
         replicas.append(svc)

@@ -15,6 +15,7 @@ from core.config import Settings
 from core.db import Database
 from core.digests.commands import handle_command
 from core.digests.service import DigestService
+from core.intake import Intake
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
 from server.cli import main
@@ -52,13 +53,15 @@ def digest_settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 async def service(digest_settings: Settings) -> AsyncIterator[DigestService]:
     db = Database(digest_settings.database_url)
+    assistant = fake_assistant(digest_settings)
     svc = DigestService(
         digest_settings,
-        fake_assistant(digest_settings),
+        assistant,
         {"slack": RecordingPoster("slack")},
         db,
         backoff=(0.0,),
         leader_interval_s=3600,
+        summarise=Intake(digest_settings, lambda: assistant).run,
     )
     await svc.start()
     yield svc
@@ -212,14 +215,16 @@ async def guarded(tmp_path: Path) -> AsyncIterator[DigestService]:
     )
     db = Database(settings.database_url)
     audited: list = []
+    assistant = fake_assistant(settings)
     svc = DigestService(
         settings,
-        fake_assistant(settings),
+        assistant,
         {"slack": RecordingPoster("slack")},
         db,
         backoff=(0.0,),
         leader_interval_s=3600,
         audit=audited.append,
+        summarise=Intake(settings, lambda: assistant).run,
     )
     svc.audited = audited  # type: ignore[attr-defined]
     await svc.start()

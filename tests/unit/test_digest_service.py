@@ -18,6 +18,7 @@ from core.db import Database
 from core.digests import inputs as digest_inputs
 from core.digests.service import DigestService
 from core.errors import SQLRejected
+from core.intake import Intake
 from core.llm.base import Usage
 from core.llm.fake import FakeBackend
 from core.llm.router import Router
@@ -91,6 +92,7 @@ class Env:
         )
         kw.setdefault("backoff", (0.0, 0.0, 0.0))
         kw.setdefault("leader_interval_s", 3600.0)
+        kw.setdefault("summarise", Intake(self.settings, lambda: assistant).run)
         svc = DigestService(self.settings, assistant, posters, Database(self.settings.database_url), **kw)
         svc.listeners.append(self.done.put_nowait)
         self.services.append(svc)
@@ -377,7 +379,7 @@ async def test_the_summary_goes_through_the_front_door_and_a_failure_posts_the_f
     slack = RecordingPoster("slack")
     holder: list[DigestService] = []
     intake = Intake(e.settings, lambda: holder[0].assistant, observers=[Watch()])  # type: ignore[arg-type,return-value]
-    svc = e.service({"slack": slack}, intake=intake)
+    svc = e.service({"slack": slack}, summarise=intake.run)
     holder.append(svc)
     await svc.open()
     run = await svc.run("eng-weekly", fire_time=MONDAY_9)

@@ -371,6 +371,7 @@ async def test_digest_commands_reach_the_digest_service_and_post_through_the_web
 ) -> None:
     from core.db import Database
     from core.digests.service import DigestService
+    from core.intake import Intake
 
     spec = {
         "name": "team-weekly",
@@ -390,6 +391,7 @@ async def test_digest_commands_reach_the_digest_service_and_post_through_the_web
             Database(settings.database_url),
             backoff=(0.0, 0.0, 0.0),
             leader_interval_s=3600.0,
+            summarise=Intake(settings, lambda: assistant).run,
         )
         await service.start()
         rig.bot._digests = lambda: service

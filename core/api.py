@@ -41,9 +41,10 @@ from core.digests.commands import handle_command
 from core.digests.service import DigestService
 from core.errors import BackendError, BackendUnavailable, ConfigError, HearthError, InputError
 from core.intake import Intake
+from core.intake_metrics import METRICS
 from core.jsontypes import load_json
 from core.llm.base import Priority, Usage
-from core.metrics import FEEDBACK_VOTES, METRICS
+from core.metrics import FEEDBACK_VOTES
 from core.refusals import ENGLISH, Reason, Refusal, Refused, refusal_for, sentence
 from core.render import SourceGroup, grouped_sources, markdown_table
 from core.retrieval.config import SourceSpec

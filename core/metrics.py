@@ -1,16 +1,13 @@
 """Every Prometheus metric Hearth records, in one module; `hearth serve` exposes them at /metrics.
 
-``METRICS`` is the intake's observer: each question from each surface is counted once, where it ends.
+The intake's observer that fills :data:`ANSWERS` and :data:`ERRORS` is
+``core.intake_metrics.METRICS``: it reads the intake's outcomes, which this module (used by the
+model backends far below the intake) does not know.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from prometheus_client import Counter, Gauge, Histogram
-
-if TYPE_CHECKING:
-    from core.contracts import Outcome
 
 QUEUE_DEPTH = Gauge("hearth_local_queue_depth", "Requests waiting for the local model.")
 QUEUE_WAIT = Histogram(
@@ -80,18 +77,3 @@ HTTP_LATENCY = Histogram(
     ["route", "surface"],
     buckets=(0.005, 0.025, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
-
-
-class Metrics:
-    """The intake's observer that counts outcomes; errors are labelled by refusal reason and surface."""
-
-    def observe(self, outcome: Outcome) -> None:
-        """Count one finished question."""
-        surface, action = outcome.ask.request.surface, outcome.ask.kind.value
-        ANSWERS.labels(surface, action, outcome.status).inc()
-        ANSWER_SECONDS.labels(surface, action).observe(outcome.duration_ms / 1000)
-        if outcome.status == "error" and outcome.refusal is not None:
-            ERRORS.labels(outcome.refusal.reason.value, surface).inc()
-
-
-METRICS = Metrics()

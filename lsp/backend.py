@@ -17,8 +17,8 @@ from core.code.service import CodeService
 from core.code.workbench import CodeModel
 from core.contracts import Answer, Ask, Code, Completion, Delta, Kind, Request, Retriever
 from core.intake import Intake
+from core.intake_metrics import METRICS
 from core.llm.base import Priority
-from core.metrics import METRICS
 from core.refusals import Refusal, Refused
 
 

@@ -30,8 +30,8 @@ from core.audit import AuditLog, audit_log
 from core.config import Settings
 from core.db import Database
 from core.intake import Intake
+from core.intake_metrics import METRICS
 from core.llm.base import GenOptions, Message, Role, collect
-from core.metrics import METRICS
 from core.ratelimit import RateLimiter
 from core.services import Services
 from server import api, digests, indexing

@@ -11,7 +11,7 @@ import click
 from core.contracts import Answer, Ask, Delta, Kind, Request
 from core.engine import build_assistant
 from core.intake import Intake
-from core.metrics import METRICS
+from core.intake_metrics import METRICS
 from core.refusals import Refusal, Refused
 from core.render import grouped_sources
 from server.cli import State, json_option, pass_state

@@ -16,7 +16,7 @@ from core.db import Database
 from core.digests.service import DigestService
 from core.digests.store import RunRecord
 from core.intake import Intake
-from core.metrics import METRICS
+from core.intake_metrics import METRICS
 from server.cli import State, json_option, pass_state
 
 T = TypeVar("T")

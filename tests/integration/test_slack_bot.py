@@ -357,7 +357,8 @@ async def test_model_and_remote_down_gives_an_apology_without_traceback(make_sla
 
 async def test_model_failing_mid_answer_ends_in_one_plain_sentence(make_slack, slack_api, tmp_path):
     from core.audit import AuditLog, recent
-    from core.metrics import ANSWERS, Metrics
+    from core.intake_metrics import Metrics
+    from core.metrics import ANSWERS
 
     died = BackendUnavailable("llama-server died: CUDA error 700 in ggml.c")
     words = " ".join(f"w{i}" for i in range(30))

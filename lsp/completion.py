@@ -22,20 +22,20 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.workspace import Workspace
 
 from core.code.completion import CHARS_PER_TOKEN, cursor_window
 from core.code.config import CompletionSettings
 from core.code.context import language_of
-from core.contracts import Answer, Completion, Delta
+from core.contracts import Answer, Completion, Delta, Retriever
 from core.errors import HearthError
 from core.refusals import Refused
+from lsp.backend import CodeBackend
 from lsp.snippets import OpenFile, SnippetSource
-
-if TYPE_CHECKING:
-    from lsp.language_server import HearthServer
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,39 @@ class CompletionModel(Protocol):
 
     def complete_stream(self, completion: Completion) -> AsyncIterator[Delta | Answer]:
         """Stream the suggestion for the text around a cursor (Delta … then the Answer)."""
+        ...
+
+
+class CompletionHost(Protocol):
+    """What completion reads of the language server; :class:`~lsp.language_server.HearthServer` is one.
+
+    Declared here, where it is used, so the server holds the completion state without completion
+    knowing the server class.
+    """
+
+    @property
+    def workspace(self) -> Workspace:
+        """The open documents and the workspace root."""
+        ...
+
+    @property
+    def client_capabilities(self) -> types.ClientCapabilities:
+        """What the editor said it supports at `initialize`."""
+        ...
+
+    @property
+    def backend(self) -> CodeBackend:
+        """Where the model calls go (in process or a remote `hearth serve`)."""
+        ...
+
+    @property
+    def workspace_index(self) -> Retriever | None:
+        """The workspace's own index, when in-process mode built one (snippets come from it)."""
+        ...
+
+    @property
+    def completions(self) -> Completions:
+        """The completion state of this server."""
         ...
 
 
@@ -85,7 +118,7 @@ class Completions:
         self.snippets = SnippetSource(settings.snippets, settings.snippet_tokens * CHARS_PER_TOKEN)
         self._quiet: str | None = None  # the failure last logged (logged once until a success)
 
-    async def suggest(self, ls: HearthServer, uri: str, position: types.Position) -> Suggestion | None:
+    async def suggest(self, ls: CompletionHost, uri: str, position: types.Position) -> Suggestion | None:
         """The suggestion at ``position`` of ``uri``; None when there is none (or it was superseded)."""
         self.stats.requests += 1
         older = self.inflight.get(uri)
@@ -109,7 +142,7 @@ class Completions:
             if self.inflight.get(uri) is task:
                 del self.inflight[uri]
 
-    async def _suggest(self, ls: HearthServer, uri: str, position: types.Position) -> Suggestion | None:
+    async def _suggest(self, ls: CompletionHost, uri: str, position: types.Position) -> Suggestion | None:
         doc = ls.workspace.get_text_document(uri)
         version = doc.version
         try:
@@ -161,7 +194,7 @@ class Completions:
         match = _WORD_BEFORE.search(window.prefix)
         return Suggestion(text, match.group(0) if match else "")
 
-    async def _generate(self, ls: HearthServer, completion: Completion) -> str:
+    async def _generate(self, ls: CompletionHost, completion: Completion) -> str:
         """The suggestion text ('' on any failure: logged once, never shown to the user)."""
         model = ls.backend.model
         if not isinstance(model, CompletionModel):
@@ -194,7 +227,7 @@ class Completions:
             log.warning("no inline suggestions: %s", why)
             self._quiet = kind
 
-    def report(self, ls: HearthServer) -> dict[str, object]:
+    def report(self, ls: CompletionHost) -> dict[str, object]:
         """The counters of ``hearth/completionStats``."""
         engine = getattr(ls.backend.model, "completion_stats", None)
         return {"lsp": asdict(self.stats), "engine": engine() if callable(engine) else None}
@@ -208,7 +241,7 @@ class Completions:
         await self.snippets.aclose()
 
 
-def _open_files(ls: HearthServer, root: str | None) -> list[OpenFile]:
+def _open_files(ls: CompletionHost, root: str | None) -> list[OpenFile]:
     out = []
     for doc in list(ls.workspace.text_documents.values()):
         if not doc.path:
@@ -219,14 +252,14 @@ def _open_files(ls: HearthServer, root: str | None) -> list[OpenFile]:
     return out
 
 
-def supports_inline(ls: HearthServer) -> bool:
+def supports_inline(ls: CompletionHost) -> bool:
     """Whether the client asked for inline completions (then completion items stay empty)."""
     text = ls.client_capabilities.text_document
     return bool(text and text.inline_completion is not None)
 
 
 async def inline_completion(
-    ls: HearthServer, params: types.InlineCompletionParams
+    ls: CompletionHost, params: types.InlineCompletionParams
 ) -> types.InlineCompletionList | None:
     """`textDocument/inlineCompletion`: ghost text at the cursor."""
     at = params.position
@@ -237,7 +270,7 @@ async def inline_completion(
     return types.InlineCompletionList(items=[item])
 
 
-async def completion_items(ls: HearthServer, params: types.CompletionParams) -> types.CompletionList | None:
+async def completion_items(ls: CompletionHost, params: types.CompletionParams) -> types.CompletionList | None:
     """`textDocument/completion`: the suggestion as one item, for clients without inline completion.
 
     The item replaces the word before the cursor with that word plus the suggestion, so clients
@@ -270,14 +303,14 @@ async def completion_items(ls: HearthServer, params: types.CompletionParams) -> 
     return types.CompletionList(is_incomplete=True, items=[item])
 
 
-def completion_stats(ls: HearthServer, params: object) -> dict[str, object]:
+def completion_stats(ls: CompletionHost, params: object) -> dict[str, object]:
     """``hearth/completionStats``: what the completion machinery did so far."""
     return ls.completions.report(ls)
 
 
-def register(server: HearthServer) -> None:
-    """Advertise and serve completion (unless lsp.completion.enabled is false); the stats always."""
-    if server.settings.lsp.completion.enabled:
+def register(server: LanguageServer, settings: CompletionSettings) -> None:
+    """Advertise and serve completion on ``server`` (unless ``settings.enabled`` is false); the stats always."""
+    if settings.enabled:
         server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(
             inline_completion
         )

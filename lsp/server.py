@@ -66,7 +66,7 @@ def build_server(settings: Settings, backend: CodeBackend) -> HearthServer:
         types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.Empty]),
     )(code_actions)
 
-    completion.register(server)
+    completion.register(server, settings.lsp.completion)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def _closed(ls: HearthServer, params: types.DidCloseTextDocumentParams) -> None:

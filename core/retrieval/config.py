@@ -91,17 +91,36 @@ class FusionSettings(Section):
 class RerankSettings(Section):
     """An optional reranking stage over the fused candidates, before the model sees them."""
 
-    backend: Literal["off", "remote", "llama_cpp"] = Field(
+    backend: Literal["off", "remote", "llama_cpp", "cross_encoder"] = Field(
         "off",
         description="off; remote: a /v1/rerank endpoint (Jina/Cohere/vLLM shape, or a llama-server you run "
-        "with --reranking); llama_cpp: Hearth runs llama-server --reranking on model_path itself.",
+        "with --reranking); llama_cpp: Hearth runs llama-server --reranking on model_path itself; "
+        "cross_encoder: a sentence-transformers CrossEncoder directory at model_path on ONNX Runtime "
+        "(no PyTorch).",
     )
     model_path: Path | None = Field(
         None,
         description="llama_cpp: a reranking GGUF on disk (e.g. bge-reranker-v2-m3, jina-reranker-v2-base-"
-        "multilingual, Qwen3-Reranker-0.6B in GGUF form); never downloaded by Hearth.",
+        "multilingual, Qwen3-Reranker-0.6B in GGUF form); cross_encoder: a BERT or XLM-RoBERTa cross-encoder "
+        "directory with config.json, model.safetensors and tokenizer.json or vocab.txt (e.g. "
+        "cross-encoder/ms-marco-MiniLM-L-6-v2, BAAI/bge-reranker-base). Never downloaded by Hearth.",
     )
-    n_ctx: int = Field(2048, ge=256, description="llama_cpp: tokens per (question, chunk) pair.")
+    n_ctx: int = Field(
+        2048,
+        ge=256,
+        description="Tokens per (question, chunk) pair: llama_cpp's context; cross_encoder truncates pairs "
+        "to this or the model's own limit (512 for most), whichever is smaller.",
+    )
+    precision: Literal["fp32", "int8"] = Field(
+        "fp32",
+        description="cross_encoder: fp32 (the model's own scores) or int8 (faster matrix products, scores "
+        "a little off the float model's).",
+    )
+    threads: int = Field(
+        0,
+        ge=0,
+        description="cross_encoder: batches of pairs scored side by side, one core each; 0: one per core.",
+    )
     url: str | None = Field(
         None,
         description="Base URL of the rerank service (…/v1/rerank is appended unless the URL ends in it).",
@@ -114,7 +133,9 @@ class RerankSettings(Section):
     budget_ms: int = Field(
         1500,
         ge=50,
-        description="Latency budget: past it the fused order is kept (logged) and the question goes on.",
+        description="Latency budget of each question's reranking, in ms: past it the fused order is kept "
+        "(logged) and the question goes on. A local model's one-time load (llama_cpp's engine start, "
+        "cross_encoder's graph build) at a process's first question is not counted.",
     )
     weight: float = Field(
         1.0,

@@ -19,7 +19,6 @@ import asyncio
 import atexit
 import hashlib
 import logging
-import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -211,21 +210,13 @@ class _OnnxModel:
     the threads that run batches side by side."""
 
     def __init__(self, path: Path, quantize: bool, threads: int, intra_op_threads: int = 1) -> None:
-        from tokenizers import Tokenizer
-
-        from core.retrieval.bert_onnx import max_seq_length
+        from core.retrieval.bert_onnx import cpu_cores, load_tokenizer, max_seq_length
 
         self.path = path
         self.quantize = quantize
         self.intra_op_threads = intra_op_threads
-        try:
-            self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-        except Exception as exc:  # tokenizers raises plain Exception
-            raise RetrievalError(f"Could not read the tokenizer of {path}: {exc}") from exc
-        # The file's own truncation/padding (128, fixed) is not what sentence-transformers applies.
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_seq_length(path))
-        workers = threads or _cores()
+        self.tokenizer = load_tokenizer(path, max_seq_length(path))
+        workers = threads or cpu_cores()
         self.workers = ThreadPoolExecutor(workers, thread_name_prefix="hearth-embed") if workers > 1 else None
         self._sessions: dict[bool, onnxruntime.InferenceSession] = {}
         self._lock = threading.Lock()
@@ -238,9 +229,7 @@ class _OnnxModel:
             return self._sessions[quantized]
 
     def _open(self, quantized: bool) -> onnxruntime.InferenceSession:
-        import onnxruntime as ort
-
-        from core.retrieval.bert_onnx import build_sentence_bert
+        from core.retrieval.bert_onnx import build_sentence_bert, open_session
 
         log.info(
             "building the embedding model %s for ONNX Runtime (%s)",
@@ -248,24 +237,7 @@ class _OnnxModel:
             "int8" if quantized else "fp32",
         )
         model = build_sentence_bert(self.path, quantize=quantized)
-        options = ort.SessionOptions()
-        # One thread per run; runs go side by side on the workers (measured faster than intra-op
-        # threads; bench/embedders.py compares the two).
-        options.intra_op_num_threads = self.intra_op_threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            return ort.InferenceSession(
-                model.SerializeToString(),
-                options,
-                providers=["CPUExecutionProvider"],
-                # Fusing residual adds into SkipLayerNormalization made it slower on these CPUs.
-                disabled_optimizers=["SkipLayerNormFusion"],
-            )
-        except Exception as exc:  # onnxruntime raises its own plain exceptions
-            raise RetrievalError(
-                f"ONNX Runtime could not load the embedding model {self.path}: {exc}"
-            ) from exc
+        return open_session(model, f"the embedding model {self.path}", self.intra_op_threads)
 
     def _run(self, batch: list[list[int]]) -> np.ndarray:
         import numpy as np
@@ -301,13 +273,6 @@ class _OnnxModel:
             for i, vector in zip(batch, vectors.tolist(), strict=True):
                 out[i] = vector
         return out
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 class SentenceTransformersEmbedder(_Batched):

@@ -15,9 +15,12 @@ Qwen3-Reranker-0.6B converted to GGUF)::
 
 or lets Hearth run it (``backend: llama_cpp``, ``model_path: …gguf``): the same supervised
 llama-server child as the local LLM (:mod:`core.llm.engine`), started with ``--reranking`` on a
-private unix socket at the first question that needs it.
+private unix socket at the first question that needs it. ``backend: cross_encoder`` runs a
+sentence-transformers CrossEncoder directory in-process on ONNX Runtime
+(:mod:`core.retrieval.cross_encoder`).
 
 A call that fails or runs past ``budget_ms`` keeps the fused order (logged, never the user's error).
+A local model's one-time start (``prepare``) runs before the budget's clock starts.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ class Reranker(Protocol):
 
     async def scores(self, query: str, documents: Sequence[str]) -> list[float]:
         """One score per document, in the documents' order."""
+        ...
+
+    async def prepare(self) -> None:
+        """Load or start what scoring needs (once; not counted against the latency budget)."""
         ...
 
     async def aclose(self) -> None:
@@ -84,6 +91,9 @@ class RemoteReranker:
         except (httpx.HTTPError, ValueError) as exc:
             raise RetrievalError(f"The reranker at {self.url} failed: {exc}") from exc
         return parse_results(data, len(documents), self.url)
+
+    async def prepare(self) -> None:
+        """Nothing to start: the service runs elsewhere."""
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -142,6 +152,13 @@ class LocalReranker:
         self.settings = settings
         self.engine = engine or reranking_engine(settings)
 
+    async def prepare(self) -> None:
+        """Start the engine and wait until it is ready."""
+        try:
+            await self.engine.ensure_ready()
+        except BackendUnavailable as exc:
+            raise RetrievalError(f"the reranking engine is not available ({exc})") from exc
+
     async def scores(self, query: str, documents: Sequence[str]) -> list[float]:
         """Scores from the engine's ``/v1/rerank`` (it is started on first use)."""
         import aiohttp
@@ -170,6 +187,10 @@ def get_reranker(settings: RerankSettings) -> Reranker | None:
         return None
     if settings.backend == "llama_cpp":
         return LocalReranker(settings)
+    if settings.backend == "cross_encoder":
+        from core.retrieval.cross_encoder import CrossEncoderReranker
+
+        return CrossEncoderReranker(settings)
     return RemoteReranker(settings)
 
 
@@ -177,6 +198,11 @@ async def rerank_order(
     reranker: Reranker, query: str, texts: Sequence[str], budget_ms: int
 ) -> list[float] | None:
     """The reranker's scores for ``texts``, or None when it failed or ran past the budget (logged)."""
+    try:
+        await reranker.prepare()
+    except RetrievalError as exc:
+        log.warning("reranker: %s; the fused order is kept", exc)
+        return None
     started = time.perf_counter()
     try:
         return await asyncio.wait_for(reranker.scores(query, texts), budget_ms / 1000)

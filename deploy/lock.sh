@@ -6,10 +6,19 @@
 # purpose and installed by install.sh itself: llama-cpp-python (built against Hearth's own portable
 # llama.cpp, never pip's native build) and torch (only for the hearth[torch] extra; its CPU wheel is
 # machine-specific). `make lock` runs this, then the whole suite against the new locks.
+#
+#   deploy/lock.sh          newest releases pyproject.toml and deploy/lock-constraints.txt allow
+#   deploy/lock.sh --keep   keep every pin that still fits, change only what a new constraint forbids
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PIP_TOOLS_VERSION="7.6.2"
+upgrade=(--upgrade)
+case "${1:-}" in
+  --keep) upgrade=() ;;
+  "") ;;
+  *) echo "usage: deploy/lock.sh [--keep]" >&2; exit 2 ;;
+esac
 cache="${HEARTH_BUILD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth}"
 tools="$cache/pip-tools-$PIP_TOOLS_VERSION"
 if [ ! -x "$tools/bin/pip-compile" ]; then
@@ -29,15 +38,22 @@ if "$tools/bin/python" -m pip download --quiet --no-deps -d "$(mktemp -d)" "$tor
   echo ">> lock: resolving torch's dependencies for $torch_pin+cpu"
 fi
 
+python_floor="$(sed -n 's/^requires-python = ">=\([0-9.]*\)"/\1/p' pyproject.toml)"
+
 compile() {  # compile OUTPUT [--extra NAME]
   local out="$1"; shift
   echo ">> lock: resolving $out (minutes: every candidate file is hashed)"
-  "$tools/bin/pip-compile" --quiet --upgrade --generate-hashes --strip-extras \
+  # pip-compile starts from the pins already in its output file (what --keep keeps).
+  cp "$out" "$out.tmp"
+  "$tools/bin/pip-compile" --quiet ${upgrade[@]+"${upgrade[@]}"} --generate-hashes --strip-extras \
     --unsafe-package torch --unsafe-package llama-cpp-python \
-    --no-emit-index-url --no-emit-find-links --constraint "$constraints" \
+    --no-emit-index-url --no-emit-find-links \
+    --constraint deploy/lock-constraints.txt --constraint "$constraints" \
     -o "$out.tmp" "$@" pyproject.toml
   # The dev extra names hearth[torch], so pip-compile lists the project itself: install.sh adds it.
   python3 deploy/lockfile.py "$out.tmp"
+  # Every locked release must install on the oldest Python pyproject.toml admits.
+  "$tools/bin/python" deploy/lockfile.py --python "$python_floor" "$out.tmp"
   mv "$out.tmp" "$out"
 }
 

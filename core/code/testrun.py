@@ -7,7 +7,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from core.code.sandbox import RunResult, Sandbox
+from core.code.sandbox import Sandbox
+from core.code.sandbox_result import RunResult
 
 REPORT = ".hearth-pytest.xml"
 _FRAME = re.compile(r"^(?P<file>[^\s:][^:\n]*\.py):(?P<line>\d+):", re.M)

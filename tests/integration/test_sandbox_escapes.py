@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from core.code.sandbox import _prefixes, reexpose_as
+from core.code.sandbox_mounts import prefixes, reexpose_as
 from tests.fixtures.sandbox import SandboxUser
 from tests.fixtures.skips import needs_root, unavailable
 from tests.integration.sandbox_driver import drive
@@ -114,7 +114,7 @@ class Victim:
         )
         try:
             driver = [*wrap, sys.executable, "-m", "tests.integration.sandbox_driver", json.dumps(spec)]
-            command = reexpose_as(self.uid, self.gid, [*_prefixes(sys.executable), str(REPO)], slots, driver)
+            command = reexpose_as(self.uid, self.gid, [*prefixes(sys.executable), str(REPO)], slots, driver)
             done = subprocess.run(
                 command, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120
             )

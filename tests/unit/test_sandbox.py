@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from core.code.config import SandboxSettings
-from core.code.sandbox import OutputBuffer, Sandbox
+from core.code.sandbox import Sandbox
+from core.code.sandbox_result import OutputBuffer
 from core.errors import SandboxError
 from tests.fixtures.skips import needs_root
 
@@ -197,10 +198,10 @@ async def test_isolation_that_cannot_be_set_up_is_an_error_not_an_unsandboxed_ru
 ) -> None:
     if os.geteuid() != 0:
         needs_root("the mount-namespace prelude (it runs only when the sandbox starts as root)")
-    import core.code.sandbox as sandbox_module
+    import core.code.sandbox_mounts as mounts_module
 
     # A mount the kernel refuses, as on a host without CAP_SYS_ADMIN.
-    monkeypatch.setattr(sandbox_module, "_PRELUDE", "mount --bind /nonexistent-hearth-src /nonexistent-dst\n")
+    monkeypatch.setattr(mounts_module, "_PRELUDE", "mount --bind /nonexistent-hearth-src /nonexistent-dst\n")
     marker = tmp_path / "ran"
     with pytest.raises(SandboxError, match="could not isolate the run"):
         await _sandbox().run(_workspace(tmp_path), ["{python}", "-c", f"open({str(marker)!r}, 'w')"])
@@ -320,9 +321,9 @@ async def test_an_interpreter_under_tmp_is_not_hidden_by_the_private_tmp(tmp_pat
 
 
 def test_a_command_bwrap_cannot_find_is_not_blamed_on_namespaces() -> None:
-    from core.code.sandbox import _refusal
+    from core.code.sandbox_result import refusal
 
-    text = _refusal("bwrap: execvp /opt/gone/bin/python: No such file or directory")
+    text = refusal("bwrap: execvp /opt/gone/bin/python: No such file or directory")
     assert "could not start the test command" in text and "/opt/gone/bin/python" in text
     assert "security_opt" not in text
-    assert "security_opt" in _refusal("bwrap: setting up uid map: Permission denied")
+    assert "security_opt" in refusal("bwrap: setting up uid map: Permission denied")

@@ -24,7 +24,8 @@ the template's own token variables become control tokens, by id.
 
 **Short generations.** ``max_tokens`` is small, greedy sampling, and the suggestion stops at a
 blank line, at the end of the block the cursor is in (a line indented less than the block), or
-when it starts repeating the text after the cursor; closing the stream stops the engine at once.
+when it starts repeating the text after the cursor (:mod:`core.code.completion_trim`); closing the
+stream stops the engine at once.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from core.code.completion_trim import Trimmer
 from core.code.config import CompletionSettings
 from core.contracts import Answer, Completion, Delta, Request, Snippet
 from core.errors import InputError
@@ -62,7 +64,6 @@ _COMMENT = {
     "python": "#", "shell": "#", "ruby": "#", "yaml": "#", "toml": "#", "r": "#",
     "sql": "--", "lua": "--", "html": "<!--", "markdown": "<!--",
 }  # fmt: skip
-_OPENS_BLOCK = re.compile(r"[:{(\[]\s*(#.*)?$")
 
 
 # --- the window around the cursor ------------------------------------------------------------------
@@ -190,57 +191,6 @@ def build_prompt(
                 parts.append(value)
             shown.append(value)
     return CompletionPrompt(name, parts, use_fim, list(rendered.stop), "".join(shown))
-
-
-# --- where a suggestion ends --------------------------------------------------------------------
-@dataclass
-class Trimmer:
-    """Decides where a streamed suggestion ends: a blank line, the end of the cursor's block, the suffix."""
-
-    prefix: str
-    suffix: str = ""
-    blank_line: bool = True
-    block_end: bool = True
-    _block_indent: int = field(init=False, default=0)
-    _echo: str = field(init=False, default="")
-
-    def __post_init__(self) -> None:
-        last = self.prefix.rsplit("\n", 1)[-1]
-        if last.strip():  # mid-line: the block is the one this line is in
-            indent = _indent(last)
-            self._block_indent = indent + 1 if _OPENS_BLOCK.search(last) else indent
-        else:  # at the start of a line: its indentation so far, or the block it opens
-            previous = next((ln for ln in reversed(self.prefix.split("\n")[:-1]) if ln.strip()), "")
-            opens = previous and _OPENS_BLOCK.search(previous)
-            self._block_indent = _indent(previous) + 1 if opens else min(len(last), _indent(previous))
-        first = next((ln.strip() for ln in self.suffix.split("\n") if ln.strip()), "")
-        self._echo = first if len(first) > 3 else ""
-
-    def cut(self, text: str) -> int | None:
-        """Where ``text`` (the suggestion so far) must end, or None while it may go on."""
-        lines = text.split("\n")
-        offset = len(lines[0]) + 1
-        for i, ln in enumerate(lines[1:], 1):
-            complete = i < len(lines) - 1
-            start = offset - 1  # the newline before this line
-            if self.blank_line and complete and not ln.strip() and any(x.strip() for x in lines[:i]):
-                return start
-            if self.block_end and ln.strip() and _indent(ln) < self._block_indent:
-                return start
-            if self._echo and complete and ln.strip() == self._echo:
-                return start
-            offset += len(ln) + 1
-        return None
-
-    def final(self, text: str) -> str:
-        """The suggestion to show: cut where it ends, without trailing whitespace lines."""
-        end = self.cut(text + "\n")
-        kept = text if end is None else text[:end]
-        return kept.rstrip() if "\n" in kept else kept.rstrip("\n")
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" \t"))
 
 
 # --- the generation -----------------------------------------------------------------------------

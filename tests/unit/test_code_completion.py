@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from core.assistant import Assistant
-from core.code.completion import STEP_LINES, Completer, Trimmer, build_prompt, cursor_window
+from core.code.completion import STEP_LINES, Completer, build_prompt, cursor_window
+from core.code.completion_trim import Trimmer
 from core.config import Settings
 from core.contracts import Answer, Ask, Completion, Kind, Request, Snippet
 from core.errors import InputError

@@ -20,6 +20,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -27,7 +28,11 @@ from core.config import Settings
 from core.contracts import Hit, Retriever
 from core.errors import RetrievalError
 from core.jsontypes import JsonObject, JsonValue
-from core.retrieval.sync import Progress, SourceReport
+
+if TYPE_CHECKING:
+    # Not at run time: the indexer pulls in the store backends (qdrant-client alone imports in about
+    # a second), which a `hearth search` going through the server never uses.
+    from core.retrieval.sync import Progress, SourceReport
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +110,8 @@ def find_owner(settings: Settings) -> Owner | None:
 
 
 def _report(data: JsonObject) -> SourceReport:
+    from core.retrieval.sync import SourceReport
+
     skipped = data.get("skipped")
     items = skipped if isinstance(skipped, list) else []
     pairs = [(str(s.get("uri", "")), str(s.get("reason", ""))) for s in items if isinstance(s, dict)]

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -16,8 +17,13 @@ from rich.table import Table
 from core.config import Settings
 from core.contracts import Hit
 from core.retrieval.owner import IndexClient, find_owner
-from core.retrieval.sync import Indexer, SourceReport, source_status
 from server.cli import State, json_option, pass_state
+
+if TYPE_CHECKING:
+    from core.retrieval.sync import SourceReport
+
+# The indexer, the store backends and the embedder are imported where a command needs them: a
+# `hearth search` that goes through `hearth serve` uses none of them (bench/search_cli.py).
 
 
 class BarProgress:
@@ -79,6 +85,8 @@ async def _index(
             with BarProgress(console) as bar:
                 return await client.index(names, bar, rebuild=rebuild)
         return await client.index(names, None, rebuild=rebuild)
+    from core.retrieval.sync import Indexer
+
     indexer = Indexer(settings)
     try:
         if console.is_terminal:
@@ -194,6 +202,8 @@ def sources() -> None:
 @pass_state
 def sources_list(state: State, as_json: bool) -> None:
     """Each configured source, its document count and last sync."""
+    from core.retrieval.sync import source_status
+
     rows = asyncio.run(source_status(state.settings))
     if as_json:
         click.echo(json.dumps(rows, indent=2))

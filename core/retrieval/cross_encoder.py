@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from core.errors import RetrievalError
+from core.retrieval import bert_onnx
 from core.retrieval.bert_onnx import (
     Graph,
     cls_token,
@@ -37,10 +38,10 @@ from core.retrieval.bert_onnx import (
     load_tokenizer,
     load_weights,
     max_positions,
-    open_session,
     read_config,
 )
 from core.retrieval.config import RerankSettings
+from core.retrieval.onnx_sessions import cached_session
 
 if TYPE_CHECKING:
     import numpy as np
@@ -114,6 +115,7 @@ def build_cross_encoder(model_dir: Path, *, quantize: bool = False) -> onnx.Mode
     import numpy as np
 
     _, cfg = check_model_dir(model_dir)
+    log.info("building the cross-encoder %s for ONNX Runtime (%s)", model_dir, "int8" if quantize else "fp32")
     w = load_weights(model_dir, cfg)
     g = Graph()
     # XLM-RoBERTa has one token type (its tokenizer says 0 throughout): the input is then unused.
@@ -147,18 +149,23 @@ class CrossEncoderModel:
         self._loaded: tuple[tokenizers.Tokenizer, onnxruntime.InferenceSession] | None = None
         self._lock = threading.Lock()
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the graph is built and open."""
+        return self._loaded is not None
+
     def load(self) -> tuple[tokenizers.Tokenizer, onnxruntime.InferenceSession]:
         """Build the graph and open it (once; blocking)."""
         with self._lock:
             if self._loaded is None:
-                log.info(
-                    "building the cross-encoder %s for ONNX Runtime (%s)",
-                    self.path,
-                    "int8" if self.quantize else "fp32",
-                )
                 tokenizer = load_tokenizer(self.path, self.max_tokens)
-                session = open_session(
-                    build_cross_encoder(self.path, quantize=self.quantize), f"the cross-encoder {self.path}"
+                session = cached_session(
+                    self.path,
+                    "cross_encoder",
+                    self.quantize,
+                    lambda: build_cross_encoder(self.path, quantize=self.quantize),
+                    f"the cross-encoder {self.path}",
+                    sources=[Path(bert_onnx.__file__), Path(__file__)],
                 )
                 self._loaded = (tokenizer, session)
             return self._loaded

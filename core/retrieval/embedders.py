@@ -32,6 +32,7 @@ from core.retrieval.config import EmbedSettings
 
 if TYPE_CHECKING:
     import numpy as np
+    import onnx
     import onnxruntime
     import openai
     from llama_cpp import Llama
@@ -229,15 +230,26 @@ class _OnnxModel:
             return self._sessions[quantized]
 
     def _open(self, quantized: bool) -> onnxruntime.InferenceSession:
-        from core.retrieval.bert_onnx import build_sentence_bert, open_session
+        from core.retrieval import bert_onnx
+        from core.retrieval.onnx_sessions import cached_session
 
-        log.info(
-            "building the embedding model %s for ONNX Runtime (%s)",
+        def build() -> onnx.ModelProto:
+            log.info(
+                "building the embedding model %s for ONNX Runtime (%s)",
+                self.path,
+                "int8" if quantized else "fp32",
+            )
+            return bert_onnx.build_sentence_bert(self.path, quantize=quantized)
+
+        return cached_session(
             self.path,
-            "int8" if quantized else "fp32",
+            "sentence_bert",
+            quantized,
+            build,
+            f"the embedding model {self.path}",
+            sources=[Path(bert_onnx.__file__)],
+            intra_op_threads=self.intra_op_threads,
         )
-        model = build_sentence_bert(self.path, quantize=quantized)
-        return open_session(model, f"the embedding model {self.path}", self.intra_op_threads)
 
     def _run(self, batch: list[list[int]]) -> np.ndarray:
         import numpy as np

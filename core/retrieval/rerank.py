@@ -194,14 +194,21 @@ def get_reranker(settings: RerankSettings) -> Reranker | None:
     return RemoteReranker(settings)
 
 
-async def rerank_order(
-    reranker: Reranker, query: str, texts: Sequence[str], budget_ms: int
-) -> list[float] | None:
-    """The reranker's scores for ``texts``, or None when it failed or ran past the budget (logged)."""
+async def prepared(reranker: Reranker) -> bool:
+    """Whether the reranker is ready to score (its one-time start done); a failure is logged."""
     try:
         await reranker.prepare()
     except RetrievalError as exc:
         log.warning("reranker: %s; the fused order is kept", exc)
+        return False
+    return True
+
+
+async def rerank_order(
+    reranker: Reranker, query: str, texts: Sequence[str], budget_ms: int
+) -> list[float] | None:
+    """The reranker's scores for ``texts``, or None when it failed or ran past the budget (logged)."""
+    if not await prepared(reranker):
         return None
     started = time.perf_counter()
     try:

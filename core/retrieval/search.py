@@ -17,7 +17,7 @@ from typing import Literal
 from core.config import Settings
 from core.contracts import Hit
 from core.retrieval.embedders import Embedder, check_identity, embedder_identity, get_embedder
-from core.retrieval.rerank import Reranker, get_reranker, rerank_order
+from core.retrieval.rerank import Reranker, get_reranker, prepared, rerank_order
 from core.retrieval.sparse import Sparse, query_vector
 from core.retrieval.store import ChunkStore, ScoredChunk
 from core.retrieval.stores import open_store
@@ -152,7 +152,12 @@ class DocsRetriever:
     ) -> list[str]:
         """The top-N reordered by the reranker (blended with the fused rank by ``rerank.weight``)."""
         settings = self.settings.retrieval.rerank
-        if self.reranker is None or len(order) < 2:
+        if self.reranker is None:
+            return order
+        if len(order) < 2:
+            # Nothing to reorder, but the model is loaded all the same: the search `hearth serve`
+            # warms up with (as nobody, finding nothing) then pays the reranker's start too.
+            await prepared(self.reranker)
             return order
         head, tail = order[: settings.top_n], order[settings.top_n :]
         texts = [

@@ -94,7 +94,7 @@ def make_cross_encoder(dest: Path, kind: str = "bert", drop: str | None = None) 
 def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * gamma + beta
+    return np.asarray((x - mean) / np.sqrt(var + eps) * gamma + beta)
 
 
 _erf = np.vectorize(math.erf)
@@ -237,6 +237,19 @@ async def test_the_rerank_stage_orders_the_fused_candidates_by_the_cross_encoder
     assert [h.chunk_id for h in hits] == sorted(expected, key=lambda c: -expected[c])
     assert [h.chunk_id for h in hits] != [h.chunk_id for h in fused]  # the stage moved something
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+async def test_a_search_that_finds_nothing_still_loads_the_model(tmp_path: Path) -> None:
+    # `hearth serve` warms up with one search as nobody: it must pay the reranker's start too.
+    base = corpus_settings(tmp_path)
+    await _index(base)
+    retriever = DocsRetriever(
+        _with_rerank(base, model_path=make_cross_encoder(tmp_path / "fresh")), embedder=HashEmbedder()
+    )
+    assert isinstance(retriever.reranker, CrossEncoderReranker) and not retriever.reranker.model.loaded
+    assert await retriever.search("warm up", acl=frozenset(), k=1) == []
+    assert retriever.reranker.model.loaded
+    await retriever.aclose()
 
 
 async def test_scoring_past_the_budget_keeps_the_fused_order(

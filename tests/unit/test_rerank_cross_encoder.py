@@ -61,6 +61,6 @@ def test_cross_encoder_settings_are_validated() -> None:
     settings = RerankSettings(backend="cross_encoder", precision="int8", threads=2)
     assert settings.backend == "cross_encoder" and settings.precision == "int8"
     with pytest.raises(ValidationError):
-        RerankSettings(backend="cross_encoder", precision="fp16")  # type: ignore[arg-type]
+        RerankSettings(backend="cross_encoder", precision="fp16")
     with pytest.raises(ValidationError):
-        RerankSettings(backend="cross-encoder")  # type: ignore[arg-type]
+        RerankSettings(backend="cross-encoder")

@@ -29,7 +29,6 @@ _PACKAGES = (
     "openai",
     "qdrant-client",
     "qdrant-edge-py",
-    "sentence-transformers",
     "slack-bolt",
     "pygls",
     "apscheduler",
@@ -49,9 +48,21 @@ class Check:
     required: bool = True
 
 
-def _versions() -> Check:
+# What an embedder backend needs beyond the runtime set, and the install that brings it.
+_EMBEDDER_PACKAGES = {
+    "onnx": (("onnxruntime", "onnx"), "run 'make demo' (or pip install -e .)"),
+    "sentence_transformers": (
+        ("torch", "sentence-transformers"),
+        "embed.backend sentence_transformers needs PyTorch: deploy/install.sh --torch (or pip install 'hearth[torch]')",
+    ),
+}
+
+
+def _versions(embed_backend: str) -> Check:
+    """The packages this configuration runs on: the runtime set, plus what its embedder needs."""
+    extra, extra_fix = _EMBEDDER_PACKAGES.get(embed_backend, ((), ""))
     found, missing = [], []
-    for pkg in _PACKAGES:
+    for pkg in (*_PACKAGES, *extra):
         try:
             found.append(f"{pkg} {importlib.metadata.version(pkg)}")
         except importlib.metadata.PackageNotFoundError:
@@ -62,7 +73,9 @@ def _versions() -> Check:
             "packages",
             False,
             detail + f"; missing: {', '.join(missing)}",
-            "run 'make demo' (or pip install -e .)",
+            extra_fix
+            if extra_fix and set(missing) <= set(extra)
+            else "run 'make demo' (or pip install -e .)",
         )
     return Check("packages", sys.version_info >= (3, 11), detail, "use Python 3.11 or newer")
 
@@ -303,7 +316,7 @@ def run_checks(settings: Settings, *, load: bool = True) -> list[Check]:
             check.required = False
             if check.ok is False:
                 check.detail = f"{check.detail} ({why})"
-    checks = [_versions(), *local]
+    checks = [_versions(settings.embed.backend), *local]
     checks += [_remote(settings), _writable("home", settings.home)]
     if settings.store.url is None:
         checks.append(_writable("store.path", settings.store_path))

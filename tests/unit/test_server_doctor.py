@@ -157,7 +157,9 @@ def test_a_binding_with_its_own_build_or_an_opted_in_native_build(tmp_path: Path
     assert amx.problems, "AMX is refused even in an opted-in native build"
 
 
-async def test_a_remote_only_setup_passes_without_any_local_engine(openai_server: Any, tmp_path: Path) -> None:
+async def test_a_remote_only_setup_passes_without_any_local_engine(
+    openai_server: Any, tmp_path: Path
+) -> None:
     """routing.order [remote]: a missing llama-server or model file is a warning, not a failed doctor."""
     import json
 
@@ -174,8 +176,48 @@ async def test_a_remote_only_setup_passes_without_any_local_engine(openai_server
     code, checks = await asyncio.to_thread(doctor, ["remote"])
     assert checks["remote API"]["ok"] and checks["remote API"]["required"]
     model = checks["local model"]
-    assert not model["ok"] and not model["required"] and "not used: llm.routing.order is ['remote']" in model["detail"]
+    assert (
+        not model["ok"]
+        and not model["required"]
+        and "not used: llm.routing.order is ['remote']" in model["detail"]
+    )
     assert code == 0, checks
     # With the local model first in line, the same missing file fails the doctor.
     code, checks = await asyncio.to_thread(doctor, ["local", "remote"])
     assert code == 1 and checks["local model"]["required"] and not checks["local model"]["ok"]
+
+
+def _without(monkeypatch: pytest.MonkeyPatch, *absent: str) -> None:
+    """importlib.metadata as on an install that lacks ``absent`` (the Docker image has no PyTorch)."""
+    import importlib.metadata
+
+    real = importlib.metadata.version
+
+    def version(name: str) -> str:
+        if name in absent:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+
+
+def test_the_package_check_asks_only_for_what_the_configured_embedder_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PyTorch is the hearth[torch] extra: without it the default (onnx) install passes, and a
+    sentence_transformers embedder is told how to get it."""
+    from server.cli.doctor_cmd import _versions
+
+    _without(monkeypatch, "torch", "sentence-transformers")
+    onnx = _versions("onnx")
+    assert onnx.ok, onnx.detail
+    assert "onnxruntime" in onnx.detail and "sentence-transformers" not in onnx.detail
+    torch = _versions("sentence_transformers")
+    assert not torch.ok
+    assert "missing: torch, sentence-transformers" in torch.detail
+    assert "deploy/install.sh --torch" in torch.fix
+    _without(monkeypatch, "torch", "sentence-transformers", "pygls")
+    broken = _versions("sentence_transformers")
+    assert (
+        not broken.ok and "pygls" in broken.detail and broken.fix == "run 'make demo' (or pip install -e .)"
+    )

@@ -106,15 +106,20 @@ class Victim:
         return self._run_as_user(spec, wrap)
 
     def _run_as_user(self, spec: dict[str, Any], wrap: tuple[str, ...]) -> list[dict[str, Any]]:
-        """The driver as the throwaway user; a private mount namespace lets that user reach this
-        interpreter when it lives in a private home (the image keeps it in /opt/venv and /usr)."""
-        assert self.user is not None
+        """The driver in its own process, under ``wrap``: as the throwaway user when the suite runs as
+        root (a private mount namespace lets that user reach this interpreter when it lives in a
+        private home; the image keeps it in /opt/venv and /usr), else as the unprivileged user the
+        suite already is."""
         slots = tempfile.mkdtemp(
             prefix="hearth-test-slots-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None
         )
         try:
             driver = [*wrap, sys.executable, "-m", "tests.integration.sandbox_driver", json.dumps(spec)]
-            command = reexpose_as(self.uid, self.gid, [*prefixes(sys.executable), str(REPO)], slots, driver)
+            command = driver
+            if self.user is not None:
+                command = reexpose_as(
+                    self.uid, self.gid, [*prefixes(sys.executable), str(REPO)], slots, driver
+                )
             done = subprocess.run(
                 command, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120
             )
@@ -359,7 +364,10 @@ def test_filesystem_unix_sockets_are_unreachable(victim: Victim) -> None:
     assert "reported" in result["output"], result["output"]
     assert "CONNECTED" not in result["output"]
     if not pg.exists():
-        unavailable("no PostgreSQL socket in /var/run/postgresql on this machine; the listener case ran", ci_may_skip=True)
+        unavailable(
+            "no PostgreSQL socket in /var/run/postgresql on this machine; the listener case ran",
+            ci_may_skip=True,
+        )
 
 
 def test_no_network_to_the_hosts_loopback(victim: Victim) -> None:

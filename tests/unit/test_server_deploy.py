@@ -75,10 +75,17 @@ def test_healthchecks_use_real_hearth_options(compose: dict) -> None:
 def test_dockerfile_is_multi_stage_cuda_and_uses_the_shared_install_script() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
     stages = re.findall(r"^FROM (\S+)", text, re.M)
-    assert len(stages) == 2
-    assert "nvidia/cuda" in stages[0] and "-devel-" in stages[0]
-    assert "nvidia/cuda" in stages[1] and "-runtime-" in stages[1]
+    assert stages == ["${BUILD_IMAGE}", "${RUNTIME_IMAGE}"]
+    # By default the CUDA devel image builds and the CUDA runtime image runs; LLAMA=cpu with other
+    # bases is the CPU image (deploy/smoke-image.sh checks a built one).
+    defaults = dict(re.findall(r"^ARG (\w+)=(\S+)", text, re.M))
+    assert defaults["BUILD_IMAGE"].startswith("nvidia/cuda:") and "-devel-" in defaults["BUILD_IMAGE"]
+    assert defaults["RUNTIME_IMAGE"].startswith("nvidia/cuda:") and "-runtime-" in defaults["RUNTIME_IMAGE"]
+    assert defaults["LLAMA"] == "cuda"
     assert re.search(r"bash deploy/install\.sh --system --cuda", text)
+    assert re.search(r"bash deploy/build-llama\.sh --cuda", text)
+    # llama.cpp's layer comes before the source is copied, so a code change does not recompile it.
+    assert text.index("COPY deploy/build-llama.sh") < text.index("COPY . /src")
     assert "GGML_NATIVE=ON" not in text and "CMAKE_ARGS" not in text, (
         "the image must not bake in the build CPU"
     )

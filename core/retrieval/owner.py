@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from core.config import Settings
 from core.contracts import Hit, Retriever
 from core.errors import RetrievalError
 from core.jsontypes import JsonObject, JsonValue
+from core.retrieval.configured import IndexConfigured
 
 if TYPE_CHECKING:
     # Not at run time: the indexer pulls in the store backends (qdrant-client alone imports in about
@@ -50,14 +50,14 @@ class Owner:
     path: Path
 
 
-def owner_file(settings: Settings) -> Path | None:
+def owner_file(settings: IndexConfigured) -> Path | None:
     """Where the owner of these settings' embedded store announces itself (None with store.url)."""
     if settings.store.url:
         return None
     return settings.store_path / f"{settings.store.collection}.owner.json"
 
 
-def write_owner(settings: Settings, url: str, token: str) -> Path | None:
+def write_owner(settings: IndexConfigured, url: str, token: str) -> Path | None:
     """Announce this process as the store's owner (readable only by the user running it)."""
     path = owner_file(settings)
     if path is None:
@@ -71,7 +71,7 @@ def write_owner(settings: Settings, url: str, token: str) -> Path | None:
     return path
 
 
-def remove_owner(settings: Settings) -> None:
+def remove_owner(settings: IndexConfigured) -> None:
     """Withdraw this process's announcement (only its own)."""
     path = owner_file(settings)
     found = read_owner(path) if path is not None else None
@@ -98,7 +98,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def find_owner(settings: Settings) -> Owner | None:
+def find_owner(settings: IndexConfigured) -> Owner | None:
     """The live `hearth serve` owning this store, or None (a stale file from a killed one is ignored)."""
     path = owner_file(settings)
     if path is None or not path.exists():
@@ -244,7 +244,7 @@ class RemoteRetriever:
         """Nothing held between calls."""
 
 
-def retriever_for(settings: Settings) -> Retriever:
+def retriever_for(settings: IndexConfigured) -> Retriever:
     """The docs retriever for a process that is not the server: through the owner, else its own."""
     owner = find_owner(settings)
     if owner is not None:

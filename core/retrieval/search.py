@@ -14,8 +14,8 @@ import logging
 from collections import defaultdict
 from typing import Literal
 
-from core.config import Settings
 from core.contracts import Hit
+from core.retrieval.configured import IndexConfigured
 from core.retrieval.embedders import Embedder, check_identity, embedder_identity, get_embedder
 from core.retrieval.rerank import Reranker, get_reranker, prepared, rerank_order
 from core.retrieval.sparse import Sparse, query_vector
@@ -39,7 +39,7 @@ class DocsRetriever:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: IndexConfigured,
         *,
         embedder: Embedder | None = None,
         store: ChunkStore | None = None,

@@ -21,6 +21,7 @@ from core.intake import Intake
 if TYPE_CHECKING:
     from core.assistant import Assistant
     from core.digests.service import DigestService
+    from core.retrieval.rerank import SharedReranker
 
 
 @dataclass
@@ -33,3 +34,4 @@ class Services:
     engine: Callable[[], Assistant | None]  # None while the engine is still starting
     digests: Callable[[], DigestService | None]  # None while digests are disabled or starting
     audit: AuditLog | None = None  # changes that are not questions (digest create/delete) are recorded here
+    reranker: SharedReranker | None = None  # the one reranker every retriever of the process is lent

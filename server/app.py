@@ -6,7 +6,8 @@ composition root: it builds the state database, the audit log and the intake onc
 to each surface's *mount* in ``MOUNTS`` as a ``core.services.Services``: ``mount(app, services)``.
 
 Opened and closed in ``cleanup_ctx`` generators: the state database (``app[DATABASE]``), the
-audit log (``app[AUDIT]``) and the assistant (``app[ASSISTANT]``). If the assistant cannot be
+audit log (``app[AUDIT]``), the assistant (``app[ASSISTANT]``) and, last, the one reranker that
+the assistant's retriever and ``/v1/index/search``'s share (``Services.reranker``). If the assistant cannot be
 built at start (a store or database down), the app still starts, /readyz says why, and the
 build is retried in the background: no crash loop.
 """
@@ -33,6 +34,7 @@ from core.intake import Intake
 from core.intake_metrics import METRICS
 from core.llm.base import GenOptions, Message, Role, collect
 from core.ratelimit import RateLimiter
+from core.retrieval.rerank import SharedReranker
 from core.services import Services
 from server import api, digests, indexing
 from server.auth import COMPLETION_LIMITER, LIMITER, TOKENS, TokenStore, api_tokens, require_token
@@ -75,6 +77,8 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
     )
     app[DATABASE], app[AUDIT], app[INTAKE] = db, audit, intake
     app[TOKENS] = TokenStore(db)
+    # One reranker for the assistant's retriever and /v1/index/search's: one engine, one model load.
+    reranker = SharedReranker(settings.retrieval.rerank, server_path=settings.llm.local.server_path)
     services = Services(
         settings,
         db,
@@ -82,7 +86,12 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
         engine=lambda: app.get(ASSISTANT),
         digests=lambda: app.get(digests.DIGESTS),
         audit=audit,
+        reranker=reranker,
     )
+
+    async def reranker_ctx(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await reranker.aclose()  # last: every retriever lent it is closed by now
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
         try:
@@ -103,7 +112,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
         else:
             tried = asyncio.Event()
             starter = asyncio.create_task(
-                _start_assistant(app, settings, life, tried), name="hearth-assistant-start"
+                _start_assistant(app, settings, life, tried, reranker), name="hearth-assistant-start"
             )
             # Listen only once the first attempt is over (engine built, model loaded, or a failure).
             await tried.wait()
@@ -123,6 +132,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
             grace = settings.server.shutdown_timeout_s
             log.warning("cancelled %d answer(s) still running after %.0fs", cancelled, grace)
 
+    app.cleanup_ctx.append(reranker_ctx)
     app.cleanup_ctx.append(state_ctx)
     app.cleanup_ctx.append(assistant_ctx)
     app.on_shutdown.append(on_shutdown)
@@ -135,7 +145,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
 
 
 async def _start_assistant(
-    app: web.Application, settings: Settings, life: Lifecycle, tried: asyncio.Event
+    app: web.Application, settings: Settings, life: Lifecycle, tried: asyncio.Event, reranker: SharedReranker
 ) -> None:
     """Build the assistant and load the local model, retrying the build with backoff.
 
@@ -146,7 +156,7 @@ async def _start_assistant(
     delay = RETRY_START_S
     while True:
         try:
-            built = await asyncio.to_thread(build_assistant, settings)
+            built = await asyncio.to_thread(build_assistant, settings, reranker)
         except Exception as exc:  # noqa: BLE001 - reported on /readyz, retried
             life.assistant_error = f"could not start the engine: {exc}"
             tried.set()
@@ -196,11 +206,11 @@ async def warm_up(built: Assistant) -> None:
     log.info("warmed up in %.1fs", time.monotonic() - started)
 
 
-def build_assistant(settings: Settings) -> Assistant:
-    """The assistant with every capability the settings enable."""
+def build_assistant(settings: Settings, reranker: SharedReranker | None = None) -> Assistant:
+    """The assistant with every capability the settings enable (lent the process's reranker)."""
     from core.engine import build_assistant as build
 
-    return build(settings)
+    return build(settings, reranker=reranker.get() if reranker is not None and settings.sources else None)
 
 
 def describe(app: web.Application) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ from core.db import Database
 from core.errors import ConfigError, HearthError
 from core.jsontypes import JsonObject, JsonValue
 from core.retrieval.owner import ADMIN, find_owner, owner_file, read_owner, remove_owner, write_owner
+from core.retrieval.rerank import SharedReranker
 from core.retrieval.search import DocsRetriever
 from core.retrieval.state import SyncState
 from core.retrieval.sync import Indexer, SourceReport
@@ -91,9 +92,11 @@ class IndexService:
         *,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        reranker: SharedReranker | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
+        self.reranker = reranker
         self.clock, self.rand = clock, rand
         self.started = clock()
         self.lock = asyncio.Lock()
@@ -113,9 +116,12 @@ class IndexService:
         return self._indexer
 
     def retriever(self) -> DocsRetriever:
-        """A retriever on the same store and embedder."""
+        """A retriever on the same store and embedder, lent the process's reranker."""
         if self._retriever is None:
-            self._retriever = DocsRetriever(self.settings, embedder=self.indexer().embedder)
+            reranker = self.reranker.get() if self.reranker is not None else None
+            self._retriever = DocsRetriever(
+                self.settings, embedder=self.indexer().embedder, reranker=reranker
+            )
         return self._retriever
 
     async def _sync(
@@ -381,7 +387,7 @@ def mount(app: web.Application, services: Services) -> None:
     settings = services.settings
     if not settings.sources:
         return
-    service = IndexService(settings, services.db)
+    service = IndexService(settings, services.db, reranker=services.reranker)
     app[INDEXING] = service
     for op, handler in ENDPOINTS:
         expose(app, op, handler)

@@ -30,6 +30,8 @@ from core.jsontypes import JsonObject, JsonValue
 from core.retrieval.configured import IndexConfigured
 
 if TYPE_CHECKING:
+    from core.retrieval.rerank import Reranker
+
     # Not at run time: the indexer pulls in the store backends (qdrant-client alone imports in about
     # a second), which a `hearth search` going through the server never uses.
     from core.retrieval.sync import Progress, SourceReport
@@ -244,14 +246,17 @@ class RemoteRetriever:
         """Nothing held between calls."""
 
 
-def retriever_for(settings: IndexConfigured) -> Retriever:
-    """The docs retriever for a process that is not the server: through the owner, else its own."""
+def retriever_for(settings: IndexConfigured, *, reranker: Reranker | None = None) -> Retriever:
+    """The docs retriever for a process that is not the owner: through the owner, else its own.
+
+    ``reranker``: the process's shared one (`hearth serve` lends every retriever the same reranker).
+    """
     owner = find_owner(settings)
     if owner is not None:
         return RemoteRetriever(owner, settings.retrieval.mode)
     from core.retrieval.search import DocsRetriever
 
-    return DocsRetriever(settings)
+    return DocsRetriever(settings, reranker=reranker)
 
 
 def _number(value: JsonValue) -> float:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,7 +60,8 @@ class Reranker(Protocol):
         ...
 
 
-def _endpoint(url: str) -> str:
+def endpoint(url: str) -> str:
+    """The ``/v1/rerank`` URL of a service's base URL (``rerank.url`` may already end in it)."""
     base = url.rstrip("/")
     if base.endswith("/rerank"):
         return base
@@ -73,7 +75,7 @@ class RemoteReranker:
         if not settings.url:
             raise RetrievalError("retrieval.rerank.backend is 'remote' but retrieval.rerank.url is not set.")
         self.settings = settings
-        self.url = _endpoint(settings.url)
+        self.url = endpoint(settings.url)
         headers = (
             {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"} if settings.api_key else {}
         )
@@ -148,9 +150,15 @@ def reranking_engine(settings: RerankSettings, server_path: Path | None = None) 
 class LocalReranker:
     """A reranking GGUF served by Hearth's own supervised ``llama-server --reranking``."""
 
-    def __init__(self, settings: RerankSettings, engine: EngineProcess | None = None) -> None:
+    def __init__(
+        self,
+        settings: RerankSettings,
+        engine: EngineProcess | None = None,
+        *,
+        server_path: Path | None = None,
+    ) -> None:
         self.settings = settings
-        self.engine = engine or reranking_engine(settings)
+        self.engine = engine or reranking_engine(settings, server_path)
 
     async def prepare(self) -> None:
         """Start the engine and wait until it is ready."""
@@ -181,17 +189,80 @@ class LocalReranker:
         await self.engine.stop()
 
 
-def get_reranker(settings: RerankSettings) -> Reranker | None:
-    """The configured reranker, or None when the stage is off."""
+def get_reranker(settings: RerankSettings, *, server_path: Path | None = None) -> Reranker | None:
+    """The configured reranker, or None when the stage is off.
+
+    ``server_path``: the llama-server binary the ``llama_cpp`` backend runs (``llm.local.server_path``;
+    None: the one deploy/install.sh built).
+    """
     if settings.backend == "off":
         return None
     if settings.backend == "llama_cpp":
-        return LocalReranker(settings)
+        return LocalReranker(settings, server_path=server_path)
     if settings.backend == "cross_encoder":
         from core.retrieval.cross_encoder import CrossEncoderReranker
 
         return CrossEncoderReranker(settings)
     return RemoteReranker(settings)
+
+
+class SharedReranker:
+    """One reranker for a whole process, lent to each retriever it builds and closed once.
+
+    `hearth serve` searches through two retrievers (the assistant's and ``/v1/index/search``'s):
+    each building its own would start two ``llama-server --reranking`` children (``llama_cpp``) or
+    open two HTTP pools. Retrievers get :meth:`get`'s loan, whose ``aclose`` leaves the reranker
+    running; the process calls :meth:`aclose` once, at shutdown::
+
+        shared = SharedReranker(settings.retrieval.rerank, server_path=settings.llm.local.server_path)
+        retriever = DocsRetriever(settings, reranker=shared.get())
+        ...
+        await retriever.aclose()   # the reranker keeps running for the other retrievers
+        await shared.aclose()      # stops it
+    """
+
+    def __init__(self, settings: RerankSettings, *, server_path: Path | None = None) -> None:
+        self.settings = settings
+        self.server_path = server_path
+        self._reranker: Reranker | None = None
+        self._lock = threading.Lock()  # the assistant is built in a worker thread
+
+    def get(self) -> Reranker | None:
+        """The shared reranker (built at the first call), or None when the stage is off.
+
+        A configuration error (a wrong ``model_path``) raises a RetrievalError; the next call tries again.
+        """
+        if self.settings.backend == "off":
+            return None
+        with self._lock:
+            if self._reranker is None:
+                self._reranker = get_reranker(self.settings, server_path=self.server_path)
+            assert self._reranker is not None
+            return _Lent(self._reranker)
+
+    async def aclose(self) -> None:
+        """Stop the reranker (its engine, its connections), if one was built."""
+        reranker, self._reranker = self._reranker, None
+        if reranker is not None:
+            await reranker.aclose()
+
+
+class _Lent:
+    """A retriever's view of the shared reranker: everything but ``aclose`` goes through."""
+
+    def __init__(self, reranker: Reranker) -> None:
+        self.reranker = reranker
+
+    async def scores(self, query: str, documents: Sequence[str]) -> list[float]:
+        """The shared reranker's scores."""
+        return await self.reranker.scores(query, documents)
+
+    async def prepare(self) -> None:
+        """Start the shared reranker (once for every retriever)."""
+        await self.reranker.prepare()
+
+    async def aclose(self) -> None:
+        """Nothing: the process closes the shared reranker (:meth:`SharedReranker.aclose`)."""
 
 
 async def prepared(reranker: Reranker) -> bool:

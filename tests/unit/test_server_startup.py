@@ -32,7 +32,7 @@ async def test_engine_failing_at_start_is_retried_without_a_crash(
     attempts: list[int] = []
     release = threading.Event()  # holds the retry until the "not ready" half has been checked
 
-    def flaky_build(s: Any) -> Assistant:
+    def flaky_build(s: Any, reranker: Any = None) -> Assistant:
         attempts.append(1)
         if len(attempts) == 1:
             raise RuntimeError("Qdrant at http://qdrant:6333 refused the connection")
@@ -100,7 +100,7 @@ async def test_listens_after_the_model_load_and_reports_a_load_failure(
 
     settings = make_settings(tmp_path)
     monkeypatch.setattr(
-        app_module, "build_assistant", lambda s: Assistant(s, Router(local=FailingLoad(), remote=None))
+        app_module, "build_assistant", lambda s, _r=None: Assistant(s, Router(local=FailingLoad(), remote=None))
     )
     client = await aiohttp_client(create_app(settings))
     assert loads == [1]  # the load was attempted before the server took requests
@@ -147,7 +147,7 @@ async def test_readyz_turns_green_only_after_the_warm_up(
     retriever = _RecordingRetriever()
     seen_at_ready: list[tuple[int, int]] = []
 
-    def build(s: Any) -> Assistant:
+    def build(s: Any, reranker: Any = None) -> Assistant:
         return Assistant(s, Router(local=backend, remote=None), retriever=retriever)  # type: ignore[arg-type]
 
     monkeypatch.setattr(app_module, "build_assistant", build)

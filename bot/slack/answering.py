@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +38,12 @@ Notify = Callable[[str], Awaitable[None]]
 _CANNOT_POST = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
 # The metadata event type on every message of an answer; its payload names the question.
 ANSWER_EVENT = "hearth_answer"
+# How far before ``asked_at`` a lookup for a slash command's unnoted placeholder starts: Slack's
+# clock and this host's may disagree a little (the message is told apart by its metadata anyway).
+CLOCK_SKEW_S = 120.0
+# Pages of conversations.replies / history read when looking for messages posted but not noted.
+_LOOKUP_PAGES = 2
+_LOOKUP_LIMIT = 200
 
 
 @dataclass
@@ -55,13 +62,17 @@ class Question:
     header: str | None = None  # shown above the answer (slash commands are not echoed by Slack)
     header_fallback: str = ""
     private_via: Literal["ephemeral", "dm"] = "ephemeral"  # how ``notify`` reaches the asker
+    # When Hearth received it (this host's clock): where a slash command's messages, which have no
+    # question message to follow, are looked for after a crash.
+    asked_at: float = field(default_factory=time.time)
 
     def note(self, posted: Sequence[str]) -> str:
         """What another process needs to finish this answer in the messages ``posted`` so far, in order
-        (JSON, kept with the claim)."""
+        (JSON, kept with the claim; ``posted`` is empty in the note written before the first message)."""
         fields = {k: v for k, v in asdict(self).items() if k != "notify"}
         # "placeholder" (the first message) is what notes held before long answers noted every message.
-        return json.dumps({"placeholder": posted[0], "messages": list(posted), "question": fields})
+        first = posted[0] if posted else None
+        return json.dumps({"placeholder": first, "messages": list(posted), "question": fields})
 
     @classmethod
     def resumed(cls, note: str, client: AsyncWebClient) -> tuple[Question, list[str]]:
@@ -71,8 +82,12 @@ class Question:
         notify = private_notice(
             client, fields["channel"], fields["user"], fields["reply_thread"], via=fields["private_via"]
         )
-        posted = [str(ts) for ts in data.get("messages") or [data["placeholder"]]]
-        return cls(notify=notify, **fields), posted
+        kept = data["messages"] if "messages" in data else [data["placeholder"]]
+        return cls(notify=notify, **fields), [str(ts) for ts in kept]
+
+    def lookup_from(self) -> str:
+        """The ts after which this answer's messages are (the question's own message, or ``asked_at``)."""
+        return self.message_ts or f"{self.asked_at - CLOCK_SKEW_S:.6f}"
 
 
 def private_notice(
@@ -133,9 +148,7 @@ class Answerer:
                 if refusal is not None and refusal.reason is Reason.DUPLICATE:
                     return
                 # The claim is ours. A process that died on this question left its messages: use them.
-                left = await self._left(q)
-                if left:  # and the parts it posted but died before noting
-                    left += await self._strays(q, after=left[-1])
+                left = await self.left_behind(q)
                 if refusal is not None:
                     if not left:
                         await q.notify(refusal.text(self.refusals))
@@ -173,45 +186,58 @@ class Answerer:
             code = Code(snippet, language)
         return Ask(_KINDS[q.kind], request, code=code, once=q.question_id, audience=audience)
 
-    async def _left(self, q: Question) -> list[str]:
-        """The messages a dead process posted for ``q`` before it finished, in order ([]: none)."""
+    async def left_behind(self, q: Question) -> list[str]:
+        """The messages a dead process posted for ``q`` before it finished, in order ([]: none).
+
+        Those its note names, then those it posted but died before noting: the note is written
+        before the first message is posted and after each one, so a process that dies in between
+        leaves one message no note names. Every message carries the question in its metadata, so it
+        is found after the last one noted or, when none was, after the question itself.
+        """
         if self.db is None:
             return []
         note = await self.db.noted("slack", q.question_id)
-        return Question.resumed(note, self.client)[1] if note else []
+        if note is None:
+            return []  # no one got as far as posting: the note comes first
+        asked, posted = Question.resumed(note, self.client)
+        return posted + await self._strays(q, after=posted[-1] if posted else asked.lookup_from())
 
     async def _strays(self, q: Question, *, after: str) -> list[str]:
-        """Messages of ``q``'s answer posted after ``after`` whose process died before noting them.
-
-        A part is noted right after Slack has posted it; a process that dies in between leaves one
-        message no note names. Every part carries the question in its metadata, so it is found here.
-        """
+        """Messages of ``q``'s answer posted after ``after`` that no note names (a page or two looked at)."""
+        found: list[str] = []
+        cursor: str | None = None
         try:
-            if q.reply_thread:
-                resp = await self.client.conversations_replies(
-                    channel=q.channel, ts=q.reply_thread, oldest=after, include_all_metadata=True, limit=200
-                )
-            else:
-                resp = await self.client.conversations_history(
-                    channel=q.channel, oldest=after, include_all_metadata=True, limit=200
-                )
+            for _ in range(_LOOKUP_PAGES):
+                if q.reply_thread:
+                    resp = await self.client.conversations_replies(
+                        channel=q.channel,
+                        ts=q.reply_thread,
+                        oldest=after,
+                        include_all_metadata=True,
+                        limit=_LOOKUP_LIMIT,
+                        cursor=cursor,
+                    )
+                else:
+                    resp = await self.client.conversations_history(
+                        channel=q.channel,
+                        oldest=after,
+                        include_all_metadata=True,
+                        limit=_LOOKUP_LIMIT,
+                        cursor=cursor,
+                    )
+                found += [str(m["ts"]) for m in resp.get("messages") or [] if _answers(m, q, after)]
+                cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+                if not resp.get("has_more") or not cursor:
+                    break
         except SlackApiError as exc:
-            log.info("slack: could not look for unnoted parts of %s (%s)", q.question_id, error_code(exc))
-            return []
-        found = []
-        for msg in resp.get("messages") or []:
-            meta = msg.get("metadata") or {}
-            ours = (
-                meta.get("event_type") == ANSWER_EVENT
-                and (meta.get("event_payload") or {}).get("question_id") == q.question_id
-            )
-            if ours and float(msg.get("ts", 0)) > float(after):
-                found.append(str(msg["ts"]))
+            log.info("slack: could not look for unnoted messages of %s (%s)", q.question_id, error_code(exc))
         if found:
             log.warning(
-                "slack: %d part(s) of %s were posted but not noted; reusing them", len(found), q.question_id
+                "slack: %d message(s) of %s were posted but not noted; reusing them",
+                len(found),
+                q.question_id,
             )
-        return sorted(found, key=float)
+        return sorted(set(found), key=float)
 
     def reply_for(self, q: Question, left: Sequence[str] = ()) -> StreamingReply:
         """The streaming reply for ``q``: a new placeholder, or the messages ``left`` by an earlier process.
@@ -242,6 +268,8 @@ class Answerer:
         reply = self.reply_for(q, left)
         events = self.intake.answer(ask)
         if not left:
+            if self.db is not None:  # before posting: whoever takes over looks for what it posted
+                await self.db.note("slack", q.question_id, q.note([]))
             try:
                 await reply.start()  # noted with the claim, so a restart finishes the answer in it
             except SlackApiError as exc:
@@ -300,6 +328,19 @@ class Answerer:
             await self.client.files_upload_v2(channel=channel, thread_ts=thread_ts, file_uploads=uploads)
         except SlackApiError as exc:
             log.warning("slack: attaching %d file(s) failed: %s", len(uploads), error_code(exc))
+
+
+def _answers(msg: dict[str, object], q: Question, after: str) -> bool:
+    """Whether ``msg`` is a message of ``q``'s answer posted after ``after`` (by its metadata)."""
+    meta = msg.get("metadata")
+    payload = meta.get("event_payload") if isinstance(meta, dict) else None
+    return (
+        isinstance(meta, dict)
+        and meta.get("event_type") == ANSWER_EVENT
+        and isinstance(payload, dict)
+        and payload.get("question_id") == q.question_id
+        and float(str(msg.get("ts", 0))) > float(after)
+    )
 
 
 def _produced(answer: Answer) -> Produced:

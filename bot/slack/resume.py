@@ -15,7 +15,9 @@ Exactly once: taking a claim over has one winner (``Database.claim``), and the a
 into the messages left (``chat.update``; the ones it no longer needs deleted), never as a new copy,
 so even a resumer that dies in turn leaves one answer in the thread. A question that has already
 killed ``MAX_ATTEMPTS`` processes, or that is older than ``max_age_s``, is not answered again: its
-first message says so, in one sentence.
+first message says so, in one sentence. The note is written before the first message is posted, so
+a process that died between posting a message and noting it still leaves a note: the message it
+names none of is found by the question in its metadata (``Answerer.left_behind``) and adopted.
 """
 
 from __future__ import annotations
@@ -68,12 +70,12 @@ class Resumer:
         done = 0
         for left in await self.db.unfinished("slack"):
             try:
-                q, posted = Question.resumed(left.note, self.client)
+                q, _ = Question.resumed(left.note, self.client)
             except (ValueError, KeyError, TypeError):
                 log.error("slack: the note of %s cannot be read; its answer is not resumed", left.event_id)
                 continue
             if left.attempts >= MAX_ATTEMPTS or self.wall() - left.claimed_at > self.max_age_s:
-                done += await self._give_up(q, posted, left.attempts)
+                done += await self._give_up(q, left.attempts)
                 continue
             log.warning(
                 "slack: %s was left unanswered by a process that stopped; answering it in its placeholder",
@@ -84,10 +86,11 @@ class Resumer:
             done += 1
         return done
 
-    async def _give_up(self, q: Question, posted: list[str], attempts: int) -> int:
+    async def _give_up(self, q: Question, attempts: int) -> int:
         """Say in the first message that the answer was lost (the others deleted); finish the claim."""
         if not await self.db.claim("slack", q.question_id):
             return 0  # someone else took it meanwhile
+        posted = await self.answerer.left_behind(q)  # noted, and posted but not noted
         log.error(
             "slack: giving up on %s after %d attempt(s); its placeholder says to ask again",
             q.question_id,

@@ -211,3 +211,35 @@ async def test_a_long_answer_killed_mid_stream_is_finished_in_all_its_messages_a
     assert len(slack_api.of("chat.postMessage")) == 3  # all posted by the killed process; none after
     [answer] = slack_api.messages["C1"]
     assert answer["ts"] == noted[0] and "Shorter after the restart." in answer["text"]
+
+
+async def test_a_process_killed_before_noting_its_first_placeholder_leaves_one_message_finished(
+    hearth_serve, openai_server, slack_api
+):
+    import signal
+
+    # Slack posts the placeholder, but its answer never reaches the process, which dies waiting:
+    # the one moment no note names the message.
+    slack_api.realtime = True  # a slash command's messages are looked for by this host's clock
+    slack_api.hold("chat.postMessage")
+    server = await hearth_serve(config(openai_server, slack_api))
+    body = command_body(
+        "/ask", "What is Hearth?", response_url=slack_api.response_url(), trigger_id="trig.first"
+    )
+    assert await post(server.url, body) == 200
+    await slack_api.wait_for(
+        lambda calls: [c for c in calls if c.method == "chat.postMessage:held"], within=60
+    )
+    assert await server.stop(signal.SIGKILL) == -signal.SIGKILL
+    [placeholder] = slack_api.messages["C1"]
+    assert placeholder["metadata"]["event_payload"] == {"question_id": "command:trig.first"}
+
+    again = await hearth_serve(config(openai_server, slack_api))
+    [final] = await slack_api.wait_for(finals, within=60)
+    assert final.method == "chat.update" and final.args["ts"] == placeholder["ts"]
+    assert len(slack_api.of("chat.postMessage")) == 1  # the killed process's, adopted; none after
+    [answer] = slack_api.messages["C1"]  # one message in the channel, finished
+    assert answer["ts"] == placeholder["ts"] and openai_server.reply in answer["text"]
+    assert "posted but not noted; reusing them" in "\n".join(again.log_lines)
+    assert await again.stop() == 0
+    assert len(finals(slack_api.calls)) == 1

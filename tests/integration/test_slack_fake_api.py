@@ -68,3 +68,31 @@ async def test_a_revoked_token_stops_working(slack_api: FakeSlackApi) -> None:
         await web.chat_postMessage(channel="C1", text="hello")
     assert raised.value.response["error"] == "token_revoked"
     assert "C1" not in slack_api.messages
+
+
+async def test_metadata_is_listed_only_when_asked_for(slack_api: FakeSlackApi) -> None:
+    web = client(slack_api)
+    meta = {"event_type": "hearth_answer", "event_payload": {"question_id": "q1"}}
+    posted = await web.chat_postMessage(channel="C1", text="Thinking…", metadata=meta)
+    plain = await web.conversations_history(channel="C1")
+    full = await web.conversations_history(channel="C1", include_all_metadata=True)
+    assert "metadata" not in plain["messages"][0] and full["messages"][0]["metadata"] == meta
+    replies = await web.conversations_replies(channel="C1", ts=posted["ts"], include_all_metadata=True)
+    assert replies["messages"][0]["metadata"] == meta
+
+
+async def test_a_held_call_takes_effect_but_its_answer_waits_for_release(slack_api: FakeSlackApi) -> None:
+    import asyncio
+    import time
+
+    slack_api.realtime = True
+    slack_api.hold("chat.postMessage")
+    before = time.time()
+    sent = asyncio.ensure_future(client(slack_api).chat_postMessage(channel="C1", text="Thinking…"))
+    await slack_api.wait_for(lambda calls: [c for c in calls if c.method == "chat.postMessage:held"])
+    [msg] = slack_api.messages["C1"]  # Slack has the message; the caller has no answer yet
+    assert not sent.done() and before <= float(msg["ts"]) <= time.time()
+    slack_api.release()
+    assert (await sent)["ts"] == msg["ts"]
+    second = await client(slack_api).chat_postMessage(channel="C1", text="again")  # held only once
+    assert float(second["ts"]) > float(msg["ts"])

@@ -316,3 +316,130 @@ async def test_a_split_answer_cut_off_mid_stream_is_noted_whole_and_finished_in_
     assert len(slack_api.of("chat.postMessage")) == 3  # nothing posted after the cut
     [answer] = bot_messages(slack_api)
     assert "Shorter, after the restart." in answer["text"] and len(backend.calls) == 1
+
+
+# --- the first placeholder, posted but not noted -----------------------------------------------
+
+
+async def posted_not_noted(slack_api, tmp_path, q: Question, *, attempts: int = 1) -> str:
+    """What a process killed between posting its placeholder and noting it leaves: its claim, the
+    note written before the post (no messages), and a "Thinking…" carrying the question's metadata."""
+    db = Database(make_settings(tmp_path).database_url)
+    try:
+        await _leave(slack_api, db, q, attempts, shown=())
+    finally:
+        await db.aclose()
+    ts = slack_api.next_ts()
+    meta = {"event_type": ANSWER_EVENT, "event_payload": {"question_id": q.question_id}}
+    slack_api.add_message(
+        q.channel,
+        ts,
+        text=messages.THINKING,
+        user=BOT_USER_ID,
+        bot_id=BOT_ID,
+        thread_ts=q.reply_thread,
+        metadata=meta,
+    )
+    return ts
+
+
+@pytest.mark.parametrize("thread", [False, True], ids=["slash-command", "mention-in-a-thread"])
+async def test_a_first_placeholder_posted_but_not_noted_is_adopted_not_left_behind(
+    make_slack, slack_api, tmp_path, thread
+):
+    slack_api.realtime = (
+        True  # a slash command's messages are looked for after its asked_at (this host's clock)
+    )
+    if thread:
+        root = slack_api.next_ts()
+        slack_api.add_message("C1", root, user="U1", text=f"<@{BOT_USER_ID}> first?", thread_ts=root)
+        asked = slack_api.next_ts()
+        slack_api.add_message("C1", asked, user="U1", text=f"<@{BOT_USER_ID}> And Y?", thread_ts=root)
+        q = question(question_id="event:EvFirst", reply_thread=root, history_thread=root, message_ts=asked)
+    else:
+        q = top_level(question_id="command:trig.first")
+    # An older answer to another question, and the dead one's placeholder after the question.
+    other = {"event_type": ANSWER_EVENT, "event_payload": {"question_id": "command:trig.other"}}
+    slack_api.add_message(
+        "C1",
+        slack_api.next_ts(),
+        text="Thinking…",
+        user=BOT_USER_ID,
+        bot_id=BOT_ID,
+        thread_ts=q.reply_thread,
+        metadata=other,
+    )
+    placeholder = await posted_not_noted(slack_api, tmp_path, q)
+    backend = FakeBackend(reply="Answered in the placeholder.")
+    h = await make_slack(assistant_with(tmp_path, backend))  # the restarted process: it sweeps at start
+    [final] = await slack_api.wait_for(finals)
+    await h.bot.resumer.swept.wait()
+    assert final.method == "chat.update" and final.args["ts"] == placeholder
+    assert not slack_api.of("chat.postMessage")  # no second placeholder
+    method = "conversations.replies" if thread else "conversations.history"
+    lookups = [c for c in slack_api.of(method) if c.args.get("include_all_metadata") in ("1", "true")]
+    assert len(lookups) == 1  # one bounded lookup, after the question
+    assert all(float(c.args["oldest"]) >= float(q.message_ts or q.asked_at - 120.001) for c in lookups)
+    ours = [
+        m
+        for m in bot_messages(slack_api)
+        if (m.get("metadata") or {}).get("event_payload") == {"question_id": q.question_id}
+    ]
+    assert [m["ts"] for m in ours] == [placeholder] and "Answered in the placeholder." in ours[0]["text"]
+    assert [m["text"] for m in bot_messages(slack_api)][
+        0
+    ] == "Thinking…"  # the other question's is left alone
+    assert await h.bot.resumer.sweep() == 0 and len(backend.calls) == 1
+
+
+async def test_a_placeholder_a_page_away_is_still_found(make_slack, slack_api, tmp_path):
+    slack_api.realtime = True
+    q = top_level(question_id="command:trig.busy")
+    placeholder = await posted_not_noted(slack_api, tmp_path, q)
+    for i in range(250):  # a busy channel: history pages newest first, so the placeholder is on page two
+        slack_api.add_message("C1", slack_api.next_ts(), user="U2", text=f"chatter {i}")
+    h = await make_slack(assistant_with(tmp_path, FakeBackend(reply="Found it.")))
+    [final] = await slack_api.wait_for(finals)
+    await h.bot.resumer.swept.wait()
+    assert final.args["ts"] == placeholder and not slack_api.of("chat.postMessage")
+    pages = slack_api.of("conversations.history")
+    assert len(pages) == 2 and pages[1].args.get("cursor")
+
+
+async def test_a_note_without_messages_and_nothing_posted_gets_one_new_placeholder(
+    make_slack, slack_api, tmp_path
+):
+    # The process died after noting the question but before Slack had the placeholder.
+    slack_api.realtime = True
+    q = top_level(question_id="command:trig.unposted")
+    db = Database(make_settings(tmp_path).database_url)
+    try:
+        await _leave(slack_api, db, q, 1, shown=())
+    finally:
+        await db.aclose()
+    backend = FakeBackend(reply="Answered anew.")
+    h = await make_slack(assistant_with(tmp_path, backend))
+    [final] = await slack_api.wait_for(finals)
+    await h.bot.resumer.swept.wait()
+    [posted] = slack_api.of("chat.postMessage")
+    [answer] = bot_messages(slack_api)
+    assert final.args["ts"] == answer["ts"] and "Answered anew." in answer["text"]
+    assert len(backend.calls) == 1 and await h.bot.resumer.sweep() == 0
+
+
+async def test_a_given_up_question_says_so_in_its_unnoted_placeholder(make_slack, slack_api, tmp_path):
+    slack_api.realtime = True
+    q = top_level(question_id="command:trig.poison-first")
+    placeholder = await posted_not_noted(slack_api, tmp_path, q, attempts=MAX_ATTEMPTS)
+    backend = FakeBackend(reply="never")
+    h = await make_slack(assistant_with(tmp_path, backend))
+    await h.bot.resumer.swept.wait()
+    [lost] = bot_messages(slack_api)
+    assert lost["ts"] == placeholder and messages.ANSWER_LOST in lost["text"]
+    assert not slack_api.of("chat.postMessage") and backend.calls == []
+
+
+def test_the_note_written_before_the_first_message_names_none():
+    q = top_level(question_id="command:trig.pre")
+    resumed, posted = Question.resumed(q.note([]), client=None)
+    assert posted == [] and resumed.asked_at == q.asked_at

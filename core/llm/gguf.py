@@ -10,7 +10,7 @@ default template when the file has none) and to size GPU offload::
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -128,6 +128,27 @@ def _read_scalar(fh: BinaryIO, vtype: int) -> int | float | bool:
     fmt = _SCALARS[vtype]
     value: int | float | bool = struct.unpack(fmt, fh.read(struct.calcsize(fmt)))[0]
     return value
+
+
+def gguf_metadata(path: Path, select: Callable[[str], bool]) -> dict[str, int | float | bool | str]:
+    """The scalar and string values of the header keys ``select`` picks (empty if unreadable).
+
+    ``gguf_metadata(path, lambda k: k == "general.architecture" or k.endswith(".pooling_type"))``
+    tells a reranking GGUF (pooling type 4, rank) from a generative one.
+    """
+    found: dict[str, int | float | bool | str] = {}
+    try:
+        with path.open("rb") as fh:
+            for key, vtype in _entries(fh):
+                if select(key) and vtype == 8:
+                    found[key] = _read_str(fh)
+                elif select(key) and vtype in _SCALARS:
+                    found[key] = _read_scalar(fh, vtype)
+                else:
+                    _skip(fh, vtype)
+    except (OSError, struct.error, KeyError):
+        return found
+    return found
 
 
 def gguf_tokenizer_info(path: Path) -> TokenizerInfo:

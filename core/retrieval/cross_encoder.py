@@ -41,7 +41,7 @@ from core.retrieval.bert_onnx import (
     read_config,
 )
 from core.retrieval.config import RerankSettings
-from core.retrieval.onnx_sessions import cached_session
+from core.retrieval.onnx_sessions import cache_dir, cache_name, cached_session
 
 if TYPE_CHECKING:
     import numpy as np
@@ -99,6 +99,11 @@ def check_model_dir(model_dir: Path | None) -> tuple[Path, dict[str, Any]]:
     return model_dir, cfg
 
 
+def parameter_count(model_dir: Path) -> int:
+    """How many weights a cross-encoder directory's ``model.safetensors`` holds (from its header)."""
+    return _float32_bytes(model_dir / "model.safetensors") // 4
+
+
 def _float32_bytes(weights: Path) -> int:
     """The size of a safetensors file's tensors as float32, from its header (the graph stores float32)."""
     try:
@@ -154,6 +159,11 @@ class CrossEncoderModel:
         """Whether the graph is built and open."""
         return self._loaded is not None
 
+    def cached(self) -> bool:
+        """Whether the built graph is in the graph cache already (loading then skips the build)."""
+        name = cache_name(self.path, "cross_encoder", self.quantize, _sources())
+        return (cache_dir() / name).is_file()
+
     def load(self) -> tuple[tokenizers.Tokenizer, onnxruntime.InferenceSession]:
         """Build the graph and open it (once; blocking)."""
         with self._lock:
@@ -165,7 +175,7 @@ class CrossEncoderModel:
                     self.quantize,
                     lambda: build_cross_encoder(self.path, quantize=self.quantize),
                     f"the cross-encoder {self.path}",
-                    sources=[Path(bert_onnx.__file__), Path(__file__)],
+                    sources=_sources(),
                 )
                 self._loaded = (tokenizer, session)
             return self._loaded
@@ -200,6 +210,13 @@ class CrossEncoderModel:
 
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _sources() -> list[Path]:
+    """The builder's source files: a change to them makes the cached graph stale."""
+    return [Path(bert_onnx.__file__), Path(__file__)]
+
+
 _MODELS: dict[tuple[str, bool, int, int], CrossEncoderModel] = {}
 _MODELS_LOCK = threading.Lock()
 

@@ -321,6 +321,9 @@ def run_checks(settings: Settings, *, load: bool = True) -> list[Check]:
     if settings.store.url is None:
         checks.append(_writable("store.path", settings.store_path))
     checks.append(_store(settings))
+    from server.cli.doctor_rerank import rerank_check
+
+    checks.append(rerank_check(settings, load=load))
     checks += _sandbox(settings)
     return checks
 
@@ -358,7 +361,7 @@ def _store(settings: Settings) -> Check:
 )
 @pass_state
 def doctor(state: State, as_json: bool, no_load: bool, ready: bool, server_url: str | None) -> None:
-    """Check the installation: packages, GPU offload and memory, model file, remote API, data directories."""
+    """Check the installation: packages, GPU, model file, remote API, data directories, reranker, sandbox."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if server_url is not None:
         sys.exit(_probe_server(server_url, quiet=ready and not as_json))

@@ -36,10 +36,9 @@ from core.llm.base import GenOptions, Message, Role, collect
 from core.ratelimit import RateLimiter
 from core.retrieval.rerank import SharedReranker
 from core.services import Services
-from server import api, digests, indexing
+from server import api, digests, health, indexing
 from server.auth import COMPLETION_LIMITER, LIMITER, TOKENS, TokenStore, api_tokens, require_token
-from server.health import healthz, readyz
-from server.observability import metrics_handler, observe
+from server.observability import observe
 from server.state import ASSISTANT, AUDIT, DATABASE, INTAKE, LIFECYCLE, SETTINGS, Lifecycle
 
 __all__ = ["ASSISTANT", "AUDIT", "DATABASE", "INTAKE", "LIFECYCLE", "MOUNTS", "SETTINGS", "create_app"]
@@ -136,9 +135,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
     app.cleanup_ctx.append(state_ctx)
     app.cleanup_ctx.append(assistant_ctx)
     app.on_shutdown.append(on_shutdown)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_handler)
+    health.mount(app)  # /healthz, /readyz, /metrics, declared in the OpenAPI document
     for mount in MOUNTS:
         mount(app, services)
     return app

@@ -1,4 +1,7 @@
-"""/healthz (the process answers) and /readyz (it can serve answers now).
+"""/healthz (the process answers), /readyz (it can serve answers now) and /metrics (Prometheus).
+
+``mount(app)`` routes the three and declares them in the OpenAPI document (server/openapi.py), as
+the /v1 routes are; none needs a token (keep the port inside the team's network).
 
 Readiness checks, each with a reason when it fails:
 
@@ -19,6 +22,8 @@ import sqlalchemy as sa
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from core.config import Settings
+from server.observability import metrics_handler
+from server.openapi import Operation, Schema, expose, json_content, ok, ref, text_ok
 from server.state import ASSISTANT, DATABASE, LIFECYCLE, SETTINGS
 
 CHECK_TIMEOUT_S = 3.0
@@ -129,3 +134,59 @@ async def readyz(request: web.Request) -> web.Response:
     ready = all(p.ok for p in checks.values())
     body = {"ready": ready, "checks": {name: {"ok": p.ok, "detail": p.detail} for name, p in checks.items()}}
     return web.json_response(body, status=200 if ready else 503)
+
+
+# --- what the OpenAPI document declares for them -------------------------------------------------
+_CHECK: Schema = {
+    "type": "object",
+    "required": ["ok", "detail"],
+    "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string", "description": "Why, in words."}},
+}
+_CHECKS = ("model", "store", "database", "assistant", "shutdown")
+READINESS: Schema = {
+    "type": "object",
+    "required": ["ready", "checks"],
+    "properties": {
+        "ready": {"type": "boolean", "description": "Whether every check passed."},
+        "checks": {
+            "type": "object",
+            "required": list(_CHECKS),
+            "properties": {name: ref("Check") for name in _CHECKS},
+        },
+    },
+}
+HEALTHZ = Operation(
+    "GET",
+    "/healthz",
+    "Liveness: the process is up and serving HTTP.",
+    ok("Alive.", {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}),
+    public=True,
+)
+READYZ = Operation(
+    "GET",
+    "/readyz",
+    "Readiness: whether every check (model, store, database, assistant, shutdown) passes now.",
+    ok("Ready: every check passed.", ref("Readiness")),
+    public=True,
+    responses={
+        503: {
+            "description": "Not ready: the failing checks say why.",
+            "content": json_content(ref("Readiness")),
+        }
+    },
+    schemas={"Readiness": READINESS, "Check": _CHECK},
+)
+METRICS = Operation(
+    "GET",
+    "/metrics",
+    "Every Hearth metric in Prometheus's text exposition format.",
+    text_ok("Prometheus text format 0.0.4."),
+    public=True,
+)
+
+
+def mount(app: web.Application) -> None:
+    """Route /healthz, /readyz and /metrics and declare them in the OpenAPI document."""
+    expose(app, HEALTHZ, healthz)
+    expose(app, READYZ, readyz)
+    expose(app, METRICS, metrics_handler)

@@ -13,6 +13,9 @@ status it can give (the JSON error shape for all but 200)::
     def mount(app: web.Application, services: Services) -> None:
         expose(app, INDEX, index_handler)
 
+The operations outside /v1 (``/healthz``, ``/readyz``, ``/metrics``: server/health.py) are declared
+the same way; a GET also answers HEAD (RFC 9110), which the document leaves implied.
+
 The response shapes answers share (Answer, Citation, Hit, TableAnswer, Error) are written out once,
 in :data:`SCHEMAS`: when the Answer contract grows, add the field there (a unit test compares
 ``Answer.as_dict()`` with it).
@@ -49,6 +52,11 @@ def ok(description: str, schema: Schema, *, stream: bool = False) -> Schema:
     if stream:
         content["text/event-stream"] = {"schema": {"type": "string"}}
     return {"description": description, "content": content}
+
+
+def text_ok(description: str, media_type: str = "text/plain") -> Schema:
+    """A 200 response whose body is text, not JSON (Prometheus's exposition format)."""
+    return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
 
 
 def _object(required: tuple[str, ...], **properties: Schema) -> Schema:
@@ -215,15 +223,17 @@ class Operation:
     ok: Schema  # the 200 response (see :func:`ok`)
     body: type[BaseModel] | None = None  # the JSON body, read with server.bodies.read_body
     errors: tuple[int, ...] = ()  # beyond those every authenticated call (and body) can give
-    public: bool = False  # no token needed (also list the path in server.auth.PUBLIC_PATHS)
+    public: bool = False  # no token needed (a /v1 path is also listed in server.auth.PUBLIC_PATHS)
     surface: bool = False  # takes the X-Hearth-Surface header
     description: str = ""
     schemas: Mapping[str, Schema] = field(default_factory=dict)  # extra component schemas it refers to
     links: Mapping[str, Schema] = field(default_factory=dict)  # from its 200 to other operations
+    # Statuses it answers with a body of its own instead of the Error (/readyz's 503 names each check).
+    responses: Mapping[int, Schema] = field(default_factory=dict)
 
     def statuses(self) -> list[int]:
         """Every status but 200 that this operation can answer."""
-        codes = set(self.errors)
+        codes = set(self.errors) | set(self.responses)
         if not self.public:
             codes.update(_AUTH_ERRORS)
         if self.body is not None:
@@ -245,7 +255,7 @@ class Operation:
             "operationId": self.operation_id,
             "summary": self.summary,
             "security": [] if self.public else [{"bearer": []}],
-            "responses": {"200": ok, **{str(c): _error(c) for c in self.statuses()}},
+            "responses": {"200": ok, **{str(c): self._response(c) for c in self.statuses()}},
         }
         if self.description:
             op["description"] = self.description
@@ -268,6 +278,11 @@ class Operation:
                 "content": json_content(ref(self.body.__name__)),
             }
         return op
+
+    def _response(self, status: int) -> Schema:
+        if status not in self.responses:
+            return _error(status)
+        return {**self.responses[status], "headers": _header_refs("X-Request-Id")}
 
 
 class Contract:
@@ -339,5 +354,8 @@ def contract(app: web.Application) -> Contract:
 
 def expose(app: web.Application, op: Operation, handler: Handler) -> None:
     """Route ``handler`` for ``op`` and declare ``op`` in the document: the one way to add an endpoint."""
-    app.router.add_route(op.method, op.path, handler)
+    if op.method == "GET":
+        app.router.add_get(op.path, handler)  # and HEAD, as HTTP has it
+    else:
+        app.router.add_route(op.method, op.path, handler)
     contract(app).add(op)

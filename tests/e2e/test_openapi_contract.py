@@ -2,7 +2,8 @@
 
 `hearth serve` runs on loopback with a token, the fake OpenAI-compatible chat API as its only model
 (fast, deterministic; it embeds too), a small indexed document source and a CSV table, so every
-operation can answer 200. ``st run`` then tests every operation of /v1/openapi.json with every
+operation can answer 200. ``st run`` then tests every operation of /v1/openapi.json (the probes
+/healthz, /readyz and /metrics included) with every
 check (server errors, status codes, content types, headers, response schemas, negative data
 rejected, positive data accepted, auth not ignored, methods), through its examples, coverage,
 fuzzing and stateful phases (the stateful one follows the document's links: search, then ask about
@@ -163,6 +164,8 @@ async def test_every_operation_keeps_the_documented_contract(
     server, token = served
     auth = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(server.url) as http:
+        async with http.get("/v1/openapi.json") as resp:  # the probes are operations schemathesis tests too
+            assert {"/healthz", "/readyz", "/metrics"} <= set((await resp.json())["paths"])
         # The server is fully configured: each capability answers 200 before the fuzzing starts.
         for path, body in [
             ("/v1/search", {"query": "vacation days"}),

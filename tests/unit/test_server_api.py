@@ -588,7 +588,7 @@ async def test_readyz_is_503_with_the_reason_when_the_database_is_down(
     ).status == 401
 
 
-async def test_openapi_describes_every_v1_route(client: Any) -> None:
+async def test_openapi_describes_every_route_of_the_api_and_the_probes(client: Any) -> None:
     doc = await (await client.get("/v1/openapi.json")).json()  # no token needed
     limit = client.app[INTAKE].limit_for("rest")
     body_bytes = client.app[SETTINGS].server.max_body_bytes
@@ -597,14 +597,20 @@ async def test_openapi_describes_every_v1_route(client: Any) -> None:
     )
     assert f"{body_bytes:,} bytes" in doc["paths"]["/v1/ask"]["post"]["requestBody"]["description"]
     described = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+    # Every route the app serves but the chat platforms' own callbacks (signed by Slack or DingTalk,
+    # not part of this API); HEAD comes with every GET, as HTTP has it.
     routes = {
         (r.method.lower(), r.resource.canonical)
         for r in client.app.router.routes()
-        if r.resource is not None and r.resource.canonical.startswith("/v1/")
+        if r.resource is not None
+        and r.method != "HEAD"
+        and not r.resource.canonical.startswith(("/slack", "/dingtalk"))
     }
-    assert routes == described and len(described) == len(api.ENDPOINTS)
+    probes = {("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics")}
+    assert routes == described and described - probes and probes <= described
+    assert len(described) == len(api.ENDPOINTS) + len(probes)
     public = {p for p, ops in doc["paths"].items() for op in ops.values() if op["security"] == []}
-    assert public == PUBLIC_PATHS
+    assert public == PUBLIC_PATHS | {p for _, p in probes}
     for path, body in bodies.BODIES.items():
         ref = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
@@ -613,6 +619,27 @@ async def test_openapi_describes_every_v1_route(client: Any) -> None:
     assert doc["components"]["schemas"]["AskBody"]["properties"]["question"]["maxLength"] == limit
     resp = await client.post("/v1/ask", json={"question": "x" * (limit + 1)}, headers=client.auth)
     assert resp.status == 400 and "limit" in (await resp.json())["message"]
+
+
+async def test_the_probes_answer_as_the_document_declares(client: Any) -> None:
+    from jsonschema import Draft202012Validator
+
+    doc = await (await client.get("/v1/openapi.json")).json()
+
+    def shape(name: str) -> Draft202012Validator:
+        return Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": doc["components"]})
+
+    ready = await client.get("/readyz")
+    declared = doc["paths"]["/readyz"]["get"]["responses"]
+    assert str(ready.status) in declared and set(declared) == {"200", "503"}
+    shape("Readiness").validate(await ready.json())
+    assert ready.headers["X-Request-Id"]
+    metrics = await client.get("/metrics")
+    [media] = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert metrics.status == 200 and metrics.content_type == media == "text/plain"
+    assert "hearth_http_requests_total" in await metrics.text()
+    health = await client.get("/healthz")
+    assert await health.json() == {"status": "ok"} and (await client.head("/healthz")).status == 200
 
 
 def test_openapi_document_is_valid_openapi_3_1() -> None:

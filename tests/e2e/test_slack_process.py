@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.fixtures.openai_server import FakeOpenAI
 from tests.fixtures.slack_api import (
@@ -213,8 +214,9 @@ async def test_a_long_answer_killed_mid_stream_is_finished_in_all_its_messages_a
     assert answer["ts"] == noted[0] and "Shorter after the restart." in answer["text"]
 
 
+@pytest.mark.parametrize("asked", ["slash-command", "mention"])
 async def test_a_process_killed_before_noting_its_first_placeholder_leaves_one_message_finished(
-    hearth_serve, openai_server, slack_api
+    hearth_serve, openai_server, slack_api, asked
 ):
     import signal
 
@@ -223,18 +225,28 @@ async def test_a_process_killed_before_noting_its_first_placeholder_leaves_one_m
     slack_api.realtime = True  # a slash command's messages are looked for by this host's clock
     slack_api.hold("chat.postMessage")
     server = await hearth_serve(config(openai_server, slack_api))
-    body = command_body(
-        "/ask", "What is Hearth?", response_url=slack_api.response_url(), trigger_id="trig.first"
-    )
+    if asked == "mention":
+        ts = slack_api.next_ts()
+        mention = {"type": "app_mention", "user": "U1", "text": f"<@{BOT_USER_ID}> What is Hearth?"}
+        body = event_body(mention | {"ts": ts, "channel": "C1", "event_ts": ts}, event_id="EvFirst")
+        question_id, thread = "event:EvFirst", ts
+    else:
+        body = command_body(
+            "/ask", "What is Hearth?", response_url=slack_api.response_url(), trigger_id="trig.first"
+        )
+        question_id, thread = "command:trig.first", None
     assert await post(server.url, body) == 200
     await slack_api.wait_for(
         lambda calls: [c for c in calls if c.method == "chat.postMessage:held"], within=60
     )
     assert await server.stop(signal.SIGKILL) == -signal.SIGKILL
     [placeholder] = slack_api.messages["C1"]
-    assert placeholder["metadata"]["event_payload"] == {"question_id": "command:trig.first"}
+    assert placeholder["metadata"]["event_payload"] == {"question_id": question_id}
+    assert placeholder.get("thread_ts") == thread
 
     again = await hearth_serve(config(openai_server, slack_api))
+    if asked == "mention":  # Slack retries the event; the startup sweep may take the claim first
+        assert await post(again.url, body, retry_num=1) == 200
     [final] = await slack_api.wait_for(finals, within=60)
     assert final.method == "chat.update" and final.args["ts"] == placeholder["ts"]
     assert len(slack_api.of("chat.postMessage")) == 1  # the killed process's, adopted; none after

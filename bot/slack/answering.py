@@ -225,7 +225,7 @@ class Answerer:
                         limit=_LOOKUP_LIMIT,
                         cursor=cursor,
                     )
-                found += [str(m["ts"]) for m in resp.get("messages") or [] if _answers(m, q, after)]
+                found += [str(m["ts"]) for m in resp.get("messages") or [] if answers_question(m, q, after)]
                 cursor = (resp.get("response_metadata") or {}).get("next_cursor")
                 if not resp.get("has_more") or not cursor:
                     break
@@ -330,7 +330,7 @@ class Answerer:
             log.warning("slack: attaching %d file(s) failed: %s", len(uploads), error_code(exc))
 
 
-def _answers(msg: dict[str, object], q: Question, after: str) -> bool:
+def answers_question(msg: dict[str, object], q: Question, after: str) -> bool:
     """Whether ``msg`` is a message of ``q``'s answer posted after ``after`` (by its metadata)."""
     meta = msg.get("metadata")
     payload = meta.get("event_payload") if isinstance(meta, dict) else None

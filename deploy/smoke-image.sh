@@ -5,7 +5,7 @@
 #
 # Checks: it runs as the unprivileged hearth user (uid 10001); its llama.cpp is the portable build
 # (no AMX kernels); `hearth doctor` passes with compose.yaml's security_opt lines, sandbox probe
-# included; without those lines the sandbox is refused with the fix, never run unsandboxed; the
+# included; without those lines doctor warns that the sandbox is refused, naming the fix; the
 # bundled model answers a question over the demo handbook, citing it; SIGTERM stops the container
 # cleanly. Exits non-zero at the first check that fails, saying which.
 set -euo pipefail
@@ -28,12 +28,10 @@ echo ">> $image: hearth doctor, with compose.yaml's security_opt lines"
 docker run --rm "${secure[@]}" "$image" doctor | tee "$out" || fail "hearth doctor failed (output above)"
 grep -q '^OK   sandbox: no capabilities' "$out" || fail "doctor did not run the sandbox probe"
 
-echo ">> $image: hearth doctor, without them (the sandbox must be refused, with the fix)"
-if docker run --rm "$image" doctor > "$out" 2>&1; then
-  cat "$out"; fail "doctor passed although Docker's default profiles refuse the sandbox's namespaces"
-fi
-grep -i 'sandbox' "$out" | head -3
-grep -q 'security_opt' "$out" || { cat "$out"; fail "the sandbox refusal does not name compose's security_opt lines"; }
+echo ">> $image: hearth doctor, without them (the sandbox is refused with the fix; chat still works, so it is a warning)"
+docker run --rm "$image" doctor > "$out" 2>&1 || true
+grep '^WARN sandbox' "$out" || { cat "$out"; fail "doctor did not warn that Docker's default profiles refuse the sandbox"; }
+grep -q 'security_opt' "$out" || { cat "$out"; fail "the sandbox warning does not name compose's security_opt lines"; }
 
 echo ">> $image: index the demo handbook and ask the bundled model"
 docker run --rm "${secure[@]}" -v "$PWD/deploy/demo:/srv/demo:ro" --tmpfs /data:uid=10001,gid=10001 \

@@ -272,6 +272,12 @@ class Settings(BaseSettings):
         return self.store.path or self.path("qdrant")
 
     @property
+    def llama_server_path(self) -> Path | None:
+        """The llama-server binary every engine this process starts runs: the local model's and
+        the ``llama_cpp`` reranker's (``llm.local.server_path``; None: the one install.sh built)."""
+        return self.llm.local.server_path
+
+    @property
     def database_url(self) -> str:
         """The SQLAlchemy URL of the state database."""
         if self.database.url is not None:

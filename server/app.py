@@ -77,7 +77,7 @@ def create_app(settings: Settings, *, assistant: Assistant | None = None) -> web
     app[DATABASE], app[AUDIT], app[INTAKE] = db, audit, intake
     app[TOKENS] = TokenStore(db)
     # One reranker for the assistant's retriever and /v1/index/search's: one engine, one model load.
-    reranker = SharedReranker(settings.retrieval.rerank, server_path=settings.llm.local.server_path)
+    reranker = SharedReranker(settings.retrieval.rerank, server_path=settings.llama_server_path)
     services = Services(
         settings,
         db,

@@ -53,3 +53,8 @@ class IndexConfigured(StoreConfigured, Protocol):
     def database_url(self) -> str:
         """The state database (sync hashes live there)."""
         ...
+
+    @property
+    def llama_server_path(self) -> Path | None:
+        """The llama-server binary the ``llama_cpp`` reranker runs (None: the one install.sh built)."""
+        ...

@@ -214,7 +214,7 @@ class SharedReranker:
     open two HTTP pools. Retrievers get :meth:`get`'s loan, whose ``aclose`` leaves the reranker
     running; the process calls :meth:`aclose` once, at shutdown::
 
-        shared = SharedReranker(settings.retrieval.rerank, server_path=settings.llm.local.server_path)
+        shared = SharedReranker(settings.retrieval.rerank, server_path=settings.llama_server_path)
         retriever = DocsRetriever(settings, reranker=shared.get())
         ...
         await retriever.aclose()   # the reranker keeps running for the other retrievers

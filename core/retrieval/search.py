@@ -50,7 +50,9 @@ class DocsRetriever:
         self.embedder = embedder or get_embedder(settings.embed)
         self.store = store or open_store(settings)
         self.mode: SearchMode = mode or settings.retrieval.mode
-        self.reranker = reranker if reranker is not None else get_reranker(settings.retrieval.rerank)
+        if reranker is None:
+            reranker = get_reranker(settings.retrieval.rerank, server_path=settings.llama_server_path)
+        self.reranker = reranker
         self.languages = tuple(dict.fromkeys(s.language for s in settings.sources))
         self._embedder_checked = False
 

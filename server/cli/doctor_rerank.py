@@ -115,7 +115,7 @@ def _llama_cpp(rerank: RerankSettings, settings: Settings, load: bool) -> Check:
         )
     if not load:
         return Check(NAME, True, f"{about}, engine not started (--no-load)")
-    reranker = LocalReranker(rerank, server_path=settings.llm.local.server_path)
+    reranker = LocalReranker(rerank, server_path=settings.llama_server_path)
 
     async def start_and_score() -> tuple[float, float]:
         try:

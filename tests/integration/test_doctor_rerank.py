@@ -5,42 +5,16 @@ from __future__ import annotations
 
 import re
 import struct
-import sys
 from pathlib import Path
 
 import pytest
 
 from server.cli.doctor_rerank import rerank_check
 from tests.fixtures.core import make_settings
+from tests.fixtures.rerank_server import write_stand_in
 from tests.integration.test_rerank_cross_encoder import make_cross_encoder
 
 pytestmark = pytest.mark.slow
-
-# Records its pid, then serves /health and /v1/rerank on the --host unix socket ("fail": exits).
-STAND_IN = """#!{python}
-import os, sys
-from aiohttp import web
-
-args = sys.argv[1:]
-assert "--reranking" in args, args
-with open({pids!r}, "a") as out:
-    out.write(f"{{os.getpid()}}\\n")
-if {fail!r}:
-    print("llama_model_load: error loading model: corrupted file", file=sys.stderr)
-    sys.exit(1)
-
-async def health(request):
-    return web.json_response({{"status": "ok"}})
-
-async def rerank(request):
-    body = await request.json()
-    return web.json_response({{"results": [{{"index": i, "relevance_score": 0.5}} for i, _ in enumerate(body["documents"])]}})
-
-app = web.Application()
-app.router.add_get("/health", health)
-app.router.add_post("/v1/rerank", rerank)
-web.run_app(app, path=args[args.index("--host") + 1], print=None)
-"""
 
 
 def gguf(path: Path, arch: str, pooling: int | None) -> Path:
@@ -82,9 +56,7 @@ def test_a_cross_encoder_loads_through_the_graph_cache(
 @pytest.mark.parametrize("fail", [False, True])
 def test_a_reranking_gguf_starts_under_the_supervisor_and_is_stopped(tmp_path: Path, fail: bool) -> None:
     pids = tmp_path / "pids.txt"
-    server = tmp_path / "llama-server"
-    server.write_text(STAND_IN.format(python=sys.executable, pids=str(pids), fail=fail))
-    server.chmod(0o755)
+    server = write_stand_in(tmp_path / "llama-server", starts=pids, fail=fail)
     model = gguf(tmp_path / "bge-reranker-v2-m3-Q8_0.gguf", "bert", 4)
     settings = make_settings(
         tmp_path,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,36 +18,10 @@ import aiohttp
 import pytest
 
 from tests.fixtures.openai_server import FakeOpenAI
+from tests.fixtures.rerank_server import write_stand_in
 from tests.fixtures.retrieval import ACLS, write_corpus
 
 pytestmark = pytest.mark.slow
-
-# Records its pid at start, then serves /health and /v1/rerank on the --host unix socket.
-STAND_IN = """#!{python}
-import os, sys
-from aiohttp import web
-
-args = sys.argv[1:]
-assert "--reranking" in args, args
-with open({starts!r}, "a") as out:
-    out.write(f"{{os.getpid()}}\\n")
-sock = args[args.index("--host") + 1]
-
-async def health(request):
-    return web.json_response({{"status": "ok"}})
-
-async def rerank(request):
-    body = await request.json()
-    with open({calls!r}, "a") as out:
-        out.write(f"{{os.getpid()}}\\n")
-    scores = [d.lower().count("rollback") for d in body["documents"]]
-    return web.json_response({{"results": [{{"index": i, "relevance_score": s}} for i, s in enumerate(scores)]}})
-
-app = web.Application()
-app.router.add_get("/health", health)
-app.router.add_post("/v1/rerank", rerank)
-web.run_app(app, path=sock, print=None)
-"""
 
 
 def _alive(pid: int) -> bool:
@@ -67,9 +40,7 @@ async def test_serve_starts_one_reranking_engine_for_all_its_retrievers(
     hearth_serve: Any, openai_server: FakeOpenAI, tmp_path: Path
 ) -> None:
     starts, calls = tmp_path / "starts.txt", tmp_path / "calls.txt"
-    fake = tmp_path / "llama-server"
-    fake.write_text(STAND_IN.format(python=sys.executable, starts=str(starts), calls=str(calls)))
-    fake.chmod(0o755)
+    fake = write_stand_in(tmp_path / "llama-server", favourite="rollback", starts=starts, calls=calls)
     gguf = tmp_path / "bge-reranker-v2-m3-Q8_0.gguf"
     gguf.write_bytes(b"GGUF")
     folders = write_corpus(tmp_path / "docs")

@@ -19,7 +19,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from bot.dingtalk import commands
-from bot.dingtalk.card import CardStream
+from bot.dingtalk.card import CardStream, card_id_for
 from bot.dingtalk.commands import Kind
 from bot.dingtalk.memory import ConversationMemory
 from bot.dingtalk.message import Incoming
@@ -265,8 +265,6 @@ class DingTalkBot:
         """Stream ``events`` into a card when one is configured (``left``: the one a dead process
         opened), else reply once with the final Markdown."""
         card = self._card(incoming, left) if left else await self._start_card(incoming)
-        if card is not None and not left:  # noted, so a restart finishes this card instead of leaving it
-            await self.db.note("dingtalk", incoming.msg_id, note_for(incoming, card.out_track_id))
         thinking = None
         if card is None and self.thinking_after_s >= 0:
             thinking = asyncio.create_task(self._thinking(incoming, lang))
@@ -311,7 +309,14 @@ class DingTalkBot:
         """An AI card for this answer when one is configured and DingTalk accepts it."""
         if self.api is None or not self.config.card_template_id:
             return None
-        card = CardStream(self.api, incoming, self.config.card_template_id, clock=self.clock)
+        track = card_id_for(incoming.msg_id)
+        # Noted before DingTalk creates it, so a restart finishes this card instead of leaving it
+        # "processing", even when this process dies right after creating it. A restart whose card was
+        # never created finds it missing and replies instead (DingTalk: "card not found").
+        await self.db.note("dingtalk", incoming.msg_id, note_for(incoming, track))
+        card = CardStream(
+            self.api, incoming, self.config.card_template_id, clock=self.clock, out_track_id=track
+        )
         if await _quietly(card.start()):
             return card
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -11,6 +12,13 @@ from bot.dingtalk.message import Incoming
 from bot.dingtalk.openapi import FLOW_FAILED, FLOW_FINISHED, OpenAPI
 
 log = logging.getLogger(__name__)
+
+
+def card_id_for(msg_id: str) -> str:
+    """The outTrackId of the AI card that answers the message ``msg_id``: derived from it, not random,
+    so the claim's note can name the card before DingTalk creates it. A process that dies between
+    creating a random-id card and noting it leaves a card no restart can find, "processing" forever."""
+    return "hearth-" + hashlib.sha256(msg_id.encode()).hexdigest()[:32]
 
 
 class CardStream:
@@ -24,15 +32,15 @@ class CardStream:
         *,
         interval_s: float = 0.8,
         clock: Callable[[], float] = time.monotonic,
-        out_track_id: str | None = None,
+        out_track_id: str,
     ) -> None:
         self.api = api
         self.incoming = incoming
         self.template_id = template_id
         self.interval_s = interval_s
         self.clock = clock
-        # A card's own id: new, or (``out_track_id``) one delivered before, continued without creating it.
-        self.out_track_id = out_track_id or uuid.uuid4().hex
+        # The card's id (card_id_for): the one to create, or one delivered before, continued without creating it.
+        self.out_track_id = out_track_id
         self.guid = uuid.uuid4().hex
         self.updates = 0
         self._last = float("-inf")

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bot.dingtalk.bot import note_for, read_note
+from bot.dingtalk.card import card_id_for
 from bot.dingtalk.message import Incoming
 from bot.dingtalk.openapi import FLOW_FAILED, FLOW_FINISHED, FLOW_INPUTTING
 from bot.resume import MAX_ATTEMPTS
@@ -30,9 +31,11 @@ async def left_unanswered(
     attempts: int = 1,
     card: str | None = None,
     gateway: FakeDingTalk | None = None,
+    created: bool = True,
 ) -> None:
     """What a process killed mid-answer leaves: its claim on the message and the message it noted —
-    and (``card``) the AI card it had opened, still "inputting" with the text streamed so far."""
+    and (``card``) the AI card it had opened, still "inputting" with the text streamed so far
+    (``created=False``: noted, but the process died before DingTalk created it)."""
     incoming = Incoming.from_payload(data)
     db = Database(settings.database_url)
     try:
@@ -44,7 +47,7 @@ async def left_unanswered(
         await db.note("dingtalk", incoming.msg_id, note_for(incoming, card))
     finally:
         await db.aclose()
-    if card is not None:
+    if card is not None and created:
         assert gateway is not None
         space = f"dtv1.card//IM_ROBOT.{incoming.staff_id}"
         gateway.cards[card] = Card(space, content="Deploy with", status=FLOW_INPUTTING)
@@ -170,6 +173,49 @@ async def test_an_answer_cut_off_mid_card_is_finished_in_that_card_by_the_next_p
     assert list(dingtalk_gateway.cards) == [track] and card.status == FLOW_FINISHED and card.finalized
     assert card.content.startswith("Deploy with make deploy.") and "dashboard" not in card.content
     assert dingtalk_gateway.replies("cid-1to1") == [] and len(backend.calls) == 1
+
+
+async def test_the_card_is_noted_before_dingtalk_creates_it(
+    tmp_path: Path, dingtalk_gateway: FakeDingTalk
+) -> None:
+    """A process that dies right after DingTalk created its card has already noted that card, so the
+    next one finishes it (the test above) instead of leaving it "processing" beside a new reply."""
+    settings = dingtalk_settings(tmp_path, dingtalk_gateway, card_template_id="tpl.schema")
+    incoming = Incoming.from_payload(robot_message("/ask how do I deploy?", gateway=dingtalk_gateway))
+    noted_at_creation: list[str | None] = []
+    backend = FakeBackend(reply="Deploy with make deploy.")
+    async with bot_rig(settings, engine(settings, backend), dingtalk_gateway) as rig:
+        assert rig.bot.api is not None
+        create = rig.bot.api.create_card
+
+        async def creating(incoming: Incoming, template_id: str, out_track_id: str) -> None:
+            note = await rig.bot.db.noted("dingtalk", incoming.msg_id)
+            noted_at_creation.append(read_note(note)[1] if note else None)
+            await create(incoming, template_id, out_track_id)
+
+        rig.bot.api.create_card = creating
+        rig.bot.dispatch(incoming)
+        await dingtalk_gateway.wait_for(
+            lambda: any(c.status == FLOW_FINISHED for c in dingtalk_gateway.cards.values())
+        )
+    assert list(dingtalk_gateway.cards) == [card_id_for(incoming.msg_id)]
+    assert noted_at_creation == [card_id_for(incoming.msg_id)]
+
+
+async def test_a_noted_card_that_was_never_created_gets_the_answer_as_a_reply(
+    tmp_path: Path, dingtalk_gateway: FakeDingTalk, aiohttp_client: Any
+) -> None:
+    """The process died after noting its card but before DingTalk created it: DingTalk says "card not
+    found", so the next process replies with the answer instead; the message is not lost."""
+    settings = dingtalk_settings(tmp_path, dingtalk_gateway, card_template_id="tpl.schema")
+    data = robot_message("/ask how do I deploy?", gateway=dingtalk_gateway)
+    await left_unanswered(settings, data, card=card_id_for(Incoming.from_payload(data).msg_id), created=False)
+    backend = FakeBackend(reply="Deploy with make deploy.")
+    client = await aiohttp_client(create_app(settings, assistant=engine(settings, backend)))
+    [reply] = await dingtalk_gateway.wait_for(lambda: dingtalk_gateway.replies("cid-1to1"))
+    await client.close()
+    assert reply.startswith("Deploy with make deploy.")
+    assert dingtalk_gateway.cards == {} and len(backend.calls) == 1
 
 
 def test_a_note_from_before_cards_were_noted_still_reads() -> None:

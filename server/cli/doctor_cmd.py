@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,8 @@ import click
 
 from core.config import Settings
 from server.cli import State, json_option, pass_state
+from server.cli.doctor_check import Check
+from server.cli.doctor_rerank import rerank_check
 
 if TYPE_CHECKING:
     from core.llm.build_info import BuildReport
@@ -35,17 +36,6 @@ _PACKAGES = (
     "sqlglot",
     "aiohttp",
 )
-
-
-@dataclass
-class Check:
-    """One doctor line."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-    required: bool = True
 
 
 # What an embedder backend needs beyond the runtime set, and the install that brings it.
@@ -321,8 +311,6 @@ def run_checks(settings: Settings, *, load: bool = True) -> list[Check]:
     if settings.store.url is None:
         checks.append(_writable("store.path", settings.store_path))
     checks.append(_store(settings))
-    from server.cli.doctor_rerank import rerank_check
-
     checks.append(rerank_check(settings, load=load))
     checks += _sandbox(settings)
     return checks

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 from core.config import Settings
 from core.errors import RetrievalError
 from core.retrieval.config import RerankSettings
+from server.cli.doctor_check import Check
 
 if TYPE_CHECKING:
     import httpx
 
-    from server.cli.doctor_cmd import Check
 
 NAME = "reranker"
 # What the doctor asks a reranker to score: one short pair.
@@ -38,7 +38,6 @@ RANK_POOLING = 4  # llama.cpp's LLAMA_POOLING_TYPE_RANK: what a converted rerank
 
 def rerank_check(settings: Settings, *, load: bool) -> Check:
     """The reranker line of `hearth doctor` (an OK "not configured" when the stage is off)."""
-    from server.cli.doctor_cmd import Check
 
     rerank = settings.retrieval.rerank
     if rerank.backend == "off":
@@ -52,7 +51,6 @@ def rerank_check(settings: Settings, *, load: bool) -> Check:
 
 def _cross_encoder(rerank: RerankSettings, load: bool) -> Check:
     from core.retrieval.cross_encoder import CrossEncoderModel, check_model_dir, parameter_count
-    from server.cli.doctor_cmd import Check
 
     fix = f"point retrieval.rerank.model_path at a cross-encoder directory, {_OFF}"
     try:
@@ -90,7 +88,6 @@ def _cross_encoder(rerank: RerankSettings, load: bool) -> Check:
 def _llama_cpp(rerank: RerankSettings, settings: Settings, load: bool) -> Check:
     from core.llm.gguf import gguf_metadata
     from core.retrieval.rerank import LocalReranker
-    from server.cli.doctor_cmd import Check
 
     path = rerank.model_path
     fix = f"point retrieval.rerank.model_path at a reranking GGUF (e.g. bge-reranker-v2-m3), {_OFF}"
@@ -152,7 +149,6 @@ def _remote(rerank: RerankSettings) -> Check:
     import httpx
 
     from core.retrieval.rerank import endpoint, parse_results
-    from server.cli.doctor_cmd import Check
 
     if not rerank.url:
         return Check(

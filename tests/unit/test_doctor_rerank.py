@@ -15,7 +15,7 @@ from aiohttp import web
 from click.testing import CliRunner
 
 from server.cli import main
-from server.cli.doctor_cmd import Check
+from server.cli.doctor_check import Check
 from server.cli.doctor_rerank import rerank_check
 from tests.fixtures.core import make_settings
 

@@ -15,6 +15,7 @@ from core.intake_metrics import METRICS
 from core.refusals import Refusal, Refused
 from core.render import grouped_sources
 from server.cli import State, json_option, pass_state
+from server.cli.draft import Draft
 from server.cli.spinner import Spinner
 
 
@@ -49,6 +50,9 @@ def render_answer_footer(answer: Answer) -> str:
 def ask(state: State, question: str, as_json: bool, acl: tuple[str, ...]) -> None:
     """Ask a question; the answer streams, then its sources and the model that served it.
 
+    On a terminal the answer streams as a draft and is replaced by the text checked against the
+    sources; a pipe gets the checked text only.
+
     QUESTION may be '-' to read it from standard input.
     """
     if question == "-":
@@ -63,13 +67,13 @@ def ask(state: State, question: str, as_json: bool, acl: tuple[str, ...]) -> Non
 
 async def _run(state: State, request: Request, *, stream: bool) -> Answer:
     # A spinner on stderr (on a terminal only) until the first words arrive: loading the models and
-    # searching take seconds, and a silent prompt looks hung.
-    with Spinner("Loading the model…") as spinner:
+    # searching take seconds, and a silent prompt looks hung. The words then stream as a draft
+    # (server/cli/draft.py), erased when the checked answer is printed in its place.
+    with Spinner("Loading the model…") as spinner, Draft() as draft:
         assistant = build_assistant(state.settings)
         # The same front door as every surface: its refusal is the sentence the command exits with.
         intake = Intake(state.settings, lambda: assistant, observers=[METRICS])
         answer: Answer | None = None
-        streamed: list[str] = []
         spinner.update("Searching the docs and thinking…")
         try:
             async for event in intake.run(Ask(Kind.ASK, request)):
@@ -77,16 +81,14 @@ async def _run(state: State, request: Request, *, stream: bool) -> Answer:
                     raise Refused(event)
                 if isinstance(event, Delta) and stream:
                     spinner.stop()
-                    click.echo(event.text, nl=False)
-                    streamed.append(event.text)
+                    draft.add(event.text)
                 elif isinstance(event, Answer):
                     answer = event
             spinner.stop()
-            if stream:
-                click.echo()
-            if stream and answer is not None and answer.text.strip() != "".join(streamed).strip():
-                # The verifier changed what streamed (dropped a sentence, re-cited): show the final text.
-                click.echo(f"\nChecked against the sources:\n{answer.text}")
+            draft.stop()
+            if stream and answer is not None:
+                # What the verifier kept (dropped sentences gone, citations its own), not the draft.
+                click.echo(answer.text)
         finally:
             await assistant.aclose()
     assert answer is not None
